@@ -1,0 +1,90 @@
+/* cnnelm run configuration: a libconfig file plus command-line overrides (-s key=value),
+ * validated against a schema: unknown keys and out-of-range values are errors with file and line. */
+#ifndef CNNELM_CONFIG_H
+#define CNNELM_CONFIG_H
+
+#include <stdint.h>
+
+#include "cnnelm/backend.h"
+#include "cnnelm/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CNNELM_PATH_MAX 4096
+#define CNNELM_MAX_WORKERS 64
+
+typedef enum cnnelm_reduce {
+    CNNELM_REDUCE_MEAN = 0,     /* plain mean of kernels, biases and beta (the paper) */
+    CNNELM_REDUCE_WEIGHTED = 1, /* mean weighted by partition size */
+    CNNELM_REDUCE_REFIT = 2     /* mean kernels, then beta solved from summed U and V */
+} cnnelm_reduce;
+
+typedef enum cnnelm_partitioning {
+    CNNELM_PART_SHUFFLE = 0, CNNELM_PART_STRATIFIED = 1, CNNELM_PART_CONTIGUOUS = 2,
+    CNNELM_PART_LABEL_SKEW = 3
+} cnnelm_partitioning;
+
+typedef enum cnnelm_lr_schedule {
+    CNNELM_LR_CONSTANT = 0,     /* alpha */
+    CNNELM_LR_INVERSE = 1       /* alpha / iteration (the paper's) */
+} cnnelm_lr_schedule;
+
+typedef struct cnnelm_worker_config {
+    char backend[64];       /* plugin name: "cpu" loads libcnnelm-cpu.so */
+    int device;             /* device index within the backend */
+    int threads;            /* host threads for this worker; 0: backend default */
+} cnnelm_worker_config;
+
+typedef struct cnnelm_config {
+    char path[CNNELM_PATH_MAX];         /* the file it was read from */
+    char plugin_path[CNNELM_PATH_MAX];  /* plugin_path: colon-separated directories, may be "" */
+    struct {
+        char train_images[CNNELM_PATH_MAX], train_labels[CNNELM_PATH_MAX];
+        char test_images[CNNELM_PATH_MAX], test_labels[CNNELM_PATH_MAX]; /* "" = no test set */
+        long train_limit, test_limit;    /* > 0: use only the first N examples */
+    } data;
+    struct {
+        char layers[256];                /* e.g. "6c-2s-12c-2s" */
+        int kernel;                      /* k x k convolution kernels */
+        cnnelm_activation activation;    /* after each convolution */
+        cnnelm_pooling pooling;
+        cnnelm_activation elm_activation;/* applied to the flattened last layer: H */
+        double lambda;                   /* ridge: beta = (I/lambda + U)^-1 V */
+    } model;
+    struct {
+        uint64_t seed;
+        int iterations;                  /* fine-tuning iterations (epochs); 0 = plain ELM */
+        long batch;                      /* ELM update interval in examples; 0 = whole partition */
+        int chunk;                       /* examples per device call */
+        double learning_rate;
+        cnnelm_lr_schedule lr_schedule;
+        double momentum;                 /* in [0, 1) */
+        int partitions;                  /* k */
+        cnnelm_partitioning partitioning;
+        cnnelm_reduce reduce;
+    } train;
+    int n_workers;
+    cnnelm_worker_config workers[CNNELM_MAX_WORKERS];
+    char *text;   /* the effective configuration (file + overrides) as libconfig text; owned */
+} cnnelm_config;
+
+/* Fills cfg with the defaults, then reads `path` and applies each override ("key=value",
+ * value written as in a libconfig file) in order. Unknown keys, wrong types and out-of-range
+ * values are errors: "FILE:LINE: message" or "-s OVERRIDE: message". */
+int cnnelm_config_load(cnnelm_config *cfg, const char *path, const char *const *overrides,
+                       int n_overrides, cnnelm_error *err);
+void cnnelm_config_free(cnnelm_config *cfg);
+
+/* Names for the enums, as written in config files. */
+const char *cnnelm_activation_name(cnnelm_activation a);
+const char *cnnelm_pooling_name(cnnelm_pooling p);
+const char *cnnelm_reduce_name(cnnelm_reduce r);
+const char *cnnelm_partitioning_name(cnnelm_partitioning p);
+const char *cnnelm_lr_schedule_name(cnnelm_lr_schedule s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

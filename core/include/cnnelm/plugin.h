@@ -1,0 +1,47 @@
+/* cnnelm plugin loading: finds libcnnelm-<name>.so on a search path, opens it with dlopen and
+ * checks its entry table (ABI major version, table size, every required slot). */
+#ifndef CNNELM_PLUGIN_H
+#define CNNELM_PLUGIN_H
+
+#include <stddef.h>
+
+#include "cnnelm/backend.h"
+#include "cnnelm/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cnnelm_plugin {
+    const cnnelm_backend *ops;  /* the plugin's table, checked */
+    void *handle;               /* dlopen handle */
+    char name[64];              /* ops->name */
+    char path[4096];            /* the file it was loaded from */
+} cnnelm_plugin;
+
+/* The directories searched, in order: `extra` (colon-separated, typically the config's
+ * plugin_path; may be NULL), $CNNELM_PLUGIN_PATH, the build tree, the install directory.
+ * Writes up to `max` directory pointers (into a static table) and returns how many. */
+int cnnelm_plugin_search_path(const char *extra, const char **dirs, int max);
+
+/* Loads the backend called `name` (file libcnnelm-<name>.so) from the search path. When it is
+ * not found, the message lists every directory looked in. */
+int cnnelm_plugin_load(const char *name, const char *extra_path, cnnelm_plugin **out,
+                       cnnelm_error *err);
+
+/* Loads a plugin from an explicit file. */
+int cnnelm_plugin_load_file(const char *file, cnnelm_plugin **out, cnnelm_error *err);
+
+/* Closes the library. Call only after every context of the plugin is closed. */
+void cnnelm_plugin_unload(cnnelm_plugin *p);
+
+/* Calls fn(path, user) for every distinct libcnnelm-*.so on the search path (first hit of a
+ * name wins), in search order then name order. Returns the number of files found. */
+int cnnelm_plugin_scan(const char *extra_path, void (*fn)(const char *path, void *user), void *user);
+
+const char *cnnelm_status_name(cnnelm_status s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

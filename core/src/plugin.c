@@ -1,0 +1,235 @@
+/* cnnelm plugin loader: search path, dlopen, and the checks that turn a bad plugin into a
+ * message naming the file instead of a crash. */
+#define _GNU_SOURCE
+#include "cnnelm/plugin.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef CNNELM_BUILD_PLUGIN_DIR
+#define CNNELM_BUILD_PLUGIN_DIR ""
+#endif
+#ifndef CNNELM_INSTALL_PLUGIN_DIR
+#define CNNELM_INSTALL_PLUGIN_DIR "/usr/local/lib/cnnelm"
+#endif
+
+#define MAX_DIRS 32
+
+const char *cnnelm_status_name(cnnelm_status s)
+{
+    switch (s) {
+    case CNNELM_OK: return "ok";
+    case CNNELM_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case CNNELM_ERR_OUT_OF_MEMORY: return "out of memory";
+    case CNNELM_ERR_DEVICE: return "device error";
+    case CNNELM_ERR_UNSUPPORTED: return "unsupported";
+    case CNNELM_ERR_NOT_POSITIVE_DEFINITE: return "not positive definite";
+    case CNNELM_ERR_BUILD: return "device code build failed";
+    case CNNELM_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+/* Splits a colon-separated list into dirs[] (copies kept in `store`). */
+static int split_path(const char *list, char store[][4096], const char **dirs, int n, int max)
+{
+    if (!list)
+        return n;
+    const char *p = list;
+    while (*p && n < max) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0 && len < 4096) {
+            memcpy(store[n], p, len);
+            store[n][len] = '\0';
+            dirs[n] = store[n];
+            n++;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return n;
+}
+
+int cnnelm_plugin_search_path(const char *extra, const char **dirs, int max)
+{
+    /* Thread-local so concurrent callers do not share the table. */
+    static _Thread_local char store[MAX_DIRS][4096];
+    if (max > MAX_DIRS)
+        max = MAX_DIRS;
+    int n = split_path(extra, store, dirs, 0, max);
+    n = split_path(getenv("CNNELM_PLUGIN_PATH"), store, dirs, n, max);
+    n = split_path(CNNELM_BUILD_PLUGIN_DIR, store, dirs, n, max);
+    n = split_path(CNNELM_INSTALL_PLUGIN_DIR, store, dirs, n, max);
+    return n;
+}
+
+/* Slots every 1.0 plugin must fill; the offsets keep this table honest if the ABI grows. */
+static const struct {
+    const char *name;
+    size_t offset;
+} required_slots[] = {
+#define SLOT(f) { #f, offsetof(cnnelm_backend, f) }
+    SLOT(device_count), SLOT(device_info), SLOT(context_open), SLOT(context_close),
+    SLOT(last_error), SLOT(buffer_alloc), SLOT(buffer_free), SLOT(buffer_write),
+    SLOT(buffer_read), SLOT(conv2d_forward), SLOT(conv2d_backward_data),
+    SLOT(conv2d_backward_filter), SLOT(pool_forward), SLOT(pool_backward),
+    SLOT(activation_forward), SLOT(activation_backward), SLOT(elm_accumulate),
+    SLOT(elm_predict), SLOT(elm_backprop), SLOT(elm_solve),
+#undef SLOT
+};
+
+static int check_table(const char *file, const cnnelm_backend *t, cnnelm_error *err)
+{
+    if (!t)
+        return cnnelm_fail(err, "%s: %s() returned NULL", file, CNNELM_BACKEND_ENTRY);
+    if (t->abi_major != CNNELM_BACKEND_ABI_MAJOR)
+        return cnnelm_fail(err, "%s: incompatible plugin ABI version %u.%u (this cnnelm needs %u.x)",
+                           file, t->abi_major, t->abi_minor, CNNELM_BACKEND_ABI_MAJOR);
+    /* A 1.x table can be shorter than ours only if it is an older minor: never shorter than 1.0. */
+    size_t v10_size = offsetof(cnnelm_backend, elm_solve) + sizeof t->elm_solve;
+    if (t->table_size < v10_size)
+        return cnnelm_fail(err, "%s: plugin table is %u bytes, smaller than ABI 1.0's %zu",
+                           file, t->table_size, v10_size);
+    if (!t->name || !t->name[0])
+        return cnnelm_fail(err, "%s: plugin table has no name", file);
+    for (size_t i = 0; i < sizeof required_slots / sizeof required_slots[0]; i++) {
+        void *slot;
+        memcpy(&slot, (const char *)t + required_slots[i].offset, sizeof slot);
+        if (!slot)
+            return cnnelm_fail(err, "%s: plugin '%s' has no '%s' (a required op)", file, t->name,
+                               required_slots[i].name);
+    }
+    return 0;
+}
+
+int cnnelm_plugin_load_file(const char *file, cnnelm_plugin **out, cnnelm_error *err)
+{
+    *out = NULL;
+    struct stat st;
+    if (stat(file, &st) != 0)
+        return cnnelm_fail(err, "%s: no such plugin file", file);
+    void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return cnnelm_fail(err, "%s: cannot load plugin: %s", file, dlerror());
+    dlerror();
+    void *sym = dlsym(h, CNNELM_BACKEND_ENTRY);
+    if (!sym) {
+        dlclose(h);
+        return cnnelm_fail(err, "%s: not a cnnelm plugin: no entry point '%s'", file,
+                           CNNELM_BACKEND_ENTRY);
+    }
+    cnnelm_backend_entry_fn entry;
+    memcpy(&entry, &sym, sizeof entry); /* object pointer to function pointer, as POSIX allows */
+    const cnnelm_backend *t = entry();
+    if (check_table(file, t, err) != 0) {
+        dlclose(h);
+        return -1;
+    }
+    cnnelm_plugin *p = calloc(1, sizeof *p);
+    if (!p) {
+        dlclose(h);
+        return cnnelm_fail(err, "%s: out of memory", file);
+    }
+    p->ops = t;
+    p->handle = h;
+    snprintf(p->name, sizeof p->name, "%s", t->name);
+    snprintf(p->path, sizeof p->path, "%s", file);
+    *out = p;
+    return 0;
+}
+
+static int valid_name(const char *name)
+{
+    if (!name[0] || strlen(name) > 48)
+        return 0;
+    for (const char *c = name; *c; c++)
+        if (!(*c == '-' || *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9')))
+            return 0;
+    return 1;
+}
+
+int cnnelm_plugin_load(const char *name, const char *extra_path, cnnelm_plugin **out,
+                       cnnelm_error *err)
+{
+    *out = NULL;
+    if (!valid_name(name))
+        return cnnelm_fail(err, "invalid backend name '%s' (letters, digits, '-' and '_' only)", name);
+    const char *dirs[MAX_DIRS];
+    int n = cnnelm_plugin_search_path(extra_path, dirs, MAX_DIRS);
+    char looked[2048] = "";
+    for (int i = 0; i < n; i++) {
+        char file[4200];
+        snprintf(file, sizeof file, "%s/libcnnelm-%s.so", dirs[i], name);
+        struct stat st;
+        if (stat(file, &st) == 0)
+            return cnnelm_plugin_load_file(file, out, err);
+        size_t used = strlen(looked);
+        snprintf(looked + used, sizeof looked - used, "%s%s", i ? ", " : "", dirs[i]);
+    }
+    return cnnelm_fail(err, "backend '%s' not found: no libcnnelm-%s.so in %s "
+                       "(set plugin_path in the config or CNNELM_PLUGIN_PATH)", name, name,
+                       n ? looked : "(empty search path)");
+}
+
+void cnnelm_plugin_unload(cnnelm_plugin *p)
+{
+    if (!p)
+        return;
+    if (p->handle)
+        dlclose(p->handle);
+    free(p);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cnnelm_plugin_scan(const char *extra_path, void (*fn)(const char *path, void *user), void *user)
+{
+    const char *dirs[MAX_DIRS];
+    int n = cnnelm_plugin_search_path(extra_path, dirs, MAX_DIRS);
+    char *seen[256];
+    int n_seen = 0, found = 0;
+    for (int i = 0; i < n; i++) {
+        DIR *d = opendir(dirs[i]);
+        if (!d)
+            continue;
+        char *names[256];
+        int k = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) && k < 256) {
+            size_t len = strlen(e->d_name);
+            if (strncmp(e->d_name, "libcnnelm-", 10) == 0 && len > 13 &&
+                strcmp(e->d_name + len - 3, ".so") == 0)
+                names[k++] = strdup(e->d_name);
+        }
+        closedir(d);
+        qsort(names, (size_t)k, sizeof names[0], cmp_str);
+        for (int j = 0; j < k; j++) {
+            int dup = 0;
+            for (int s = 0; s < n_seen; s++)
+                dup |= strcmp(seen[s], names[j]) == 0;
+            if (dup || !names[j] || n_seen >= 256) {
+                free(names[j]);
+                continue;
+            }
+            char file[4400];
+            snprintf(file, sizeof file, "%s/%s", dirs[i], names[j]);
+            seen[n_seen++] = names[j];
+            fn(file, user);
+            found++;
+        }
+    }
+    for (int s = 0; s < n_seen; s++)
+        free(seen[s]);
+    return found;
+}
