@@ -4,6 +4,7 @@
 #define CNNELM_CONFIG_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cnnelm/backend.h"
 #include "cnnelm/error.h"
@@ -70,12 +71,22 @@ typedef struct cnnelm_config {
     char *text;   /* the effective configuration (file + overrides) as libconfig text; owned */
 } cnnelm_config;
 
-/* Fills cfg with the defaults, then reads `path` and applies each override ("key=value",
- * value written as in a libconfig file) in order. Unknown keys, wrong types and out-of-range
- * values are errors: "FILE:LINE: message" or "-s OVERRIDE: message". */
+/* Fills cfg with the defaults, then reads `path` (NULL or "": none) and applies each override
+ * ("key=value", value written as in a libconfig file; for a string key a value that does not
+ * parse is the string itself; a group value merges into the group, anything else replaces) in
+ * order. Unknown keys, wrong types and out-of-range values are errors: "FILE:LINE: message" or
+ * "-s OVERRIDE: message". On failure cfg holds the defaults and cfg->text is NULL. */
 int cnnelm_config_load(cnnelm_config *cfg, const char *path, const char *const *overrides,
                        int n_overrides, cnnelm_error *err);
 void cnnelm_config_free(cnnelm_config *cfg);
+
+/* Fills cfg with the defaults of every key (one cpu worker); cfg->text is NULL.
+ * cnnelm_config_load with path NULL or "" gives the same plus the overrides, and the text. */
+void cnnelm_config_defaults(cnnelm_config *cfg);
+
+/* Writes the reference of every key (a Markdown table: key, type, default, allowed values,
+ * meaning), generated from the schema the loader checks against; docs/config.md embeds it. */
+void cnnelm_config_write_reference(FILE *out);
 
 /* Names for the enums, as written in config files. */
 const char *cnnelm_activation_name(cnnelm_activation a);

@@ -1,0 +1,562 @@
+/* IDX files (the MNIST format): reading images and labels, raw (memory-mapped) or gzipped, with
+ * every header and length checked, and writing them atomically (temporary file, fsync, rename). */
+#define _XOPEN_SOURCE 700
+
+#include "cnnelm/dataset.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define IDX_MAGIC_IMAGES 0x00000803u
+#define IDX_MAGIC_LABELS 0x00000801u
+#define IDX_MAX_SIDE 4096u
+#define GZ_STEP (1u << 30) /* gzread takes an unsigned int length */
+
+/* What a header announced. */
+typedef struct idx_header {
+    uint32_t dims[3];
+    size_t header_bytes;   /* 8 for labels, 16 for images */
+    size_t payload_bytes;  /* product of the dimensions */
+} idx_header;
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);  p[3] = (unsigned char)v;
+}
+
+static const char *magic_kind(uint32_t magic)
+{
+    if (magic == IDX_MAGIC_IMAGES) return " (an IDX image file)";
+    if (magic == IDX_MAGIC_LABELS) return " (an IDX label file)";
+    if ((magic >> 16) == 0 && (magic >> 8 & 0xff) != 0x08) return " (an IDX file of another element type)";
+    return "";
+}
+
+/* Checks the magic and the dimensions of an IDX header (`have` bytes at `p`, as many as the
+ * file gave, up to 16) and fills h. */
+static int parse_header(const char *path, const unsigned char *p, size_t have, int images,
+                        idx_header *h, cnnelm_error *err)
+{
+    uint32_t want_magic = images ? IDX_MAGIC_IMAGES : IDX_MAGIC_LABELS;
+    size_t need = images ? 16 : 8;
+    int ndims = images ? 3 : 1;
+    static const char *const dim_names[3] = {"count", "rows", "cols"};
+
+    if (have < 4)
+        return cnnelm_fail(err, "%s: truncated: %zu bytes, too short for an IDX header (%zu bytes)",
+                           path, have, need);
+    uint32_t magic = be32(p);
+    if (magic != want_magic)
+        return cnnelm_fail(err, "%s: bad magic 0x%08x%s, expected 0x%08x (IDX %s)", path, magic,
+                           magic_kind(magic), want_magic,
+                           images ? "images: unsigned bytes, 3 dimensions"
+                                  : "labels: unsigned bytes, 1 dimension");
+    if (have < need)
+        return cnnelm_fail(err, "%s: truncated: %zu bytes, too short for an IDX %s header (%zu bytes)",
+                           path, have, images ? "image" : "label", need);
+    memset(h, 0, sizeof *h);
+    h->header_bytes = need;
+    for (int i = 0; i < ndims; i++) {
+        h->dims[i] = be32(p + 4 + 4 * i);
+        if (h->dims[i] == 0)
+            return cnnelm_fail(err, "%s: header dimension %d (%s) is 0; every dimension must be non-zero",
+                               path, i, images ? dim_names[i] : "count");
+    }
+    if (images) {
+        if (h->dims[1] > IDX_MAX_SIDE || h->dims[2] > IDX_MAX_SIDE)
+            return cnnelm_fail(err, "%s: images of %ux%u are too large (at most %ux%u)", path,
+                               h->dims[1], h->dims[2], IDX_MAX_SIDE, IDX_MAX_SIDE);
+        size_t img = (size_t)h->dims[1] * h->dims[2];
+        if ((size_t)h->dims[0] > SIZE_MAX / img)
+            return cnnelm_fail(err, "%s: header says %u images of %ux%u, which overflows the address space",
+                               path, h->dims[0], h->dims[1], h->dims[2]);
+        h->payload_bytes = (size_t)h->dims[0] * img;
+    } else {
+        h->payload_bytes = h->dims[0];
+    }
+    return 0;
+}
+
+/* "header says N images of RxC (X bytes)" or "header says N labels (N bytes)". */
+static void describe(const idx_header *h, int images, char *buf, size_t size)
+{
+    if (images)
+        snprintf(buf, size, "header says %u images of %ux%u (%zu bytes)", h->dims[0], h->dims[1],
+                 h->dims[2], h->payload_bytes);
+    else
+        snprintf(buf, size, "header says %u labels (%zu bytes)", h->dims[0], h->payload_bytes);
+}
+
+static int fail_truncated(const char *path, const idx_header *h, int images, size_t got,
+                          cnnelm_error *err)
+{
+    char what[160];
+    describe(h, images, what, sizeof what);
+    return cnnelm_fail(err, "%s: truncated: %s but only %zu bytes follow", path, what, got);
+}
+
+static int fail_trailing(const char *path, const idx_header *h, int images, const char *extra,
+                         cnnelm_error *err)
+{
+    char what[160];
+    describe(h, images, what, sizeof what);
+    return cnnelm_fail(err, "%s: %s but %s bytes follow: trailing data after the payload", path,
+                       what, extra);
+}
+
+/* Reads up to len bytes; returns how many (short only at the end of the stream), or -1 (message
+ * in err). A gzip stream cut short reads as a short count (zlib reports it as Z_BUF_ERROR, not
+ * as a failure); *cut is then set. */
+static long long gz_read_full(gzFile gz, const char *path, void *dst, size_t len, int *cut,
+                              cnnelm_error *err)
+{
+    size_t done = 0;
+    while (done < len) {
+        size_t step = len - done < GZ_STEP ? len - done : GZ_STEP;
+        int got = gzread(gz, (unsigned char *)dst + done, (unsigned)step);
+        int code;
+        const char *msg = gzerror(gz, &code);
+        if (got < 0 || (code != Z_OK && code != Z_BUF_ERROR)) {
+            if (code == Z_ERRNO)
+                msg = strerror(errno);
+            return cnnelm_fail(err, "%s: cannot decompress: %s", path, msg);
+        }
+        if (got == 0) {
+            if (code == Z_BUF_ERROR)
+                *cut = 1;
+            break;
+        }
+        done += (size_t)got;
+    }
+    return (long long)done;
+}
+
+/* Streams the payload through zlib (which also reads non-gzip data transparently): keeps the
+ * first `keep` bytes in a malloc'd block, drains the rest and checks that exactly
+ * h->payload_bytes follow the header. */
+static int read_stream(int fd, const char *path, int images, size_t keep_examples,
+                       idx_header *h, uint8_t **out, cnnelm_error *err)
+{
+    *out = NULL;
+    int fd2 = dup(fd);
+    if (fd2 < 0)
+        return cnnelm_fail(err, "%s: cannot read: %s", path, strerror(errno));
+    gzFile gz = gzdopen(fd2, "rb");
+    if (!gz) {
+        close(fd2);
+        return cnnelm_fail(err, "%s: cannot read: out of memory", path);
+    }
+    gzbuffer(gz, 1u << 18);
+    int rc = -1;
+    unsigned char head[16];
+    uint8_t *buf = NULL;
+    int cut = 0;
+    long long got = gz_read_full(gz, path, head, images ? 16 : 8, &cut, err);
+    if (got < 0 || parse_header(path, head, (size_t)got, images, h, err))
+        goto done;
+
+    size_t example = images ? (size_t)h->dims[1] * h->dims[2] : 1;
+    size_t keep = h->payload_bytes;
+    if (keep_examples > 0 && keep_examples < h->dims[0])
+        keep = keep_examples * example;
+    buf = malloc(keep);
+    if (!buf) {
+        cnnelm_fail(err, "%s: out of memory for %zu bytes of payload", path, keep);
+        goto done;
+    }
+    got = gz_read_full(gz, path, buf, keep, &cut, err);
+    if (got < 0)
+        goto done;
+    size_t total = (size_t)got;
+    if (total == keep && keep < h->payload_bytes) {
+        /* Drain what the limit leaves out, so that a bad file is still reported. */
+        unsigned char scratch[65536];
+        while (total < h->payload_bytes) {
+            size_t want = h->payload_bytes - total;
+            if (want > sizeof scratch) want = sizeof scratch;
+            got = gz_read_full(gz, path, scratch, want, &cut, err);
+            if (got < 0)
+                goto done;
+            total += (size_t)got;
+            if ((size_t)got < want)
+                break;
+        }
+    }
+    if (total < h->payload_bytes) {
+        fail_truncated(path, h, images, total, err);
+        goto done;
+    }
+    unsigned char extra[4096];
+    got = gz_read_full(gz, path, extra, sizeof extra, &cut, err);
+    if (got < 0)
+        goto done;
+    if (got == 0 && cut) {
+        char what[160];
+        describe(h, images, what, sizeof what);
+        cnnelm_fail(err, "%s: truncated: %s and all follow, but the gzip stream ends before its trailer",
+                    path, what);
+        goto done;
+    }
+    if (got > 0) {
+        char n[48];
+        snprintf(n, sizeof n, "%s%lld", got == (long long)sizeof extra ? "at least " : "", got);
+        fail_trailing(path, h, images, n, err);
+        goto done;
+    }
+    *out = buf;
+    buf = NULL;
+    rc = 0;
+done:
+    free(buf);
+    gzclose(gz);
+    return rc;
+}
+
+/* Opens path and tells gzip from raw by the first two bytes. */
+static int open_idx(const char *path, int *fd_out, int *is_gzip, struct stat *st, cnnelm_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cnnelm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        return cnnelm_fail(err, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (S_ISDIR(st->st_mode)) {
+        close(fd);
+        return cnnelm_fail(err, "%s: cannot read: is a directory", path);
+    }
+    *is_gzip = 0;
+    if (S_ISREG(st->st_mode)) {
+        unsigned char m[2];
+        ssize_t got = pread(fd, m, 2, 0);
+        if (got < 0) {
+            int e = errno;
+            close(fd);
+            return cnnelm_fail(err, "%s: cannot read: %s", path, strerror(e));
+        }
+        *is_gzip = got == 2 && m[0] == 0x1f && m[1] == 0x8b;
+    } else {
+        *is_gzip = 1; /* pipes and the like: stream through zlib, which passes raw data through */
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* Reads one IDX file into *data (a pointer into *map_out when mmap'd, else into *alloc_out). */
+static int read_idx(const char *path, int images, size_t keep_examples, idx_header *h,
+                    const uint8_t **data, void **alloc_out, void **map_out, size_t *map_len,
+                    cnnelm_error *err)
+{
+    int fd, is_gzip;
+    struct stat st;
+    *data = NULL; *alloc_out = NULL; *map_out = NULL; *map_len = 0;
+    if (open_idx(path, &fd, &is_gzip, &st, err))
+        return -1;
+    int rc = -1;
+    if (is_gzip || !images) {
+        /* Labels are small: always copied, so that only images need an unmap. */
+        uint8_t *buf;
+        if (read_stream(fd, path, images, keep_examples, h, &buf, err) == 0) {
+            *data = buf;
+            *alloc_out = buf;
+            rc = 0;
+        }
+        close(fd);
+        return rc;
+    }
+    size_t size = (size_t)st.st_size;
+    unsigned char head[16];
+    ssize_t got = pread(fd, head, size < 16 ? size : 16, 0);
+    if (got < 0) {
+        cnnelm_fail(err, "%s: cannot read: %s", path, strerror(errno));
+        goto done;
+    }
+    if (parse_header(path, head, (size_t)got, images, h, err))
+        goto done;
+    size_t follow = size - h->header_bytes;
+    if (follow < h->payload_bytes) {
+        fail_truncated(path, h, images, follow, err);
+        goto done;
+    }
+    if (follow > h->payload_bytes) {
+        char n[32];
+        snprintf(n, sizeof n, "%zu", follow);
+        fail_trailing(path, h, images, n, err);
+        goto done;
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        cnnelm_fail(err, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
+        goto done;
+    }
+    *map_out = map;
+    *map_len = size;
+    *data = (const uint8_t *)map + h->header_bytes;
+    rc = 0;
+done:
+    close(fd);
+    return rc;
+}
+
+static void free_images(cnnelm_dataset *ds)
+{
+    if (ds->images_map)
+        munmap(ds->images_map, ds->images_map_len);
+    free(ds->images_alloc);
+    ds->images = NULL; ds->images_alloc = NULL; ds->images_map = NULL; ds->images_map_len = 0;
+}
+
+static int read_images_limited(const char *path, cnnelm_dataset *ds, size_t limit, size_t *file_n,
+                               cnnelm_error *err)
+{
+    idx_header h;
+    const uint8_t *data;
+    void *alloc, *map;
+    size_t map_len;
+    if (read_idx(path, 1, limit, &h, &data, &alloc, &map, &map_len, err))
+        return -1;
+    free_images(ds);
+    ds->images = data;
+    ds->images_alloc = alloc;
+    ds->images_map = map;
+    ds->images_map_len = map_len;
+    ds->n = limit > 0 && limit < h.dims[0] ? limit : h.dims[0];
+    ds->rows = (int)h.dims[1];
+    ds->cols = (int)h.dims[2];
+    *file_n = h.dims[0];
+    return 0;
+}
+
+int cnnelm_idx_read_images(const char *path, cnnelm_dataset *ds, cnnelm_error *err)
+{
+    size_t file_n;
+    return read_images_limited(path, ds, 0, &file_n, err);
+}
+
+int cnnelm_idx_read_labels(const char *path, cnnelm_dataset *ds, cnnelm_error *err)
+{
+    idx_header h;
+    const uint8_t *data;
+    void *alloc, *map;
+    size_t map_len;
+    if (read_idx(path, 0, 0, &h, &data, &alloc, &map, &map_len, err))
+        return -1;
+    free(ds->labels_alloc);
+    ds->labels = data;
+    ds->labels_alloc = alloc;
+    ds->n = h.dims[0];
+    int max = 0;
+    for (size_t i = 0; i < ds->n; i++)
+        if (data[i] > max) max = data[i];
+    ds->classes = max + 1;
+    return 0;
+}
+
+int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char *labels_path,
+                        int max_classes, size_t limit, cnnelm_error *err)
+{
+    memset(ds, 0, sizeof *ds);
+    size_t n_images;
+    if (read_images_limited(images_path, ds, limit, &n_images, err))
+        return -1;
+    cnnelm_dataset lab;
+    memset(&lab, 0, sizeof lab);
+    if (cnnelm_idx_read_labels(labels_path, &lab, err)) {
+        cnnelm_dataset_free(ds);
+        return -1;
+    }
+    ds->labels = lab.labels;
+    ds->labels_alloc = lab.labels_alloc;
+    if (lab.n != n_images) {
+        cnnelm_dataset_free(ds);
+        return cnnelm_fail(err, "%s: %zu labels, but %s has %zu images", labels_path, lab.n,
+                           images_path, n_images);
+    }
+    if (max_classes < 1) max_classes = 1;
+    for (size_t i = 0; i < lab.n; i++) {
+        if (lab.labels[i] >= max_classes) {
+            int label = lab.labels[i];
+            cnnelm_dataset_free(ds);
+            return cnnelm_fail(err, "%s: label %d of example %zu is out of range (at most %d classes: 0..%d)",
+                               labels_path, label, i, max_classes, max_classes - 1);
+        }
+    }
+    /* classes counts over the whole file, so a limit does not change the model's output size. */
+    ds->classes = lab.classes;
+    return 0;
+}
+
+void cnnelm_dataset_free(cnnelm_dataset *ds)
+{
+    if (!ds)
+        return;
+    free_images(ds);
+    free(ds->labels_alloc);
+    memset(ds, 0, sizeof *ds);
+}
+
+/* ---- writing ---- */
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int write_all(int fd, const void *p, size_t len)
+{
+    const unsigned char *c = p;
+    while (len > 0) {
+        ssize_t w = write(fd, c, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        c += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int gz_write_all(gzFile gz, const void *p, size_t len)
+{
+    const unsigned char *c = p;
+    while (len > 0) {
+        unsigned step = len < GZ_STEP ? (unsigned)len : GZ_STEP;
+        int w = gzwrite(gz, c, step);
+        if (w <= 0) return -1;
+        c += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Creates a new file next to path (same directory, so rename is atomic), mode 0666 & ~umask. */
+static int create_temp(const char *path, char *tmp, size_t size, cnnelm_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path + 1) : 0;
+    const char *base = slash ? slash + 1 : path;
+    unsigned long salt = (unsigned long)getpid() * 2654435761u ^ (unsigned long)time(NULL) ^
+                         (unsigned long)(uintptr_t)&salt;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        salt = salt * 6364136223846793005u + 1442695040888963407u;
+        int n = snprintf(tmp, size, "%.*s.%s.tmp%06lx", dirlen, path, base, (salt >> 20) & 0xffffff);
+        if (n < 0 || (size_t)n >= size)
+            return cnnelm_fail(err, "%s: path too long", path);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST)
+            return cnnelm_fail(err, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+    }
+    return cnnelm_fail(err, "%s: cannot create a temporary file next to it", path);
+}
+
+static int write_idx(const char *path, const unsigned char *header, size_t header_len,
+                     const uint8_t *payload, size_t payload_len, cnnelm_error *err)
+{
+    char tmp[4200];
+    int fd = create_temp(path, tmp, sizeof tmp, err);
+    if (fd < 0)
+        return -1;
+    const char *what = NULL;
+    int e = 0;
+    if (ends_with(path, ".gz")) {
+        int fd2 = dup(fd);
+        gzFile gz = fd2 >= 0 ? gzdopen(fd2, "wb6") : NULL;
+        if (!gz) {
+            e = errno;
+            if (fd2 >= 0) close(fd2);
+            what = "cannot open gzip stream";
+        } else {
+            if (gz_write_all(gz, header, header_len) || gz_write_all(gz, payload, payload_len)) {
+                int code;
+                const char *msg = gzerror(gz, &code);
+                e = code == Z_ERRNO ? errno : 0;
+                what = code == Z_ERRNO ? "cannot write" : msg;
+            }
+            int zrc = gzclose(gz);
+            if (!what && zrc != Z_OK) {
+                e = zrc == Z_ERRNO ? errno : 0;
+                what = "cannot write";
+            }
+        }
+    } else if (write_all(fd, header, header_len) || write_all(fd, payload, payload_len)) {
+        e = errno;
+        what = "cannot write";
+    }
+    if (!what && fsync(fd) != 0) {
+        e = errno;
+        what = "cannot sync";
+    }
+    if (close(fd) != 0 && !what) {
+        e = errno;
+        what = "cannot write";
+    }
+    if (!what && rename(tmp, path) != 0) {
+        e = errno;
+        what = "cannot rename temporary file into place";
+    }
+    if (what) {
+        unlink(tmp);
+        return cnnelm_fail(err, "%s: %s: %s", path, what, e ? strerror(e) : "unknown error");
+    }
+    /* Make the rename itself durable; a failure here loses nothing already written. */
+    char dir[4200];
+    const char *slash = strrchr(path, '/');
+    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + 1, path);
+    else snprintf(dir, sizeof dir, ".");
+    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int cnnelm_idx_write_images(const char *path, const uint8_t *images, size_t n, int rows, int cols,
+                            cnnelm_error *err)
+{
+    if (n == 0 || n > UINT32_MAX)
+        return cnnelm_fail(err, "%s: cannot write %zu images (IDX holds 1..%u)", path, n, UINT32_MAX);
+    if (rows < 1 || cols < 1 || rows > (int)IDX_MAX_SIDE || cols > (int)IDX_MAX_SIDE)
+        return cnnelm_fail(err, "%s: cannot write images of %dx%d (each side 1..%u)", path, rows,
+                           cols, IDX_MAX_SIDE);
+    size_t img = (size_t)rows * (size_t)cols;
+    if (n > SIZE_MAX / img)
+        return cnnelm_fail(err, "%s: %zu images of %dx%d overflow the address space", path, n, rows, cols);
+    unsigned char header[16];
+    put_be32(header, IDX_MAGIC_IMAGES);
+    put_be32(header + 4, (uint32_t)n);
+    put_be32(header + 8, (uint32_t)rows);
+    put_be32(header + 12, (uint32_t)cols);
+    return write_idx(path, header, sizeof header, images, n * img, err);
+}
+
+int cnnelm_idx_write_labels(const char *path, const uint8_t *labels, size_t n, cnnelm_error *err)
+{
+    if (n == 0 || n > UINT32_MAX)
+        return cnnelm_fail(err, "%s: cannot write %zu labels (IDX holds 1..%u)", path, n, UINT32_MAX);
+    unsigned char header[8];
+    put_be32(header, IDX_MAGIC_LABELS);
+    put_be32(header + 4, (uint32_t)n);
+    return write_idx(path, header, sizeof header, labels, n, err);
+}
