@@ -1,0 +1,27 @@
+/* cnnelm evaluation metrics: confusion matrix, accuracy, Cohen's kappa and its standard error. */
+#ifndef CNNELM_METRICS_H
+#define CNNELM_METRICS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cnnelm_metrics {
+    uint64_t n;          /* examples counted */
+    double accuracy;     /* observed agreement p_o */
+    double kappa;        /* (p_o - p_e) / (1 - p_e) */
+    double kappa_se;     /* sqrt(p_o (1 - p_o) / (n (1 - p_e)^2)), Cohen (1960) */
+} cnnelm_metrics;
+
+/* confusion[truth * classes + predicted]. With 1 - p_e == 0 (one class only), kappa is 0. */
+void cnnelm_metrics_compute(const uint64_t *confusion, int classes, cnnelm_metrics *out);
+
+/* Index of the largest of n scores (the first on ties). */
+int cnnelm_argmax(const float *scores, int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

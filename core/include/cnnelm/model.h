@@ -1,0 +1,85 @@
+/* cnnelm models: the architecture (parsed from strings like "6c-2s-12c-2s"), the parameters
+ * (kernels and biases in one block, beta) and the ELM sums U, V that make reduces exact. */
+#ifndef CNNELM_MODEL_H
+#define CNNELM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnnelm/backend.h"
+#include "cnnelm/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CNNELM_MAX_LAYERS 16
+
+typedef enum cnnelm_layer_kind { CNNELM_LAYER_CONV = 0, CNNELM_LAYER_POOL = 1 } cnnelm_layer_kind;
+
+typedef struct cnnelm_layer {
+    cnnelm_layer_kind kind;
+    int size;                   /* conv: output maps; pool: block size s */
+    int in_c, in_h, in_w;
+    int out_c, out_h, out_w;
+    size_t w_offset, b_offset;  /* conv: where its kernels and biases start in the params block */
+} cnnelm_layer;
+
+typedef struct cnnelm_arch {
+    char layers[64];            /* canonical string, e.g. "6c-2s-12c-2s" */
+    int kernel;
+    int in_c, in_h, in_w;
+    int classes;
+    cnnelm_activation activation;
+    cnnelm_pooling pooling;
+    cnnelm_activation elm_activation;
+    int n_layers;
+    cnnelm_layer layer[CNNELM_MAX_LAYERS];
+    int hidden;                 /* L: size of the flattened last layer */
+    size_t n_params;            /* kernels and biases of every conv layer */
+    size_t max_maps;            /* largest per-image activation (floats), for buffer sizing */
+} cnnelm_arch;
+
+/* Parses `layers` and checks every shape: a kernel larger than its input or a pooling size
+ * that does not divide its input is an error naming the layer ("layer 3 (12c): ..."). */
+int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, int in_h, int in_w,
+                     int classes, cnnelm_activation act, cnnelm_pooling pool,
+                     cnnelm_activation elm_act, cnnelm_error *err);
+
+/* Two architectures describe the same network (string, kernel, input, classes, activations). */
+int cnnelm_arch_equal(const cnnelm_arch *a, const cnnelm_arch *b);
+
+/* Flags stored with a model. */
+enum {
+    CNNELM_MODEL_DIVERGED = 1u << 0  /* fine-tuning diverged; this is the last good iteration */
+};
+
+typedef struct cnnelm_model {
+    cnnelm_arch arch;
+    double lambda;
+    uint64_t seed;              /* seed of the initial weights: models to average must share it */
+    uint32_t iterations;        /* fine-tuning iterations completed */
+    uint32_t flags;
+    uint64_t n_examples;        /* examples summed into U and V */
+    float *params;              /* arch.n_params: per conv layer, kernels [out][in][k][k] then biases */
+    float *beta;                /* hidden x classes */
+    double *U;                  /* hidden x hidden: sum of H^T H over the training examples */
+    double *V;                  /* hidden x classes: sum of H^T T */
+} cnnelm_model;
+
+/* Allocates a model for `arch` with kernels drawn from the seeded generator (uniform in
+ * +-sqrt(6 / ((in + out) k^2)), biases zero: the same on every backend), beta, U, V zero. */
+int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, uint64_t seed,
+                      cnnelm_error *err);
+int cnnelm_model_copy(cnnelm_model *dst, const cnnelm_model *src, cnnelm_error *err);
+void cnnelm_model_free(cnnelm_model *m);
+
+/* Model files (format documented in docs/model-format.md). Saving writes a temporary file in
+ * the same directory and renames it over `path`. */
+int cnnelm_model_save(const cnnelm_model *m, const char *path, cnnelm_error *err);
+int cnnelm_model_load(cnnelm_model *m, const char *path, cnnelm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,34 @@
+/* cnnelm commands as library calls: what `cnnelm train` and `cnnelm eval` do, so the
+ * command-line tool stays a thin argument parser and other programs can run the same jobs. */
+#ifndef CNNELM_RUN_H
+#define CNNELM_RUN_H
+
+#include "cnnelm/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cnnelm_run_options {
+    const char *config_path;        /* -c */
+    const char *const *overrides;   /* -s key=value, in order */
+    int n_overrides;
+    const char *model_path;         /* train: where to save (-o); eval: what to load (-m) */
+    const char *report_path;        /* --report FILE.json, or NULL */
+    int quiet;                      /* no progress on stderr */
+} cnnelm_run_options;
+
+/* Train as the config says, evaluate on its test set, save the model and the report.
+ * Prints the results on stdout. Returns 0, or -1 with err set. */
+int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err);
+
+/* Evaluate a saved model on the config's test set. */
+int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err);
+
+/* Print every backend found and its devices; returns the number of backends. */
+int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,178 @@
+/* cnnelm architecture parsing, shape checking and model allocation / seeded initialisation. */
+#include "cnnelm/model.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+
+int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, int in_h, int in_w,
+                     int classes, cnnelm_activation act, cnnelm_pooling pool,
+                     cnnelm_activation elm_act, cnnelm_error *err)
+{
+    memset(a, 0, sizeof *a);
+    if (kernel < 1)
+        return cnnelm_fail(err, "kernel size %d must be at least 1", kernel);
+    if (in_c < 1 || in_h < 1 || in_w < 1)
+        return cnnelm_fail(err, "input shape %dx%dx%d is empty", in_c, in_h, in_w);
+    if (classes < 2)
+        return cnnelm_fail(err, "%d class%s: a classifier needs at least 2", classes,
+                           classes == 1 ? "" : "es");
+    a->kernel = kernel;
+    a->in_c = in_c;
+    a->in_h = in_h;
+    a->in_w = in_w;
+    a->classes = classes;
+    a->activation = act;
+    a->pooling = pool;
+    a->elm_activation = elm_act;
+
+    int c = in_c, h = in_h, w = in_w;
+    size_t params = 0, max_maps = (size_t)c * h * w;
+    char canon[64] = "";
+    const char *p = layers;
+    if (!p || !*p)
+        return cnnelm_fail(err, "empty architecture: expected layers like \"6c-2s-12c-2s\"");
+    while (*p) {
+        if (a->n_layers == CNNELM_MAX_LAYERS)
+            return cnnelm_fail(err, "architecture \"%s\" has more than %d layers", layers,
+                               CNNELM_MAX_LAYERS);
+        if (!isdigit((unsigned char)*p))
+            return cnnelm_fail(err, "architecture \"%s\": expected a number at \"%s\"", layers, p);
+        char *end;
+        long n = strtol(p, &end, 10);
+        char kind = *end;
+        int idx = a->n_layers + 1;
+        if ((kind != 'c' && kind != 's') || n < 1 || n > 1024)
+            return cnnelm_fail(err, "architecture \"%s\": layer %d \"%.*s\" is not <maps>c or <size>s "
+                               "(with 1..1024)", layers, idx, (int)(end - p + (kind ? 1 : 0)), p);
+        cnnelm_layer *L = &a->layer[a->n_layers++];
+        L->kind = kind == 'c' ? CNNELM_LAYER_CONV : CNNELM_LAYER_POOL;
+        L->size = (int)n;
+        L->in_c = c;
+        L->in_h = h;
+        L->in_w = w;
+        if (kind == 'c') {
+            if (kernel > h || kernel > w)
+                return cnnelm_fail(err, "layer %d (%ldc): kernel %dx%d does not fit its %dx%d input",
+                                   idx, n, kernel, kernel, h, w);
+            L->w_offset = params;
+            params += (size_t)n * c * kernel * kernel;
+            L->b_offset = params;
+            params += (size_t)n;
+            c = (int)n;
+            h = h - kernel + 1;
+            w = w - kernel + 1;
+        } else {
+            if (h % n != 0 || w % n != 0)
+                return cnnelm_fail(err, "layer %d (%lds): pooling size %ld does not divide its %dx%d input",
+                                   idx, n, n, h, w);
+            h /= (int)n;
+            w /= (int)n;
+        }
+        L->out_c = c;
+        L->out_h = h;
+        L->out_w = w;
+        if ((size_t)c * h * w > max_maps)
+            max_maps = (size_t)c * h * w;
+        size_t used = strlen(canon);
+        snprintf(canon + used, sizeof canon - used, "%s%ld%c", used ? "-" : "", n, kind);
+        p = end + 1;
+        if (*p == '-') {
+            p++;
+            if (!*p)
+                return cnnelm_fail(err, "architecture \"%s\" ends with '-'", layers);
+        } else if (*p) {
+            return cnnelm_fail(err, "architecture \"%s\": expected '-' at \"%s\"", layers, p);
+        }
+    }
+    if (strlen(canon) >= sizeof a->layers - 1)
+        return cnnelm_fail(err, "architecture \"%s\" is too long", layers);
+    memcpy(a->layers, canon, sizeof a->layers);
+    a->hidden = c * h * w;
+    a->n_params = params;
+    a->max_maps = max_maps;
+    if (params == 0)
+        return cnnelm_fail(err, "architecture \"%s\" has no convolution layer", layers);
+    return 0;
+}
+
+int cnnelm_arch_equal(const cnnelm_arch *a, const cnnelm_arch *b)
+{
+    return strcmp(a->layers, b->layers) == 0 && a->kernel == b->kernel && a->in_c == b->in_c &&
+           a->in_h == b->in_h && a->in_w == b->in_w && a->classes == b->classes &&
+           a->activation == b->activation && a->pooling == b->pooling &&
+           a->elm_activation == b->elm_activation;
+}
+
+static int model_alloc(cnnelm_model *m, const cnnelm_arch *arch, cnnelm_error *err)
+{
+    size_t L = (size_t)arch->hidden, C = (size_t)arch->classes;
+    memset(m, 0, sizeof *m);
+    m->arch = *arch;
+    m->params = calloc(arch->n_params, sizeof *m->params);
+    m->beta = calloc(L * C, sizeof *m->beta);
+    m->U = calloc(L * L, sizeof *m->U);
+    m->V = calloc(L * C, sizeof *m->V);
+    if (!m->params || !m->beta || !m->U || !m->V) {
+        cnnelm_model_free(m);
+        return cnnelm_fail(err, "out of memory allocating a model with %d hidden units", arch->hidden);
+    }
+    return 0;
+}
+
+int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, uint64_t seed,
+                      cnnelm_error *err)
+{
+    if (model_alloc(m, arch, err) != 0)
+        return -1;
+    m->lambda = lambda;
+    m->seed = seed;
+    cnnelm_rng rng;
+    cnnelm_rng_seed(&rng, seed, CNNELM_STREAM_WEIGHTS);
+    for (int i = 0; i < arch->n_layers; i++) {
+        const cnnelm_layer *Ly = &arch->layer[i];
+        if (Ly->kind != CNNELM_LAYER_CONV)
+            continue;
+        size_t kk = (size_t)arch->kernel * arch->kernel;
+        double bound = sqrt(6.0 / ((double)(Ly->in_c + Ly->out_c) * (double)kk));
+        size_t nw = (size_t)Ly->out_c * Ly->in_c * kk;
+        for (size_t j = 0; j < nw; j++)
+            m->params[Ly->w_offset + j] = (float)((2.0 * cnnelm_rng_uniform(&rng) - 1.0) * bound);
+        /* biases stay zero, as in the paper's toolbox */
+    }
+    return 0;
+}
+
+int cnnelm_model_copy(cnnelm_model *dst, const cnnelm_model *src, cnnelm_error *err)
+{
+    if (model_alloc(dst, &src->arch, err) != 0)
+        return -1;
+    size_t L = (size_t)src->arch.hidden, C = (size_t)src->arch.classes;
+    dst->lambda = src->lambda;
+    dst->seed = src->seed;
+    dst->iterations = src->iterations;
+    dst->flags = src->flags;
+    dst->n_examples = src->n_examples;
+    memcpy(dst->params, src->params, src->arch.n_params * sizeof *dst->params);
+    memcpy(dst->beta, src->beta, L * C * sizeof *dst->beta);
+    memcpy(dst->U, src->U, L * L * sizeof *dst->U);
+    memcpy(dst->V, src->V, L * C * sizeof *dst->V);
+    return 0;
+}
+
+void cnnelm_model_free(cnnelm_model *m)
+{
+    if (!m)
+        return;
+    free(m->params);
+    free(m->beta);
+    free(m->U);
+    free(m->V);
+    m->params = NULL;
+    m->beta = NULL;
+    m->U = m->V = NULL;
+}

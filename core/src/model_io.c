@@ -1,0 +1,241 @@
+/* cnnelm model files: versioned, little-endian, CRC-32 checked. The byte layout is documented
+ * in docs/model-format.md; keep the two in step. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "atomic_file.h"
+#include "cnnelm/model.h"
+
+#define MODEL_MAGIC "CNNELM\r\n"
+#define MODEL_VERSION 1u
+#define HEADER_SIZE 160u
+#define LAYERS_OFFSET 96u
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+static void put_f64(unsigned char *p, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    put_u64(p, v);
+}
+static double get_f64(const unsigned char *p)
+{
+    uint64_t v = get_u64(p);
+    double d;
+    memcpy(&d, &v, 8);
+    return d;
+}
+
+/* Payload size for a header's counts; 0 on overflow. */
+static uint64_t payload_bytes(uint64_t n_params, uint64_t hidden, uint64_t classes)
+{
+    if (n_params > (1ull << 40) || hidden > (1ull << 20) || classes > (1ull << 16))
+        return 0;
+    return 4 * n_params + 4 * hidden * classes + 8 * hidden * hidden + 8 * hidden * classes;
+}
+
+int cnnelm_model_save(const cnnelm_model *m, const char *path, cnnelm_error *err)
+{
+    const cnnelm_arch *a = &m->arch;
+    uint64_t L = (uint64_t)a->hidden, C = (uint64_t)a->classes;
+    size_t total = HEADER_SIZE + payload_bytes(a->n_params, L, C) + 4;
+    unsigned char *buf = calloc(1, total);
+    if (!buf)
+        return cnnelm_fail(err, "%s: out of memory", path);
+    unsigned char *h = buf;
+    memcpy(h, MODEL_MAGIC, 8);
+    put_u32(h + 8, MODEL_VERSION);
+    put_u32(h + 12, HEADER_SIZE);
+    const uint32_t fields[] = { (uint32_t)a->in_c, (uint32_t)a->in_h, (uint32_t)a->in_w,
+                                (uint32_t)a->kernel, (uint32_t)a->classes, (uint32_t)a->hidden,
+                                (uint32_t)a->activation, (uint32_t)a->pooling,
+                                (uint32_t)a->elm_activation, m->iterations, m->flags, 0 };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        put_u32(h + 16 + 4 * i, fields[i]);
+    put_f64(h + 64, m->lambda);
+    put_u64(h + 72, m->seed);
+    put_u64(h + 80, m->n_examples);
+    put_u64(h + 88, a->n_params);
+    memcpy(h + LAYERS_OFFSET, a->layers, strlen(a->layers)); /* < 64, NUL-terminated */
+    unsigned char *p = buf + HEADER_SIZE;
+    for (size_t i = 0; i < a->n_params; i++, p += 4) {
+        uint32_t v;
+        memcpy(&v, &m->params[i], 4);
+        put_u32(p, v);
+    }
+    for (size_t i = 0; i < L * C; i++, p += 4) {
+        uint32_t v;
+        memcpy(&v, &m->beta[i], 4);
+        put_u32(p, v);
+    }
+    for (size_t i = 0; i < L * L; i++, p += 8)
+        put_f64(p, m->U[i]);
+    for (size_t i = 0; i < L * C; i++, p += 8)
+        put_f64(p, m->V[i]);
+    put_u32(p, (uint32_t)crc32(0L, buf, (uInt)(total - 4)));
+
+    cnnelm_atomic_file af;
+    if (cnnelm_atomic_open(&af, path, err) != 0) {
+        free(buf);
+        return -1;
+    }
+    if (fwrite(buf, 1, total, af.f) != total) {
+        cnnelm_atomic_abort(&af);
+        free(buf);
+        return cnnelm_fail(err, "%s: write failed", path);
+    }
+    free(buf);
+    return cnnelm_atomic_commit(&af, err);
+}
+
+int cnnelm_model_load(cnnelm_model *m, const char *path, cnnelm_error *err)
+{
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return cnnelm_fail(err, "%s: cannot open model: %s", path, strerror(errno));
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 1 << 16;
+            if (cap > ((size_t)1 << 34)) {
+                fclose(f);
+                free(buf);
+                return cnnelm_fail(err, "%s: too large to be a model file", path);
+            }
+            unsigned char *nb = realloc(buf, cap);
+            if (!nb) {
+                fclose(f);
+                free(buf);
+                return cnnelm_fail(err, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    int rc = -1;
+    if (rerr) {
+        cnnelm_fail(err, "%s: read error", path);
+        goto out;
+    }
+    if (len < 8 || memcmp(buf, MODEL_MAGIC, 8) != 0) {
+        cnnelm_fail(err, "%s: not a cnnelm model file (bad magic)", path);
+        goto out;
+    }
+    if (len < HEADER_SIZE + 4) {
+        cnnelm_fail(err, "%s: truncated model file (%zu bytes, the header alone is %u)", path, len,
+                    HEADER_SIZE);
+        goto out;
+    }
+    uint32_t version = get_u32(buf + 8);
+    if (version != MODEL_VERSION || get_u32(buf + 12) != HEADER_SIZE) {
+        cnnelm_fail(err, "%s: model format version %u is not supported (this cnnelm reads version %u)",
+                    path, version, MODEL_VERSION);
+        goto out;
+    }
+    uint32_t fld[12];
+    for (int i = 0; i < 12; i++)
+        fld[i] = get_u32(buf + 16 + 4 * i);
+    uint64_t n_params = get_u64(buf + 88);
+    uint64_t pay = payload_bytes(n_params, fld[5], fld[4]);
+    if (pay == 0) {
+        cnnelm_fail(err, "%s: corrupted model header (sizes out of range)", path);
+        goto out;
+    }
+    uint64_t expect = HEADER_SIZE + pay + 4;
+    if (len < expect) {
+        cnnelm_fail(err, "%s: truncated model file (%zu bytes, expected %llu)", path, len,
+                    (unsigned long long)expect);
+        goto out;
+    }
+    if (len > expect) {
+        cnnelm_fail(err, "%s: %llu unexpected bytes after the end of the model", path,
+                    (unsigned long long)(len - expect));
+        goto out;
+    }
+    if ((uint32_t)crc32(0L, buf, (uInt)(expect - 4)) != get_u32(buf + expect - 4)) {
+        cnnelm_fail(err, "%s: checksum mismatch: the model file is corrupted", path);
+        goto out;
+    }
+    char layers[64];
+    memcpy(layers, buf + LAYERS_OFFSET, 63);
+    layers[63] = '\0';
+    if (fld[6] > CNNELM_ACT_OPTTANH || fld[7] > CNNELM_POOL_MAX || fld[8] > CNNELM_ACT_OPTTANH) {
+        cnnelm_fail(err, "%s: unknown activation or pooling code in the header", path);
+        goto out;
+    }
+    cnnelm_arch arch;
+    if (cnnelm_arch_init(&arch, layers, (int)fld[3], (int)fld[0], (int)fld[1], (int)fld[2],
+                         (int)fld[4], (cnnelm_activation)fld[6], (cnnelm_pooling)fld[7],
+                         (cnnelm_activation)fld[8], err) != 0) {
+        cnnelm_fail_prefix(err, "%s: inconsistent model header", path);
+        goto out;
+    }
+    if (arch.n_params != n_params || (uint32_t)arch.hidden != fld[5]) {
+        cnnelm_fail(err, "%s: inconsistent model header: %s needs %zu parameters and %d hidden units, "
+                    "the file has %llu and %u", path, layers, arch.n_params, arch.hidden,
+                    (unsigned long long)n_params, fld[5]);
+        goto out;
+    }
+    if (cnnelm_model_init(m, &arch, get_f64(buf + 64), get_u64(buf + 72), err) != 0)
+        goto out;
+    m->iterations = fld[9];
+    m->flags = fld[10];
+    m->n_examples = get_u64(buf + 80);
+    const unsigned char *p = buf + HEADER_SIZE;
+    size_t L = (size_t)arch.hidden, C = (size_t)arch.classes;
+    for (size_t i = 0; i < arch.n_params; i++, p += 4) {
+        uint32_t v = get_u32(p);
+        memcpy(&m->params[i], &v, 4);
+    }
+    for (size_t i = 0; i < L * C; i++, p += 4) {
+        uint32_t v = get_u32(p);
+        memcpy(&m->beta[i], &v, 4);
+    }
+    for (size_t i = 0; i < L * L; i++, p += 8)
+        m->U[i] = get_f64(p);
+    for (size_t i = 0; i < L * C; i++, p += 8)
+        m->V[i] = get_f64(p);
+    if (!(m->lambda > 0) || !isfinite(m->lambda)) {
+        cnnelm_model_free(m);
+        cnnelm_fail(err, "%s: model has an invalid lambda", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,296 @@
+/* cnnelm network execution on one backend context: forward, ELM products and back-propagation,
+ * chunk by chunk (see network.h). */
+#include "network.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Turns a backend status into a message naming the device, the op and the backend's reason. */
+static int op_fail(cnnelm_net *net, cnnelm_status st, const char *op, int layer, cnnelm_error *err)
+{
+    const char *why = net->be->last_error(net->ctx);
+    if (layer >= 0)
+        return cnnelm_fail(err, "%s: %s (layer %d) failed: %s: %s", net->where, op, layer + 1,
+                           cnnelm_status_name(st), why && *why ? why : "no detail");
+    return cnnelm_fail(err, "%s: %s failed: %s: %s", net->where, op, cnnelm_status_name(st),
+                       why && *why ? why : "no detail");
+}
+
+#define CALL(expr, op, layer)                                            \
+    do {                                                                 \
+        cnnelm_status st_ = (expr);                                      \
+        if (st_ != CNNELM_OK)                                            \
+            return op_fail(net, st_, op, layer, err);                    \
+    } while (0)
+
+static int alloc_buf(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_error *err)
+{
+    CALL(net->be->buffer_alloc(net->ctx, floats * sizeof(float), b), "buffer_alloc", -1);
+    return 0;
+}
+
+int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
+                    const cnnelm_arch *arch, int chunk, cnnelm_error *err)
+{
+    memset(net, 0, sizeof *net);
+    net->be = plugin->ops;
+    net->arch = *arch;
+    net->chunk = chunk;
+    snprintf(net->where, sizeof net->where, "%s:%d", plugin->name, device);
+    int count = 0;
+    if (net->be->device_count(&count) != CNNELM_OK || device < 0 || device >= count)
+        return cnnelm_fail(err, "backend '%s' has no device %d (it has %d; see `cnnelm devices`)",
+                           plugin->name, device, count);
+    cnnelm_context_params params = { .struct_size = sizeof params, .threads = threads };
+    char why[512] = "";
+    cnnelm_status st = net->be->context_open(device, &params, &net->ctx, why, sizeof why);
+    if (st != CNNELM_OK || !net->ctx) {
+        net->ctx = NULL;
+        return cnnelm_fail(err, "%s: cannot open a context: %s: %s", net->where,
+                           cnnelm_status_name(st), why[0] ? why : "no detail");
+    }
+    size_t C = (size_t)arch->classes, L = (size_t)arch->hidden, N = (size_t)chunk;
+    size_t in = (size_t)arch->in_c * arch->in_h * arch->in_w;
+    if (alloc_buf(net, &net->x, N * in, err) != 0)
+        goto fail;
+    for (int i = 0; i < arch->n_layers; i++) {
+        const cnnelm_layer *ly = &arch->layer[i];
+        if (alloc_buf(net, &net->act[i], N * ly->out_c * ly->out_h * ly->out_w, err) != 0)
+            goto fail;
+        if (ly->kind == CNNELM_LAYER_CONV) {
+            size_t nw = (size_t)ly->out_c * ly->in_c * arch->kernel * arch->kernel;
+            if (alloc_buf(net, &net->w[i], nw, err) || alloc_buf(net, &net->b[i], ly->out_c, err) ||
+                alloc_buf(net, &net->dw[i], nw, err) || alloc_buf(net, &net->db[i], ly->out_c, err))
+                goto fail;
+        }
+    }
+    if (arch->elm_activation != CNNELM_ACT_IDENTITY && alloc_buf(net, &net->h, N * L, err) != 0)
+        goto fail;
+    if (alloc_buf(net, &net->g[0], N * arch->max_maps, err) ||
+        alloc_buf(net, &net->g[1], N * arch->max_maps, err) || alloc_buf(net, &net->t, N * C, err) ||
+        alloc_buf(net, &net->u, L * L, err) || alloc_buf(net, &net->v, L * C, err) ||
+        alloc_buf(net, &net->beta, L * C, err) || alloc_buf(net, &net->y, N * C, err) ||
+        alloc_buf(net, &net->e, N * C, err))
+        goto fail;
+    net->host_x = malloc(N * in * sizeof(float));
+    net->host_t = malloc(N * C * sizeof(float));
+    net->host_uv = malloc((L * L + L * C) * sizeof(float));
+    net->labels = malloc(N);
+    if (!net->host_x || !net->host_t || !net->host_uv || !net->labels) {
+        cnnelm_fail(err, "out of memory for a chunk of %d examples", chunk);
+        goto fail;
+    }
+    return 0;
+fail:
+    cnnelm_net_close(net);
+    return -1;
+}
+
+void cnnelm_net_close(cnnelm_net *net)
+{
+    if (net->ctx)
+        net->be->context_close(net->ctx); /* frees every buffer of the context */
+    free(net->host_x);
+    free(net->host_t);
+    free(net->host_uv);
+    free(net->labels);
+    memset(net, 0, sizeof *net);
+}
+
+int cnnelm_net_set_params(cnnelm_net *net, const float *params, cnnelm_error *err)
+{
+    const cnnelm_arch *a = &net->arch;
+    for (int i = 0; i < a->n_layers; i++) {
+        const cnnelm_layer *ly = &a->layer[i];
+        if (ly->kind != CNNELM_LAYER_CONV)
+            continue;
+        size_t nw = (size_t)ly->out_c * ly->in_c * a->kernel * a->kernel;
+        CALL(net->be->buffer_write(net->ctx, net->w[i], 0, params + ly->w_offset, nw * sizeof(float)),
+             "buffer_write", i);
+        CALL(net->be->buffer_write(net->ctx, net->b[i], 0, params + ly->b_offset,
+                                   (size_t)ly->out_c * sizeof(float)), "buffer_write", i);
+    }
+    return 0;
+}
+
+int cnnelm_net_set_beta(cnnelm_net *net, const float *beta, cnnelm_error *err)
+{
+    size_t bytes = (size_t)net->arch.hidden * net->arch.classes * sizeof(float);
+    CALL(net->be->buffer_write(net->ctx, net->beta, 0, beta, bytes), "buffer_write", -1);
+    return 0;
+}
+
+static cnnelm_buffer *hidden_buffer(const cnnelm_net *net)
+{
+    return net->h ? net->h : net->act[net->arch.n_layers - 1];
+}
+
+int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows, size_t first,
+                       int n, cnnelm_error *err)
+{
+    const cnnelm_arch *a = &net->arch;
+    if (n < 1 || n > net->chunk)
+        return cnnelm_fail(err, "internal: chunk of %d examples (capacity %d)", n, net->chunk);
+    size_t in = (size_t)a->in_c * a->in_h * a->in_w, C = (size_t)a->classes;
+    memset(net->host_t, 0, (size_t)n * C * sizeof(float));
+    for (int j = 0; j < n; j++) {
+        size_t r = rows ? rows[first + (size_t)j] : first + (size_t)j;
+        const uint8_t *img = ds->images + r * in;
+        float *dst = net->host_x + (size_t)j * in;
+        for (size_t k = 0; k < in; k++)
+            dst[k] = (float)img[k] * (1.0f / 255.0f);
+        unsigned char lab = ds->labels[r];
+        net->labels[j] = lab;
+        if (lab < C)
+            net->host_t[(size_t)j * C + lab] = 1.0f;
+    }
+    net->n = n;
+    CALL(net->be->buffer_write(net->ctx, net->x, 0, net->host_x, (size_t)n * in * sizeof(float)),
+         "buffer_write", -1);
+    CALL(net->be->buffer_write(net->ctx, net->t, 0, net->host_t, (size_t)n * C * sizeof(float)),
+         "buffer_write", -1);
+    const cnnelm_buffer *src = net->x;
+    for (int i = 0; i < a->n_layers; i++) {
+        const cnnelm_layer *ly = &a->layer[i];
+        if (ly->kind == CNNELM_LAYER_CONV) {
+            cnnelm_conv_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->out_c, a->kernel };
+            CALL(net->be->conv2d_forward(net->ctx, &s, a->activation, src, net->w[i], net->b[i],
+                                         net->act[i]), "conv2d_forward", i);
+        } else {
+            cnnelm_pool_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->size };
+            CALL(net->be->pool_forward(net->ctx, &s, a->pooling, src, net->act[i]), "pool_forward", i);
+        }
+        src = net->act[i];
+    }
+    if (net->h)
+        CALL(net->be->activation_forward(net->ctx, a->elm_activation, (size_t)n * a->hidden, src,
+                                         net->h), "activation_forward (ELM)", -1);
+    return 0;
+}
+
+int cnnelm_net_reset_uv(cnnelm_net *net, cnnelm_error *err)
+{
+    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
+    memset(net->host_uv, 0, (L * L + L * C) * sizeof(float));
+    CALL(net->be->buffer_write(net->ctx, net->u, 0, net->host_uv, L * L * sizeof(float)),
+         "buffer_write", -1);
+    CALL(net->be->buffer_write(net->ctx, net->v, 0, net->host_uv + L * L, L * C * sizeof(float)),
+         "buffer_write", -1);
+    return 0;
+}
+
+int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err)
+{
+    CALL(net->be->elm_accumulate(net->ctx, net->n, net->arch.hidden, net->arch.classes,
+                                 hidden_buffer(net), net->t, net->u, net->v), "elm_accumulate", -1);
+    return 0;
+}
+
+int cnnelm_net_read_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err)
+{
+    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
+    CALL(net->be->buffer_read(net->ctx, net->u, 0, net->host_uv, L * L * sizeof(float)),
+         "buffer_read", -1);
+    CALL(net->be->buffer_read(net->ctx, net->v, 0, net->host_uv + L * L, L * C * sizeof(float)),
+         "buffer_read", -1);
+    for (size_t i = 0; i < L * L; i++)
+        U[i] = net->host_uv[i];
+    for (size_t i = 0; i < L * C; i++)
+        V[i] = net->host_uv[L * L + i];
+    return 0;
+}
+
+int cnnelm_net_write_uv(cnnelm_net *net, const double *U, const double *V, cnnelm_error *err)
+{
+    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
+    for (size_t i = 0; i < L * L; i++)
+        net->host_uv[i] = (float)U[i];
+    for (size_t i = 0; i < L * C; i++)
+        net->host_uv[L * L + i] = (float)V[i];
+    CALL(net->be->buffer_write(net->ctx, net->u, 0, net->host_uv, L * L * sizeof(float)),
+         "buffer_write", -1);
+    CALL(net->be->buffer_write(net->ctx, net->v, 0, net->host_uv + L * L, L * C * sizeof(float)),
+         "buffer_write", -1);
+    return 0;
+}
+
+int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_error *err)
+{
+    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
+    cnnelm_status st = net->be->elm_solve(net->ctx, (int)L, (int)C, lambda, net->u, net->v, net->beta);
+    if (st == CNNELM_ERR_NOT_POSITIVE_DEFINITE)
+        return cnnelm_fail(err, "%s: the ELM system I/lambda + U is not positive definite "
+                           "(lambda = %g): %s", net->where, lambda, net->be->last_error(net->ctx));
+    if (st != CNNELM_OK)
+        return op_fail(net, st, "elm_solve", -1, err);
+    if (beta_out)
+        CALL(net->be->buffer_read(net->ctx, net->beta, 0, beta_out, L * C * sizeof(float)),
+             "buffer_read", -1);
+    return 0;
+}
+
+int cnnelm_net_predict(cnnelm_net *net, float *Y, cnnelm_error *err)
+{
+    int C = net->arch.classes;
+    CALL(net->be->elm_predict(net->ctx, net->n, net->arch.hidden, C, hidden_buffer(net), net->beta,
+                              net->y), "elm_predict", -1);
+    CALL(net->be->buffer_read(net->ctx, net->y, 0, Y, (size_t)net->n * C * sizeof(float)),
+         "buffer_read", -1);
+    return 0;
+}
+
+int cnnelm_net_backward(cnnelm_net *net, const float *E, int accumulate, cnnelm_error *err)
+{
+    const cnnelm_arch *a = &net->arch;
+    int n = net->n, C = a->classes, L = a->hidden;
+    CALL(net->be->buffer_write(net->ctx, net->e, 0, E, (size_t)n * C * sizeof(float)),
+         "buffer_write", -1);
+    int cur = 0;
+    CALL(net->be->elm_backprop(net->ctx, n, L, C, net->e, net->beta, net->g[cur]), "elm_backprop", -1);
+    if (net->h)
+        CALL(net->be->activation_backward(net->ctx, a->elm_activation, (size_t)n * L, net->h,
+                                          net->g[cur], net->g[cur]), "activation_backward (ELM)", -1);
+    int lowest_conv = 0;
+    while (a->layer[lowest_conv].kind != CNNELM_LAYER_CONV)
+        lowest_conv++;
+    for (int i = a->n_layers - 1; i >= lowest_conv; i--) {
+        const cnnelm_layer *ly = &a->layer[i];
+        const cnnelm_buffer *in = i > 0 ? net->act[i - 1] : net->x;
+        if (ly->kind == CNNELM_LAYER_POOL) {
+            cnnelm_pool_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->size };
+            CALL(net->be->pool_backward(net->ctx, &s, a->pooling, in, net->g[cur], net->g[1 - cur]),
+                 "pool_backward", i);
+            cur = 1 - cur;
+            continue;
+        }
+        size_t count = (size_t)n * ly->out_c * ly->out_h * ly->out_w;
+        CALL(net->be->activation_backward(net->ctx, a->activation, count, net->act[i], net->g[cur],
+                                          net->g[cur]), "activation_backward", i);
+        cnnelm_conv_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->out_c, a->kernel };
+        CALL(net->be->conv2d_backward_filter(net->ctx, &s, in, net->g[cur], net->dw[i], net->db[i],
+                                             accumulate), "conv2d_backward_filter", i);
+        if (i > lowest_conv) {
+            CALL(net->be->conv2d_backward_data(net->ctx, &s, net->g[cur], net->w[i], net->g[1 - cur]),
+                 "conv2d_backward_data", i);
+            cur = 1 - cur;
+        }
+    }
+    return 0;
+}
+
+int cnnelm_net_read_grads(cnnelm_net *net, float *grads, cnnelm_error *err)
+{
+    const cnnelm_arch *a = &net->arch;
+    for (int i = 0; i < a->n_layers; i++) {
+        const cnnelm_layer *ly = &a->layer[i];
+        if (ly->kind != CNNELM_LAYER_CONV)
+            continue;
+        size_t nw = (size_t)ly->out_c * ly->in_c * a->kernel * a->kernel;
+        CALL(net->be->buffer_read(net->ctx, net->dw[i], 0, grads + ly->w_offset, nw * sizeof(float)),
+             "buffer_read", i);
+        CALL(net->be->buffer_read(net->ctx, net->db[i], 0, grads + ly->b_offset,
+                                  (size_t)ly->out_c * sizeof(float)), "buffer_read", i);
+    }
+    return 0;
+}

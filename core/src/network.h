@@ -1,0 +1,62 @@
+/* cnnelm network execution: a model's layers run chunk by chunk on one backend context.
+ * Holds the device buffers (activations, gradients, ELM matrices) sized for one chunk. */
+#ifndef CNNELM_NETWORK_H
+#define CNNELM_NETWORK_H
+
+#include <stddef.h>
+
+#include "cnnelm/dataset.h"
+#include "cnnelm/model.h"
+#include "cnnelm/plugin.h"
+
+typedef struct cnnelm_net {
+    const cnnelm_backend *be;
+    cnnelm_backend_ctx *ctx;
+    char where[128];                    /* "cpu:0", for messages */
+    cnnelm_arch arch;
+    int chunk;                          /* capacity in examples */
+    int n;                              /* examples in the loaded chunk */
+    cnnelm_buffer *x;                   /* input chunk */
+    cnnelm_buffer *act[CNNELM_MAX_LAYERS]; /* each layer's output (after activation) */
+    cnnelm_buffer *h;                   /* H after the ELM activation (NULL: H is the last act) */
+    cnnelm_buffer *w[CNNELM_MAX_LAYERS], *b[CNNELM_MAX_LAYERS];
+    cnnelm_buffer *dw[CNNELM_MAX_LAYERS], *db[CNNELM_MAX_LAYERS];
+    cnnelm_buffer *g[2];                /* gradient ping-pong */
+    cnnelm_buffer *t, *u, *v, *beta, *y, *e;
+    float *host_x, *host_t, *host_uv;
+    unsigned char *labels;              /* labels of the loaded chunk */
+} cnnelm_net;
+
+/* Opens a context on `device` of the plugin and allocates buffers for `chunk` examples. */
+int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
+                    const cnnelm_arch *arch, int chunk, cnnelm_error *err);
+void cnnelm_net_close(cnnelm_net *net);
+
+int cnnelm_net_set_params(cnnelm_net *net, const float *params, cnnelm_error *err);
+int cnnelm_net_set_beta(cnnelm_net *net, const float *beta, cnnelm_error *err);
+
+/* Loads examples rows[first .. first+n) (rows NULL: examples first .. first+n) of ds, converts
+ * them to float in [0, 1], runs every layer and leaves H on the device. n <= chunk. */
+int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows, size_t first,
+                       int n, cnnelm_error *err);
+
+/* U, V on the device: zero them, add the loaded chunk, read them (converted to double). */
+int cnnelm_net_reset_uv(cnnelm_net *net, cnnelm_error *err);
+int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err);
+int cnnelm_net_read_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err);
+int cnnelm_net_write_uv(cnnelm_net *net, const double *U, const double *V, cnnelm_error *err);
+
+/* beta = (I/lambda + U)^-1 V on the device; copied to beta_out (may be NULL). */
+int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_error *err);
+
+/* Y (n x classes) = H beta for the loaded chunk, read to the host. */
+int cnnelm_net_predict(cnnelm_net *net, float *Y, cnnelm_error *err);
+
+/* Back-propagates E (n x classes, host, dJ/dY already scaled) through the loaded chunk and adds
+ * (accumulate != 0) or writes the kernel and bias gradients. */
+int cnnelm_net_backward(cnnelm_net *net, const float *E, int accumulate, cnnelm_error *err);
+
+/* Reads the gradients into a block laid out like the model's params. */
+int cnnelm_net_read_grads(cnnelm_net *net, float *grads, cnnelm_error *err);
+
+#endif

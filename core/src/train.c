@@ -1,0 +1,309 @@
+/* cnnelm training: ELM fit, fine-tuning (Algorithm 2 of the paper, see DESIGN.md) and
+ * evaluation on one network. */
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnnelm/metrics.h"
+
+/* J exploding: a batch's mean J this many times iteration 0's mean J counts as divergence. */
+#define DIVERGENCE_FACTOR 100.0
+
+void cnnelm_train_log_free(cnnelm_train_log *log)
+{
+    free(log->iters);
+    memset(log, 0, sizeof *log);
+}
+
+static int log_push(cnnelm_train_log *log, const cnnelm_iter_stats *s, cnnelm_error *err)
+{
+    cnnelm_iter_stats *n = realloc(log->iters, (size_t)(log->n + 1) * sizeof *n);
+    if (!n)
+        return cnnelm_fail(err, "out of memory");
+    log->iters = n;
+    log->iters[log->n++] = *s;
+    return 0;
+}
+
+static int chunk_len(const cnnelm_net *net, size_t done, size_t total)
+{
+    size_t left = total - done;
+    return (int)(left < (size_t)net->chunk ? left : (size_t)net->chunk);
+}
+
+int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                   cnnelm_progress *prog, const char *stage, cnnelm_error *err)
+{
+    if (data->n == 0)
+        return cnnelm_fail(err, "no training examples");
+    if (cnnelm_net_set_params(net, m->params, err) || cnnelm_net_reset_uv(net, err))
+        return -1;
+    cnnelm_progress_begin(prog, stage, data->n);
+    for (size_t i = 0; i < data->n;) {
+        int c = chunk_len(net, i, data->n);
+        if (cnnelm_net_forward(net, data->ds, data->rows, i, c, err) ||
+            cnnelm_net_accumulate(net, err))
+            return -1;
+        i += (size_t)c;
+        cnnelm_progress_add(prog, (size_t)c);
+    }
+    if (cnnelm_net_read_uv(net, m->U, m->V, err) || cnnelm_net_solve(net, m->lambda, m->beta, err))
+        return -1;
+    m->n_examples = data->n;
+    cnnelm_progress_end(prog, NULL);
+    return 0;
+}
+
+int cnnelm_predict_confusion(cnnelm_net *net, const cnnelm_subset *data, uint64_t *confusion,
+                             cnnelm_progress *prog, const char *stage, cnnelm_error *err)
+{
+    int C = net->arch.classes;
+    float *Y = malloc((size_t)net->chunk * C * sizeof *Y);
+    if (!Y)
+        return cnnelm_fail(err, "out of memory");
+    cnnelm_progress_begin(prog, stage, data->n);
+    for (size_t i = 0; i < data->n;) {
+        int c = chunk_len(net, i, data->n);
+        if (cnnelm_net_forward(net, data->ds, data->rows, i, c, err) ||
+            cnnelm_net_predict(net, Y, err)) {
+            free(Y);
+            return -1;
+        }
+        for (int j = 0; j < c; j++) {
+            int truth = net->labels[j];
+            if (truth < C)
+                confusion[(size_t)truth * C + cnnelm_argmax(Y + (size_t)j * C, C)]++;
+        }
+        i += (size_t)c;
+        cnnelm_progress_add(prog, (size_t)c);
+    }
+    free(Y);
+    cnnelm_progress_end(prog, NULL);
+    return 0;
+}
+
+int cnnelm_evaluate(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset *data,
+                    uint64_t *confusion, cnnelm_progress *prog, const char *stage,
+                    cnnelm_error *err)
+{
+    if (cnnelm_net_set_params(net, m->params, err) || cnnelm_net_set_beta(net, m->beta, err))
+        return -1;
+    return cnnelm_predict_confusion(net, data, confusion, prog, stage, err);
+}
+
+/* Accuracy of the kernels and beta currently on the device; NAN for an empty subset. */
+static int device_accuracy(cnnelm_net *net, const cnnelm_subset *data, cnnelm_progress *prog,
+                           const char *stage, double *acc, cnnelm_error *err)
+{
+    *acc = NAN;
+    if (!data || data->n == 0)
+        return 0;
+    int C = net->arch.classes;
+    uint64_t *conf = calloc((size_t)C * C, sizeof *conf);
+    if (!conf)
+        return cnnelm_fail(err, "out of memory");
+    int rc = cnnelm_predict_confusion(net, data, conf, prog, stage, err);
+    if (rc == 0) {
+        cnnelm_metrics mt;
+        cnnelm_metrics_compute(conf, C, &mt);
+        *acc = mt.accuracy;
+    }
+    free(conf);
+    return rc;
+}
+
+/* Mean J per example from the sums: 1/2 (tr(b'Ub) - 2 tr(b'V) + n), one-hot rows of norm 1. */
+static double j_from_sums(const cnnelm_model *m)
+{
+    size_t L = (size_t)m->arch.hidden, C = (size_t)m->arch.classes;
+    double q = 0, lin = 0;
+    for (size_t c = 0; c < C; c++)
+        for (size_t i = 0; i < L; i++) {
+            double ub = 0;
+            for (size_t k = 0; k < L; k++)
+                ub += m->U[i * L + k] * m->beta[k * C + c];
+            q += m->beta[i * C + c] * ub;
+            lin += m->beta[i * C + c] * m->V[i * C + c];
+        }
+    return 0.5 * (q - 2 * lin + (double)m->n_examples) / (double)m->n_examples;
+}
+
+static int all_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+typedef struct finetune_state {
+    float *grads, *velocity, *good, *Y, *E;
+} finetune_state;
+
+/* One epoch of Algorithm 2. Returns 0, -1 on error, or 1 on divergence (message in log). */
+static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
+                          const cnnelm_config *cfg, double lr, double j0, int it,
+                          finetune_state *fs, cnnelm_progress *prog, double *J, double *acc,
+                          cnnelm_train_log *log, cnnelm_error *err)
+{
+    size_t n = train->n, B = cfg->train.batch > 0 ? (size_t)cfg->train.batch : n;
+    int C = m->arch.classes;
+    size_t P = m->arch.n_params;
+    double jsum = 0;
+    size_t correct = 0;
+    if (cnnelm_net_reset_uv(net, err))
+        return -1;
+    for (size_t b0 = 0; b0 < n; b0 += B) {
+        size_t bn = n - b0 < B ? n - b0 : B;
+        int single = bn <= (size_t)net->chunk; /* activations of a one-chunk batch stay loaded */
+        for (size_t i = 0; i < bn;) {
+            int c = chunk_len(net, i, bn);
+            if (cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err) ||
+                cnnelm_net_accumulate(net, err))
+                return -1;
+            i += (size_t)c;
+        }
+        cnnelm_error solve_err;
+        if (cnnelm_net_solve(net, m->lambda, NULL, &solve_err) != 0) {
+            snprintf(log->divergence, sizeof log->divergence,
+                     "iteration %d: the ELM solve failed (%s); try a smaller learning rate", it,
+                     solve_err.msg);
+            return 1;
+        }
+        double jb = 0;
+        for (size_t i = 0; i < bn;) {
+            int c = chunk_len(net, i, bn);
+            if (!single && cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err))
+                return -1;
+            if (cnnelm_net_predict(net, fs->Y, err))
+                return -1;
+            for (int j = 0; j < c; j++) {
+                const float *y = fs->Y + (size_t)j * C;
+                float *e = fs->E + (size_t)j * C;
+                int truth = net->labels[j];
+                correct += cnnelm_argmax(y, C) == truth;
+                for (int k = 0; k < C; k++) {
+                    double d = (double)y[k] - (k == truth ? 1.0 : 0.0);
+                    jb += 0.5 * d * d;
+                    e[k] = (float)(d / (double)bn); /* J averaged over the batch */
+                }
+            }
+            if (cnnelm_net_backward(net, fs->E, i > 0, err))
+                return -1;
+            i += (size_t)c;
+            cnnelm_progress_add(prog, (size_t)c);
+        }
+        jsum += jb;
+        if (!isfinite(jb) || jb / (double)bn > DIVERGENCE_FACTOR * j0) {
+            snprintf(log->divergence, sizeof log->divergence,
+                     "iteration %d: J exploded (batch mean %.4g, iteration 0 had %.4g) with learning "
+                     "rate %g; try a smaller train.learning_rate", it, jb / (double)bn, j0, lr);
+            return 1;
+        }
+        if (cnnelm_net_read_grads(net, fs->grads, err))
+            return -1;
+        double mu = cfg->train.momentum;
+        for (size_t p = 0; p < P; p++) {
+            fs->velocity[p] = (float)(mu * fs->velocity[p] - lr * fs->grads[p]);
+            m->params[p] += fs->velocity[p];
+        }
+        if (!all_finite(m->params, P)) {
+            snprintf(log->divergence, sizeof log->divergence,
+                     "iteration %d: kernels became NaN or Inf with learning rate %g; try a smaller "
+                     "train.learning_rate", it, lr);
+            return 1;
+        }
+        if (cnnelm_net_set_params(net, m->params, err))
+            return -1;
+    }
+    *J = jsum / (double)n;
+    *acc = (double)correct / (double)n;
+    return 0;
+}
+
+int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
+                       const cnnelm_subset *test, const cnnelm_config *cfg, cnnelm_progress *prog,
+                       cnnelm_train_log *log, cnnelm_error *err)
+{
+    memset(log, 0, sizeof *log);
+    int E = cfg->train.iterations;
+    double t0 = cnnelm_now();
+    if (cnnelm_elm_fit(net, m, train, prog, "iteration 0: ELM fit", err))
+        return -1;
+    cnnelm_iter_stats s0 = { .iteration = 0, .J = j_from_sums(m), .test_accuracy = NAN };
+    if (E > 0) {
+        /* the series wants both accuracies at every iteration */
+        if (device_accuracy(net, train, prog, "iteration 0: training accuracy", &s0.train_accuracy,
+                            err) ||
+            device_accuracy(net, test, prog, "iteration 0: test accuracy", &s0.test_accuracy, err))
+            return -1;
+    } else {
+        s0.train_accuracy = NAN;
+    }
+    s0.seconds = cnnelm_now() - t0;
+    if (log_push(log, &s0, err))
+        return -1;
+    if (E == 0)
+        return 0;
+
+    size_t P = m->arch.n_params, C = (size_t)m->arch.classes;
+    finetune_state fs = {
+        .grads = malloc(P * sizeof(float)), .velocity = calloc(P, sizeof(float)),
+        .good = malloc(P * sizeof(float)), .Y = malloc((size_t)net->chunk * C * sizeof(float)),
+        .E = malloc((size_t)net->chunk * C * sizeof(float)),
+    };
+    int rc = -1;
+    if (!fs.grads || !fs.velocity || !fs.good || !fs.Y || !fs.E) {
+        cnnelm_fail(err, "out of memory");
+        goto out;
+    }
+    memcpy(fs.good, m->params, P * sizeof(float));
+    double j0 = s0.J > 1e-6 ? s0.J : 1e-6;
+    int done = 0;
+    for (int it = 1; it <= E; it++) {
+        double lr = cfg->train.learning_rate;
+        if (cfg->train.lr_schedule == CNNELM_LR_INVERSE)
+            lr /= it;
+        double ti = cnnelm_now();
+        char stage[96];
+        snprintf(stage, sizeof stage, "iteration %d/%d: fine-tune (rate %g)", it, E, lr);
+        cnnelm_progress_begin(prog, stage, train->n);
+        cnnelm_iter_stats s = { .iteration = it, .learning_rate = lr };
+        int r = finetune_epoch(net, m, train, cfg, lr, j0, it, &fs, prog, &s.J, &s.train_accuracy,
+                               log, err);
+        if (r < 0)
+            goto out;
+        if (r > 0) {
+            cnnelm_progress_end(prog, "diverged");
+            log->diverged = 1;
+            memcpy(m->params, fs.good, P * sizeof(float));
+            break;
+        }
+        char detail[96];
+        snprintf(detail, sizeof detail, "J %.5f, training accuracy %.2f%%", s.J, 100 * s.train_accuracy);
+        cnnelm_progress_end(prog, detail);
+        snprintf(stage, sizeof stage, "iteration %d: test accuracy", it);
+        if (device_accuracy(net, test, prog, stage, &s.test_accuracy, err))
+            goto out;
+        s.seconds = cnnelm_now() - ti;
+        if (log_push(log, &s, err))
+            goto out;
+        memcpy(fs.good, m->params, P * sizeof(float));
+        done = it;
+    }
+    /* The saved model's beta, U and V must belong to its final kernels. */
+    m->iterations = (uint32_t)done;
+    if (log->diverged)
+        m->flags |= CNNELM_MODEL_DIVERGED;
+    rc = cnnelm_elm_fit(net, m, train, prog, "final ELM fit on the fine-tuned kernels", err);
+out:
+    free(fs.grads);
+    free(fs.velocity);
+    free(fs.good);
+    free(fs.Y);
+    free(fs.E);
+    return rc;
+}

@@ -1,0 +1,62 @@
+/* cnnelm training on one network: the ELM fit (U, V summed over the data, beta solved), SGD
+ * fine-tuning of the kernels by back-propagating the ELM error (Algorithm 2), and evaluation. */
+#ifndef CNNELM_TRAIN_H
+#define CNNELM_TRAIN_H
+
+#include <stdint.h>
+
+#include "cnnelm/config.h"
+#include "cnnelm/dataset.h"
+#include "cnnelm/model.h"
+#include "network.h"
+#include "progress.h"
+
+typedef struct cnnelm_iter_stats {
+    int iteration;           /* 0: the plain ELM before any fine-tuning */
+    double J;                /* mean of 1/2 ||y - t||^2 per training example */
+    double train_accuracy;
+    double test_accuracy;    /* NAN without a test set */
+    double learning_rate;    /* 0 at iteration 0 */
+    double seconds;
+} cnnelm_iter_stats;
+
+typedef struct cnnelm_train_log {
+    int n;                   /* entries in iters: iteration 0 .. last completed */
+    cnnelm_iter_stats *iters;
+    int diverged;            /* fine-tuning stopped early; the model is the last good iteration */
+    char divergence[512];
+} cnnelm_train_log;
+
+void cnnelm_train_log_free(cnnelm_train_log *log);
+
+/* A set of examples: rows[0..n) of ds, or examples 0..n when rows is NULL. */
+typedef struct cnnelm_subset {
+    const cnnelm_dataset *ds;
+    const size_t *rows;
+    size_t n;
+} cnnelm_subset;
+
+/* Sums U and V over the subset with the model's kernels, stores them in m (with n_examples) and
+ * solves beta into m. Leaves the kernels and beta on the device. */
+int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                   cnnelm_progress *prog, const char *stage, cnnelm_error *err);
+
+/* Predicts the subset with the kernels and beta on the device; adds into confusion
+ * (classes x classes, truth-major). */
+int cnnelm_predict_confusion(cnnelm_net *net, const cnnelm_subset *data, uint64_t *confusion,
+                             cnnelm_progress *prog, const char *stage, cnnelm_error *err);
+
+/* Accuracy of m on the subset (uploads m's kernels and beta). */
+int cnnelm_evaluate(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset *data,
+                    uint64_t *confusion, cnnelm_progress *prog, const char *stage,
+                    cnnelm_error *err);
+
+/* Trains m (initialised kernels in, trained model out) on `train`: iteration 0 is the ELM fit;
+ * then cfg->train.iterations of fine-tuning, then beta solved once more on the final kernels.
+ * `test` (n = 0: none) is evaluated after every iteration for the log. Divergence is not an
+ * error: training stops, m holds the last good iteration, log->diverged says why. */
+int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
+                       const cnnelm_subset *test, const cnnelm_config *cfg, cnnelm_progress *prog,
+                       cnnelm_train_log *log, cnnelm_error *err);
+
+#endif
