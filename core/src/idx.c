@@ -185,7 +185,7 @@ static int read_stream(int fd, const char *path, int images, size_t keep_example
     size_t total = (size_t)got;
     if (total == keep && keep < h->payload_bytes) {
         /* Drain what the limit leaves out, so that a bad file is still reported. */
-        unsigned char scratch[65536];
+        unsigned char scratch[16384];
         while (total < h->payload_bytes) {
             size_t want = h->payload_bytes - total;
             if (want > sizeof scratch) want = sizeof scratch;
@@ -201,21 +201,26 @@ static int read_stream(int fd, const char *path, int images, size_t keep_example
         fail_truncated(path, h, images, total, err);
         goto done;
     }
-    unsigned char extra[4096];
-    got = gz_read_full(gz, path, extra, sizeof extra, &cut, err);
-    if (got < 0)
+    /* Anything more is an error; count it all for the message. */
+    unsigned char extra[16384];
+    size_t extra_total = 0;
+    do {
+        got = gz_read_full(gz, path, extra, sizeof extra, &cut, err);
+        if (got < 0)
+            goto done;
+        extra_total += (size_t)got;
+    } while (got == (long long)sizeof extra);
+    if (extra_total > 0) {
+        char n[32];
+        snprintf(n, sizeof n, "%zu", total + extra_total);
+        fail_trailing(path, h, images, n, err);
         goto done;
-    if (got == 0 && cut) {
+    }
+    if (cut) {
         char what[160];
         describe(h, images, what, sizeof what);
         cnnelm_fail(err, "%s: truncated: %s and all follow, but the gzip stream ends before its trailer",
                     path, what);
-        goto done;
-    }
-    if (got > 0) {
-        char n[48];
-        snprintf(n, sizeof n, "%s%lld", got == (long long)sizeof extra ? "at least " : "", got);
-        fail_trailing(path, h, images, n, err);
         goto done;
     }
     *out = buf;
