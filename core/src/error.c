@@ -25,7 +25,16 @@ int cnnelm_fail_prefix(cnnelm_error *err, const char *fmt, ...)
         vsnprintf(prefix, sizeof prefix, fmt, ap);
         va_end(ap);
         memcpy(old, err->msg, sizeof old);
-        snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+        /* "prefix: old", cut to fit (built by hand: snprintf of two strings warns on truncation) */
+        size_t n = strlen(prefix), cap = sizeof err->msg - 1;
+        if (n > cap)
+            n = cap;
+        memcpy(err->msg, prefix, n);
+        for (const char *s = ": "; *s && n < cap; s++)
+            err->msg[n++] = *s;
+        for (const char *s = old; *s && n < cap; s++)
+            err->msg[n++] = *s;
+        err->msg[n] = '\0';
     }
     return -1;
 }
