@@ -69,8 +69,8 @@ typedef struct key_def {
     const char *help;
 } key_def;
 
-#define CF(f) offsetof(cnnelm_config, f), sizeof(((cnnelm_config *)0)->f)
-#define WF(f) offsetof(cnnelm_worker_config, f), sizeof(((cnnelm_worker_config *)0)->f)
+#define CF(f) .offset = offsetof(cnnelm_config, f), .size = sizeof(((cnnelm_config *)0)->f)
+#define WF(f) .offset = offsetof(cnnelm_worker_config, f), .size = sizeof(((cnnelm_worker_config *)0)->f)
 
 static const key_def schema[] = {
     {.path = "plugin_path", .kind = K_STRING, CF(plugin_path), .sdef = "",
