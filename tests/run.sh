@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds cnnelm twice (optimised with warnings as errors, then with AddressSanitizer and
+# UndefinedBehaviorSanitizer) and runs every CTest suite on both builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+
+echo "== optimised build (-Werror) =="
+cmake -S . -B build -DCNNELM_WERROR=ON
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build =="
+cmake -S . -B build-sanitize -DCNNELM_WERROR=ON -DCNNELM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build-sanitize -j"$jobs"
+ctest --test-dir build-sanitize --output-on-failure -j"$jobs"
