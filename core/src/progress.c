@@ -23,6 +23,14 @@ void cnnelm_progress_init(cnnelm_progress *p, int quiet)
                     : (isatty(STDERR_FILENO) ? CNNELM_PROGRESS_TTY : CNNELM_PROGRESS_LINES);
 }
 
+void cnnelm_progress_init_child(cnnelm_progress *p, const cnnelm_progress *parent, const char *prefix)
+{
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+    p->mode = parent->mode == CNNELM_PROGRESS_QUIET ? CNNELM_PROGRESS_QUIET : CNNELM_PROGRESS_LINES;
+    snprintf(p->prefix, sizeof p->prefix, "%s", prefix);
+}
+
 void cnnelm_progress_destroy(cnnelm_progress *p)
 {
     pthread_mutex_destroy(&p->lock);
@@ -45,10 +53,10 @@ static void draw(cnnelm_progress *p, double now)
     double rate = el > 0 ? (double)p->done / el : 0;
     if (p->total && rate > 0) {
         double eta = (double)(p->total - (p->done < p->total ? p->done : p->total)) / rate;
-        fprintf(stderr, "\r\033[K%s: %zu/%zu images, %.0f images/s, %.1f s elapsed, ETA %.1f s",
-                p->stage, p->done, p->total, rate, el, eta);
+        fprintf(stderr, "\r\033[K%s%s: %zu/%zu images, %.0f images/s, %.1f s elapsed, ETA %.1f s",
+                p->prefix, p->stage, p->done, p->total, rate, el, eta);
     } else {
-        fprintf(stderr, "\r\033[K%s: %zu images, %.0f images/s, %.1f s elapsed", p->stage, p->done,
+        fprintf(stderr, "\r\033[K%s%s: %zu images, %.0f images/s, %.1f s elapsed", p->prefix, p->stage, p->done,
                 rate, el);
     }
     fflush(stderr);
@@ -76,10 +84,10 @@ void cnnelm_progress_end(cnnelm_progress *p, const char *detail)
         if (p->mode == CNNELM_PROGRESS_TTY)
             fputs("\r\033[K", stderr);
         if (p->done)
-            fprintf(stderr, "%s: %zu images in %.2f s (%.0f images/s)%s%s\n", p->stage, p->done, el,
+            fprintf(stderr, "%s%s: %zu images in %.2f s (%.0f images/s)%s%s\n", p->prefix, p->stage, p->done, el,
                     el > 0 ? (double)p->done / el : 0.0, detail ? ", " : "", detail ? detail : "");
         else
-            fprintf(stderr, "%s: %.2f s%s%s\n", p->stage, el, detail ? ", " : "", detail ? detail : "");
+            fprintf(stderr, "%s%s: %.2f s%s%s\n", p->prefix, p->stage, el, detail ? ", " : "", detail ? detail : "");
     }
     pthread_mutex_unlock(&p->lock);
 }
@@ -91,6 +99,7 @@ void cnnelm_progress_note(cnnelm_progress *p, const char *fmt, ...)
     pthread_mutex_lock(&p->lock);
     if (p->mode == CNNELM_PROGRESS_TTY)
         fputs("\r\033[K", stderr);
+    fputs(p->prefix, stderr);
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

@@ -15,6 +15,7 @@ typedef enum cnnelm_progress_mode {
 typedef struct cnnelm_progress {
     cnnelm_progress_mode mode;
     pthread_mutex_t lock;
+    char prefix[96];    /* printed before every line, e.g. "partition 2/4 [cpu:0]: " */
     char stage[160];
     size_t total, done;
     double start, last_draw;
@@ -23,6 +24,8 @@ typedef struct cnnelm_progress {
 /* quiet != 0: nothing; otherwise TTY or LINES depending on isatty(stderr). */
 void cnnelm_progress_init(cnnelm_progress *p, int quiet);
 void cnnelm_progress_destroy(cnnelm_progress *p);
+/* A progress for one of several concurrent workers: never redraws a line (TTY becomes LINES). */
+void cnnelm_progress_init_child(cnnelm_progress *p, const cnnelm_progress *parent, const char *prefix);
 /* Starts a stage of `total` images (0: unknown). */
 void cnnelm_progress_begin(cnnelm_progress *p, const char *stage, size_t total);
 void cnnelm_progress_add(cnnelm_progress *p, size_t images);

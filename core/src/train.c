@@ -169,7 +169,7 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
         cnnelm_error solve_err;
         if (cnnelm_net_solve(net, m->lambda, NULL, &solve_err) != 0) {
             snprintf(log->divergence, sizeof log->divergence,
-                     "iteration %d: the ELM solve failed (%s); try a smaller learning rate", it,
+                     "iteration %d: the ELM solve failed (%.300s); try a smaller learning rate", it,
                      solve_err.msg);
             return 1;
         }

@@ -24,8 +24,17 @@ typedef enum cnnelm_reduce {
 
 typedef enum cnnelm_partitioning {
     CNNELM_PART_SHUFFLE = 0, CNNELM_PART_STRATIFIED = 1, CNNELM_PART_CONTIGUOUS = 2,
-    CNNELM_PART_LABEL_SKEW = 3
+    CNNELM_PART_LABEL_SKEW = 3, CNNELM_PART_BY_SOURCE = 4 /* one partition per data.sources entry */
 } cnnelm_partitioning;
+
+/* data.extend: noisy copies added to the training and test sets (bit mask). */
+enum {
+    CNNELM_NOISE_GAUSSIAN = 1u << 0,
+    CNNELM_NOISE_SALT_PEPPER = 1u << 1,
+    CNNELM_NOISE_POISSON = 1u << 2
+};
+
+#define CNNELM_MAX_SOURCES 16
 
 typedef enum cnnelm_lr_schedule {
     CNNELM_LR_CONSTANT = 0,     /* alpha */
@@ -45,6 +54,12 @@ typedef struct cnnelm_config {
         char train_images[CNNELM_PATH_MAX], train_labels[CNNELM_PATH_MAX];
         char test_images[CNNELM_PATH_MAX], test_labels[CNNELM_PATH_MAX]; /* "" = no test set */
         long train_limit, test_limit;    /* > 0: use only the first N examples */
+        unsigned extend;                 /* CNNELM_NOISE_* mask; 0 = none */
+        int n_sources;                   /* > 0: data.sources replaces the four paths above */
+        struct {
+            char train_images[CNNELM_PATH_MAX], train_labels[CNNELM_PATH_MAX];
+            char test_images[CNNELM_PATH_MAX], test_labels[CNNELM_PATH_MAX];
+        } sources[CNNELM_MAX_SOURCES];
     } data;
     struct {
         char layers[256];                /* e.g. "6c-2s-12c-2s" */
@@ -65,6 +80,9 @@ typedef struct cnnelm_config {
         int partitions;                  /* k */
         cnnelm_partitioning partitioning;
         cnnelm_reduce reduce;
+        int compare_single;              /* also train one model on all the data, for the table */
+        int trials;                      /* repeat with seeds seed, seed+1, ...; report mean +- std */
+        int folds;                       /* > 1: n-fold cross-validation on the training set */
     } train;
     int n_workers;
     cnnelm_worker_config workers[CNNELM_MAX_WORKERS];
