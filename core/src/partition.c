@@ -56,6 +56,7 @@ int cnnelm_partition(const size_t *rows, size_t n, const uint8_t *labels, int k,
         shuffle(tmp, n, &rng);
         memcpy(out->rows, tmp, n * sizeof *tmp);
         break;
+    case CNNELM_PART_BY_SOURCE:
     case CNNELM_PART_LABEL_SKEW:
     case CNNELM_PART_STRATIFIED: {
         /* counting sort by label (stable), shuffled within each class for stratified */
@@ -69,6 +70,24 @@ int cnnelm_partition(const size_t *rows, size_t n, const uint8_t *labels, int k,
             sorted[count[labels[tmp[i]]]++] = tmp[i];
         if (mode == CNNELM_PART_LABEL_SKEW)
             break;
+        if (mode == CNNELM_PART_BY_SOURCE) {
+            /* partition p is exactly key p: keys must be 0..k-1, each present */
+            for (int q = 0; q < k; q++) {
+                out->start[q] = q ? count[q - 1] : 0;
+                if ((q ? count[q - 1] : 0) == count[q]) {
+                    free(tmp);
+                    cnnelm_partitions_free(out);
+                    return cnnelm_fail(err, "by-source partitioning: source %d has no examples", q + 1);
+                }
+            }
+            if (count[k - 1] != n) {
+                free(tmp);
+                cnnelm_partitions_free(out);
+                return cnnelm_fail(err, "by-source partitioning: %d partitions but the data has more sources", k);
+            }
+            out->start[k] = n;
+            break;
+        }
         size_t begin = 0;
         for (size_t i = 1; i <= n; i++)
             if (i == n || labels[sorted[i]] != labels[sorted[begin]]) {

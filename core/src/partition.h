@@ -16,7 +16,8 @@ typedef struct cnnelm_partitions {
     size_t *start;    /* partition p is rows[start[p] .. start[p+1]) ; k + 1 entries */
 } cnnelm_partitions;
 
-/* Splits rows[0..n) (rows NULL: 0..n) whose labels are labels[row]. Within a partition the
+/* Splits rows[0..n) (rows NULL: 0..n) whose labels are labels[row]. For CNNELM_PART_BY_SOURCE
+ * `labels` holds each row's source index instead and partition p is source p. Within a partition the
  * order is shuffled (except "contiguous", which keeps file order) so that batches mix. */
 int cnnelm_partition(const size_t *rows, size_t n, const uint8_t *labels, int k,
                      cnnelm_partitioning mode, uint64_t seed, cnnelm_partitions *out,

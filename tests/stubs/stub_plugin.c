@@ -28,6 +28,7 @@ static cnnelm_status alloc_(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o) 
 static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b) { (void)c; (void)b; }
 static cnnelm_status wr(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b) { (void)c; (void)d; (void)o; (void)s; (void)b; return CNNELM_ERR_UNSUPPORTED; }
 static cnnelm_status rd(cnnelm_backend_ctx *c, const cnnelm_buffer *s, size_t o, void *d, size_t b) { (void)c; (void)s; (void)o; (void)d; (void)b; return CNNELM_ERR_UNSUPPORTED; }
+__attribute__((unused)) /* NULL in the missing-op variant */
 static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, cnnelm_activation a, const cnnelm_buffer *x, const cnnelm_buffer *w, const cnnelm_buffer *b, cnnelm_buffer *y) { (void)c; (void)s; (void)a; (void)x; (void)w; (void)b; (void)y; return CNNELM_ERR_UNSUPPORTED; }
 static cnnelm_status conv_bd(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, const cnnelm_buffer *dy, const cnnelm_buffer *w, cnnelm_buffer *dx) { (void)c; (void)s; (void)dy; (void)w; (void)dx; return CNNELM_ERR_UNSUPPORTED; }
 static cnnelm_status conv_bf(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, const cnnelm_buffer *x, const cnnelm_buffer *dy, cnnelm_buffer *dw, cnnelm_buffer *db, int acc) { (void)c; (void)s; (void)x; (void)dy; (void)dw; (void)db; (void)acc; return CNNELM_ERR_UNSUPPORTED; }

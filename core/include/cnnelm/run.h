@@ -25,6 +25,10 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err);
 /* Evaluate a saved model on the config's test set. */
 int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err);
 
+/* Plot the per-iteration series of a JSON report (accuracy and J against iterations) into a
+ * PNG or SVG file (chosen by the extension of `out`) through gnuplot. */
+int cnnelm_run_plot(const char *report, const char *out, cnnelm_error *err);
+
 /* Print every backend found and its devices; returns the number of backends. */
 int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err);
 

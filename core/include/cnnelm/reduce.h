@@ -1,0 +1,35 @@
+/* cnnelm reduce: combines k models trained from the same initial weights. Sums run in
+ * partition (argument) order so the result never depends on which worker finished first. */
+#ifndef CNNELM_REDUCE_H
+#define CNNELM_REDUCE_H
+
+#include "cnnelm/config.h"
+#include "cnnelm/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Checks that every model has the same architecture, initial seed and lambda; the message
+ * names the first that differs (by its index, or by names[i] when names is non-NULL). */
+int cnnelm_reduce_check(const cnnelm_model *const *models, int k, const char *const *names,
+                        cnnelm_error *err);
+
+/* out = the combination of models[0..k):
+ *   MEAN:     kernels, biases and beta averaged (the paper);
+ *   WEIGHTED: the same, weighted by each model's n_examples;
+ *   REFIT:    kernels and biases averaged; beta is NOT solved here: the caller runs the
+ *             averaged kernels over the data, sums U and V, and solves (cnnelm_reduce_solve
+ *             when the sums are already in out->U, out->V).
+ * In every mode out->U, out->V and out->n_examples are the sums of the models' (exactly
+ * right for REFIT only when the kernels were identical, i.e. without fine-tuning). */
+int cnnelm_reduce_models(const cnnelm_model *const *models, int k, cnnelm_reduce mode,
+                         cnnelm_model *out, cnnelm_error *err);
+
+/* beta = (I/lambda + U)^-1 V from out->U and out->V, on the host in double (Cholesky). */
+int cnnelm_reduce_solve(cnnelm_model *m, cnnelm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

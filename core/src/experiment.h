@@ -1,0 +1,53 @@
+/* cnnelm experiments: Map (k partitions trained from the same initial weights on the worker
+ * pool), Reduce (mean, weighted, refit), and the evaluation of each partition's model, the
+ * reduced model and optionally a single model trained on all the data (the paper's tables). */
+#ifndef CNNELM_EXPERIMENT_H
+#define CNNELM_EXPERIMENT_H
+
+#include "cnnelm/config.h"
+#include "cnnelm/metrics.h"
+#include "cnnelm/model.h"
+#include "partition.h"
+#include "progress.h"
+#include "train.h"
+#include "workers.h"
+
+typedef struct cnnelm_part_result {
+    cnnelm_model model;
+    cnnelm_train_log log;
+    int worker;                 /* index of the worker that trained it */
+    double seconds;
+    size_t examples;
+    cnnelm_metrics test;
+} cnnelm_part_result;
+
+typedef struct cnnelm_experiment {
+    /* inputs */
+    const cnnelm_config *cfg;
+    uint64_t seed;              /* initial weights and partitioning */
+    cnnelm_subset train;        /* all training rows of this run */
+    cnnelm_subset test;         /* n = 0: no evaluation */
+    cnnelm_progress *prog;
+    cnnelm_pool *pool;
+    /* outputs */
+    int k;
+    cnnelm_part_result *parts;  /* k */
+    cnnelm_model reduced;       /* the combined model (k = 1: the partition's model) */
+    cnnelm_metrics reduced_test;
+    uint64_t *reduced_confusion;/* classes x classes */
+    int has_single;
+    cnnelm_part_result single;  /* a model trained on all the data (train.compare_single) */
+    double map_seconds, reduce_seconds;
+} cnnelm_experiment;
+
+/* Runs one experiment (inputs filled in by the caller). */
+int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err);
+void cnnelm_experiment_free(cnnelm_experiment *x);
+
+/* The refit reduce of trained models over partitions of `data`: averaged kernels, U and V summed
+ * over every partition in order, beta solved once. Used by the run and by `cnnelm average`. */
+int cnnelm_refit(cnnelm_pool *pool, const cnnelm_model *const *models, int k,
+                 const cnnelm_subset *parts, int n_parts, cnnelm_progress *prog, cnnelm_model *out,
+                 cnnelm_error *err);
+
+#endif

@@ -1,0 +1,38 @@
+/* cnnelm workers: one thread per configured worker, each with its own backend context, pulling
+ * tasks (partitions) from a shared queue so that a fast device takes more of them. */
+#ifndef CNNELM_WORKERS_H
+#define CNNELM_WORKERS_H
+
+#include "cnnelm/config.h"
+#include "cnnelm/model.h"
+#include "cnnelm/plugin.h"
+#include "network.h"
+
+typedef struct cnnelm_worker {
+    int index;
+    cnnelm_worker_config cfg;
+    cnnelm_plugin *plugin;
+    cnnelm_net net;
+    int open;
+} cnnelm_worker;
+
+typedef struct cnnelm_pool {
+    int n;
+    cnnelm_worker *w;
+} cnnelm_pool;
+
+/* Loads each worker's backend and opens its device with buffers for cfg->train.chunk examples. */
+int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
+                     cnnelm_error *err);
+void cnnelm_pool_close(cnnelm_pool *pool);
+
+/* A task: returns 0 or -1 with err set. Runs on the worker's thread. */
+typedef int (*cnnelm_task_fn)(cnnelm_worker *w, int task, void *user, cnnelm_error *err);
+
+/* Runs tasks 0..n_tasks-1 on the workers (each worker takes the next task when free). On the
+ * first failure the other workers finish their current task and stop; the error returned is
+ * that of the lowest-numbered failed task. With one worker the tasks run on this thread. */
+int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
+                    cnnelm_error *err);
+
+#endif
