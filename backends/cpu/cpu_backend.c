@@ -1,0 +1,733 @@
+/* cnnelm CPU reference backend: the plugin table, the one "cpu" device, contexts, host buffers,
+ * argument validation for every op, and fault injection for the core's failure tests. */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu_internal.h"
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fmt, ...)
+{
+    if (ctx) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* ---- OpenBLAS -------------------------------------------------------------------------- */
+
+/* OpenBLAS's thread count is process-global; this backend parallelises inside each context with
+ * its own threads and calls BLAS from several contexts at once, so BLAS must run in the
+ * calling thread. Done once, at the first context_open. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single_thread(void) { openblas_set_num_threads(1); }
+
+/* ---- devices --------------------------------------------------------------------------- */
+
+static int online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > CPU_MAX_THREADS ? CPU_MAX_THREADS : (int)n);
+}
+
+static cnnelm_status cpu_device_count(int *count)
+{
+    if (!count)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    *count = 1;
+    return CNNELM_OK;
+}
+
+/* The CPU model from /proc/cpuinfo ("model name"), or "unknown". */
+static void cpu_model(char *out, size_t size)
+{
+    snprintf(out, size, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *v = strchr(line, ':');
+            if (v) {
+                v++;
+                while (*v == ' ' || *v == '\t')
+                    v++;
+                v[strcspn(v, "\n")] = 0;
+                snprintf(out, size, "%s", v);
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static cnnelm_status cpu_device_info(int index, cnnelm_device_info *info)
+{
+    if (!info || index != 0)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "cpu");
+    cpu_model(info->vendor, sizeof info->vendor);
+    snprintf(info->driver, sizeof info->driver, "cnnelm cpu backend, OpenBLAS %s",
+             openblas_get_config());
+    info->kind = CNNELM_DEVICE_CPU;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0)
+        info->memory_bytes = info->max_alloc_bytes = (uint64_t)pages * (uint64_t)page;
+    info->compute_units = (uint32_t)online_cores();
+    return CNNELM_OK;
+}
+
+/* ---- contexts -------------------------------------------------------------------------- */
+
+/* The best kernel variant this CPU runs; CNNELM_CPU_ISA=generic|avx2|avx512 may choose a lower
+ * one (never a higher one). */
+static int detect_isa(void)
+{
+    int best = CPU_ISA_GENERIC;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        best = CPU_ISA_AVX2;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+            best = CPU_ISA_AVX512;
+    }
+#endif
+    const char *want = getenv("CNNELM_CPU_ISA");
+    int w = best;
+    if (want && strcmp(want, "generic") == 0)
+        w = CPU_ISA_GENERIC;
+    else if (want && strcmp(want, "avx2") == 0)
+        w = CPU_ISA_AVX2;
+    return w < best ? w : best;
+}
+
+static void open_error(char *error, size_t size, const char *msg)
+{
+    if (error && size > 0)
+        snprintf(error, size, "%s", msg);
+}
+
+static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *params,
+                                      cnnelm_backend_ctx **out, char *error, size_t error_size)
+{
+    if (!out) {
+        open_error(error, error_size, "context_open: NULL output pointer");
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    *out = NULL;
+    if (device != 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "cpu backend has one device (0), not %d", device);
+        open_error(error, error_size, msg);
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    int threads = 0;
+    if (params && params->struct_size >= offsetof(cnnelm_context_params, threads) + sizeof(int))
+        threads = params->threads;
+    if (threads <= 0)
+        threads = online_cores();
+    if (threads > CPU_MAX_THREADS)
+        threads = CPU_MAX_THREADS;
+
+    /* Fault injection for tests: CNNELM_CPU_FAIL_AFTER=N makes the context fail (as a lost
+     * device would) after N successful calls of buffer_write, buffer_read and the compute ops. */
+    long fail_after = -1;
+    const char *fa = getenv("CNNELM_CPU_FAIL_AFTER");
+    if (fa && *fa) {
+        char *end;
+        errno = 0;
+        long v = strtol(fa, &end, 10);
+        if (errno != 0 || *end != 0 || v < 0) {
+            open_error(error, error_size, "CNNELM_CPU_FAIL_AFTER must be a non-negative integer");
+            return CNNELM_ERR_INVALID_ARGUMENT;
+        }
+        fail_after = v;
+    }
+
+    pthread_once(&blas_once, blas_single_thread);
+    cnnelm_backend_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        open_error(error, error_size, "out of host memory for a context");
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    }
+    ctx->magic = CPU_CTX_MAGIC;
+    ctx->threads = threads;
+    ctx->isa = detect_isa();
+    ctx->fail_after = fail_after;
+    cnnelm_status st = cpu_pool_start(ctx);
+    if (st != CNNELM_OK) {
+        open_error(error, error_size, ctx->err);
+        free(ctx);
+        return st;
+    }
+    *out = ctx;
+    return CNNELM_OK;
+}
+
+static void cpu_context_close(cnnelm_backend_ctx *ctx)
+{
+    if (!ctx || ctx->magic != CPU_CTX_MAGIC)
+        return;
+    cpu_pool_stop(ctx);
+    for (cnnelm_buffer *b = ctx->buffers, *next; b; b = next) {
+        next = b->next;
+        b->magic = 0;
+        free(b->data);
+        free(b);
+    }
+    cpu_scratch_free(ctx);
+    ctx->magic = 0;
+    free(ctx);
+}
+
+static const char *cpu_last_error(const cnnelm_backend_ctx *ctx)
+{
+    if (!ctx)
+        return "NULL context";
+    return ctx->err;
+}
+
+/* Every counted call starts with this: a valid context that has not (been made to) fail. */
+#define ENTER(ctx)                                                                          \
+    do {                                                                                    \
+        if (!(ctx) || (ctx)->magic != CPU_CTX_MAGIC)                                        \
+            return CNNELM_ERR_INVALID_ARGUMENT;                                             \
+        if ((ctx)->failed ||                                                                \
+            ((ctx)->fail_after >= 0 && (ctx)->ok_calls >= (ctx)->fail_after)) {             \
+            (ctx)->failed = 1;                                                              \
+            return cpu_fail((ctx), CNNELM_ERR_DEVICE,                                       \
+                            "injected device failure (CNNELM_CPU_FAIL_AFTER=%ld)",           \
+                            (ctx)->fail_after);                                             \
+        }                                                                                   \
+    } while (0)
+
+static cnnelm_status leave(cnnelm_backend_ctx *ctx, cnnelm_status st)
+{
+    if (st == CNNELM_OK)
+        ctx->ok_calls++;
+    return st;
+}
+
+/* ---- buffers --------------------------------------------------------------------------- */
+
+static cnnelm_status cpu_buffer_alloc(cnnelm_backend_ctx *ctx, size_t bytes, cnnelm_buffer **out)
+{
+    if (!ctx || ctx->magic != CPU_CTX_MAGIC)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    if (!out)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "buffer_alloc: NULL output pointer");
+    *out = NULL;
+    if (bytes == 0)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "buffer_alloc: zero bytes");
+    if (bytes > (size_t)PTRDIFF_MAX - CPU_ALIGN)
+        return cpu_fail(ctx, CNNELM_ERR_OUT_OF_MEMORY, "buffer_alloc: %zu bytes is too large", bytes);
+    cnnelm_buffer *b = calloc(1, sizeof *b);
+    if (!b)
+        return cpu_fail(ctx, CNNELM_ERR_OUT_OF_MEMORY, "out of host memory (buffer header)");
+    b->data = cpu_aligned_alloc(bytes);
+    if (!b->data) {
+        free(b);
+        return cpu_fail(ctx, CNNELM_ERR_OUT_OF_MEMORY, "out of host memory (buffer of %zu bytes)",
+                        bytes);
+    }
+    b->magic = CPU_BUFFER_MAGIC;
+    b->ctx = ctx;
+    b->bytes = bytes;
+    b->next = ctx->buffers;
+    if (ctx->buffers)
+        ctx->buffers->prev = b;
+    ctx->buffers = b;
+    *out = b;
+    return CNNELM_OK;
+}
+
+static void cpu_buffer_free(cnnelm_backend_ctx *ctx, cnnelm_buffer *b)
+{
+    if (!ctx || ctx->magic != CPU_CTX_MAGIC || !b || b->magic != CPU_BUFFER_MAGIC || b->ctx != ctx)
+        return;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        ctx->buffers = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    b->magic = 0;
+    free(b->data);
+    free(b);
+}
+
+/* A buffer of this context (not NULL, not freed, not another context's). */
+static cnnelm_status check_buf(cnnelm_backend_ctx *ctx, const char *op, const char *name,
+                               const cnnelm_buffer *b)
+{
+    if (!b)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: buffer %s is NULL", op, name);
+    if (b->magic != CPU_BUFFER_MAGIC)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: buffer %s is not a live cpu buffer",
+                        op, name);
+    if (b->ctx != ctx)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
+                        "%s: buffer %s belongs to another context", op, name);
+    return CNNELM_OK;
+}
+
+/* check_buf, and the buffer holds at least `floats` floats (floats == SIZE_MAX: overflow). */
+static cnnelm_status need(cnnelm_backend_ctx *ctx, const char *op, const char *name,
+                          const cnnelm_buffer *b, size_t floats)
+{
+    cnnelm_status st = check_buf(ctx, op, name, b);
+    if (st != CNNELM_OK)
+        return st;
+    if (floats == SIZE_MAX || floats > b->bytes / sizeof(float))
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
+                        "%s: buffer %s holds %zu bytes, the shape needs %s%zu", op, name, b->bytes,
+                        floats == SIZE_MAX ? "more than " : "",
+                        floats == SIZE_MAX ? (size_t)SIZE_MAX : floats * sizeof(float));
+    return CNNELM_OK;
+}
+
+/* Product of non-negative factors; SIZE_MAX on overflow (also in bytes). */
+static size_t prod(size_t a, size_t b)
+{
+    if (a == SIZE_MAX || b == SIZE_MAX)
+        return SIZE_MAX;
+    if (a != 0 && b > (SIZE_MAX / sizeof(float)) / a)
+        return SIZE_MAX;
+    return a * b;
+}
+
+static cnnelm_status range_ok(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_buffer *b,
+                              size_t offset, size_t bytes)
+{
+    if (offset > b->bytes || bytes > b->bytes - offset)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
+                        "%s: %zu bytes at offset %zu do not fit in a buffer of %zu bytes", op, bytes,
+                        offset, b->bytes);
+    return CNNELM_OK;
+}
+
+static cnnelm_status cpu_buffer_write(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
+                                      const void *src, size_t bytes)
+{
+    ENTER(ctx);
+    cnnelm_status st = check_buf(ctx, "buffer_write", "dst", dst);
+    if (st == CNNELM_OK)
+        st = range_ok(ctx, "buffer_write", dst, offset, bytes);
+    if (st == CNNELM_OK && !src && bytes > 0)
+        st = cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "buffer_write: NULL source");
+    if (st == CNNELM_OK && bytes > 0)
+        memmove((char *)dst->data + offset, src, bytes);
+    return leave(ctx, st);
+}
+
+static cnnelm_status cpu_buffer_read(cnnelm_backend_ctx *ctx, const cnnelm_buffer *src,
+                                     size_t offset, void *dst, size_t bytes)
+{
+    ENTER(ctx);
+    cnnelm_status st = check_buf(ctx, "buffer_read", "src", src);
+    if (st == CNNELM_OK)
+        st = range_ok(ctx, "buffer_read", src, offset, bytes);
+    if (st == CNNELM_OK && !dst && bytes > 0)
+        st = cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "buffer_read: NULL destination");
+    if (st == CNNELM_OK && bytes > 0)
+        memmove(dst, (const char *)src->data + offset, bytes);
+    return leave(ctx, st);
+}
+
+/* ---- shape checks ---------------------------------------------------------------------- */
+
+static cnnelm_status check_conv(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_conv_shape *s)
+{
+    if (!s)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: NULL shape", op);
+    if (s->n <= 0 || s->c_in <= 0 || s->h <= 0 || s->w <= 0 || s->c_out <= 0 || s->k <= 0)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
+                        "%s: shape n=%d c_in=%d h=%d w=%d c_out=%d k=%d has a non-positive size", op,
+                        s->n, s->c_in, s->h, s->w, s->c_out, s->k);
+    if (s->k > s->h || s->k > s->w)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
+                        "%s: kernel %d is larger than the %dx%d input", op, s->k, s->h, s->w);
+    return CNNELM_OK;
+}
+
+static int conv_oh(const cnnelm_conv_shape *s) { return s->h - s->k + 1; }
+static int conv_ow(const cnnelm_conv_shape *s) { return s->w - s->k + 1; }
+
+static size_t conv_x_floats(const cnnelm_conv_shape *s)
+{
+    return prod(prod(prod((size_t)s->n, (size_t)s->c_in), (size_t)s->h), (size_t)s->w);
+}
+static size_t conv_y_floats(const cnnelm_conv_shape *s)
+{
+    return prod(prod(prod((size_t)s->n, (size_t)s->c_out), (size_t)conv_oh(s)), (size_t)conv_ow(s));
+}
+static size_t conv_w_floats(const cnnelm_conv_shape *s)
+{
+    return prod(prod(prod((size_t)s->c_out, (size_t)s->c_in), (size_t)s->k), (size_t)s->k);
+}
+
+static cnnelm_status check_act(cnnelm_backend_ctx *ctx, const char *op, cnnelm_activation act)
+{
+    if (act != CNNELM_ACT_IDENTITY && act != CNNELM_ACT_RELU && act != CNNELM_ACT_OPTTANH)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: unknown activation %d", op, (int)act);
+    return CNNELM_OK;
+}
+
+static cnnelm_status distinct(cnnelm_backend_ctx *ctx, const char *op, const char *out_name,
+                              const cnnelm_buffer *out, const cnnelm_buffer *in, const char *in_name)
+{
+    if (out == in)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: output %s aliases input %s", op,
+                        out_name, in_name);
+    return CNNELM_OK;
+}
+
+#define TRY(expr)                                                                           \
+    do {                                                                                    \
+        cnnelm_status st_ = (expr);                                                         \
+        if (st_ != CNNELM_OK)                                                               \
+            return st_;                                                                     \
+    } while (0)
+
+/* ---- convolution ----------------------------------------------------------------------- */
+
+static cnnelm_status conv_forward_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                                          cnnelm_activation act, const cnnelm_buffer *x,
+                                          const cnnelm_buffer *w, const cnnelm_buffer *b,
+                                          cnnelm_buffer *y)
+{
+    const char *op = "conv2d_forward";
+    TRY(check_conv(ctx, op, s));
+    TRY(check_act(ctx, op, act));
+    TRY(need(ctx, op, "x", x, conv_x_floats(s)));
+    TRY(need(ctx, op, "w", w, conv_w_floats(s)));
+    TRY(need(ctx, op, "b", b, (size_t)s->c_out));
+    TRY(need(ctx, op, "y", y, conv_y_floats(s)));
+    TRY(distinct(ctx, op, "y", y, x, "x"));
+    TRY(distinct(ctx, op, "y", y, w, "w"));
+    TRY(distinct(ctx, op, "y", y, b, "b"));
+    return cpu_conv_forward(ctx, s, act, x->data, w->data, b->data, y->data);
+}
+
+static cnnelm_status cpu_conv2d_forward(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                                        cnnelm_activation act, const cnnelm_buffer *x,
+                                        const cnnelm_buffer *w, const cnnelm_buffer *b,
+                                        cnnelm_buffer *y)
+{
+    ENTER(ctx);
+    return leave(ctx, conv_forward_checked(ctx, s, act, x, w, b, y));
+}
+
+static cnnelm_status conv_bdata_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                                        const cnnelm_buffer *dy, const cnnelm_buffer *w,
+                                        cnnelm_buffer *dx)
+{
+    const char *op = "conv2d_backward_data";
+    TRY(check_conv(ctx, op, s));
+    TRY(need(ctx, op, "dy", dy, conv_y_floats(s)));
+    TRY(need(ctx, op, "w", w, conv_w_floats(s)));
+    TRY(need(ctx, op, "dx", dx, conv_x_floats(s)));
+    TRY(distinct(ctx, op, "dx", dx, dy, "dy"));
+    TRY(distinct(ctx, op, "dx", dx, w, "w"));
+    return cpu_conv_backward_data(ctx, s, dy->data, w->data, dx->data);
+}
+
+static cnnelm_status cpu_conv2d_backward_data(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                                              const cnnelm_buffer *dy, const cnnelm_buffer *w,
+                                              cnnelm_buffer *dx)
+{
+    ENTER(ctx);
+    return leave(ctx, conv_bdata_checked(ctx, s, dy, w, dx));
+}
+
+static cnnelm_status conv_bfilter_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                                          const cnnelm_buffer *x, const cnnelm_buffer *dy,
+                                          cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
+{
+    const char *op = "conv2d_backward_filter";
+    TRY(check_conv(ctx, op, s));
+    TRY(need(ctx, op, "x", x, conv_x_floats(s)));
+    TRY(need(ctx, op, "dy", dy, conv_y_floats(s)));
+    TRY(need(ctx, op, "dw", dw, conv_w_floats(s)));
+    TRY(need(ctx, op, "db", db, (size_t)s->c_out));
+    TRY(distinct(ctx, op, "dw", dw, x, "x"));
+    TRY(distinct(ctx, op, "dw", dw, dy, "dy"));
+    TRY(distinct(ctx, op, "db", db, x, "x"));
+    TRY(distinct(ctx, op, "db", db, dy, "dy"));
+    TRY(distinct(ctx, op, "db", db, dw, "dw"));
+    return cpu_conv_backward_filter(ctx, s, x->data, dy->data, dw->data, db->data, accumulate);
+}
+
+static cnnelm_status cpu_conv2d_backward_filter(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                                                const cnnelm_buffer *x, const cnnelm_buffer *dy,
+                                                cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
+{
+    ENTER(ctx);
+    return leave(ctx, conv_bfilter_checked(ctx, s, x, dy, dw, db, accumulate));
+}
+
+/* ---- pooling --------------------------------------------------------------------------- */
+
+static cnnelm_status check_pool(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_pool_shape *s,
+                                cnnelm_pooling mode)
+{
+    if (!s)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: NULL shape", op);
+    if (s->n <= 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->s <= 0)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
+                        "%s: shape n=%d c=%d h=%d w=%d s=%d has a non-positive size", op, s->n, s->c,
+                        s->h, s->w, s->s);
+    if (s->h % s->s != 0 || s->w % s->s != 0)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
+                        "%s: the %dx%d input is not a multiple of the pool size %d", op, s->h, s->w,
+                        s->s);
+    if (mode != CNNELM_POOL_MEAN && mode != CNNELM_POOL_MAX)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: unknown pooling mode %d", op,
+                        (int)mode);
+    return CNNELM_OK;
+}
+
+static size_t pool_x_floats(const cnnelm_pool_shape *s)
+{
+    return prod(prod(prod((size_t)s->n, (size_t)s->c), (size_t)s->h), (size_t)s->w);
+}
+static size_t pool_y_floats(const cnnelm_pool_shape *s)
+{
+    return prod(prod(prod((size_t)s->n, (size_t)s->c), (size_t)(s->h / s->s)), (size_t)(s->w / s->s));
+}
+
+static cnnelm_status pool_forward_checked(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
+                                          cnnelm_pooling mode, const cnnelm_buffer *x,
+                                          cnnelm_buffer *y)
+{
+    const char *op = "pool_forward";
+    TRY(check_pool(ctx, op, s, mode));
+    TRY(need(ctx, op, "x", x, pool_x_floats(s)));
+    TRY(need(ctx, op, "y", y, pool_y_floats(s)));
+    TRY(distinct(ctx, op, "y", y, x, "x"));
+    return cpu_pool_forward(ctx, s, mode, x->data, y->data);
+}
+
+static cnnelm_status cpu_pool_forward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
+                                         cnnelm_pooling mode, const cnnelm_buffer *x, cnnelm_buffer *y)
+{
+    ENTER(ctx);
+    return leave(ctx, pool_forward_checked(ctx, s, mode, x, y));
+}
+
+static cnnelm_status pool_backward_checked(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
+                                           cnnelm_pooling mode, const cnnelm_buffer *x,
+                                           const cnnelm_buffer *dy, cnnelm_buffer *dx)
+{
+    const char *op = "pool_backward";
+    TRY(check_pool(ctx, op, s, mode));
+    TRY(need(ctx, op, "x", x, pool_x_floats(s)));
+    TRY(need(ctx, op, "dy", dy, pool_y_floats(s)));
+    TRY(need(ctx, op, "dx", dx, pool_x_floats(s)));
+    TRY(distinct(ctx, op, "dx", dx, x, "x"));
+    TRY(distinct(ctx, op, "dx", dx, dy, "dy"));
+    return cpu_pool_backward(ctx, s, mode, x->data, dy->data, dx->data);
+}
+
+static cnnelm_status cpu_pool_backward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
+                                          cnnelm_pooling mode, const cnnelm_buffer *x,
+                                          const cnnelm_buffer *dy, cnnelm_buffer *dx)
+{
+    ENTER(ctx);
+    return leave(ctx, pool_backward_checked(ctx, s, mode, x, dy, dx));
+}
+
+/* ---- activations ----------------------------------------------------------------------- */
+
+static cnnelm_status act_forward_checked(cnnelm_backend_ctx *ctx, cnnelm_activation act,
+                                         size_t count, const cnnelm_buffer *x, cnnelm_buffer *y)
+{
+    const char *op = "activation_forward";
+    TRY(check_act(ctx, op, act));
+    if (count == 0)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: count is 0", op);
+    TRY(need(ctx, op, "x", x, count));
+    TRY(need(ctx, op, "y", y, count));
+    return cpu_act_forward(ctx, act, count, x->data, y->data);
+}
+
+static cnnelm_status cpu_activation_forward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
+                                            size_t count, const cnnelm_buffer *x, cnnelm_buffer *y)
+{
+    ENTER(ctx);
+    return leave(ctx, act_forward_checked(ctx, act, count, x, y));
+}
+
+static cnnelm_status act_backward_checked(cnnelm_backend_ctx *ctx, cnnelm_activation act,
+                                          size_t count, const cnnelm_buffer *y,
+                                          const cnnelm_buffer *dy, cnnelm_buffer *dx)
+{
+    const char *op = "activation_backward";
+    TRY(check_act(ctx, op, act));
+    if (count == 0)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: count is 0", op);
+    TRY(need(ctx, op, "y", y, count));
+    TRY(need(ctx, op, "dy", dy, count));
+    TRY(need(ctx, op, "dx", dx, count));
+    TRY(distinct(ctx, op, "dx", dx, y, "y"));
+    return cpu_act_backward(ctx, act, count, y->data, dy->data, dx->data);
+}
+
+static cnnelm_status cpu_activation_backward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
+                                             size_t count, const cnnelm_buffer *y,
+                                             const cnnelm_buffer *dy, cnnelm_buffer *dx)
+{
+    ENTER(ctx);
+    return leave(ctx, act_backward_checked(ctx, act, count, y, dy, dx));
+}
+
+/* ---- ELM ------------------------------------------------------------------------------- */
+
+static cnnelm_status check_elm(cnnelm_backend_ctx *ctx, const char *op, int n, int l, int c)
+{
+    if (n <= 0 || l <= 0 || c <= 0)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: n=%d l=%d c=%d must be positive", op,
+                        n, l, c);
+    return CNNELM_OK;
+}
+
+static cnnelm_status elm_accumulate_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                            const cnnelm_buffer *H, const cnnelm_buffer *T,
+                                            cnnelm_buffer *U, cnnelm_buffer *V)
+{
+    const char *op = "elm_accumulate";
+    TRY(check_elm(ctx, op, n, l, c));
+    TRY(need(ctx, op, "H", H, prod((size_t)n, (size_t)l)));
+    TRY(need(ctx, op, "T", T, prod((size_t)n, (size_t)c)));
+    TRY(need(ctx, op, "U", U, prod((size_t)l, (size_t)l)));
+    TRY(need(ctx, op, "V", V, prod((size_t)l, (size_t)c)));
+    TRY(distinct(ctx, op, "U", U, H, "H"));
+    TRY(distinct(ctx, op, "U", U, T, "T"));
+    TRY(distinct(ctx, op, "V", V, H, "H"));
+    TRY(distinct(ctx, op, "V", V, T, "T"));
+    TRY(distinct(ctx, op, "V", V, U, "U"));
+    return cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data);
+}
+
+static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                           const cnnelm_buffer *H, const cnnelm_buffer *T,
+                                           cnnelm_buffer *U, cnnelm_buffer *V)
+{
+    ENTER(ctx);
+    return leave(ctx, elm_accumulate_checked(ctx, n, l, c, H, T, U, V));
+}
+
+static cnnelm_status elm_predict_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                         const cnnelm_buffer *H, const cnnelm_buffer *beta,
+                                         cnnelm_buffer *Y)
+{
+    const char *op = "elm_predict";
+    TRY(check_elm(ctx, op, n, l, c));
+    TRY(need(ctx, op, "H", H, prod((size_t)n, (size_t)l)));
+    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
+    TRY(need(ctx, op, "Y", Y, prod((size_t)n, (size_t)c)));
+    TRY(distinct(ctx, op, "Y", Y, H, "H"));
+    TRY(distinct(ctx, op, "Y", Y, beta, "beta"));
+    return cpu_elm_predict(ctx, n, l, c, H->data, beta->data, Y->data);
+}
+
+static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                        const cnnelm_buffer *H, const cnnelm_buffer *beta,
+                                        cnnelm_buffer *Y)
+{
+    ENTER(ctx);
+    return leave(ctx, elm_predict_checked(ctx, n, l, c, H, beta, Y));
+}
+
+static cnnelm_status elm_backprop_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                          const cnnelm_buffer *E, const cnnelm_buffer *beta,
+                                          cnnelm_buffer *dH)
+{
+    const char *op = "elm_backprop";
+    TRY(check_elm(ctx, op, n, l, c));
+    TRY(need(ctx, op, "E", E, prod((size_t)n, (size_t)c)));
+    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
+    TRY(need(ctx, op, "dH", dH, prod((size_t)n, (size_t)l)));
+    TRY(distinct(ctx, op, "dH", dH, E, "E"));
+    TRY(distinct(ctx, op, "dH", dH, beta, "beta"));
+    return cpu_elm_backprop(ctx, n, l, c, E->data, beta->data, dH->data);
+}
+
+static cnnelm_status cpu_elm_backprop_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                         const cnnelm_buffer *E, const cnnelm_buffer *beta,
+                                         cnnelm_buffer *dH)
+{
+    ENTER(ctx);
+    return leave(ctx, elm_backprop_checked(ctx, n, l, c, E, beta, dH));
+}
+
+static cnnelm_status elm_solve_checked(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
+                                       const cnnelm_buffer *U, const cnnelm_buffer *V,
+                                       cnnelm_buffer *beta)
+{
+    const char *op = "elm_solve";
+    TRY(check_elm(ctx, op, 1, l, c));
+    if (!(lambda > 0) || lambda > 1e300)
+        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
+                        "%s: lambda = %g must be positive and finite", op, lambda);
+    TRY(need(ctx, op, "U", U, prod((size_t)l, (size_t)l)));
+    TRY(need(ctx, op, "V", V, prod((size_t)l, (size_t)c)));
+    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
+    TRY(distinct(ctx, op, "beta", beta, U, "U"));
+    TRY(distinct(ctx, op, "beta", beta, V, "V"));
+    return cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data);
+}
+
+static cnnelm_status cpu_elm_solve_op(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
+                                      const cnnelm_buffer *U, const cnnelm_buffer *V,
+                                      cnnelm_buffer *beta)
+{
+    ENTER(ctx);
+    return leave(ctx, elm_solve_checked(ctx, l, c, lambda, U, V, beta));
+}
+
+/* ---- the table ------------------------------------------------------------------------- */
+
+static const cnnelm_backend cpu_backend_table = {
+    .abi_major = CNNELM_BACKEND_ABI_MAJOR,
+    .abi_minor = CNNELM_BACKEND_ABI_MINOR,
+    .table_size = sizeof(cnnelm_backend),
+    .name = "cpu",
+    .description = "CPU reference backend (host threads, OpenBLAS, LAPACKE)",
+    .device_count = cpu_device_count,
+    .device_info = cpu_device_info,
+    .context_open = cpu_context_open,
+    .context_close = cpu_context_close,
+    .last_error = cpu_last_error,
+    .buffer_alloc = cpu_buffer_alloc,
+    .buffer_free = cpu_buffer_free,
+    .buffer_write = cpu_buffer_write,
+    .buffer_read = cpu_buffer_read,
+    .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward_data = cpu_conv2d_backward_data,
+    .conv2d_backward_filter = cpu_conv2d_backward_filter,
+    .pool_forward = cpu_pool_forward_op,
+    .pool_backward = cpu_pool_backward_op,
+    .activation_forward = cpu_activation_forward,
+    .activation_backward = cpu_activation_backward,
+    .elm_accumulate = cpu_elm_accumulate_op,
+    .elm_predict = cpu_elm_predict_op,
+    .elm_backprop = cpu_elm_backprop_op,
+    .elm_solve = cpu_elm_solve_op,
+};
+
+CNNELM_BACKEND_DEFINE_ENTRY(cpu_backend_table)

@@ -1,0 +1,122 @@
+/* cnnelm CPU backend, private: the context (thread pool, scratch, error message, fault
+ * injection), host buffers, and the kernels each op file provides to cpu_backend.c. */
+#ifndef CNNELM_CPU_INTERNAL_H
+#define CNNELM_CPU_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnnelm/backend.h"
+
+#define CPU_ALIGN 64
+#define CPU_MAX_THREADS 256
+
+/* A host allocation owned by one context; contexts keep a list so context_close frees all. */
+struct cnnelm_buffer {
+    uint32_t magic;              /* CPU_BUFFER_MAGIC while alive */
+    cnnelm_backend_ctx *ctx;     /* owner */
+    size_t bytes;
+    float *data;                 /* CPU_ALIGN-aligned, at least `bytes` long */
+    struct cnnelm_buffer *prev, *next;
+};
+#define CPU_BUFFER_MAGIC 0x43505542u /* "CPUB" */
+
+/* Kernel variants, chosen at context_open from the CPU (CNNELM_CPU_ISA=generic|avx2|avx512 may
+ * pick a lower one, for tests and comparisons). */
+enum { CPU_ISA_GENERIC = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2 };
+
+/* One range of tasks handed to one thread: tasks [begin, end), `thread` in [0, threads). */
+typedef void (*cpu_task_fn)(void *arg, int begin, int end, int thread);
+
+typedef struct cpu_scratch {
+    void *p;
+    size_t bytes;
+} cpu_scratch;
+
+struct cnnelm_backend_ctx {
+    uint32_t magic;              /* CPU_CTX_MAGIC while open */
+    int threads;                 /* worker threads including the caller */
+    int isa;                     /* CPU_ISA_*: the kernels this context runs */
+    char err[512];               /* last_error() */
+    struct cnnelm_buffer *buffers;
+
+    /* Fault injection (CNNELM_CPU_FAIL_AFTER=N at context_open): after N successful counted
+     * calls every counted call answers CNNELM_ERR_DEVICE. -1: off. */
+    long fail_after;
+    long ok_calls;
+    int failed;
+
+    /* Per-thread scratch (index = thread) and one shared scratch for cross-thread partials. */
+    cpu_scratch scratch[CPU_MAX_THREADS];
+    cpu_scratch shared;
+
+    /* Thread pool: threads-1 pthreads, started at context_open, parked between jobs. */
+    pthread_t *tid;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    _Atomic unsigned long generation; /* bumped per job; workers run when it changes */
+    _Atomic int pending;               /* workers that have not finished the current job */
+    int quit;
+    cpu_task_fn job_fn;
+    void *job_arg;
+    int job_tasks;
+};
+#define CPU_CTX_MAGIC 0x43505543u /* "CPUC" */
+
+/* Sets the context's message and returns `st`. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fmt, ...);
+
+/* Thread pool (cpu_threads.c). Runs fn over `tasks` tasks split into one contiguous range per
+ * thread (thread t gets [t*tasks/T, (t+1)*tasks/T)); returns when all ranges are done.
+ * Outputs of a task must not depend on which thread runs it: results then do not depend on
+ * the thread count either. */
+cnnelm_status cpu_pool_start(cnnelm_backend_ctx *ctx);
+void cpu_pool_stop(cnnelm_backend_ctx *ctx);
+void cpu_parallel(cnnelm_backend_ctx *ctx, int tasks, cpu_task_fn fn, void *arg);
+
+/* Scratch: makes every thread's scratch (or the shared one) at least `bytes` long. The
+ * contents are not kept. */
+cnnelm_status cpu_scratch_reserve(cnnelm_backend_ctx *ctx, size_t bytes);
+cnnelm_status cpu_shared_reserve(cnnelm_backend_ctx *ctx, size_t bytes);
+void cpu_scratch_free(cnnelm_backend_ctx *ctx);
+void *cpu_aligned_alloc(size_t bytes);
+
+/* Kernels, called after cpu_backend.c has validated every argument. */
+cnnelm_status cpu_conv_forward(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                               cnnelm_activation act, const float *x, const float *w,
+                               const float *b, float *y);
+cnnelm_status cpu_conv_backward_data(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                                     const float *dy, const float *w, float *dx);
+cnnelm_status cpu_conv_backward_filter(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
+                                       const float *x, const float *dy, float *dw, float *db,
+                                       int accumulate);
+cnnelm_status cpu_pool_forward(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
+                               cnnelm_pooling mode, const float *x, float *y);
+cnnelm_status cpu_pool_backward(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
+                                cnnelm_pooling mode, const float *x, const float *dy, float *dx);
+cnnelm_status cpu_act_forward(cnnelm_backend_ctx *ctx, cnnelm_activation act, size_t count,
+                              const float *x, float *y);
+cnnelm_status cpu_act_backward(cnnelm_backend_ctx *ctx, cnnelm_activation act, size_t count,
+                               const float *y, const float *dy, float *dx);
+cnnelm_status cpu_elm_accumulate(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
+                                 const float *T, float *U, float *V);
+cnnelm_status cpu_elm_predict(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
+                              const float *beta, float *Y);
+cnnelm_status cpu_elm_backprop(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *E,
+                               const float *beta, float *dH);
+cnnelm_status cpu_elm_solve(cnnelm_backend_ctx *ctx, int l, int c, double lambda, const float *U,
+                            const float *V, float *beta);
+
+/* Activation applied in place to `count` floats (used by the conv kernels for opttanh). */
+void cpu_act_apply(cnnelm_activation act, float *y, size_t count);
+
+#define CPU_OPTTANH_A 1.7159f
+#define CPU_OPTTANH_B (2.0f / 3.0f)
+
+#endif
