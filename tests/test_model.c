@@ -65,9 +65,9 @@ START_TEST(init_is_seeded_and_bounded)
     cnnelm_arch a = paper_arch();
     cnnelm_model m1, m2, m3;
     cnnelm_error err;
-    ck_assert_int_eq(cnnelm_model_init(&m1, &a, 1.0, 42, &err), 0);
-    ck_assert_int_eq(cnnelm_model_init(&m2, &a, 1.0, 42, &err), 0);
-    ck_assert_int_eq(cnnelm_model_init(&m3, &a, 1.0, 43, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&m1, &a, 1.0, 42, 0, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&m2, &a, 1.0, 42, 0, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&m3, &a, 1.0, 43, 0, &err), 0);
     ck_assert_int_eq(memcmp(m1.params, m2.params, a.n_params * sizeof(float)), 0);
     ck_assert_int_ne(memcmp(m1.params, m3.params, a.n_params * sizeof(float)), 0);
     /* layer 1 kernels within +-sqrt(6/((1+6)*25)), biases zero, not all equal */
@@ -80,6 +80,23 @@ START_TEST(init_is_seeded_and_bounded)
     cnnelm_model_free(&m1);
     cnnelm_model_free(&m2);
     cnnelm_model_free(&m3);
+    /* zero-mean kernels: each output map's kernel (in x k x k weights) sums to zero */
+    ck_assert_int_eq(cnnelm_model_init(&m1, &a, 1.0, 42, 1, &err), 0);
+    for (int l = 0; l < a.n_layers; l++) {
+        const cnnelm_layer *ly = &a.layer[l];
+        if (ly->kind != CNNELM_LAYER_CONV)
+            continue;
+        size_t per = (size_t)ly->in_c * 25;
+        for (int o = 0; o < ly->out_c; o++) {
+            double sum = 0, sq = 0;
+            for (size_t j = 0; j < per; j++) {
+                sum += m1.params[ly->w_offset + o * per + j];
+                sq += fabs(m1.params[ly->w_offset + o * per + j]);
+            }
+            ck_assert_msg(fabs(sum) < 1e-5 && sq > 0.1, "layer %d map %d sums to %g", l, o, sum);
+        }
+    }
+    cnnelm_model_free(&m1);
 }
 END_TEST
 
@@ -120,7 +137,7 @@ START_TEST(round_trip)
     cnnelm_arch a = paper_arch();
     cnnelm_model m, r;
     cnnelm_error err = { "" };
-    ck_assert_int_eq(cnnelm_model_init(&m, &a, 0.25, 9, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 0.25, 9, 0, &err), 0);
     fill_random(&m);
     ck_assert_msg(cnnelm_model_save(&m, path, &err) == 0, "%s", err.msg);
     ck_assert_msg(cnnelm_model_load(&r, path, &err) == 0, "%s", err.msg);
@@ -173,7 +190,7 @@ START_TEST(damaged_files)
     cnnelm_arch a = paper_arch();
     cnnelm_model m;
     cnnelm_error err = { "" };
-    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, 0, &err), 0);
     fill_random(&m);
     ck_assert_int_eq(cnnelm_model_save(&m, path, &err), 0);
     long size = file_size(path);
@@ -214,7 +231,7 @@ START_TEST(failed_save_keeps_old_file)
     cnnelm_arch a = paper_arch();
     cnnelm_model m;
     cnnelm_error err = { "" };
-    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, 0, &err), 0);
     ck_assert_int_eq(cnnelm_model_save(&m, path, &err), 0);
     long before = file_size(path);
     ck_assert_int_ne(cnnelm_model_save(&m, "/nonexistent-dir/x.model", &err), 0);

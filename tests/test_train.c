@@ -44,7 +44,7 @@ static void train_with(const char *const *sets, int n_sets, size_t n_train, trai
     ck_assert_msg(cnnelm_arch_init(&a, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10,
                                    cfg.model.activation, cfg.model.pooling,
                                    cfg.model.elm_activation, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(cnnelm_model_init(&out->model, &a, cfg.model.lambda, cfg.train.seed, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&out->model, &a, cfg.model.lambda, cfg.train.seed, cfg.model.init == CNNELM_INIT_ZERO_MEAN, &err), 0);
     cnnelm_net net;
     ck_assert_msg(cnnelm_net_open(&net, plugin, 0, 2, &a, cfg.train.chunk, &err) == 0, "%s", err.msg);
     cnnelm_progress prog;
@@ -139,7 +139,7 @@ START_TEST(finetuning_lowers_J_and_solves_final_beta)
     /* kernels moved away from the initial ones */
     cnnelm_model init;
     cnnelm_error err;
-    ck_assert_int_eq(cnnelm_model_init(&init, &a.model.arch, 1, 1, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&init, &a.model.arch, 1, 1, 1, &err), 0);
     ck_assert_int_ne(memcmp(init.params, a.model.params, init.arch.n_params * sizeof(float)), 0);
     ck_assert_uint_eq(a.model.n_examples, 3000); /* U, V refit on the final kernels */
     cnnelm_model_free(&init);

@@ -125,7 +125,7 @@ static int model_alloc(cnnelm_model *m, const cnnelm_arch *arch, cnnelm_error *e
 }
 
 int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, uint64_t seed,
-                      cnnelm_error *err)
+                      int zero_mean, cnnelm_error *err)
 {
     if (model_alloc(m, arch, err) != 0)
         return -1;
@@ -142,6 +142,16 @@ int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, u
         size_t nw = (size_t)Ly->out_c * Ly->in_c * kk;
         for (size_t j = 0; j < nw; j++)
             m->params[Ly->w_offset + j] = (float)((2.0 * cnnelm_rng_uniform(&rng) - 1.0) * bound);
+        size_t per_map = nw / (size_t)Ly->out_c;
+        for (int o = 0; o < Ly->out_c && zero_mean; o++) {
+            float *w = m->params + Ly->w_offset + (size_t)o * per_map;
+            double mean = 0;
+            for (size_t j = 0; j < per_map; j++)
+                mean += w[j];
+            mean /= (double)per_map;
+            for (size_t j = 0; j < per_map; j++)
+                w[j] = (float)(w[j] - mean);
+        }
         /* biases stay zero, as in the paper's toolbox */
     }
     return 0;

@@ -210,7 +210,7 @@ int cnnelm_model_load(cnnelm_model *m, const char *path, cnnelm_error *err)
                     (unsigned long long)n_params, fld[5]);
         goto out;
     }
-    if (cnnelm_model_init(m, &arch, get_f64(buf + 64), get_u64(buf + 72), err) != 0)
+    if (cnnelm_model_init(m, &arch, get_f64(buf + 64), get_u64(buf + 72), 0, err) != 0)
         goto out;
     m->iterations = fld[9];
     m->flags = fld[10];

@@ -40,7 +40,7 @@ int cnnelm_reduce_models(const cnnelm_model *const *models, int k, cnnelm_reduce
     if (cnnelm_reduce_check(models, k, NULL, err))
         return -1;
     const cnnelm_model *m0 = models[0];
-    if (cnnelm_model_init(out, &m0->arch, m0->lambda, m0->seed, err))
+    if (cnnelm_model_init(out, &m0->arch, m0->lambda, m0->seed, 0, err))
         return -1;
     size_t P = m0->arch.n_params, L = (size_t)m0->arch.hidden, C = (size_t)m0->arch.classes;
     uint64_t total = 0;

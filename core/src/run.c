@@ -247,7 +247,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
                  j.train.n, j.test.n, j.train.rows, j.train.cols, arch.classes);
         cnnelm_progress_end(&j.prog, detail);
     }
-    if (cnnelm_model_init(&j.model, &arch, c->model.lambda, c->train.seed, err))
+    if (cnnelm_model_init(&j.model, &arch, c->model.lambda, c->train.seed, c->model.init == CNNELM_INIT_ZERO_MEAN, err))
         goto out;
     if (open_worker(&j, &arch, err))
         goto out;

@@ -36,6 +36,14 @@ enum {
 
 #define CNNELM_MAX_SOURCES 16
 
+/* Initial kernels: uniform in +-sqrt(6 / ((in + out) k^2)) (the paper's toolbox), optionally with
+ * each kernel's mean subtracted (zero-mean kernels respond to structure, not brightness: about
+ * one point more test accuracy for a plain ELM on Fashion-MNIST, averaged over seeds). */
+typedef enum cnnelm_init {
+    CNNELM_INIT_ZERO_MEAN = 0,
+    CNNELM_INIT_UNIFORM = 1
+} cnnelm_init;
+
 typedef enum cnnelm_lr_schedule {
     CNNELM_LR_CONSTANT = 0,     /* alpha */
     CNNELM_LR_INVERSE = 1       /* alpha / iteration (the paper's) */
@@ -68,6 +76,7 @@ typedef struct cnnelm_config {
         cnnelm_pooling pooling;
         cnnelm_activation elm_activation;/* applied to the flattened last layer: H */
         double lambda;                   /* ridge: beta = (I/lambda + U)^-1 V */
+        cnnelm_init init;                /* initial kernels */
     } model;
     struct {
         uint64_t seed;

@@ -68,9 +68,10 @@ typedef struct cnnelm_model {
 } cnnelm_model;
 
 /* Allocates a model for `arch` with kernels drawn from the seeded generator (uniform in
- * +-sqrt(6 / ((in + out) k^2)), biases zero: the same on every backend), beta, U, V zero. */
+ * +-sqrt(6 / ((in + out) k^2)); with zero_mean, each kernel's mean is then subtracted), biases
+ * zero: the same on every backend. beta, U, V zero. */
 int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, uint64_t seed,
-                      cnnelm_error *err);
+                      int zero_mean, cnnelm_error *err);
 int cnnelm_model_copy(cnnelm_model *dst, const cnnelm_model *src, cnnelm_error *err);
 void cnnelm_model_free(cnnelm_model *m);
 
