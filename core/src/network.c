@@ -219,9 +219,11 @@ int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_err
 {
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
     cnnelm_status st = net->be->elm_solve(net->ctx, (int)L, (int)C, lambda, net->u, net->v, net->beta);
-    if (st == CNNELM_ERR_NOT_POSITIVE_DEFINITE)
-        return cnnelm_fail(err, "%s: the ELM system I/lambda + U is not positive definite "
-                           "(lambda = %g): %s", net->where, lambda, net->be->last_error(net->ctx));
+    if (st == CNNELM_ERR_NOT_POSITIVE_DEFINITE) {
+        cnnelm_fail(err, "%s: the ELM system I/lambda + U is not positive definite (lambda = %g): %s",
+                    net->where, lambda, net->be->last_error(net->ctx));
+        return 1;
+    }
     if (st != CNNELM_OK)
         return op_fail(net, st, "elm_solve", -1, err);
     if (beta_out)

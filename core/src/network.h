@@ -46,7 +46,8 @@ int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err);
 int cnnelm_net_read_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err);
 int cnnelm_net_write_uv(cnnelm_net *net, const double *U, const double *V, cnnelm_error *err);
 
-/* beta = (I/lambda + U)^-1 V on the device; copied to beta_out (may be NULL). */
+/* beta = (I/lambda + U)^-1 V on the device; copied to beta_out (may be NULL). Returns 1 (err
+ * set) when the system is not positive definite, -1 on any other failure. */
 int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_error *err);
 
 /* Y (n x classes) = H beta for the loaded chunk, read to the host. */

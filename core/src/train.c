@@ -50,8 +50,11 @@ int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
         i += (size_t)c;
         cnnelm_progress_add(prog, (size_t)c);
     }
-    if (cnnelm_net_read_uv(net, m->U, m->V, err) || cnnelm_net_solve(net, m->lambda, m->beta, err))
+    if (cnnelm_net_read_uv(net, m->U, m->V, err))
         return -1;
+    int rc = cnnelm_net_solve(net, m->lambda, m->beta, err);
+    if (rc != 0)
+        return rc;
     m->n_examples = data->n;
     cnnelm_progress_end(prog, NULL);
     return 0;
@@ -65,6 +68,7 @@ int cnnelm_predict_confusion(cnnelm_net *net, const cnnelm_subset *data, uint64_
     if (!Y)
         return cnnelm_fail(err, "out of memory");
     cnnelm_progress_begin(prog, stage, data->n);
+    uint64_t right = 0, total = 0;
     for (size_t i = 0; i < data->n;) {
         int c = chunk_len(net, i, data->n);
         if (cnnelm_net_forward(net, data->ds, data->rows, i, c, err) ||
@@ -74,14 +78,19 @@ int cnnelm_predict_confusion(cnnelm_net *net, const cnnelm_subset *data, uint64_
         }
         for (int j = 0; j < c; j++) {
             int truth = net->labels[j];
+            int guess = cnnelm_argmax(Y + (size_t)j * C, C);
             if (truth < C)
-                confusion[(size_t)truth * C + cnnelm_argmax(Y + (size_t)j * C, C)]++;
+                confusion[(size_t)truth * C + guess]++;
+            right += guess == truth;
+            total++;
         }
         i += (size_t)c;
         cnnelm_progress_add(prog, (size_t)c);
     }
     free(Y);
-    cnnelm_progress_end(prog, NULL);
+    char detail[64];
+    snprintf(detail, sizeof detail, "accuracy %.2f%%", total ? 100.0 * (double)right / (double)total : 0.0);
+    cnnelm_progress_end(prog, detail);
     return 0;
 }
 
@@ -285,6 +294,21 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
         char detail[96];
         snprintf(detail, sizeof detail, "J %.5f, training accuracy %.2f%%", s.J, 100 * s.train_accuracy);
         cnnelm_progress_end(prog, detail);
+        /* The series reports the model as it would be saved after this iteration: beta, U and V
+         * re-solved on the iteration's final kernels (one more forward pass). */
+        snprintf(stage, sizeof stage, "iteration %d: ELM fit on the new kernels", it);
+        int fit = cnnelm_elm_fit(net, m, train, prog, stage, err);
+        if (fit < 0)
+            goto out;
+        if (fit > 0) { /* kernels so large that U lost its positive definiteness in float */
+            snprintf(log->divergence, sizeof log->divergence,
+                     "iteration %d: the ELM system of the new kernels is not positive definite "
+                     "(the kernels grew too large with learning rate %g); try a smaller "
+                     "train.learning_rate", it, lr);
+            log->diverged = 1;
+            memcpy(m->params, fs.good, P * sizeof(float));
+            break;
+        }
         snprintf(stage, sizeof stage, "iteration %d: test accuracy", it);
         if (device_accuracy(net, test, prog, stage, &s.test_accuracy, err))
             goto out;
@@ -294,11 +318,13 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
         memcpy(fs.good, m->params, P * sizeof(float));
         done = it;
     }
-    /* The saved model's beta, U and V must belong to its final kernels. */
     m->iterations = (uint32_t)done;
-    if (log->diverged)
+    rc = 0;
+    if (log->diverged) {
+        /* back to the last good kernels, with their own beta, U and V */
         m->flags |= CNNELM_MODEL_DIVERGED;
-    rc = cnnelm_elm_fit(net, m, train, prog, "final ELM fit on the fine-tuned kernels", err);
+        rc = cnnelm_elm_fit(net, m, train, prog, "ELM fit on the last good kernels", err);
+    }
 out:
     free(fs.grads);
     free(fs.velocity);

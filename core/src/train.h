@@ -13,9 +13,10 @@
 
 typedef struct cnnelm_iter_stats {
     int iteration;           /* 0: the plain ELM before any fine-tuning */
-    double J;                /* mean of 1/2 ||y - t||^2 per training example */
-    double train_accuracy;
-    double test_accuracy;    /* NAN without a test set */
+    double J;                /* mean of 1/2 ||y - t||^2 per training example, and */
+    double train_accuracy;   /* training accuracy: iteration 0: of the ELM; later: as seen during
+                              * the iteration (each batch with the beta of its own solve) */
+    double test_accuracy;    /* of the model as saved after the iteration; NAN without a test set */
     double learning_rate;    /* 0 at iteration 0 */
     double seconds;
 } cnnelm_iter_stats;
@@ -37,7 +38,8 @@ typedef struct cnnelm_subset {
 } cnnelm_subset;
 
 /* Sums U and V over the subset with the model's kernels, stores them in m (with n_examples) and
- * solves beta into m. Leaves the kernels and beta on the device. */
+ * solves beta into m. Leaves the kernels and beta on the device. Returns 0, 1 when the system is
+ * not positive definite (err set), -1 on other failures. */
 int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
                    cnnelm_progress *prog, const char *stage, cnnelm_error *err);
 
@@ -52,7 +54,8 @@ int cnnelm_evaluate(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset 
                     cnnelm_error *err);
 
 /* Trains m (initialised kernels in, trained model out) on `train`: iteration 0 is the ELM fit;
- * then cfg->train.iterations of fine-tuning, then beta solved once more on the final kernels.
+ * then cfg->train.iterations of fine-tuning, each followed by beta solved once more on its
+ * final kernels (so the saved model is consistent, and the series shows what would be saved).
  * `test` (n = 0: none) is evaluated after every iteration for the log. Divergence is not an
  * error: training stops, m holds the last good iteration, log->diverged says why. */
 int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
