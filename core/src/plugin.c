@@ -57,17 +57,43 @@ static int split_path(const char *list, char store[][4096], const char **dirs, i
     return n;
 }
 
+/* <directory of libcnnelm.so>/cnnelm: where plugins sit beside the library, in the build tree
+ * (build/lib) and in any install prefix, even one moved after installation. */
+static int library_relative_dir(char *out, size_t cap)
+{
+    Dl_info info;
+    if (!dladdr((void *)&cnnelm_plugin_search_path, &info) || !info.dli_fname)
+        return 0;
+    const char *slash = strrchr(info.dli_fname, '/');
+    if (!slash)
+        return 0;
+    int len = (int)(slash - info.dli_fname);
+    return snprintf(out, cap, "%.*s/cnnelm", len, info.dli_fname) < (int)cap;
+}
+
 int cnnelm_plugin_search_path(const char *extra, const char **dirs, int max)
 {
     /* Thread-local so concurrent callers do not share the table. */
     static _Thread_local char store[MAX_DIRS][4096];
+    char here[4096];
     if (max > MAX_DIRS)
         max = MAX_DIRS;
     int n = split_path(extra, store, dirs, 0, max);
     n = split_path(getenv("CNNELM_PLUGIN_PATH"), store, dirs, n, max);
+    if (library_relative_dir(here, sizeof here))
+        n = split_path(here, store, dirs, n, max);
     n = split_path(CNNELM_BUILD_PLUGIN_DIR, store, dirs, n, max);
     n = split_path(CNNELM_INSTALL_PLUGIN_DIR, store, dirs, n, max);
-    return n;
+    /* drop repeats (the library-relative directory is usually one of the others) */
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int dup = 0;
+        for (int j = 0; j < m; j++)
+            dup |= strcmp(dirs[i], dirs[j]) == 0;
+        if (!dup)
+            dirs[m++] = dirs[i];
+    }
+    return m;
 }
 
 /* Slots every 1.0 plugin must fill; the offsets keep this table honest if the ABI grows. */

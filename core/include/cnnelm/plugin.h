@@ -20,7 +20,8 @@ typedef struct cnnelm_plugin {
 } cnnelm_plugin;
 
 /* The directories searched, in order: `extra` (colon-separated, typically the config's
- * plugin_path; may be NULL), $CNNELM_PLUGIN_PATH, the build tree, the install directory.
+ * plugin_path; may be NULL), $CNNELM_PLUGIN_PATH, the directory "cnnelm" beside the loaded
+ * libcnnelm.so, the build tree, the install directory (repeats dropped).
  * Writes up to `max` directory pointers (into a static table) and returns how many. */
 int cnnelm_plugin_search_path(const char *extra, const char **dirs, int max);
 

@@ -3,6 +3,7 @@
 #ifndef CNNELM_RUN_H
 #define CNNELM_RUN_H
 
+#include "cnnelm/config.h"
 #include "cnnelm/error.h"
 
 #ifdef __cplusplus
@@ -24,6 +25,21 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err);
 
 /* Evaluate a saved model on the config's test set. */
 int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err);
+
+typedef struct cnnelm_average_options {
+    const char *output;             /* -o */
+    cnnelm_reduce reduce;           /* --reduce */
+    const char *const *models;      /* the model files, in partition order */
+    int n_models;
+    const char *config_path;        /* -c: the training data and workers, for refit */
+    const char *const *overrides;
+    int n_overrides;
+    int quiet;
+} cnnelm_average_options;
+
+/* Combine model files (cnnelm average): mean, weighted, or refit over the config's training data.
+ * Models with different architectures, initial seeds or lambda are refused. */
+int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err);
 
 /* Plot the per-iteration series of a JSON report (accuracy and J against iterations) into a
  * PNG or SVG file (chosen by the extension of `out`) through gnuplot. */
