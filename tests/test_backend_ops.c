@@ -566,7 +566,7 @@ START_TEST(validation)
     size_t nx = ref_conv_x_count(&s), nw = ref_conv_w_count(&s), ny = ref_conv_y_count(&s);
     cnnelm_buffer *x = device_array(nx), *w = device_array(nw), *b = device_array(4);
     cnnelm_buffer *y = device_array(ny), *small = device_array(3);
-    const int E = CNNELM_ERR_INVALID_ARGUMENT;
+    const cnnelm_status E = CNNELM_ERR_INVALID_ARGUMENT;
     OK(be->conv2d_forward(ctx, &s, CNNELM_ACT_RELU, x, w, b, y));
     EXPECT(E, be->conv2d_forward(ctx, &s, CNNELM_ACT_RELU, NULL, w, b, y));
     EXPECT(E, be->conv2d_forward(ctx, &s, CNNELM_ACT_RELU, x, w, b, NULL));

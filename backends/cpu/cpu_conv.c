@@ -71,20 +71,48 @@ static void direct_generic(const kern *K, int orows, int ocols, const float *in,
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #define INL static inline __attribute__((always_inline))
 
-/* OB output maps x P positions, accumulated over every (c, p, q) tap. OB and P are constants
- * after inlining, so acc[][] lives in registers. */
+/* OB output maps x P positions (OB <= 6, P <= 4), accumulated over every (c, p, q) tap. The
+ * accumulators are named variables, not an array: gcc keeps arrays indexed in loops in memory.
+ * OB and P are constants after inlining, so the `if`s below are resolved at compile time. */
+#define FWD_ROW(ob)                                                                         \
+    __m256 a##ob##0, a##ob##1, a##ob##2, a##ob##3;                                          \
+    a##ob##0 = a##ob##1 = a##ob##2 = a##ob##3 =                                             \
+        _mm256_set1_ps(OB > ob && K->b ? K->b[o0 + (OB > ob ? ob : 0)] : 0.0f);
+#define FWD_TAP(ob)                                                                         \
+    if (OB > ob) {                                                                          \
+        __m256 wv = _mm256_broadcast_ss(wr + ob * ckk + q);                                 \
+        a##ob##0 = _mm256_fmadd_ps(v0, wv, a##ob##0);                                       \
+        if (P > 1)                                                                          \
+            a##ob##1 = _mm256_fmadd_ps(v1, wv, a##ob##1);                                   \
+        if (P > 2)                                                                          \
+            a##ob##2 = _mm256_fmadd_ps(v2, wv, a##ob##2);                                   \
+        if (P > 3)                                                                          \
+            a##ob##3 = _mm256_fmadd_ps(v3, wv, a##ob##3);                                   \
+    }
+#define FWD_ST(ob, pp)                                                                      \
+    do {                                                                                    \
+        __m256 v_ = relu ? _mm256_max_ps(a##ob##pp, zero) : a##ob##pp;                     \
+        _mm256_storeu_ps(out + (size_t)(o0 + ob) * K->yp + K->yoff[pos0 + pp], v_);         \
+    } while (0)
+#define FWD_STORE(ob)                                                                       \
+    if (OB > ob) {                                                                          \
+        FWD_ST(ob, 0);                                                                      \
+        if (P > 1)                                                                          \
+            FWD_ST(ob, 1);                                                                  \
+        if (P > 2)                                                                          \
+            FWD_ST(ob, 2);                                                                  \
+        if (P > 3)                                                                          \
+            FWD_ST(ob, 3);                                                                  \
+    }
+
 TGT_AVX2 INL void fwd_tile(const int OB, const int P, const kern *K, const float *in, float *out,
                            int o0, int pos0, int relu)
 {
-    __m256 acc[OB][P];
-    const float *xo[P];
-    for (int ob = 0; ob < OB; ob++) {
-        __m256 bv = _mm256_set1_ps(K->b ? K->b[o0 + ob] : 0.0f);
-        for (int pp = 0; pp < P; pp++)
-            acc[ob][pp] = bv;
-    }
-    for (int pp = 0; pp < P; pp++)
-        xo[pp] = in + K->xoff[pos0 + pp];
+    FWD_ROW(0) FWD_ROW(1) FWD_ROW(2) FWD_ROW(3) FWD_ROW(4) FWD_ROW(5)
+    const float *x0 = in + K->xoff[pos0];
+    const float *x1 = P > 1 ? in + K->xoff[pos0 + 1] : x0;
+    const float *x2 = P > 2 ? in + K->xoff[pos0 + 2] : x0;
+    const float *x3 = P > 3 ? in + K->xoff[pos0 + 3] : x0;
     const size_t ckk = (size_t)K->cin * K->kk;
     const float *wo = K->w + (size_t)o0 * ckk;
     for (int c = 0; c < K->cin; c++)
@@ -92,22 +120,15 @@ TGT_AVX2 INL void fwd_tile(const int OB, const int P, const kern *K, const float
             const size_t xrow = (size_t)c * K->xp + (size_t)p * K->xs;
             const float *wr = wo + (size_t)c * K->kk + (size_t)p * K->k;
             for (int q = 0; q < K->k; q++) {
-                __m256 xv[P];
-                for (int pp = 0; pp < P; pp++)
-                    xv[pp] = _mm256_loadu_ps(xo[pp] + xrow + q);
-                for (int ob = 0; ob < OB; ob++) {
-                    __m256 wv = _mm256_broadcast_ss(wr + ob * ckk + q);
-                    for (int pp = 0; pp < P; pp++)
-                        acc[ob][pp] = _mm256_fmadd_ps(xv[pp], wv, acc[ob][pp]);
-                }
+                __m256 v0 = _mm256_loadu_ps(x0 + xrow + q);
+                __m256 v1 = P > 1 ? _mm256_loadu_ps(x1 + xrow + q) : v0;
+                __m256 v2 = P > 2 ? _mm256_loadu_ps(x2 + xrow + q) : v0;
+                __m256 v3 = P > 3 ? _mm256_loadu_ps(x3 + xrow + q) : v0;
+                FWD_TAP(0) FWD_TAP(1) FWD_TAP(2) FWD_TAP(3) FWD_TAP(4) FWD_TAP(5)
             }
         }
     const __m256 zero = _mm256_setzero_ps();
-    for (int ob = 0; ob < OB; ob++)
-        for (int pp = 0; pp < P; pp++) {
-            __m256 v = relu ? _mm256_max_ps(acc[ob][pp], zero) : acc[ob][pp];
-            _mm256_storeu_ps(out + (size_t)(o0 + ob) * K->yp + K->yoff[pos0 + pp], v);
-        }
+    FWD_STORE(0) FWD_STORE(1) FWD_STORE(2) FWD_STORE(3) FWD_STORE(4) FWD_STORE(5)
 }
 
 #define FWD_CASE(OB, P)                                                                     \
@@ -139,36 +160,149 @@ TGT_AVX2 static void direct_avx2(const kern *K, const float *in, float *out, int
 
 TGT_AVX512 static void direct_avx512(const kern *K, const float *in, float *out, int relu)
 {
-    direct_tiled(6, 4, K, in, out, relu);
+    direct_tiled(6, 3, K, in, out, relu);
 }
 
-/* Filter gradient tile: A[o][c][p][q0..q0+QB) (8-lane partial sums) += sum over positions of
- * dy[o][pos] * in[c][pos + p row + q]. */
+/* Input-gradient tile, as a product then a scatter (no work on zero padding): for MR kernel
+ * taps m = (c, p, q) (MR <= 6) and NR dy positions (NR <= 4), acc = sum_o wt[m][o] dy[o][pos],
+ * then dx[c][i+p][j+q .. +8) += acc, in a scratch dx wide enough for every vector. */
+typedef struct bkern {
+    int cout, M, npos;  /* M = c_in*k*k taps */
+    const float *wt;    /* wt[m][o] = w[o][c][p][q] */
+    size_t dyp;         /* dy plane stride */
+    const int *yoff;    /* per position: offset in a dy plane */
+    const int *poff;    /* per position: offset in a dx plane (i*dxs + 8*jb) */
+    const int *moff;    /* per tap: c*dxp + p*dxs + q */
+} bkern;
+
+#define BWD_ROW(mr) __m256 a##mr##0 = z, a##mr##1 = z, a##mr##2 = z, a##mr##3 = z;
+#define BWD_TAP(mr)                                                                         \
+    if (MR > mr) {                                                                          \
+        __m256 wv = _mm256_broadcast_ss(wo + (size_t)mr * B->cout);                         \
+        a##mr##0 = _mm256_fmadd_ps(v0, wv, a##mr##0);                                       \
+        if (NR > 1)                                                                         \
+            a##mr##1 = _mm256_fmadd_ps(v1, wv, a##mr##1);                                   \
+        if (NR > 2)                                                                         \
+            a##mr##2 = _mm256_fmadd_ps(v2, wv, a##mr##2);                                   \
+        if (NR > 3)                                                                         \
+            a##mr##3 = _mm256_fmadd_ps(v3, wv, a##mr##3);                                   \
+    }
+#define BWD_ADD1(mr, nr)                                                                    \
+    do {                                                                                    \
+        float *d_ = dx + B->moff[m0 + mr] + B->poff[pos0 + nr];                             \
+        _mm256_storeu_ps(d_, _mm256_add_ps(_mm256_loadu_ps(d_), a##mr##nr));                \
+    } while (0)
+#define BWD_ADD(mr)                                                                         \
+    if (MR > mr) {                                                                          \
+        BWD_ADD1(mr, 0);                                                                    \
+        if (NR > 1)                                                                         \
+            BWD_ADD1(mr, 1);                                                                \
+        if (NR > 2)                                                                         \
+            BWD_ADD1(mr, 2);                                                                \
+        if (NR > 3)                                                                         \
+            BWD_ADD1(mr, 3);                                                                \
+    }
+
+TGT_AVX2 INL void bwd_tile(const int MR, const int NR, const bkern *B, const float *dy, float *dx,
+                           int m0, int pos0)
+{
+    const __m256 z = _mm256_setzero_ps();
+    BWD_ROW(0) BWD_ROW(1) BWD_ROW(2) BWD_ROW(3) BWD_ROW(4) BWD_ROW(5)
+    const float *y0 = dy + B->yoff[pos0];
+    const float *y1 = NR > 1 ? dy + B->yoff[pos0 + 1] : y0;
+    const float *y2 = NR > 2 ? dy + B->yoff[pos0 + 2] : y0;
+    const float *y3 = NR > 3 ? dy + B->yoff[pos0 + 3] : y0;
+    const float *wo = B->wt + (size_t)m0 * B->cout;
+    for (int o = 0; o < B->cout; o++, wo++) {
+        const size_t off = (size_t)o * B->dyp;
+        __m256 v0 = _mm256_loadu_ps(y0 + off);
+        __m256 v1 = NR > 1 ? _mm256_loadu_ps(y1 + off) : v0;
+        __m256 v2 = NR > 2 ? _mm256_loadu_ps(y2 + off) : v0;
+        __m256 v3 = NR > 3 ? _mm256_loadu_ps(y3 + off) : v0;
+        BWD_TAP(0) BWD_TAP(1) BWD_TAP(2) BWD_TAP(3) BWD_TAP(4) BWD_TAP(5)
+    }
+    BWD_ADD(0) BWD_ADD(1) BWD_ADD(2) BWD_ADD(3) BWD_ADD(4) BWD_ADD(5)
+}
+
+#define BWD_CASE(MR, NR)                                                                    \
+    case (MR) * 8 + (NR):                                                                   \
+        bwd_tile(MR, NR, B, dy, dx, m0, pos);                                               \
+        break;
+#define BWD_CASES(MR) BWD_CASE(MR, 1) BWD_CASE(MR, 2) BWD_CASE(MR, 3) BWD_CASE(MR, 4)
+
+TGT_AVX2 INL void bwd_tiled(const int MRMAX, const int NRMAX, const bkern *B, const float *dy,
+                            float *dx)
+{
+    for (int pos = 0; pos < B->npos; pos += NRMAX) {
+        int nr = B->npos - pos < NRMAX ? B->npos - pos : NRMAX;
+        for (int m0 = 0; m0 < B->M; m0 += MRMAX) {
+            int mr = B->M - m0 < MRMAX ? B->M - m0 : MRMAX;
+            switch (mr * 8 + nr) {
+                BWD_CASES(1) BWD_CASES(2) BWD_CASES(3) BWD_CASES(4) BWD_CASES(5) BWD_CASES(6)
+            default:
+                break;
+            }
+        }
+    }
+}
+
+TGT_AVX2 static void bwd_avx2(const bkern *B, const float *dy, float *dx)
+{
+    bwd_tiled(6, 2, B, dy, dx);
+}
+
+TGT_AVX512 static void bwd_avx512(const bkern *B, const float *dy, float *dx)
+{
+    bwd_tiled(6, 4, B, dy, dx);
+}
+
+/* Filter gradient tile (OB <= 4, QB <= 5): A[o][c][p][q0..q0+QB) (8-lane partial sums) +=
+ * sum over positions of dy[o][pos] * in[c][pos + p row + q]. Named accumulators, as above. */
+#define BWF_AT(ob, qq) (A + 8 * ((((size_t)(o0 + ob) * K->cin + c) * K->kk) + (size_t)p * K->k + q0 + qq))
+#define BWF_LOAD(ob)                                                                        \
+    __m256 a##ob##0 = z, a##ob##1 = z, a##ob##2 = z, a##ob##3 = z, a##ob##4 = z;            \
+    if (OB > ob) {                                                                          \
+        a##ob##0 = _mm256_load_ps(BWF_AT(ob, 0));                                           \
+        if (QB > 1) a##ob##1 = _mm256_load_ps(BWF_AT(ob, 1));                               \
+        if (QB > 2) a##ob##2 = _mm256_load_ps(BWF_AT(ob, 2));                               \
+        if (QB > 3) a##ob##3 = _mm256_load_ps(BWF_AT(ob, 3));                               \
+        if (QB > 4) a##ob##4 = _mm256_load_ps(BWF_AT(ob, 4));                               \
+    }
+#define BWF_STORE(ob)                                                                       \
+    if (OB > ob) {                                                                          \
+        _mm256_store_ps(BWF_AT(ob, 0), a##ob##0);                                           \
+        if (QB > 1) _mm256_store_ps(BWF_AT(ob, 1), a##ob##1);                               \
+        if (QB > 2) _mm256_store_ps(BWF_AT(ob, 2), a##ob##2);                               \
+        if (QB > 3) _mm256_store_ps(BWF_AT(ob, 3), a##ob##3);                               \
+        if (QB > 4) _mm256_store_ps(BWF_AT(ob, 4), a##ob##4);                               \
+    }
+#define BWF_Q(qq)                                                                           \
+    if (QB > qq) {                                                                          \
+        __m256 xv = _mm256_loadu_ps(xr + qq);                                               \
+        a0##qq = _mm256_fmadd_ps(d0, xv, a0##qq);                                           \
+        if (OB > 1) a1##qq = _mm256_fmadd_ps(d1, xv, a1##qq);                               \
+        if (OB > 2) a2##qq = _mm256_fmadd_ps(d2, xv, a2##qq);                               \
+        if (OB > 3) a3##qq = _mm256_fmadd_ps(d3, xv, a3##qq);                               \
+    }
+
 TGT_AVX2 INL void bwf_tile(const int OB, const int QB, const kern *K, const float *in,
                            const float *dy, float *A, int o0, int c, int p, int q0)
 {
-    __m256 acc[OB][QB];
-    for (int ob = 0; ob < OB; ob++)
-        for (int qq = 0; qq < QB; qq++)
-            acc[ob][qq] = _mm256_load_ps(
-                A + 8 * ((((size_t)(o0 + ob) * K->cin + c) * K->kk) + (size_t)p * K->k + q0 + qq));
+    const __m256 z = _mm256_setzero_ps();
+    BWF_LOAD(0) BWF_LOAD(1) BWF_LOAD(2) BWF_LOAD(3)
     const float *xb = in + (size_t)c * K->xp + (size_t)p * K->xs + q0;
+    const float *d0p = dy + (size_t)o0 * K->yp;
+    const size_t yp = K->yp;
     for (int pos = 0; pos < K->npos; pos++) {
-        __m256 d[OB];
-        for (int ob = 0; ob < OB; ob++)
-            d[ob] = _mm256_loadu_ps(dy + (size_t)(o0 + ob) * K->yp + K->yoff[pos]);
+        const float *dp = d0p + K->yoff[pos];
+        __m256 d0 = _mm256_loadu_ps(dp);
+        __m256 d1 = OB > 1 ? _mm256_loadu_ps(dp + yp) : d0;
+        __m256 d2 = OB > 2 ? _mm256_loadu_ps(dp + 2 * yp) : d0;
+        __m256 d3 = OB > 3 ? _mm256_loadu_ps(dp + 3 * yp) : d0;
         const float *xr = xb + K->xoff[pos];
-        for (int qq = 0; qq < QB; qq++) {
-            __m256 xv = _mm256_loadu_ps(xr + qq);
-            for (int ob = 0; ob < OB; ob++)
-                acc[ob][qq] = _mm256_fmadd_ps(d[ob], xv, acc[ob][qq]);
-        }
+        BWF_Q(0) BWF_Q(1) BWF_Q(2) BWF_Q(3) BWF_Q(4)
     }
-    for (int ob = 0; ob < OB; ob++)
-        for (int qq = 0; qq < QB; qq++)
-            _mm256_store_ps(
-                A + 8 * ((((size_t)(o0 + ob) * K->cin + c) * K->kk) + (size_t)p * K->k + q0 + qq),
-                acc[ob][qq]);
+    BWF_STORE(0) BWF_STORE(1) BWF_STORE(2) BWF_STORE(3)
 }
 
 #define BWF_CASE(OB, QB)                                                                    \
@@ -351,16 +485,19 @@ cnnelm_status cpu_conv_forward(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape 
     return CNNELM_OK;
 }
 
-/* ---- backward data: a forward pass of dy, zero-padded by k-1, with the flipped kernel ------ */
+/* ---- backward data ------------------------------------------------------------------------
+ * Vector kernels: the product-and-scatter tiles above, into a zeroed scratch dx per image.
+ * Plain loops: a forward pass over dy zero-padded by k-1 with the flipped kernel. */
 
 typedef struct bwd_job {
     cnnelm_backend_ctx *ctx;
     const cnnelm_conv_shape *s;
-    kern K;
+    kern K;                 /* plain loops */
+    bkern B;                /* vector kernels */
+    int dxs, pad_dy;
+    size_t dxp, in_floats, out_floats;
     const float *dy;
     float *dx;
-    int pad_out;
-    size_t pad_in_floats;
 } bwd_job;
 
 static void bwd_task(void *arg, int begin, int end, int thread)
@@ -369,61 +506,94 @@ static void bwd_task(void *arg, int begin, int end, int thread)
     const cnnelm_conv_shape *s = j->s;
     int oh = s->h - s->k + 1, ow = s->w - s->k + 1, k1 = s->k - 1;
     size_t xin = (size_t)s->c_in * s->h * s->w, yout = (size_t)s->c_out * oh * ow;
-    float *pin = j->ctx->scratch[thread].p, *pout = pin + j->pad_in_floats;
-    memset(pin, 0, sizeof(float) * j->pad_in_floats); /* the border stays zero */
+    float *pin = j->ctx->scratch[thread].p, *pout = pin + j->in_floats;
+    memset(pin, 0, sizeof(float) * j->in_floats); /* padding stays zero */
     for (int n = begin; n < end; n++) {
         const float *dy = j->dy + (size_t)n * yout;
         float *dx = j->dx + (size_t)n * xin;
-        for (int o = 0; o < s->c_out; o++)
-            copy_rows(pin + (size_t)o * j->K.xp + (size_t)k1 * j->K.xs + k1, j->K.xs,
-                      dy + (size_t)o * oh * ow, ow, oh, ow);
-        run_direct(j->ctx->isa, &j->K, s->h, s->w, pin, j->pad_out ? pout : dx, 0);
-        if (j->pad_out)
-            for (int c = 0; c < s->c_in; c++)
-                copy_rows(dx + (size_t)c * s->h * s->w, s->w, pout + (size_t)c * j->K.yp, j->K.ys,
-                          s->h, s->w);
+        if (j->ctx->isa == CPU_ISA_GENERIC) {
+            for (int o = 0; o < s->c_out; o++)
+                copy_rows(pin + (size_t)o * j->K.xp + (size_t)k1 * j->K.xs + k1, j->K.xs,
+                          dy + (size_t)o * oh * ow, ow, oh, ow);
+            direct_generic(&j->K, s->h, s->w, pin, dx);
+            continue;
+        }
+#if CPU_HAVE_X86
+        if (j->pad_dy) {
+            for (int o = 0; o < s->c_out; o++)
+                copy_rows(pin + (size_t)o * j->B.dyp, round8(ow), dy + (size_t)o * oh * ow, ow, oh, ow);
+            dy = pin;
+        }
+        memset(pout, 0, sizeof(float) * j->out_floats);
+        if (j->ctx->isa == CPU_ISA_AVX512)
+            bwd_avx512(&j->B, dy, pout);
+        else
+            bwd_avx2(&j->B, dy, pout);
+        for (int c = 0; c < s->c_in; c++)
+            copy_rows(dx + (size_t)c * s->h * s->w, s->w, pout + (size_t)c * j->dxp, j->dxs, s->h,
+                      s->w);
+#endif
     }
 }
 
 cnnelm_status cpu_conv_backward_data(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
                                      const float *dy, const float *w, float *dx)
 {
-    int k = s->k, kk = k * k, wp = round8(s->w);
+    int k = s->k, kk = k * k, oh = s->h - k + 1, ow = s->w - k + 1, owp = round8(ow);
     bwd_job j = { .ctx = ctx, .s = s, .dy = dy, .dx = dx };
-    j.pad_out = (ctx->isa != CPU_ISA_GENERIC && s->w % 8 != 0);
-    int cols = j.pad_out || ctx->isa != CPU_ISA_GENERIC ? wp : s->w;
-    kern *K = &j.K;
-    K->cin = s->c_out; /* the roles swap: dy's maps in, dx's maps out */
-    K->cout = s->c_in;
-    K->k = k;
-    K->kk = kk;
-    K->b = NULL;
-    K->xs = cols + k - 1;
-    K->xp = (size_t)K->xs * (s->h + k - 1);
-    K->ys = j.pad_out ? wp : s->w;
-    K->yp = (size_t)K->ys * s->h;
-    K->npos = s->h * (wp / 8);
-    j.pad_in_floats = (size_t)s->c_out * K->xp;
-    size_t pad_out_floats = j.pad_out ? (size_t)s->c_in * K->yp : 0;
-    size_t wt_floats = (size_t)s->c_in * s->c_out * kk;
-    cnnelm_status st = cpu_scratch_reserve(ctx, sizeof(float) * (j.pad_in_floats + pad_out_floats + 16));
+    size_t M = (size_t)s->c_in * kk, npos = (size_t)oh * (owp / 8);
+    size_t wt_floats = (size_t)s->c_in * s->c_out * kk, shared_floats;
+    if (ctx->isa == CPU_ISA_GENERIC) {
+        kern *K = &j.K;
+        K->cin = s->c_out; /* the roles swap: dy's maps in, dx's maps out */
+        K->cout = s->c_in;
+        K->k = k;
+        K->kk = kk;
+        K->b = NULL;
+        K->xs = s->w + k - 1;
+        K->xp = (size_t)K->xs * (s->h + k - 1);
+        K->ys = s->w;
+        K->yp = (size_t)s->w * s->h;
+        j.in_floats = (size_t)s->c_out * K->xp;
+        shared_floats = wt_floats;
+    } else {
+        j.pad_dy = ow % 8 != 0;
+        j.dxs = owp + k - 1;
+        j.dxp = (size_t)j.dxs * s->h;
+        j.in_floats = j.pad_dy ? (size_t)s->c_out * oh * owp : 0;
+        j.out_floats = (size_t)s->c_in * j.dxp + 8; /* + 8: a vector may end past the last row */
+        shared_floats = wt_floats + 2 * npos + M;
+    }
+    cnnelm_status st = cpu_scratch_reserve(ctx, sizeof(float) * (j.in_floats + j.out_floats + 16));
     if (st == CNNELM_OK)
-        st = cpu_shared_reserve(ctx, sizeof(float) * (wt_floats + 2 * (size_t)K->npos + 16));
+        st = cpu_shared_reserve(ctx, sizeof(float) * (shared_floats + 16));
     if (st != CNNELM_OK)
         return st;
-    /* wt[c][o][p][q] = w[o][c][k-1-p][k-1-q] */
     float *wt = ctx->shared.p;
-    for (int c = 0; c < s->c_in; c++)
-        for (int o = 0; o < s->c_out; o++)
-            for (int p = 0; p < k; p++)
-                for (int q = 0; q < k; q++)
-                    wt[(((size_t)c * s->c_out + o) * k + p) * k + q] =
-                        w[(((size_t)o * s->c_in + c) * k + (k - 1 - p)) * k + (k - 1 - q)];
-    int *off = (int *)(wt + wt_floats);
-    make_positions(s->h, s->w, K->xs, K->ys, off, off + K->npos);
-    K->w = wt;
-    K->xoff = off;
-    K->yoff = off + K->npos;
+    if (ctx->isa == CPU_ISA_GENERIC) {
+        /* wt[c][o][p][q] = w[o][c][k-1-p][k-1-q] */
+        for (int c = 0; c < s->c_in; c++)
+            for (int o = 0; o < s->c_out; o++)
+                for (int p = 0; p < k; p++)
+                    for (int q = 0; q < k; q++)
+                        wt[(((size_t)c * s->c_out + o) * k + p) * k + q] =
+                            w[(((size_t)o * s->c_in + c) * k + (k - 1 - p)) * k + (k - 1 - q)];
+        j.K.w = wt;
+    } else {
+        /* wt[m][o] = w[o][m], m = (c, p, q); tables of offsets */
+        for (size_t m = 0; m < M; m++)
+            for (int o = 0; o < s->c_out; o++)
+                wt[m * (size_t)s->c_out + (size_t)o] = w[(size_t)o * M + m];
+        int *yoff = (int *)(wt + wt_floats), *poff = yoff + npos, *moff = poff + npos;
+        make_positions(oh, ow, j.pad_dy ? owp : ow, j.dxs, yoff, poff);
+        for (size_t m = 0; m < M; m++) {
+            int c = (int)(m / (size_t)kk), p = (int)(m % (size_t)kk) / k, q = (int)(m % (size_t)kk) % k;
+            moff[m] = (int)((size_t)c * j.dxp) + p * j.dxs + q;
+        }
+        j.B = (bkern){ .cout = s->c_out, .M = (int)M, .npos = (int)npos, .wt = wt,
+                       .dyp = (size_t)oh * (j.pad_dy ? owp : ow), .yoff = yoff, .poff = poff,
+                       .moff = moff };
+    }
     cpu_parallel(ctx, s->n, bwd_task, &j);
     return CNNELM_OK;
 }
