@@ -63,15 +63,21 @@ static void pool_bwd_plane(const float *x, const float *dy, float *dx, int h, in
     int oh = h / s, ow = w / s;
     if (mode == CNNELM_POOL_MEAN) {
         float inv = 1.0f / (float)(s * s);
-        for (int r = 0; r < h; r++) {
-            const float *g = dy + (size_t)(r / s) * ow;
-            float *out = dx + (size_t)r * w;
-            if (s == 2)
-                for (int j = 0; j < w; j++)
-                    out[j] = 0.25f * g[j >> 1];
-            else
+        for (int r = 0; r < oh; r++) {
+            const float *restrict g = dy + (size_t)r * ow;
+            float *restrict out = dx + (size_t)r * s * w;
+            if (s == 2) {
+                for (int j = 0; j < ow; j++) {
+                    float v = 0.25f * g[j];
+                    out[2 * j] = v;
+                    out[2 * j + 1] = v;
+                }
+            } else {
                 for (int j = 0; j < w; j++)
                     out[j] = inv * g[j / s];
+            }
+            for (int p = 1; p < s; p++) /* the block's other rows are the same */
+                memcpy(out + (size_t)p * w, out, sizeof(float) * (size_t)w);
         }
         return;
     }
