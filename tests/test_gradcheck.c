@@ -111,7 +111,7 @@ static void check_chain(cnnelm_pooling pool, cnnelm_activation act, cnnelm_activ
     ds.rows = ds.cols = SIDE;
     ds.classes = C;
     cnnelm_net net;
-    ck_assert_msg(cnnelm_net_open(&net, plugin, 0, 1, &a, N, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_net_open(&net, plugin, 0, 1, &a, N, NULL, &err) == 0, "%s", err.msg);
     ck_assert_msg(cnnelm_net_set_params(&net, params, &err) == 0 && cnnelm_net_set_beta(&net, beta, &err) == 0 &&
                   cnnelm_net_forward(&net, &ds, NULL, 0, N, &err) == 0, "%s", err.msg);
     float Y[N * C], E[N * C];

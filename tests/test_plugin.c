@@ -102,7 +102,17 @@ START_TEST(null_table) { expect_error(STUB("stubnulltable"), "returned NULL"); }
 END_TEST
 START_TEST(wrong_abi) { expect_error(STUB("stubbadabi"), "incompatible plugin ABI version 99."); }
 END_TEST
-START_TEST(missing_op) { expect_error(STUB("stubmissingop"), "no 'conv2d_forward'"); }
+START_TEST(missing_op_is_allowed)
+{
+    /* ops are optional (they fall back to the CPU reference); the table says so by NULL */
+    cnnelm_plugin *p = NULL;
+    cnnelm_error err = { "" };
+    ck_assert_msg(cnnelm_plugin_load_file(STUB("stubmissingop"), &p, &err) == 0, "%s", err.msg);
+    ck_assert_ptr_null(p->ops->conv2d_forward);
+    cnnelm_plugin_unload(p);
+}
+END_TEST
+START_TEST(missing_required_slot) { expect_error(STUB("stubnobuffers"), "no 'buffer_read' (a required slot)"); }
 END_TEST
 
 static int counted;
@@ -119,7 +129,7 @@ START_TEST(scan_finds_every_plugin_once)
     /* the stub dir twice: the same names must be reported once */
     int n = cnnelm_plugin_scan(CNNELM_STUB_DIR ":" CNNELM_STUB_DIR, count_cb, NULL);
     ck_assert_int_eq(n, counted);
-    ck_assert_int_ge(n, 5 + 1); /* five stubs and at least the CPU backend */
+    ck_assert_int_ge(n, 6 + 1); /* six stubs and at least the CPU backend */
 }
 END_TEST
 
@@ -137,7 +147,8 @@ int main(void)
     tcase_add_test(tc, no_entry);
     tcase_add_test(tc, null_table);
     tcase_add_test(tc, wrong_abi);
-    tcase_add_test(tc, missing_op);
+    tcase_add_test(tc, missing_op_is_allowed);
+    tcase_add_test(tc, missing_required_slot);
     tcase_add_test(tc, scan_finds_every_plugin_once);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -46,7 +46,7 @@ static void train_with(const char *const *sets, int n_sets, size_t n_train, trai
                                    cfg.model.elm_activation, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(cnnelm_model_init(&out->model, &a, cfg.model.lambda, cfg.train.seed, cfg.model.init == CNNELM_INIT_ZERO_MEAN, &err), 0);
     cnnelm_net net;
-    ck_assert_msg(cnnelm_net_open(&net, plugin, 0, 2, &a, cfg.train.chunk, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_net_open(&net, plugin, 0, 2, &a, cfg.train.chunk, NULL, &err) == 0, "%s", err.msg);
     cnnelm_progress prog;
     cnnelm_progress_init(&prog, 1);
     cnnelm_subset tr = { &train_ds, NULL, n_train }, te = { &test_ds, NULL, test_ds.n };
@@ -104,7 +104,7 @@ START_TEST(save_load_predicts_identically)
     cnnelm_model r;
     ck_assert_msg(cnnelm_model_load(&r, path, &err) == 0, "%s", err.msg);
     cnnelm_net net;
-    ck_assert_int_eq(cnnelm_net_open(&net, plugin, 0, 2, &r.arch, 500, &err), 0);
+    ck_assert_int_eq(cnnelm_net_open(&net, plugin, 0, 2, &r.arch, 500, NULL, &err), 0);
     cnnelm_progress prog;
     cnnelm_progress_init(&prog, 1);
     uint64_t conf[100] = { 0 };

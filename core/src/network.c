@@ -24,6 +24,20 @@ static int op_fail(cnnelm_net *net, cnnelm_status st, const char *op, int layer,
             return op_fail(net, st_, op, layer, err);                    \
     } while (0)
 
+/* Runs one op through the dispatcher (which falls back to the CPU reference when it must). */
+static int run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *err)
+{
+    char why[512] = "";
+    cnnelm_status st = cnnelm_op_run(&net->ops, k, why, sizeof why);
+    if (st == CNNELM_OK)
+        return 0;
+    const char *op = cnnelm_op_name(k->op);
+    if (layer >= 0)
+        return cnnelm_fail(err, "%s: %s (layer %d) failed: %s: %s", net->where, op, layer + 1,
+                           cnnelm_status_name(st), why);
+    return cnnelm_fail(err, "%s: %s failed: %s: %s", net->where, op, cnnelm_status_name(st), why);
+}
+
 static int alloc_buf(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_error *err)
 {
     CALL(net->be->buffer_alloc(net->ctx, floats * sizeof(float), b), "buffer_alloc", -1);
@@ -31,7 +45,8 @@ static int alloc_buf(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_e
 }
 
 int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
-                    const cnnelm_arch *arch, int chunk, cnnelm_error *err)
+                    const cnnelm_arch *arch, int chunk, const cnnelm_plugin *reference,
+                    cnnelm_error *err)
 {
     memset(net, 0, sizeof *net);
     net->be = plugin->ops;
@@ -50,6 +65,8 @@ int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, in
         return cnnelm_fail(err, "%s: cannot open a context: %s: %s", net->where,
                            cnnelm_status_name(st), why[0] ? why : "no detail");
     }
+    net->ops = (cnnelm_opctx){ .be = net->be, .ctx = net->ctx, .reference = reference,
+                               .threads = threads };
     size_t C = (size_t)arch->classes, L = (size_t)arch->hidden, N = (size_t)chunk;
     size_t in = (size_t)arch->in_c * arch->in_h * arch->in_w;
     if (alloc_buf(net, &net->x, N * in, err) != 0)
@@ -89,6 +106,7 @@ fail:
 
 void cnnelm_net_close(cnnelm_net *net)
 {
+    cnnelm_opctx_close(&net->ops);
     if (net->ctx)
         net->be->context_close(net->ctx); /* frees every buffer of the context */
     free(net->host_x);
@@ -155,17 +173,25 @@ int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *
         const cnnelm_layer *ly = &a->layer[i];
         if (ly->kind == CNNELM_LAYER_CONV) {
             cnnelm_conv_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->out_c, a->kernel };
-            CALL(net->be->conv2d_forward(net->ctx, &s, a->activation, src, net->w[i], net->b[i],
-                                         net->act[i]), "conv2d_forward", i);
+            cnnelm_op_call k = { .op = CNNELM_OP_CONV_FORWARD, .conv = s, .act = a->activation,
+                                 .buf = { (cnnelm_buffer *)src, net->w[i], net->b[i], net->act[i] } };
+            if (run_op(net, &k, i, err))
+                return -1;
         } else {
             cnnelm_pool_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->size };
-            CALL(net->be->pool_forward(net->ctx, &s, a->pooling, src, net->act[i]), "pool_forward", i);
+            cnnelm_op_call k = { .op = CNNELM_OP_POOL_FORWARD, .pool = s, .mode = a->pooling,
+                                 .buf = { (cnnelm_buffer *)src, net->act[i] } };
+            if (run_op(net, &k, i, err))
+                return -1;
         }
         src = net->act[i];
     }
-    if (net->h)
-        CALL(net->be->activation_forward(net->ctx, a->elm_activation, (size_t)n * a->hidden, src,
-                                         net->h), "activation_forward (ELM)", -1);
+    if (net->h) {
+        cnnelm_op_call k = { .op = CNNELM_OP_ACT_FORWARD, .act = a->elm_activation,
+                             .count = (size_t)n * a->hidden, .buf = { (cnnelm_buffer *)src, net->h } };
+        if (run_op(net, &k, -1, err))
+            return -1;
+    }
     return 0;
 }
 
@@ -182,9 +208,9 @@ int cnnelm_net_reset_uv(cnnelm_net *net, cnnelm_error *err)
 
 int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err)
 {
-    CALL(net->be->elm_accumulate(net->ctx, net->n, net->arch.hidden, net->arch.classes,
-                                 hidden_buffer(net), net->t, net->u, net->v), "elm_accumulate", -1);
-    return 0;
+    cnnelm_op_call k = { .op = CNNELM_OP_ELM_ACCUMULATE, .n = net->n, .l = net->arch.hidden,
+                         .c = net->arch.classes, .buf = { hidden_buffer(net), net->t, net->u, net->v } };
+    return run_op(net, &k, -1, err);
 }
 
 int cnnelm_net_read_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err)
@@ -218,14 +244,17 @@ int cnnelm_net_write_uv(cnnelm_net *net, const double *U, const double *V, cnnel
 int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_error *err)
 {
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    cnnelm_status st = net->be->elm_solve(net->ctx, (int)L, (int)C, lambda, net->u, net->v, net->beta);
+    cnnelm_op_call k = { .op = CNNELM_OP_ELM_SOLVE, .l = (int)L, .c = (int)C, .lambda = lambda,
+                         .buf = { net->u, net->v, net->beta } };
+    char why[512] = "";
+    cnnelm_status st = cnnelm_op_run(&net->ops, &k, why, sizeof why);
     if (st == CNNELM_ERR_NOT_POSITIVE_DEFINITE) {
         cnnelm_fail(err, "%s: the ELM system I/lambda + U is not positive definite (lambda = %g): %s",
-                    net->where, lambda, net->be->last_error(net->ctx));
+                    net->where, lambda, why);
         return 1;
     }
     if (st != CNNELM_OK)
-        return op_fail(net, st, "elm_solve", -1, err);
+        return cnnelm_fail(err, "%s: elm_solve failed: %s: %s", net->where, cnnelm_status_name(st), why);
     if (beta_out)
         CALL(net->be->buffer_read(net->ctx, net->beta, 0, beta_out, L * C * sizeof(float)),
              "buffer_read", -1);
@@ -235,8 +264,10 @@ int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_err
 int cnnelm_net_predict(cnnelm_net *net, float *Y, cnnelm_error *err)
 {
     int C = net->arch.classes;
-    CALL(net->be->elm_predict(net->ctx, net->n, net->arch.hidden, C, hidden_buffer(net), net->beta,
-                              net->y), "elm_predict", -1);
+    cnnelm_op_call k = { .op = CNNELM_OP_ELM_PREDICT, .n = net->n, .l = net->arch.hidden, .c = C,
+                         .buf = { hidden_buffer(net), net->beta, net->y } };
+    if (run_op(net, &k, -1, err))
+        return -1;
     CALL(net->be->buffer_read(net->ctx, net->y, 0, Y, (size_t)net->n * C * sizeof(float)),
          "buffer_read", -1);
     return 0;
@@ -249,10 +280,16 @@ int cnnelm_net_backward(cnnelm_net *net, const float *E, int accumulate, cnnelm_
     CALL(net->be->buffer_write(net->ctx, net->e, 0, E, (size_t)n * C * sizeof(float)),
          "buffer_write", -1);
     int cur = 0;
-    CALL(net->be->elm_backprop(net->ctx, n, L, C, net->e, net->beta, net->g[cur]), "elm_backprop", -1);
-    if (net->h)
-        CALL(net->be->activation_backward(net->ctx, a->elm_activation, (size_t)n * L, net->h,
-                                          net->g[cur], net->g[cur]), "activation_backward (ELM)", -1);
+    cnnelm_op_call bp = { .op = CNNELM_OP_ELM_BACKPROP, .n = n, .l = L, .c = C,
+                          .buf = { net->e, net->beta, net->g[cur] } };
+    if (run_op(net, &bp, -1, err))
+        return -1;
+    if (net->h) {
+        cnnelm_op_call k = { .op = CNNELM_OP_ACT_BACKWARD, .act = a->elm_activation,
+                             .count = (size_t)n * L, .buf = { net->h, net->g[cur], net->g[cur] } };
+        if (run_op(net, &k, -1, err))
+            return -1;
+    }
     int lowest_conv = 0;
     while (a->layer[lowest_conv].kind != CNNELM_LAYER_CONV)
         lowest_conv++;
@@ -261,20 +298,28 @@ int cnnelm_net_backward(cnnelm_net *net, const float *E, int accumulate, cnnelm_
         const cnnelm_buffer *in = i > 0 ? net->act[i - 1] : net->x;
         if (ly->kind == CNNELM_LAYER_POOL) {
             cnnelm_pool_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->size };
-            CALL(net->be->pool_backward(net->ctx, &s, a->pooling, in, net->g[cur], net->g[1 - cur]),
-                 "pool_backward", i);
+            cnnelm_op_call k = { .op = CNNELM_OP_POOL_BACKWARD, .pool = s, .mode = a->pooling,
+                                 .buf = { (cnnelm_buffer *)in, net->g[cur], net->g[1 - cur] } };
+            if (run_op(net, &k, i, err))
+                return -1;
             cur = 1 - cur;
             continue;
         }
         size_t count = (size_t)n * ly->out_c * ly->out_h * ly->out_w;
-        CALL(net->be->activation_backward(net->ctx, a->activation, count, net->act[i], net->g[cur],
-                                          net->g[cur]), "activation_backward", i);
+        cnnelm_op_call ab = { .op = CNNELM_OP_ACT_BACKWARD, .act = a->activation, .count = count,
+                              .buf = { net->act[i], net->g[cur], net->g[cur] } };
+        if (run_op(net, &ab, i, err))
+            return -1;
         cnnelm_conv_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->out_c, a->kernel };
-        CALL(net->be->conv2d_backward_filter(net->ctx, &s, in, net->g[cur], net->dw[i], net->db[i],
-                                             accumulate), "conv2d_backward_filter", i);
+        cnnelm_op_call bf = { .op = CNNELM_OP_CONV_BACKWARD_FILTER, .conv = s, .accumulate = accumulate,
+                              .buf = { (cnnelm_buffer *)in, net->g[cur], net->dw[i], net->db[i] } };
+        if (run_op(net, &bf, i, err))
+            return -1;
         if (i > lowest_conv) {
-            CALL(net->be->conv2d_backward_data(net->ctx, &s, net->g[cur], net->w[i], net->g[1 - cur]),
-                 "conv2d_backward_data", i);
+            cnnelm_op_call bd = { .op = CNNELM_OP_CONV_BACKWARD_DATA, .conv = s,
+                                  .buf = { net->g[cur], net->w[i], net->g[1 - cur] } };
+            if (run_op(net, &bd, i, err))
+                return -1;
             cur = 1 - cur;
         }
     }

@@ -8,10 +8,12 @@
 #include "cnnelm/dataset.h"
 #include "cnnelm/model.h"
 #include "cnnelm/plugin.h"
+#include "ops.h"
 
 typedef struct cnnelm_net {
     const cnnelm_backend *be;
     cnnelm_backend_ctx *ctx;
+    cnnelm_opctx ops;                   /* op dispatch, with the CPU fallback */
     char where[128];                    /* "cpu:0", for messages */
     cnnelm_arch arch;
     int chunk;                          /* capacity in examples */
@@ -27,9 +29,11 @@ typedef struct cnnelm_net {
     unsigned char *labels;              /* labels of the loaded chunk */
 } cnnelm_net;
 
-/* Opens a context on `device` of the plugin and allocates buffers for `chunk` examples. */
+/* Opens a context on `device` of the plugin and allocates buffers for `chunk` examples. Ops the
+ * plugin lacks run on `reference` (the CPU plugin; NULL: none, such ops fail). */
 int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
-                    const cnnelm_arch *arch, int chunk, cnnelm_error *err);
+                    const cnnelm_arch *arch, int chunk, const cnnelm_plugin *reference,
+                    cnnelm_error *err);
 void cnnelm_net_close(cnnelm_net *net);
 
 int cnnelm_net_set_params(cnnelm_net *net, const float *params, cnnelm_error *err);

@@ -96,7 +96,8 @@ int cnnelm_plugin_search_path(const char *extra, const char **dirs, int max)
     return m;
 }
 
-/* Slots every 1.0 plugin must fill; the offsets keep this table honest if the ABI grows. */
+/* Slots every 1.0 plugin must fill; the offsets keep this table honest if the ABI grows. The
+ * ops are optional: one a plugin lacks runs on the CPU reference (core/src/ops.c). */
 static const struct {
     const char *name;
     size_t offset;
@@ -104,10 +105,7 @@ static const struct {
 #define SLOT(f) { #f, offsetof(cnnelm_backend, f) }
     SLOT(device_count), SLOT(device_info), SLOT(context_open), SLOT(context_close),
     SLOT(last_error), SLOT(buffer_alloc), SLOT(buffer_free), SLOT(buffer_write),
-    SLOT(buffer_read), SLOT(conv2d_forward), SLOT(conv2d_backward_data),
-    SLOT(conv2d_backward_filter), SLOT(pool_forward), SLOT(pool_backward),
-    SLOT(activation_forward), SLOT(activation_backward), SLOT(elm_accumulate),
-    SLOT(elm_predict), SLOT(elm_backprop), SLOT(elm_solve),
+    SLOT(buffer_read),
 #undef SLOT
 };
 
@@ -129,7 +127,7 @@ static int check_table(const char *file, const cnnelm_backend *t, cnnelm_error *
         void *slot;
         memcpy(&slot, (const char *)t + required_slots[i].offset, sizeof slot);
         if (!slot)
-            return cnnelm_fail(err, "%s: plugin '%s' has no '%s' (a required op)", file, t->name,
+            return cnnelm_fail(err, "%s: plugin '%s' has no '%s' (a required slot)", file, t->name,
                                required_slots[i].name);
     }
     return 0;

@@ -70,7 +70,7 @@ static int open_worker(job *j, const cnnelm_arch *arch, cnnelm_error *err)
     const cnnelm_worker_config *w = &j->cfg.workers[0];
     if (cnnelm_plugin_load(w->backend, j->cfg.plugin_path, &j->plugin, err))
         return -1;
-    if (cnnelm_net_open(&j->net, j->plugin, w->device, w->threads, arch, j->cfg.train.chunk, err))
+    if (cnnelm_net_open(&j->net, j->plugin, w->device, w->threads, arch, j->cfg.train.chunk, NULL, err))
         return -1;
     j->net_open = 1;
     return 0;

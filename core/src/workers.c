@@ -14,13 +14,16 @@ int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_a
     if (!pool->w)
         return cnnelm_fail(err, "out of memory");
     pool->n = cfg->n_workers;
+    cnnelm_error ignored;
+    if (cnnelm_plugin_load("cpu", cfg->plugin_path, &pool->reference, &ignored) != 0)
+        pool->reference = NULL; /* no fallback: a missing op is then an error when it is called */
     for (int i = 0; i < cfg->n_workers; i++) {
         cnnelm_worker *w = &pool->w[i];
         w->index = i;
         w->cfg = cfg->workers[i];
         if (cnnelm_plugin_load(w->cfg.backend, cfg->plugin_path, &w->plugin, err) ||
             cnnelm_net_open(&w->net, w->plugin, w->cfg.device, w->cfg.threads, arch, cfg->train.chunk,
-                            err)) {
+                            pool->reference, err)) {
             cnnelm_fail_prefix(err, "worker %d", i + 1);
             cnnelm_pool_close(pool);
             return -1;
@@ -38,8 +41,26 @@ void cnnelm_pool_close(cnnelm_pool *pool)
             cnnelm_net_close(&pool->w[i].net);
     for (int i = 0; i < pool->n; i++)
         cnnelm_plugin_unload(pool->w[i].plugin);
+    cnnelm_plugin_unload(pool->reference);
     free(pool->w);
     memset(pool, 0, sizeof *pool);
+}
+
+void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *user, const char *line),
+                                  void *user)
+{
+    for (int i = 0; i < pool->n; i++) {
+        uint32_t bits = pool->w[i].net.ops.fell_back;
+        if (!bits)
+            continue;
+        char line[512];
+        int len = snprintf(line, sizeof line, "worker %d (%s): ran on the CPU reference, as the "
+                           "backend lacks them:", i + 1, pool->w[i].net.where);
+        for (int op = 0; op < CNNELM_OP_COUNT && len < (int)sizeof line; op++)
+            if (bits >> op & 1u)
+                len += snprintf(line + len, sizeof line - (size_t)len, " %s", cnnelm_op_name((cnnelm_op_id)op));
+        note(user, line);
+    }
 }
 
 typedef struct run_state {

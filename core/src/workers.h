@@ -19,12 +19,18 @@ typedef struct cnnelm_worker {
 typedef struct cnnelm_pool {
     int n;
     cnnelm_worker *w;
+    cnnelm_plugin *reference;  /* the CPU plugin, for ops another backend lacks; may be NULL */
 } cnnelm_pool;
 
-/* Loads each worker's backend and opens its device with buffers for cfg->train.chunk examples. */
+/* Loads each worker's backend and opens its device with buffers for cfg->train.chunk examples.
+ * The CPU backend is loaded too, when it can be, as the fallback for ops a plugin lacks. */
 int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
                      cnnelm_error *err);
 void cnnelm_pool_close(cnnelm_pool *pool);
+
+/* Prints (once per run, through `note`) which ops each worker ran on the CPU reference. */
+void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *user, const char *line),
+                                  void *user);
 
 /* A task: returns 0 or -1 with err set. Runs on the worker's thread. */
 typedef int (*cnnelm_task_fn)(cnnelm_worker *w, int task, void *user, cnnelm_error *err);

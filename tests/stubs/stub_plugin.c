@@ -1,6 +1,6 @@
 /* Stub backend plugins for the loader's failure tests, one variant per -D flag, in the manner
  * of the OpenCL ICD loader's test/driver_stub: a good table, no entry, another ABI major, a
- * missing op, a NULL table. Every op answers CNNELM_ERR_UNSUPPORTED. */
+ * missing (optional) op, a missing required slot, a NULL table. Every op answers CNNELM_ERR_UNSUPPORTED. */
 #include <string.h>
 
 #include "cnnelm/backend.h"
@@ -27,6 +27,7 @@ static const char *last(const cnnelm_backend_ctx *c) { (void)c; return "stub"; }
 static cnnelm_status alloc_(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o) { (void)c; (void)b; *o = NULL; return CNNELM_ERR_UNSUPPORTED; }
 static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b) { (void)c; (void)b; }
 static cnnelm_status wr(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b) { (void)c; (void)d; (void)o; (void)s; (void)b; return CNNELM_ERR_UNSUPPORTED; }
+__attribute__((unused)) /* NULL in the no-buffers variant */
 static cnnelm_status rd(cnnelm_backend_ctx *c, const cnnelm_buffer *s, size_t o, void *d, size_t b) { (void)c; (void)s; (void)o; (void)d; (void)b; return CNNELM_ERR_UNSUPPORTED; }
 __attribute__((unused)) /* NULL in the missing-op variant */
 static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, cnnelm_activation a, const cnnelm_buffer *x, const cnnelm_buffer *w, const cnnelm_buffer *b, cnnelm_buffer *y) { (void)c; (void)s; (void)a; (void)x; (void)w; (void)b; (void)y; return CNNELM_ERR_UNSUPPORTED; }
@@ -41,6 +42,11 @@ static cnnelm_status elm_pr(cnnelm_backend_ctx *c, int n, int l, int k, const cn
 static cnnelm_status elm_bp(cnnelm_backend_ctx *c, int n, int l, int k, const cnnelm_buffer *E, const cnnelm_buffer *b, cnnelm_buffer *dH) { (void)c; (void)n; (void)l; (void)k; (void)E; (void)b; (void)dH; return CNNELM_ERR_UNSUPPORTED; }
 static cnnelm_status elm_sv(cnnelm_backend_ctx *c, int l, int k, double lam, const cnnelm_buffer *U, const cnnelm_buffer *V, cnnelm_buffer *b) { (void)c; (void)l; (void)k; (void)lam; (void)U; (void)V; (void)b; return CNNELM_ERR_UNSUPPORTED; }
 
+#ifdef STUB_NO_BUFFERS
+#define STUB_BUFFER_READ NULL
+#else
+#define STUB_BUFFER_READ rd
+#endif
 #ifndef STUB_ABI_MAJOR
 #define STUB_ABI_MAJOR CNNELM_BACKEND_ABI_MAJOR
 #endif
@@ -55,7 +61,7 @@ static const cnnelm_backend table = {
     .table_size = sizeof(cnnelm_backend), .name = STUB_NAME, .description = "loader test stub",
     .device_count = count, .device_info = info, .context_open = open_, .context_close = close_,
     .last_error = last, .buffer_alloc = alloc_, .buffer_free = free_, .buffer_write = wr,
-    .buffer_read = rd, .conv2d_forward = STUB_CONV_FORWARD, .conv2d_backward_data = conv_bd,
+    .buffer_read = STUB_BUFFER_READ, .conv2d_forward = STUB_CONV_FORWARD, .conv2d_backward_data = conv_bd,
     .conv2d_backward_filter = conv_bf, .pool_forward = pool_f, .pool_backward = pool_b,
     .activation_forward = act_f, .activation_backward = act_b, .elm_accumulate = elm_acc,
     .elm_predict = elm_pr, .elm_backprop = elm_bp, .elm_solve = elm_sv,

@@ -1,0 +1,97 @@
+/* A partial backend for the fallback tests: host-memory buffers and convolution forward in plain
+ * loops, every other op left NULL, as an FPGA team's first plugin would be. The core must run
+ * the missing ops on the CPU reference and train to the CPU backend's accuracy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cnnelm/backend.h"
+
+struct cnnelm_backend_ctx { char error[256]; };
+struct cnnelm_buffer { size_t bytes; float data[]; };
+
+static cnnelm_status count(int *n) { *n = 1; return CNNELM_OK; }
+static cnnelm_status info(int i, cnnelm_device_info *d)
+{
+    (void)i;
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "convolution-only test device");
+    snprintf(d->vendor, sizeof d->vendor, "cnnelm tests");
+    d->kind = CNNELM_DEVICE_FPGA;
+    d->compute_units = 1;
+    return CNNELM_OK;
+}
+static cnnelm_status open_(int dev, const cnnelm_context_params *p, cnnelm_backend_ctx **out,
+                           char *e, size_t n)
+{
+    (void)dev; (void)p; (void)e; (void)n;
+    *out = calloc(1, sizeof **out);
+    return *out ? CNNELM_OK : CNNELM_ERR_OUT_OF_MEMORY;
+}
+static void close_(cnnelm_backend_ctx *c) { free(c); } /* the core frees its buffers first */
+static const char *last(const cnnelm_backend_ctx *c) { return c->error; }
+static cnnelm_status alloc_(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o)
+{
+    (void)c;
+    *o = malloc(sizeof **o + b);
+    if (!*o)
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    (*o)->bytes = b;
+    return CNNELM_OK;
+}
+static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b) { (void)c; free(b); }
+static cnnelm_status wr(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b)
+{
+    if (o + b > d->bytes) {
+        snprintf(c->error, sizeof c->error, "write past the end of a buffer");
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    memcpy((char *)d->data + o, s, b);
+    return CNNELM_OK;
+}
+static cnnelm_status rd(cnnelm_backend_ctx *c, const cnnelm_buffer *s, size_t o, void *d, size_t b)
+{
+    if (o + b > s->bytes) {
+        snprintf(c->error, sizeof c->error, "read past the end of a buffer");
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    memcpy(d, (const char *)s->data + o, b);
+    return CNNELM_OK;
+}
+static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, cnnelm_activation a,
+                            const cnnelm_buffer *x, const cnnelm_buffer *w, const cnnelm_buffer *b,
+                            cnnelm_buffer *y)
+{
+    if (a == CNNELM_ACT_OPTTANH) { /* "not for this shape": the reference takes it */
+        snprintf(c->error, sizeof c->error, "optimal tanh not implemented");
+        return CNNELM_ERR_UNSUPPORTED;
+    }
+    int oh = s->h - s->k + 1, ow = s->w - s->k + 1;
+    for (int n = 0; n < s->n; n++)
+        for (int o = 0; o < s->c_out; o++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++) {
+                    float v = b->data[o];
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int p = 0; p < s->k; p++)
+                            for (int q = 0; q < s->k; q++)
+                                v += x->data[((size_t)(n * s->c_in + ci) * s->h + i + p) * s->w + j + q] *
+                                     w->data[((size_t)(o * s->c_in + ci) * s->k + p) * s->k + q];
+                    if (a == CNNELM_ACT_RELU && v < 0)
+                        v = 0;
+                    y->data[((size_t)(n * s->c_out + o) * oh + i) * ow + j] = v;
+                }
+    return CNNELM_OK;
+}
+
+static const cnnelm_backend table = {
+    .abi_major = CNNELM_BACKEND_ABI_MAJOR, .abi_minor = CNNELM_BACKEND_ABI_MINOR,
+    .table_size = sizeof(cnnelm_backend), .name = "convonly",
+    .description = "test backend with convolution forward only",
+    .device_count = count, .device_info = info, .context_open = open_, .context_close = close_,
+    .last_error = last, .buffer_alloc = alloc_, .buffer_free = free_, .buffer_write = wr,
+    .buffer_read = rd, .conv2d_forward = conv_f,
+};
+
+CNNELM_BACKEND_DEFINE_ENTRY(table)
