@@ -9,6 +9,8 @@
 /* Turns a backend status into a message naming the device, the op and the backend's reason. */
 static int op_fail(cnnelm_net *net, cnnelm_status st, const char *op, int layer, cnnelm_error *err)
 {
+    if (st == CNNELM_ERR_DEVICE)
+        net->device_lost = 1;
     const char *why = net->be->last_error(net->ctx);
     if (layer >= 0)
         return cnnelm_fail(err, "%s: %s (layer %d) failed: %s: %s", net->where, op, layer + 1,
@@ -31,6 +33,8 @@ static int run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *e
     cnnelm_status st = cnnelm_op_run(&net->ops, k, why, sizeof why);
     if (st == CNNELM_OK)
         return 0;
+    if (st == CNNELM_ERR_DEVICE)
+        net->device_lost = 1;
     const char *op = cnnelm_op_name(k->op);
     if (layer >= 0)
         return cnnelm_fail(err, "%s: %s (layer %d) failed: %s: %s", net->where, op, layer + 1,
@@ -253,8 +257,10 @@ int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_err
                     net->where, lambda, why);
         return 1;
     }
-    if (st != CNNELM_OK)
+    if (st != CNNELM_OK) {
+        net->device_lost |= st == CNNELM_ERR_DEVICE;
         return cnnelm_fail(err, "%s: elm_solve failed: %s: %s", net->where, cnnelm_status_name(st), why);
+    }
     if (beta_out)
         CALL(net->be->buffer_read(net->ctx, net->beta, 0, beta_out, L * C * sizeof(float)),
              "buffer_read", -1);

@@ -18,6 +18,7 @@ typedef struct cnnelm_net {
     cnnelm_arch arch;
     int chunk;                          /* capacity in examples */
     int n;                              /* examples in the loaded chunk */
+    int device_lost;                    /* an op returned CNNELM_ERR_DEVICE: the context is unusable */
     cnnelm_buffer *x;                   /* input chunk */
     cnnelm_buffer *act[CNNELM_MAX_LAYERS]; /* each layer's output (after activation) */
     cnnelm_buffer *h;                   /* H after the ELM activation (NULL: H is the last act) */

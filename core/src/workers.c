@@ -66,11 +66,17 @@ void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *us
 typedef struct run_state {
     cnnelm_pool *pool;
     int n_tasks, next;
-    int failed_task;         /* lowest failed task, or n_tasks */
+    int *requeued, n_requeued;   /* tasks given back by workers whose device failed */
+    int alive;                   /* workers still running tasks */
+    int failed_task;             /* lowest task that failed for good, or n_tasks */
     cnnelm_error first;
     cnnelm_task_fn fn;
     void *user;
+    void (*note)(void *user, const char *line);
+    void *note_user;
     pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int busy;                    /* tasks being run right now */
 } run_state;
 
 typedef struct thread_arg {
@@ -78,26 +84,70 @@ typedef struct thread_arg {
     cnnelm_worker *w;
 } thread_arg;
 
+/* Next task for a worker: a requeued one first; -1 when there is none left to start (a worker
+ * waits while others still run tasks that could come back). */
+static int take_task(run_state *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int task = -1;
+    for (;;) {
+        if (s->failed_task < s->n_tasks)
+            break;
+        if (s->n_requeued > 0) {
+            task = s->requeued[--s->n_requeued];
+            break;
+        }
+        if (s->next < s->n_tasks) {
+            task = s->next++;
+            break;
+        }
+        if (s->busy == 0)
+            break;
+        pthread_cond_wait(&s->changed, &s->lock);
+    }
+    if (task >= 0)
+        s->busy++;
+    pthread_mutex_unlock(&s->lock);
+    return task;
+}
+
 static void *worker_main(void *arg)
 {
     thread_arg *a = arg;
     run_state *s = a->s;
     for (;;) {
-        pthread_mutex_lock(&s->lock);
-        int task = s->failed_task < s->n_tasks || s->next >= s->n_tasks ? -1 : s->next++;
-        pthread_mutex_unlock(&s->lock);
+        int task = take_task(s);
         if (task < 0)
             break;
         cnnelm_error e = { "" };
-        if (s->fn(a->w, task, s->user, &e) != 0) {
-            pthread_mutex_lock(&s->lock);
+        int rc = s->fn(a->w, task, s->user, &e);
+        pthread_mutex_lock(&s->lock);
+        s->busy--;
+        int stop = 0;
+        if (rc != 0 && a->w->net.device_lost && s->alive > 1) {
+            /* the device is gone: give the task back, leave the run to the other workers */
+            s->requeued[s->n_requeued++] = task;
+            s->alive--;
+            stop = 1;
+            if (s->note) {
+                char line[1400];
+                snprintf(line, sizeof line, "worker %d (%s) failed and stops: %.1000s; task %d goes "
+                         "back to the queue, %d worker%s left", a->w->index + 1, a->w->net.where,
+                         e.msg, task + 1, s->alive, s->alive == 1 ? "" : "s");
+                s->note(s->note_user, line);
+            }
+            a->w->failed = 1;
+        } else if (rc != 0) {
             if (task < s->failed_task) {
                 s->failed_task = task;
                 s->first = e;
             }
-            pthread_mutex_unlock(&s->lock);
-            break;
+            stop = 1;
         }
+        pthread_cond_broadcast(&s->changed);
+        pthread_mutex_unlock(&s->lock);
+        if (stop)
+            break;
     }
     return NULL;
 }
@@ -105,36 +155,56 @@ static void *worker_main(void *arg)
 int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
                     cnnelm_error *err)
 {
-    run_state s = { .pool = pool, .n_tasks = n_tasks, .failed_task = n_tasks, .fn = fn, .user = user };
+    run_state s = { .pool = pool, .n_tasks = n_tasks, .failed_task = n_tasks, .fn = fn,
+                    .user = user, .note = pool->note, .note_user = pool->note_user };
+    s.requeued = malloc(((size_t)n_tasks + 1) * sizeof *s.requeued);
+    if (!s.requeued)
+        return cnnelm_fail(err, "out of memory");
     pthread_mutex_init(&s.lock, NULL);
-    int n_threads = pool->n < n_tasks ? pool->n : n_tasks;
+    pthread_cond_init(&s.changed, NULL);
     thread_arg args[CNNELM_MAX_WORKERS];
     pthread_t tid[CNNELM_MAX_WORKERS];
-    int started = 0;
-    if (n_threads <= 1) {
-        args[0] = (thread_arg){ &s, &pool->w[0] };
+    int started = 0, usable[CNNELM_MAX_WORKERS], n_usable = 0;
+    for (int i = 0; i < pool->n; i++)
+        if (!pool->w[i].failed)
+            usable[n_usable++] = i;
+    s.alive = n_usable;
+    if (n_usable == 0) {
+        free(s.requeued);
+        return cnnelm_fail(err, "no worker left: every device has failed");
+    }
+    if (n_usable == 1 || n_tasks <= 1) {
+        args[0] = (thread_arg){ &s, &pool->w[usable[0]] };
+        s.alive = 1; /* one worker runs everything: nothing to hand tasks back to */
         worker_main(&args[0]);
     } else {
-        for (int i = 0; i < n_threads; i++) {
-            args[i] = (thread_arg){ &s, &pool->w[i] };
-            if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0) {
-                /* run on the threads we have; the queue still drains */
-                break;
-            }
+        for (int i = 0; i < n_usable; i++) {
+            args[i] = (thread_arg){ &s, &pool->w[usable[i]] };
+            if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0)
+                break; /* run on the threads we have; the queue still drains */
             started++;
         }
+        pthread_mutex_lock(&s.lock);
+        s.alive = started > 0 ? started : 1;
+        pthread_mutex_unlock(&s.lock);
         if (started == 0) {
-            args[0] = (thread_arg){ &s, &pool->w[0] };
+            args[0] = (thread_arg){ &s, &pool->w[usable[0]] };
             worker_main(&args[0]);
         }
         for (int i = 0; i < started; i++)
             pthread_join(tid[i], NULL);
     }
+    pthread_cond_destroy(&s.changed);
     pthread_mutex_destroy(&s.lock);
+    int left = s.n_requeued;
+    free(s.requeued);
     if (s.failed_task < n_tasks) {
         if (err)
             *err = s.first;
         return -1;
     }
+    if (left > 0 || s.next < n_tasks)
+        return cnnelm_fail(err, "%d task%s could not run: every worker's device failed", left,
+                           left == 1 ? "" : "s");
     return 0;
 }

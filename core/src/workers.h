@@ -14,12 +14,15 @@ typedef struct cnnelm_worker {
     cnnelm_plugin *plugin;
     cnnelm_net net;
     int open;
+    int failed;                /* its device failed during a run: it takes no more tasks */
 } cnnelm_worker;
 
 typedef struct cnnelm_pool {
     int n;
     cnnelm_worker *w;
     cnnelm_plugin *reference;  /* the CPU plugin, for ops another backend lacks; may be NULL */
+    void (*note)(void *user, const char *line); /* where worker failures are told; may be NULL */
+    void *note_user;
 } cnnelm_pool;
 
 /* Loads each worker's backend and opens its device with buffers for cfg->train.chunk examples.
@@ -35,9 +38,12 @@ void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *us
 /* A task: returns 0 or -1 with err set. Runs on the worker's thread. */
 typedef int (*cnnelm_task_fn)(cnnelm_worker *w, int task, void *user, cnnelm_error *err);
 
-/* Runs tasks 0..n_tasks-1 on the workers (each worker takes the next task when free). On the
- * first failure the other workers finish their current task and stop; the error returned is
- * that of the lowest-numbered failed task. With one worker the tasks run on this thread. */
+/* Runs tasks 0..n_tasks-1 on the workers (each worker takes the next task when free). A worker
+ * whose device fails (an op returned CNNELM_ERR_DEVICE) gives its task back to the queue and
+ * stops, and the run goes on with the others; the run fails only when no worker is left. Any
+ * other failure stops the run: the other workers finish their current task, and the error
+ * returned is that of the lowest-numbered failed task. With one worker the tasks run on this
+ * thread. A task may run more than once (after a device failure): it must reset its outputs. */
 int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
                     cnnelm_error *err);
 
