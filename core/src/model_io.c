@@ -61,14 +61,15 @@ static uint64_t payload_bytes(uint64_t n_params, uint64_t hidden, uint64_t class
     return 4 * n_params + 4 * hidden * classes + 8 * hidden * hidden + 8 * hidden * classes;
 }
 
-int cnnelm_model_save(const cnnelm_model *m, const char *path, cnnelm_error *err)
+int cnnelm_model_encode(const cnnelm_model *m, unsigned char **out, size_t *out_len, cnnelm_error *err)
 {
     const cnnelm_arch *a = &m->arch;
     uint64_t L = (uint64_t)a->hidden, C = (uint64_t)a->classes;
     size_t total = HEADER_SIZE + payload_bytes(a->n_params, L, C) + 4;
     unsigned char *buf = calloc(1, total);
+    *out = NULL;
     if (!buf)
-        return cnnelm_fail(err, "%s: out of memory", path);
+        return cnnelm_fail(err, "out of memory encoding a model");
     unsigned char *h = buf;
     memcpy(h, MODEL_MAGIC, 8);
     put_u32(h + 8, MODEL_VERSION);
@@ -100,7 +101,17 @@ int cnnelm_model_save(const cnnelm_model *m, const char *path, cnnelm_error *err
     for (size_t i = 0; i < L * C; i++, p += 8)
         put_f64(p, m->V[i]);
     put_u32(p, (uint32_t)crc32(0L, buf, (uInt)(total - 4)));
+    *out = buf;
+    *out_len = total;
+    return 0;
+}
 
+int cnnelm_model_save(const cnnelm_model *m, const char *path, cnnelm_error *err)
+{
+    unsigned char *buf;
+    size_t total;
+    if (cnnelm_model_encode(m, &buf, &total, err))
+        return cnnelm_fail_prefix(err, "%s", path);
     cnnelm_atomic_file af;
     if (cnnelm_atomic_open(&af, path, err) != 0) {
         free(buf);
@@ -146,11 +157,20 @@ int cnnelm_model_load(cnnelm_model *m, const char *path, cnnelm_error *err)
     }
     int rerr = ferror(f);
     fclose(f);
-    int rc = -1;
     if (rerr) {
-        cnnelm_fail(err, "%s: read error", path);
-        goto out;
+        free(buf);
+        return cnnelm_fail(err, "%s: read error", path);
     }
+    int rc = cnnelm_model_decode(m, buf, len, path, err);
+    free(buf);
+    return rc;
+}
+
+int cnnelm_model_decode(cnnelm_model *m, const unsigned char *buf, size_t len, const char *path,
+                        cnnelm_error *err)
+{
+    memset(m, 0, sizeof *m);
+    int rc = -1;
     if (len < 8 || memcmp(buf, MODEL_MAGIC, 8) != 0) {
         cnnelm_fail(err, "%s: not a cnnelm model file (bad magic)", path);
         goto out;
@@ -236,6 +256,5 @@ int cnnelm_model_load(cnnelm_model *m, const char *path, cnnelm_error *err)
     }
     rc = 0;
 out:
-    free(buf);
     return rc;
 }

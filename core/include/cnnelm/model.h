@@ -80,6 +80,12 @@ void cnnelm_model_free(cnnelm_model *m);
 int cnnelm_model_save(const cnnelm_model *m, const char *path, cnnelm_error *err);
 int cnnelm_model_load(cnnelm_model *m, const char *path, cnnelm_error *err);
 
+/* The same bytes in memory (for sending models between processes): encode allocates *out
+ * (free() it); decode checks everything load checks, naming `what` in messages. */
+int cnnelm_model_encode(const cnnelm_model *m, unsigned char **out, size_t *out_len, cnnelm_error *err);
+int cnnelm_model_decode(cnnelm_model *m, const unsigned char *buf, size_t len, const char *what,
+                        cnnelm_error *err);
+
 #ifdef __cplusplus
 }
 #endif
