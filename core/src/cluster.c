@@ -1,0 +1,218 @@
+/* cnnelm clusters over Open MPI (see cluster.h). Models travel in the model-file encoding, so
+ * what rank 0 receives is checked (CRC and all) exactly like a file. */
+#include "cnnelm/cluster.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef CNNELM_HAVE_MPI
+#include <mpi.h>
+#endif
+
+/* Launched by an MPI launcher? (Open MPI, MPICH/Hydra, Slurm's PMI.) Without one we do not
+ * initialise MPI at all, so the same binary runs as a plain program. */
+static int launched_by_mpi(void)
+{
+    static const char *vars[] = { "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS" };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]))
+            return 1;
+    return 0;
+}
+
+int cnnelm_cluster_init(cnnelm_cluster *c, int *argc, char ***argv, cnnelm_error *err)
+{
+    c->rank = 0;
+    c->size = 1;
+    c->mpi = 0;
+#ifdef CNNELM_HAVE_MPI
+    if (!launched_by_mpi())
+        return 0;
+    if (MPI_Init(argc, argv) != MPI_SUCCESS)
+        return cnnelm_fail(err, "MPI_Init failed");
+    c->mpi = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+#else
+    (void)argc;
+    (void)argv;
+    if (launched_by_mpi())
+        return cnnelm_fail(err, "started by an MPI launcher, but this cnnelm was built without MPI "
+                           "(configure with -DCNNELM_MPI=ON)");
+#endif
+    return 0;
+}
+
+void cnnelm_cluster_finalize(cnnelm_cluster *c)
+{
+#ifdef CNNELM_HAVE_MPI
+    if (c->mpi)
+        MPI_Finalize();
+#endif
+    c->mpi = 0;
+}
+
+void cnnelm_cluster_abort(const cnnelm_cluster *c, const char *message)
+{
+    if (c && c->size > 1)
+        fprintf(stderr, "cnnelm: error: rank %d: %s\n", c->rank, message);
+    else
+        fprintf(stderr, "cnnelm: error: %s\n", message);
+    fflush(stderr);
+#ifdef CNNELM_HAVE_MPI
+    if (c && c->mpi)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+#endif
+    exit(1);
+}
+
+#ifdef CNNELM_HAVE_MPI
+/* Large messages go in pieces: MPI counts are int. */
+#define PIECE (1 << 30)
+/* Tags stay under the 32767 every MPI allows; order per (source, tag) keeps them apart. */
+#define TAG(p) ((p) % 30000)
+static int send_bytes(const unsigned char *p, size_t n, int to, int tag)
+{
+    unsigned long long len = n;
+    if (MPI_Send(&len, 1, MPI_UNSIGNED_LONG_LONG, to, tag, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return -1;
+    for (size_t off = 0; off < n; off += PIECE) {
+        int part = (int)(n - off < PIECE ? n - off : PIECE);
+        if (MPI_Send(p + off, part, MPI_BYTE, to, tag, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return -1;
+    }
+    return 0;
+}
+
+static unsigned char *recv_bytes(size_t *n, int from, int tag)
+{
+    unsigned long long len;
+    if (MPI_Recv(&len, 1, MPI_UNSIGNED_LONG_LONG, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return NULL;
+    unsigned char *p = malloc(len ? len : 1);
+    if (!p)
+        return NULL;
+    for (size_t off = 0; off < len; off += PIECE) {
+        int part = (int)(len - off < PIECE ? len - off : PIECE);
+        if (MPI_Recv(p + off, part, MPI_BYTE, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            free(p);
+            return NULL;
+        }
+    }
+    *n = len;
+    return p;
+}
+#endif
+
+int cnnelm_cluster_gather_models(const cnnelm_cluster *c, cnnelm_model *models, int k,
+                                 cnnelm_error *err)
+{
+    if (!c || c->size == 1)
+        return 0;
+#ifdef CNNELM_HAVE_MPI
+    for (int p = 0; p < k; p++) {
+        int owner = cnnelm_cluster_owner(c, p);
+        if (owner == 0)
+            continue;
+        if (c->rank == owner) {
+            unsigned char *buf;
+            size_t len;
+            if (cnnelm_model_encode(&models[p], &buf, &len, err))
+                return -1;
+            int rc = send_bytes(buf, len, 0, TAG(p));
+            free(buf);
+            if (rc)
+                return cnnelm_fail(err, "MPI: sending partition %d's model to rank 0 failed", p + 1);
+        } else if (c->rank == 0) {
+            size_t len;
+            unsigned char *buf = recv_bytes(&len, owner, TAG(p));
+            if (!buf)
+                return cnnelm_fail(err, "MPI: receiving partition %d's model from rank %d failed", p + 1, owner);
+            char what[64];
+            snprintf(what, sizeof what, "partition %d's model from rank %d", p + 1, owner);
+            cnnelm_model_free(&models[p]);
+            int rc = cnnelm_model_decode(&models[p], buf, len, what, err);
+            free(buf);
+            if (rc)
+                return -1;
+        }
+    }
+    return 0;
+#else
+    (void)models;
+    (void)k;
+    return cnnelm_fail(err, "this cnnelm was built without MPI");
+#endif
+}
+
+int cnnelm_cluster_bcast_model(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_error *err)
+{
+    if (!c || c->size == 1)
+        return 0;
+#ifdef CNNELM_HAVE_MPI
+    unsigned char *buf = NULL;
+    unsigned long long len = 0;
+    size_t n = 0;
+    if (c->rank == 0) {
+        if (cnnelm_model_encode(m, &buf, &n, err))
+            return -1;
+        len = n;
+    }
+    MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+    if (c->rank != 0 && !(buf = malloc(len ? len : 1)))
+        return cnnelm_fail(err, "out of memory");
+    for (size_t off = 0; off < len; off += PIECE) {
+        int part = (int)(len - off < PIECE ? len - off : PIECE);
+        MPI_Bcast(buf + off, part, MPI_BYTE, 0, MPI_COMM_WORLD);
+    }
+    int rc = 0;
+    if (c->rank != 0) {
+        cnnelm_model_free(m);
+        rc = cnnelm_model_decode(m, buf, len, "the model broadcast by rank 0", err);
+    }
+    free(buf);
+    return rc;
+#else
+    (void)m;
+    return cnnelm_fail(err, "this cnnelm was built without MPI");
+#endif
+}
+
+int cnnelm_cluster_gather_bytes(const cnnelm_cluster *c, unsigned char *blocks, size_t count, int k,
+                                cnnelm_error *err)
+{
+    if (!c || c->size == 1)
+        return 0;
+#ifdef CNNELM_HAVE_MPI
+    for (int p = 0; p < k; p++) {
+        int owner = cnnelm_cluster_owner(c, p);
+        if (owner == 0)
+            continue;
+        if (c->rank == owner && send_bytes(blocks + (size_t)p * count, count, 0, TAG(p)))
+            return cnnelm_fail(err, "MPI: sending partition %d's sums to rank 0 failed", p + 1);
+        if (c->rank == 0) {
+            size_t n;
+            unsigned char *b = recv_bytes(&n, owner, TAG(p));
+            if (!b || n != count) {
+                free(b);
+                return cnnelm_fail(err, "MPI: receiving partition %d's sums from rank %d failed", p + 1, owner);
+            }
+            memcpy(blocks + (size_t)p * count, b, count);
+            free(b);
+        }
+    }
+    return 0;
+#else
+    (void)blocks;
+    (void)count;
+    (void)k;
+    return cnnelm_fail(err, "this cnnelm was built without MPI");
+#endif
+}
+
+int cnnelm_cluster_gather_blocks(const cnnelm_cluster *c, double *blocks, size_t count, int k,
+                                 cnnelm_error *err)
+{
+    return cnnelm_cluster_gather_bytes(c, (unsigned char *)blocks, count * sizeof(double), k, err);
+}
