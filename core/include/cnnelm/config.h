@@ -92,6 +92,7 @@ typedef struct cnnelm_config {
         int compare_single;              /* also train one model on all the data, for the table */
         int trials;                      /* repeat with seeds seed, seed+1, ...; report mean +- std */
         int folds;                       /* > 1: n-fold cross-validation on the training set */
+        char checkpoint_dir[CNNELM_PATH_MAX]; /* "" = none; else each finished partition's model */
     } train;
     int n_workers;
     cnnelm_worker_config workers[CNNELM_MAX_WORKERS];
