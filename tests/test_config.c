@@ -84,7 +84,12 @@ START_TEST(defaults)
     ck_assert_int_eq(cfg.model.activation, CNNELM_ACT_RELU);
     ck_assert_int_eq(cfg.model.pooling, CNNELM_POOL_MEAN);
     ck_assert_int_eq(cfg.model.elm_activation, CNNELM_ACT_IDENTITY);
-    ck_assert_double_eq(cfg.model.lambda, 1.0);
+    ck_assert_double_eq(cfg.model.lambda, 100.0);
+    ck_assert_int_eq(cfg.model.init, CNNELM_INIT_ZERO_MEAN);
+    ck_assert_int_eq(cfg.train.trials, 1);
+    ck_assert_int_eq(cfg.train.folds, 0);
+    ck_assert_int_eq(cfg.data.n_sources, 0);
+    ck_assert_uint_eq(cfg.data.extend, 0);
     ck_assert_uint_eq(cfg.train.seed, 1);
     ck_assert_int_eq(cfg.train.iterations, 0);
     ck_assert_int_eq(cfg.train.batch, 0);
@@ -322,7 +327,7 @@ START_TEST(bad_enum)
                       ":1: model.pooling = \"min\" is not one of \"mean\", \"max\"");
     expect_file_error("train = { partitioning = \"random\"; };\n",
                       ":1: train.partitioning = \"random\" is not one of \"shuffle\", \"stratified\", "
-                      "\"contiguous\", \"label-skew\"");
+                      "\"contiguous\", \"label-skew\", \"by-source\"");
     expect_file_error("train = { reduce = \"median\"; };\n",
                       ":1: train.reduce = \"median\" is not one of \"mean\", \"weighted\", \"refit\"");
     expect_file_error("train = { lr_schedule = \"step\"; };\n",

@@ -26,8 +26,11 @@ _Static_assert(sizeof(cnnelm_lr_schedule) == sizeof(int), "enums are stored as i
 static const char *const activation_names[] = {"identity", "relu", "opttanh", NULL};
 static const char *const pooling_names[] = {"mean", "max", NULL};
 static const char *const reduce_names[] = {"mean", "weighted", "refit", NULL};
-static const char *const partitioning_names[] = {"shuffle", "stratified", "contiguous", "label-skew", NULL};
+static const char *const partitioning_names[] = {"shuffle", "stratified", "contiguous", "label-skew",
+                                                  "by-source", NULL};
 static const char *const lr_schedule_names[] = {"constant", "inverse", NULL};
+static const char *const init_names[] = {"zero-mean", "uniform", NULL};
+static const char *const noise_names[] = {"gaussian", "salt_pepper", "poisson", NULL};
 
 static const char *enum_name(const char *const *names, int count, int v)
 {
@@ -37,7 +40,7 @@ static const char *enum_name(const char *const *names, int count, int v)
 const char *cnnelm_activation_name(cnnelm_activation a) { return enum_name(activation_names, 3, (int)a); }
 const char *cnnelm_pooling_name(cnnelm_pooling p) { return enum_name(pooling_names, 2, (int)p); }
 const char *cnnelm_reduce_name(cnnelm_reduce r) { return enum_name(reduce_names, 3, (int)r); }
-const char *cnnelm_partitioning_name(cnnelm_partitioning p) { return enum_name(partitioning_names, 4, (int)p); }
+const char *cnnelm_partitioning_name(cnnelm_partitioning p) { return enum_name(partitioning_names, 5, (int)p); }
 const char *cnnelm_lr_schedule_name(cnnelm_lr_schedule s) { return enum_name(lr_schedule_names, 2, (int)s); }
 
 /* ---- the schema ---- */
@@ -48,7 +51,9 @@ typedef enum key_kind {
     K_BACKEND,  /* char[size], a plugin name: letters, digits, '_' and '-' */
     K_INT,      /* int, long or uint64_t (by size), integer in [imin, imax] */
     K_FLOAT,    /* double in the float range */
-    K_ENUM      /* int-sized enum, one of names[] */
+    K_ENUM,     /* int-sized enum, one of names[] */
+    K_BOOL,     /* int, true or false */
+    K_NOISE     /* unsigned mask: an array of names[] (data.extend) */
 } key_kind;
 
 #define NO_MAX LLONG_MAX
@@ -56,7 +61,8 @@ typedef enum key_kind {
 typedef struct key_def {
     const char *path;        /* "model.kernel"; worker keys: "workers.backend" (in each element) */
     key_kind kind;
-    int worker;              /* 1: a member of each workers element, offset into cnnelm_worker_config */
+    int worker;              /* 1: a member of each workers element, offset into cnnelm_worker_config;
+                              * 2: a member of each data.sources element */
     int required;            /* 1: must be present (worker keys only) */
     size_t offset, size;
     long long imin, imax;    /* K_INT; imax NO_MAX = no upper bound */
@@ -70,6 +76,7 @@ typedef struct key_def {
 } key_def;
 
 #define CF(f) .offset = offsetof(cnnelm_config, f), .size = sizeof(((cnnelm_config *)0)->f)
+#define SF(f) .offset = offsetof(cnnelm_config, data.sources[0].f), .size = sizeof(((cnnelm_config *)0)->data.sources[0].f)
 #define WF(f) .offset = offsetof(cnnelm_worker_config, f), .size = sizeof(((cnnelm_worker_config *)0)->f)
 
 static const key_def schema[] = {
@@ -90,6 +97,20 @@ static const key_def schema[] = {
      .help = "Use only the first N training examples. 0: all."},
     {.path = "data.test_limit", .kind = K_INT, CF(data.test_limit), .imin = 0, .imax = NO_MAX, .idef = 0,
      .help = "Use only the first N test examples. 0: all."},
+    {.path = "data.extend", .kind = K_NOISE, CF(data.extend), .names = noise_names, .idef = 0,
+     .help = "Extended data, as in the paper: one noisy copy of every training and test image per "
+             "noise type listed, e.g. [\"gaussian\", \"salt_pepper\", \"poisson\"] (4x the data). "
+             "Noise levels: docs/data.md. []: none."},
+    {.path = "data.sources.train_images", .kind = K_STRING, .worker = 2, .required = 1, SF(train_images),
+     .sdef = "", .help = "data.sources: a list of IDX sets used as one data set, labels offset per "
+                         "source, e.g. ( { train_images = \"a.gz\"; train_labels = \"al.gz\"; }, "
+                         "{ ... } ). Replaces data.train_images etc. Required in each source."},
+    {.path = "data.sources.train_labels", .kind = K_STRING, .worker = 2, .required = 1, SF(train_labels),
+     .sdef = "", .help = "A source's training labels (IDX)."},
+    {.path = "data.sources.test_images", .kind = K_STRING, .worker = 2, SF(test_images), .sdef = "",
+     .help = "A source's test images (IDX); \"\": none."},
+    {.path = "data.sources.test_labels", .kind = K_STRING, .worker = 2, SF(test_labels), .sdef = "",
+     .help = "A source's test labels (IDX); \"\": none."},
 
     {.path = "model.layers", .kind = K_LAYERS, CF(model.layers), .sdef = "6c-2s-12c-2s",
      .help = "Architecture: layers joined by '-'; Nc = convolution with N output maps, Ns = N x N "
@@ -105,7 +126,10 @@ static const key_def schema[] = {
      .idef = CNNELM_ACT_IDENTITY,
      .help = "Activation applied to the flattened last layer to give the ELM hidden matrix H."},
     {.path = "model.lambda", .kind = K_FLOAT, CF(model.lambda), .fmin = 0, .fmin_open = 1, .fmax = HUGE_VAL,
-     .fdef = 1.0, .help = "Ridge regularisation: beta = (I/lambda + U)^-1 V."},
+     .fdef = 100.0, .help = "Ridge regularisation: beta = (I/lambda + U)^-1 V."},
+    {.path = "model.init", .kind = K_ENUM, CF(model.init), .names = init_names, .idef = CNNELM_INIT_ZERO_MEAN,
+     .help = "Initial kernels: uniform in +-sqrt(6/((in+out) k^2)) (the paper's toolbox); zero-mean: "
+             "the same with each kernel's mean subtracted (about 1 point more test accuracy)."},
 
     {.path = "train.seed", .kind = K_INT, CF(train.seed), .imin = 0, .imax = NO_MAX, .idef = 1,
      .help = "Seed of the initial weights and of the partition shuffle (64-bit; write values above "
@@ -138,6 +162,15 @@ static const key_def schema[] = {
      .help = "How the k models are combined: mean (plain mean of weights and beta, the paper), "
              "weighted (mean weighted by partition size), refit (mean weights, then beta solved once "
              "from the summed U and V of all partitions)."},
+    {.path = "train.compare_single", .kind = K_BOOL, CF(train.compare_single), .idef = 0,
+     .help = "Also train one model on all the training data, for the comparison table."},
+    {.path = "train.trials", .kind = K_INT, CF(train.trials), .imin = 1, .imax = 1000, .idef = 1,
+     .help = "Repeat the run with seeds seed, seed+1, ...; the table shows mean +- standard deviation."},
+    {.path = "train.folds", .kind = K_INT, CF(train.folds), .imin = 0, .imax = 100, .idef = 0,
+     .help = "n > 1: n-fold cross-validation on the training set instead of the test set. 0: off."},
+    {.path = "train.checkpoint_dir", .kind = K_STRING, CF(train.checkpoint_dir), .sdef = "",
+     .help = "Directory where each finished partition's model is written (atomically); train "
+             "--resume skips partitions found there. \"\": no checkpoints."},
 
     {.path = "workers.backend", .kind = K_BACKEND, .worker = 1, .required = 1, WF(backend), .sdef = "cpu",
      .help = "Backend plugin name: \"cpu\" loads libcnnelm-cpu.so, \"opencl\" libcnnelm-opencl.so. "
@@ -196,7 +229,9 @@ static void range_text(const key_def *k, char *buf, size_t size)
         else
             snprintf(buf, size, "%c%g, %g%c", k->fmin_open ? '(' : '[', k->fmin, k->fmax,
                      k->fmax_open ? ')' : ']');
-    } else if (k->kind == K_ENUM) {
+    } else if (k->kind == K_BOOL) {
+        snprintf(buf, size, "true, false");
+    } else if (k->kind == K_ENUM || k->kind == K_NOISE) {
         size_t used = 0;
         buf[0] = 0;
         for (int i = 0; k->names[i] && used < size; i++)
@@ -228,6 +263,8 @@ static void default_text(const key_def *k, char *buf, size_t size)
     case K_INT: snprintf(buf, size, "%lld", k->idef); break;
     case K_FLOAT: float_text(k->fdef, buf, size); break;
     case K_ENUM: snprintf(buf, size, "\"%s\"", k->names[k->idef]); break;
+    case K_BOOL: snprintf(buf, size, "%s", k->idef ? "true" : "false"); break;
+    case K_NOISE: snprintf(buf, size, "[]"); break;
     default: snprintf(buf, size, "\"%s\"", k->sdef); break;
     }
 }
@@ -238,6 +275,8 @@ static const char *kind_text(const key_def *k)
     case K_INT: return strcmp(k->path, "train.seed") == 0 ? "int64" : "int";
     case K_FLOAT: return "float";
     case K_ENUM: return "enum";
+    case K_BOOL: return "bool";
+    case K_NOISE: return "array of strings";
     default: return "string";
     }
 }
@@ -273,7 +312,7 @@ static void store_default(void *base, const key_def *k)
 {
     char *p = (char *)base + k->offset;
     switch (k->kind) {
-    case K_INT: case K_ENUM: store_int(base, k, k->idef); break;
+    case K_INT: case K_ENUM: case K_BOOL: case K_NOISE: store_int(base, k, k->idef); break;
     case K_FLOAT: memcpy(p, &k->fdef, sizeof(double)); break;
     default: snprintf(p, k->size, "%s", k->sdef); break;
     }
@@ -283,8 +322,8 @@ void cnnelm_config_defaults(cnnelm_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < N_KEYS; i++) {
-        if (schema[i].worker) store_default(&cfg->workers[0], &schema[i]);
-        else store_default(cfg, &schema[i]);
+        if (schema[i].worker == 1) store_default(&cfg->workers[0], &schema[i]);
+        else if (!schema[i].worker) store_default(cfg, &schema[i]);
     }
     cfg->n_workers = 1;
 }
@@ -435,6 +474,33 @@ static int check_value(const ctx *c, const config_setting_t *s, const key_def *k
         store_int(base, k, v);
         return 0;
     }
+    case K_BOOL:
+        if (type != CONFIG_TYPE_BOOL)
+            return fail_at(c, s, "%s must be true or false, not %s", shown, type_text(type));
+        store_int(base, k, config_setting_get_bool(s));
+        return 0;
+    case K_NOISE: {
+        if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+            return fail_at(c, s, "%s must be an array of strings, e.g. [\"gaussian\", \"poisson\"], not %s",
+                           shown, type_text(type));
+        unsigned mask = 0;
+        int n = config_setting_length(s);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e) : NULL;
+            int found = -1;
+            for (int j = 0; v && k->names[j]; j++)
+                if (strcmp(v, k->names[j]) == 0)
+                    found = j;
+            if (found < 0)
+                return fail_at(c, s, "%s[%d] is not one of %s", shown, i, range);
+            if (mask & (1u << found))
+                return fail_at(c, s, "%s lists \"%s\" twice", shown, v);
+            mask |= 1u << found;
+        }
+        store_int(base, k, (long long)mask);
+        return 0;
+    }
     case K_FLOAT: {
         if (!config_setting_is_number(s))
             return fail_at(c, s, "%s must be a number, not %s", shown, type_text(type));
@@ -507,7 +573,7 @@ static int check_workers(const ctx *c, const config_setting_t *list, cnnelm_conf
             return fail_at(c, w, "%s must be a group such as { backend = \"cpu\"; }, not %s", where,
                            type_text(config_setting_type(w)));
         for (size_t j = 0; j < N_KEYS; j++)
-            if (schema[j].worker) store_default(wc, &schema[j]);
+            if (schema[j].worker == 1) store_default(wc, &schema[j]);
         wc->backend[0] = 0;
         int m = config_setting_length(w);
         for (int j = 0; j < m; j++) {
@@ -525,13 +591,59 @@ static int check_workers(const ctx *c, const config_setting_t *list, cnnelm_conf
                 return -1;
         }
         for (size_t j = 0; j < N_KEYS; j++) {
-            if (!schema[j].worker || !schema[j].required) continue;
+            if (schema[j].worker != 1 || !schema[j].required) continue;
             if (!config_setting_get_member(w, leaf(schema[j].path)))
                 return fail_at(c, w, "%s has no %s (e.g. %s = %s;)", where, leaf(schema[j].path),
                                leaf(schema[j].path), "\"cpu\"");
         }
     }
     cfg->n_workers = n;
+    return 0;
+}
+
+static int check_sources(const ctx *c, const config_setting_t *list, cnnelm_config *cfg)
+{
+    int type = config_setting_type(list);
+    if (type != CONFIG_TYPE_LIST && !(type == CONFIG_TYPE_ARRAY && config_setting_length(list) == 0))
+        return fail_at(c, list, "data.sources must be a list of groups, e.g. ( { train_images = \"a.gz\"; "
+                       "train_labels = \"b.gz\"; } ), not %s", type_text(type));
+    int n = config_setting_length(list);
+    if (n > CNNELM_MAX_SOURCES)
+        return fail_at(c, list, "data.sources has %d entries (at most %d)", n, CNNELM_MAX_SOURCES);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *src = config_setting_get_elem(list, (unsigned)i);
+        /* source i's fields live at the offset of sources[0] plus i elements */
+        char *base = (char *)cfg + (size_t)i * sizeof cfg->data.sources[0];
+        char where[48];
+        snprintf(where, sizeof where, "data.sources[%d]", i);
+        if (!config_setting_is_group(src))
+            return fail_at(c, src, "%s must be a group { train_images = ...; train_labels = ...; }, not %s",
+                           where, type_text(config_setting_type(src)));
+        int m = config_setting_length(src);
+        for (int j = 0; j < m; j++) {
+            const config_setting_t *s = config_setting_get_elem(src, (unsigned)j);
+            const char *name = config_setting_name(s);
+            char shown[128];
+            snprintf(shown, sizeof shown, "%s.%.60s", where, name);
+            const key_def *k = find_key(name, 2);
+            if (!k) {
+                char prefix[64];
+                snprintf(prefix, sizeof prefix, "%s.", where);
+                return fail_unknown(c, s, shown, name, 2, prefix);
+            }
+            if (check_value(c, s, k, shown, base))
+                return -1;
+        }
+        for (size_t j = 0; j < N_KEYS; j++) {
+            if (schema[j].worker != 2 || !schema[j].required) continue;
+            if (!config_setting_get_member(src, leaf(schema[j].path)))
+                return fail_at(c, src, "%s has no %s", where, leaf(schema[j].path));
+        }
+        const char *ti = cfg->data.sources[i].test_images, *tl = cfg->data.sources[i].test_labels;
+        if (!*ti != !*tl)
+            return fail_at(c, src, "%s: test_images and test_labels go together (one is empty)", where);
+    }
+    cfg->data.n_sources = n;
     return 0;
 }
 
@@ -544,6 +656,11 @@ static int check_group(const ctx *c, const config_setting_t *g, const char *pref
         snprintf(path, sizeof path, "%s%s%.200s", prefix, *prefix ? "." : "", config_setting_name(s));
         if (!*prefix && strcmp(path, "workers") == 0) {
             if (check_workers(c, s, cfg))
+                return -1;
+            continue;
+        }
+        if (strcmp(path, "data.sources") == 0) {
+            if (check_sources(c, s, cfg))
                 return -1;
             continue;
         }
@@ -712,7 +829,7 @@ static int apply_override(config_t *conf, const char *ov, cnnelm_error *err)
     if (!valid_key(key))
         return cnnelm_fail(err, "-s %s: bad key '%s' (want names joined by '.', e.g. train.seed)", ov, key);
     const key_def *k = find_key(key, 0);
-    if (!k && !is_group(key) && strcmp(key, "workers") != 0) {
+    if (!k && !is_group(key) && strcmp(key, "workers") != 0 && strcmp(key, "data.sources") != 0) {
         ctx c = {"", err};
         config_setting_t fake;
         memset(&fake, 0, sizeof fake);
@@ -720,6 +837,8 @@ static int apply_override(config_t *conf, const char *ov, cnnelm_error *err)
         if (strncmp(key, "workers.", 8) == 0)
             return cnnelm_fail(err, "-s %s: workers is a list; override it whole, e.g. "
                                "-s 'workers=({backend=\"cpu\";device=0;})'", ov);
+        if (strncmp(key, "data.sources.", 13) == 0)
+            return cnnelm_fail(err, "-s %s: data.sources is a list; override it whole", ov);
         return fail_unknown(&c, &fake, key, key, 0, "");
     }
     const char *value = eq + 1;
@@ -827,6 +946,17 @@ static void add_value(config_setting_t *parent, const key_def *k, const void *ba
         config_setting_set_string(config_setting_add(parent, name, CONFIG_TYPE_STRING),
                                   enum_name(k->names, enum_count(k->names), (int)load_int(base, k)));
         break;
+    case K_BOOL:
+        config_setting_set_bool(config_setting_add(parent, name, CONFIG_TYPE_BOOL), (int)load_int(base, k));
+        break;
+    case K_NOISE: {
+        config_setting_t *a = config_setting_add(parent, name, CONFIG_TYPE_ARRAY);
+        unsigned mask = (unsigned)load_int(base, k);
+        for (int i = 0; k->names[i]; i++)
+            if (mask >> i & 1u)
+                config_setting_set_string(config_setting_add(a, NULL, CONFIG_TYPE_STRING), k->names[i]);
+        break;
+    }
     default:
         config_setting_set_string(config_setting_add(parent, name, CONFIG_TYPE_STRING), p);
     }
@@ -840,11 +970,20 @@ static char *effective_text(const cnnelm_config *cfg)
     for (size_t i = 0; i < N_KEYS; i++)
         if (!schema[i].worker)
             add_value(group_for(root, schema[i].path), &schema[i], cfg);
+    config_setting_t *data = group_for(root, "data.x");
+    config_setting_t *sources = config_setting_add(data, "sources", CONFIG_TYPE_LIST);
+    for (int i = 0; i < cfg->data.n_sources; i++) {
+        config_setting_t *g = config_setting_add(sources, NULL, CONFIG_TYPE_GROUP);
+        const char *base = (const char *)cfg + (size_t)i * sizeof cfg->data.sources[0];
+        for (size_t j = 0; j < N_KEYS; j++)
+            if (schema[j].worker == 2)
+                add_value(g, &schema[j], base);
+    }
     config_setting_t *list = config_setting_add(root, "workers", CONFIG_TYPE_LIST);
     for (int w = 0; w < cfg->n_workers; w++) {
         config_setting_t *g = config_setting_add(list, NULL, CONFIG_TYPE_GROUP);
         for (size_t i = 0; i < N_KEYS; i++)
-            if (schema[i].worker)
+            if (schema[i].worker == 1)
                 add_value(g, &schema[i], &cfg->workers[w]);
     }
     char *text = NULL;
@@ -935,6 +1074,20 @@ int cnnelm_config_load(cnnelm_config *cfg, const char *path, const char *const *
     ctx c = {path && *path ? path : "(defaults)", err};
     if (check_group(&c, config_root_setting(&conf), "", cfg))
         goto done;
+    if (cfg->data.n_sources > 0 && (cfg->data.train_images[0] || cfg->data.train_labels[0] ||
+                                    cfg->data.test_images[0] || cfg->data.test_labels[0])) {
+        cnnelm_fail(err, "%s: data.sources replaces data.train_images, data.train_labels, "
+                    "data.test_images and data.test_labels: leave those empty", c.path);
+        goto done;
+    }
+    if (cfg->train.partitioning == CNNELM_PART_BY_SOURCE && cfg->data.n_sources == 0) {
+        cnnelm_fail(err, "%s: train.partitioning = \"by-source\" needs data.sources", c.path);
+        goto done;
+    }
+    if (cfg->train.folds == 1) {
+        cnnelm_fail(err, "%s: train.folds = 1: cross-validation needs at least 2 folds (0: off)", c.path);
+        goto done;
+    }
     cfg->text = effective_text(cfg);
     if (!cfg->text) {
         cnnelm_fail(err, "%s: out of memory", c.path);
@@ -984,7 +1137,10 @@ void cnnelm_config_write_reference(FILE *out)
             snprintf(range, sizeof range, "a plugin name: letters, digits, '_', '-'");
         else if (k->kind == K_STRING && k->size)
             snprintf(range, sizeof range, "at most %zu characters", k->size - 1);
-        if (k->worker) {
+        if (k->worker == 2) {
+            fprintf(out, "| `data.sources[i].%s` | %s | %s", leaf(k->path), kind_text(k),
+                    k->required ? "required" : "`\"\"`");
+        } else if (k->worker) {
             fprintf(out, "| `workers[i].%s` | %s | ", leaf(k->path), kind_text(k));
             if (k->required) fputs("required (the default worker: `\"cpu\"`)", out);
             else fprintf(out, "`%s`", def);

@@ -4,6 +4,7 @@
 #ifndef CNNELM_EXPERIMENT_H
 #define CNNELM_EXPERIMENT_H
 
+#include "cnnelm/cluster.h"
 #include "cnnelm/config.h"
 #include "cnnelm/metrics.h"
 #include "cnnelm/model.h"
@@ -15,7 +16,9 @@
 typedef struct cnnelm_part_result {
     cnnelm_model model;
     cnnelm_train_log log;
-    int worker;                 /* index of the worker that trained it */
+    int worker;                 /* index of the worker that trained it (on its rank) */
+    int rank;                   /* the process that trained it */
+    int resumed;                /* loaded from its checkpoint, not trained in this run */
     double seconds;
     size_t examples;
     cnnelm_metrics test;
@@ -29,7 +32,11 @@ typedef struct cnnelm_experiment {
     cnnelm_subset test;         /* n = 0: no evaluation */
     cnnelm_progress *prog;
     cnnelm_pool *pool;
-    /* outputs */
+    const cnnelm_cluster *cluster; /* NULL: one process */
+    int fold;                   /* for checkpoint names */
+    int resume;                 /* reuse partitions found in train.checkpoint_dir */
+    const char *rank_prefix;    /* "" or "rank R: " for messages */
+    /* outputs (on rank 0; other ranks hold their own partitions' models) */
     int k;
     cnnelm_part_result *parts;  /* k */
     cnnelm_model reduced;       /* the combined model (k = 1: the partition's model) */
@@ -44,10 +51,12 @@ typedef struct cnnelm_experiment {
 int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err);
 void cnnelm_experiment_free(cnnelm_experiment *x);
 
-/* The refit reduce of trained models over partitions of `data`: averaged kernels, U and V summed
- * over every partition in order, beta solved once. Used by the run and by `cnnelm average`. */
-int cnnelm_refit(cnnelm_pool *pool, const cnnelm_model *const *models, int k,
-                 const cnnelm_subset *parts, int n_parts, cnnelm_progress *prog, cnnelm_model *out,
-                 cnnelm_error *err);
+/* The refit reduce of trained models over partitions of the data: averaged kernels (from the
+ * models, needed on rank 0 only), U and V of each partition computed by its owner rank and
+ * summed in partition order on rank 0, beta solved once there. Used by the run and by
+ * `cnnelm average` (cluster NULL). */
+int cnnelm_refit(cnnelm_pool *pool, const cnnelm_cluster *cluster, const cnnelm_model *const *models,
+                 int k, const cnnelm_subset *parts, int n_parts, cnnelm_progress *prog,
+                 cnnelm_model *out, cnnelm_error *err);
 
 #endif

@@ -414,6 +414,7 @@ void cnnelm_dataset_free(cnnelm_dataset *ds)
         return;
     free_images(ds);
     free(ds->labels_alloc);
+    free((void *)ds->source); /* built by cnnelm_dataset_load_config, always malloc'd */
     memset(ds, 0, sizeof *ds);
 }
 

@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "cnnelm/backend.h"
+#include "cnnelm/cluster.h"
+#include "cnnelm/config.h"
+#include "cnnelm/dataset.h"
 #include "cnnelm/run.h"
 
 #ifndef CNNELM_VERSION
@@ -19,16 +22,21 @@ static const char *usage_main =
     "Train and evaluate CNN-ELM image classifiers (distributed averaging CNN-ELM).\n"
     "\n"
     "commands:\n"
-    "  train     train a model as a config file says, evaluate it, save it\n"
-    "  eval      evaluate a saved model on a config's test set\n"
-    "  devices   list the backend plugins found and their devices\n"
+    "  train         train a model as a config file says, evaluate it, save it\n"
+    "  eval          evaluate a saved model on a config's test set\n"
+    "  average       combine model files trained anywhere (mean, weighted, refit)\n"
+    "  plot          draw a report's accuracy and J against iterations (PNG or SVG)\n"
+    "  extend        write a config's extended (noisy) data set as IDX files\n"
+    "  devices       list the backend plugins found and their devices\n"
+
     "\n"
     "options:\n"
     "  -h, --help     this help (`cnnelm COMMAND --help` for a command's options)\n"
     "  -V, --version  print the version\n";
 
 static const char *usage_train =
-    "usage: cnnelm train -c CONFIG [-s KEY=VALUE]... [-o MODEL] [--report FILE.json] [--quiet]\n"
+    "usage: cnnelm train -c CONFIG [-s KEY=VALUE]... [-o MODEL] [--report FILE.json] [--resume]\n"
+    "                    [--quiet]\n"
     "\n"
     "Train a CNN-ELM as CONFIG says (see conf/default.cfg and docs/config.md), evaluate it on the\n"
     "configured test set, print accuracy, kappa and the confusion matrix, and save the model.\n"
@@ -39,8 +47,40 @@ static const char *usage_train =
     "                        -s 'workers=({backend=\"cpu\";device=0;threads=2;})'\n"
     "  -o, --output MODEL    model file to write (default: cnnelm.model)\n"
     "      --report FILE     write a JSON report (results, per-iteration series, timings, config)\n"
+    "      --resume          reuse the partitions already trained in train.checkpoint_dir\n"
     "  -q, --quiet           no progress on stderr\n"
-    "  -h, --help            this help\n";
+    "  -h, --help            this help\n"
+    "\n"
+    "Under mpirun (mpirun -np N cnnelm train ...) the partitions are dealt to the N processes;\n"
+    "rank 0 reduces, evaluates and alone writes the model and the report.\n";
+
+static const char *usage_average =
+    "usage: cnnelm average -o OUT.model [--reduce mean|weighted|refit] [-c CONFIG [-s K=V]...]\n"
+    "                      A.model B.model ...\n"
+    "\n"
+    "Combine models trained from the same initial weights (same architecture and seed):\n"
+    "  mean      average kernels, biases and beta (the paper)\n"
+    "  weighted  the same, weighted by each model's number of training examples\n"
+    "  refit     average kernels and biases, then solve beta from U and V summed over the\n"
+    "            training data of CONFIG (required for refit) with the averaged kernels\n"
+    "\n"
+    "  -o, --output FILE     the combined model (required)\n"
+    "      --reduce MODE     mean (default), weighted or refit\n"
+    "  -c, --config FILE     the training data and workers, for refit\n"
+    "  -s, --set KEY=VALUE   override one setting of CONFIG\n"
+    "  -q, --quiet           no progress on stderr\n";
+
+static const char *usage_plot =
+    "usage: cnnelm plot REPORT.json -o FIGURE.png|FIGURE.svg\n"
+    "\n"
+    "Plot test accuracy, training accuracy and J against fine-tuning iterations for every model\n"
+    "in a report written by `cnnelm train --report` (the paper's Fig. 7), through gnuplot.\n";
+
+static const char *usage_extend =
+    "usage: cnnelm extend -c CONFIG [-s KEY=VALUE]... -o DIR\n"
+    "\n"
+    "Write the training and test sets as CONFIG builds them (data.sources, data.extend noise)\n"
+    "into DIR as IDX files (train-images-idx3-ubyte.gz, ...), for other tools.\n";
 
 static const char *usage_eval =
     "usage: cnnelm eval -m MODEL -c CONFIG [-s KEY=VALUE]... [--report FILE.json] [--quiet]\n"
@@ -65,7 +105,7 @@ static const char *usage_devices =
     "      --plugin-path D   directories to search first\n"
     "  -h, --help            this help\n";
 
-enum { OPT_REPORT = 256, OPT_PLUGIN_PATH };
+enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -75,16 +115,18 @@ static int usage_error(const char *usage, const char *fmt, const char *arg)
     return 2;
 }
 
-static int cmd_job(int argc, char **argv, int is_train)
+static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cluster)
 {
     const char *usage = is_train ? usage_train : usage_eval;
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' }, { "set", required_argument, NULL, 's' },
         { "output", required_argument, NULL, 'o' }, { "model", required_argument, NULL, 'm' },
         { "report", required_argument, NULL, OPT_REPORT }, { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
+        { "resume", no_argument, NULL, OPT_RESUME },  { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     cnnelm_run_options o = { 0 };
+    o.cluster = cluster;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets)
         return 1;
@@ -103,6 +145,13 @@ static int cmd_job(int argc, char **argv, int is_train)
         case 'o': o.model_path = optarg; break;
         case 'm': o.model_path = optarg; break;
         case OPT_REPORT: o.report_path = optarg; break;
+        case OPT_RESUME:
+            if (!is_train) {
+                free(sets);
+                return usage_error(usage, "%s", "--resume is an option of train");
+            }
+            o.resume = 1;
+            break;
         case 'q': o.quiet = 1; break;
         case 'h': fputs(usage, stdout); free(sets); return 0;
         default:
@@ -130,6 +179,129 @@ static int cmd_job(int argc, char **argv, int is_train)
     rc = is_train ? cnnelm_run_train(&o, &err) : cnnelm_run_eval(&o, &err);
     free(sets);
     if (rc != 0) {
+        cnnelm_cluster_abort(cluster, err.msg); /* ends every rank: a job never hangs */
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_average(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "output", required_argument, NULL, 'o' }, { "reduce", required_argument, NULL, OPT_REDUCE },
+        { "config", required_argument, NULL, 'c' }, { "set", required_argument, NULL, 's' },
+        { "quiet", no_argument, NULL, 'q' },        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    cnnelm_average_options o = { 0 };
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    if (!sets)
+        return 1;
+    int n_sets = 0, ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "o:c:s:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'o': o.output = optarg; break;
+        case 'c': o.config_path = optarg; break;
+        case 's': sets[n_sets++] = optarg; break;
+        case 'q': o.quiet = 1; break;
+        case OPT_REDUCE:
+            if (!strcmp(optarg, "mean"))
+                o.reduce = CNNELM_REDUCE_MEAN;
+            else if (!strcmp(optarg, "weighted"))
+                o.reduce = CNNELM_REDUCE_WEIGHTED;
+            else if (!strcmp(optarg, "refit"))
+                o.reduce = CNNELM_REDUCE_REFIT;
+            else {
+                free(sets);
+                return usage_error(usage_average, "--reduce %s: expected mean, weighted or refit", optarg);
+            }
+            break;
+        case 'h': fputs(usage_average, stdout); free(sets); return 0;
+        default: free(sets); return usage_error(usage_average, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (!o.output) {
+        free(sets);
+        return usage_error(usage_average, "%s", "an output file is required (-o OUT.model)");
+    }
+    if (optind >= argc) {
+        free(sets);
+        return usage_error(usage_average, "%s", "no model files to combine");
+    }
+    o.models = (const char *const *)(argv + optind);
+    o.n_models = argc - optind;
+    o.overrides = sets;
+    o.n_overrides = n_sets;
+    cnnelm_error err = { "" };
+    int rc = cnnelm_run_average(&o, &err);
+    free(sets);
+    if (rc) {
+        fprintf(stderr, "cnnelm: error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_plot(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "output", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+    };
+    const char *out = NULL;
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'o': out = optarg; break;
+        case 'h': fputs(usage_plot, stdout); return 0;
+        default: return usage_error(usage_plot, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(usage_plot, "%s", "expected one report file");
+    if (!out)
+        return usage_error(usage_plot, "%s", "an output file is required (-o FIGURE.png)");
+    cnnelm_error err = { "" };
+    if (cnnelm_run_plot(argv[optind], out, &err)) {
+        fprintf(stderr, "cnnelm: error: %s\n", err.msg);
+        return 1;
+    }
+    printf("plot written to %s\n", out);
+    return 0;
+}
+
+static int cmd_extend(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' }, { "set", required_argument, NULL, 's' },
+        { "output", required_argument, NULL, 'o' }, { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+    };
+    const char *cfg = NULL, *dir = NULL;
+    int quiet = 0, n_sets = 0, ch;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    if (!sets)
+        return 1;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "c:s:o:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': cfg = optarg; break;
+        case 's': sets[n_sets++] = optarg; break;
+        case 'o': dir = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': fputs(usage_extend, stdout); free(sets); return 0;
+        default: free(sets); return usage_error(usage_extend, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (!cfg || !dir || optind < argc) {
+        free(sets);
+        return usage_error(usage_extend, "%s", "expected -c CONFIG and -o DIR");
+    }
+    cnnelm_error err = { "" };
+    int rc = cnnelm_run_extend(cfg, sets, n_sets, dir, quiet, &err);
+    free(sets);
+    if (rc) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }
@@ -178,10 +350,25 @@ int main(int argc, char **argv)
         return 0;
     }
     /* getopt_long permutes from argv[1]: hand it the command's own arguments. */
-    if (!strcmp(cmd, "train"))
-        return cmd_job(argc - 1, argv + 1, 1);
     if (!strcmp(cmd, "eval"))
-        return cmd_job(argc - 1, argv + 1, 0);
+        return cmd_job(argc - 1, argv + 1, 0, NULL);
+    if (!strcmp(cmd, "train")) {
+        cnnelm_cluster cluster;
+        cnnelm_error err = { "" };
+        if (cnnelm_cluster_init(&cluster, &argc, &argv, &err)) {
+            fprintf(stderr, "cnnelm: error: %s\n", err.msg);
+            return 1;
+        }
+        int rc = cmd_job(argc - 1, argv + 1, 1, &cluster);
+        cnnelm_cluster_finalize(&cluster);
+        return rc;
+    }
+    if (!strcmp(cmd, "average"))
+        return cmd_average(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plot"))
+        return cmd_plot(argc - 1, argv + 1);
+    if (!strcmp(cmd, "extend"))
+        return cmd_extend(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
     return usage_error(usage_main, "unknown command '%s'", cmd);

@@ -19,6 +19,8 @@ typedef struct cnnelm_dataset {
     size_t n;
     int rows, cols;
     int classes;            /* 1 + the largest label present */
+    const uint8_t *source;  /* per example, its data.sources index; NULL with a single source */
+    int n_sources;          /* 0 with a single source */
     /* ownership: where images/labels came from, for cnnelm_dataset_free */
     void *images_alloc, *labels_alloc; /* malloc'd blocks or NULL */
     void *images_map;  size_t images_map_len; /* mmap'd file or NULL */
@@ -42,6 +44,29 @@ int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char 
                         int max_classes, size_t limit, cnnelm_error *err);
 
 void cnnelm_dataset_free(cnnelm_dataset *ds);
+
+struct cnnelm_config;
+
+/* Loads the training set (test = 0) or the test set (test = 1) as the config says: the four
+ * data.* paths (with their limits), or data.sources concatenated in order with each source's
+ * labels shifted by the class counts of the sources before it (counted on their training
+ * labels, so training and test agree); then, with data.extend, one noisy copy of every image
+ * per noise type appended after the originals. No test set configured: ds->n = 0, not an error.
+ * Test labels must be < max_classes. */
+int cnnelm_dataset_load_config(cnnelm_dataset *ds, const struct cnnelm_config *cfg, int test,
+                               int max_classes, cnnelm_error *err);
+
+/* Appends one noisy copy of every image per noise type in `mask` (CNNELM_NOISE_*), seeded per
+ * image so the result does not depend on threads or order. Levels (images in 0..255):
+ * gaussian: + N(0, 25.5^2) (sigma 0.1 of full scale), clamped; salt_pepper: each pixel with
+ * probability 0.05 set to 0 or 255 (half each); poisson: each pixel v replaced by a Poisson
+ * sample of mean v, clamped to 255. */
+int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, cnnelm_error *err);
+
+/* cnnelm extend: writes the training and test sets as the config builds them into `dir`
+ * (created if missing) as MNIST-named gzipped IDX files. */
+int cnnelm_run_extend(const char *config_path, const char *const *overrides, int n_overrides,
+                      const char *dir, int quiet, cnnelm_error *err);
 
 /* Writes IDX files atomically (temporary file in the same directory, then rename); gzipped
  * when the path ends in ".gz". */

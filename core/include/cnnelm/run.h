@@ -17,6 +17,8 @@ typedef struct cnnelm_run_options {
     const char *model_path;         /* train: where to save (-o); eval: what to load (-m) */
     const char *report_path;        /* --report FILE.json, or NULL */
     int quiet;                      /* no progress on stderr */
+    int resume;                     /* train --resume: reuse partitions in train.checkpoint_dir */
+    const struct cnnelm_cluster *cluster; /* the MPI job, or NULL for one process */
 } cnnelm_run_options;
 
 /* Train as the config says, evaluate on its test set, save the model and the report.

@@ -1,0 +1,267 @@
+/* cnnelm data sets as a config builds them: several sources as one set (labels offset per
+ * source), extended with noisy copies as in the paper, and written back out as IDX files. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cnnelm/config.h"
+#include "cnnelm/dataset.h"
+#include "rng.h"
+
+#define GAUSSIAN_SIGMA 25.5     /* 0.1 of full scale */
+#define SALT_PEPPER_RATE 0.05
+
+/* Replaces ds's storage by owned copies of n examples (images, labels, sources). */
+static int take_owned(cnnelm_dataset *ds, uint8_t *images, uint8_t *labels, uint8_t *source,
+                      size_t n, int rows, int cols, int classes, int n_sources)
+{
+    cnnelm_dataset_free(ds);
+    ds->images = ds->images_alloc = images;
+    ds->labels = ds->labels_alloc = labels;
+    ds->source = source;
+    ds->n = n;
+    ds->rows = rows;
+    ds->cols = cols;
+    ds->classes = classes;
+    ds->n_sources = n_sources;
+    return 0;
+}
+
+static uint8_t clamp255(double v)
+{
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lround(v));
+}
+
+static double gaussian(cnnelm_rng *r)
+{
+    double u1 = cnnelm_rng_uniform(r), u2 = cnnelm_rng_uniform(r);
+    if (u1 < 1e-300)
+        u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static double poisson(cnnelm_rng *r, double mean)
+{
+    if (mean <= 0)
+        return 0;
+    if (mean > 30) /* normal approximation, good to well under a grey level here */
+        return mean + sqrt(mean) * gaussian(r);
+    double limit = exp(-mean), p = 1.0;
+    int k = 0;
+    do {
+        k++;
+        p *= cnnelm_rng_uniform(r);
+    } while (p > limit);
+    return k - 1;
+}
+
+static void noisy_copy(const uint8_t *src, uint8_t *dst, size_t pixels, int type, uint64_t seed,
+                       size_t index)
+{
+    cnnelm_rng r;
+    /* one stream per (image, noise type): independent of threads and of the other images */
+    cnnelm_rng_seed(&r, seed ^ ((uint64_t)index * 0x9e3779b97f4a7c15ULL),
+                    CNNELM_STREAM_NOISE + 16 * (uint64_t)(type + 1));
+    for (size_t i = 0; i < pixels; i++) {
+        double v = src[i];
+        switch (type) {
+        case 0: dst[i] = clamp255(v + GAUSSIAN_SIGMA * gaussian(&r)); break;
+        case 1: {
+            double u = cnnelm_rng_uniform(&r);
+            dst[i] = u < SALT_PEPPER_RATE / 2 ? 0 : u < SALT_PEPPER_RATE ? 255 : src[i];
+            break;
+        }
+        default: dst[i] = clamp255(poisson(&r, v)); break;
+        }
+    }
+}
+
+int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, cnnelm_error *err)
+{
+    int copies = 0;
+    for (int t = 0; t < 3; t++)
+        copies += (mask >> t) & 1u;
+    if (copies == 0 || ds->n == 0)
+        return 0;
+    size_t px = (size_t)ds->rows * ds->cols, n = ds->n, total = n * (size_t)(1 + copies);
+    uint8_t *images = malloc(total * px), *labels = malloc(total);
+    uint8_t *source = ds->source ? malloc(total) : NULL;
+    if (!images || !labels || (ds->source && !source)) {
+        free(images);
+        free(labels);
+        free(source);
+        return cnnelm_fail(err, "out of memory extending %zu images to %zu", n, total);
+    }
+    memcpy(images, ds->images, n * px);
+    memcpy(labels, ds->labels, n);
+    if (source)
+        memcpy(source, ds->source, n);
+    size_t at = n;
+    for (int t = 0; t < 3; t++) {
+        if (!((mask >> t) & 1u))
+            continue;
+        for (size_t i = 0; i < n; i++)
+            noisy_copy(ds->images + i * px, images + (at + i) * px, px, t, seed, i);
+        memcpy(labels + at, ds->labels, n);
+        if (source)
+            memcpy(source + at, ds->source, n);
+        at += n;
+    }
+    return take_owned(ds, images, labels, source, total, ds->rows, ds->cols, ds->classes, ds->n_sources);
+}
+
+static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, int max_classes,
+                        cnnelm_error *err)
+{
+    int k = cfg->data.n_sources;
+    cnnelm_dataset part[CNNELM_MAX_SOURCES];
+    memset(part, 0, sizeof part);
+    int offset[CNNELM_MAX_SOURCES + 1] = { 0 };
+    size_t total = 0;
+    int rc = -1, any_test = 0;
+    for (int s = 0; s < k; s++) {
+        const char *ti = cfg->data.sources[s].train_images, *tl = cfg->data.sources[s].train_labels;
+        /* a source's class count comes from its training labels, for train and test alike */
+        cnnelm_dataset labels_only;
+        memset(&labels_only, 0, sizeof labels_only);
+        if (cnnelm_idx_read_labels(tl, &labels_only, err))
+            goto out;
+        int classes = labels_only.classes;
+        cnnelm_dataset_free(&labels_only);
+        offset[s + 1] = offset[s] + classes;
+        if (offset[s + 1] > 256) {
+            cnnelm_fail(err, "%s: data.sources have %d classes together (at most 256)", cfg->path,
+                        offset[s + 1]);
+            goto out;
+        }
+        const char *img = test ? cfg->data.sources[s].test_images : ti;
+        const char *lab = test ? cfg->data.sources[s].test_labels : tl;
+        if (!*img)
+            continue;
+        any_test = 1;
+        if (cnnelm_dataset_load(&part[s], img, lab, classes,
+                                (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), err))
+            goto out;
+        if (total && (part[s].rows != ds->rows || part[s].cols != ds->cols)) {
+            cnnelm_fail(err, "%s: images are %dx%d but the sources before it have %dx%d", img,
+                        part[s].rows, part[s].cols, ds->rows, ds->cols);
+            goto out;
+        }
+        ds->rows = part[s].rows;
+        ds->cols = part[s].cols;
+        total += part[s].n;
+    }
+    if (test && !any_test) {
+        rc = 0;
+        goto out;
+    }
+    if (offset[k] > max_classes) {
+        cnnelm_fail(err, "%s: data.sources have %d classes but the model has %d", cfg->path, offset[k],
+                    max_classes);
+        goto out;
+    }
+    size_t px = (size_t)ds->rows * ds->cols;
+    uint8_t *images = malloc(total * px + 1), *labels = malloc(total + 1),
+            *source = malloc(total + 1);
+    if (!images || !labels || !source) {
+        free(images);
+        free(labels);
+        free(source);
+        cnnelm_fail(err, "out of memory for %zu images", total);
+        goto out;
+    }
+    size_t at = 0;
+    for (int s = 0; s < k; s++) {
+        memcpy(images + at * px, part[s].images, part[s].n * px);
+        for (size_t i = 0; i < part[s].n; i++) {
+            labels[at + i] = (uint8_t)(part[s].labels[i] + offset[s]);
+            source[at + i] = (uint8_t)s;
+        }
+        at += part[s].n;
+    }
+    int rows = ds->rows, cols = ds->cols;
+    take_owned(ds, images, labels, source, total, rows, cols, offset[k], k);
+    rc = 0;
+out:
+    for (int s = 0; s < k; s++)
+        cnnelm_dataset_free(&part[s]);
+    if (rc)
+        cnnelm_dataset_free(ds);
+    return rc;
+}
+
+int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int test,
+                               int max_classes, cnnelm_error *err)
+{
+    memset(ds, 0, sizeof *ds);
+    if (cfg->data.n_sources > 0) {
+        if (load_sources(ds, cfg, test, test ? max_classes : 256, err))
+            return -1;
+    } else {
+        const char *img = test ? cfg->data.test_images : cfg->data.train_images;
+        const char *lab = test ? cfg->data.test_labels : cfg->data.train_labels;
+        if (test && !*img && !*lab)
+            return 0;
+        if (!*img || !*lab)
+            return cnnelm_fail(err, "%s: data.%s_images and data.%s_labels %s", cfg->path,
+                               test ? "test" : "train", test ? "test" : "train",
+                               test ? "go together (one is empty)" : "must name the training set");
+        if (cnnelm_dataset_load(ds, img, lab, test ? max_classes : 256,
+                                (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), err))
+            return -1;
+    }
+    /* test copies get their own noise: seed + 1 keeps them apart from the training copies */
+    if (cnnelm_dataset_add_noise(ds, cfg->data.extend, cfg->train.seed + (uint64_t)test, err)) {
+        cnnelm_dataset_free(ds);
+        return -1;
+    }
+    return 0;
+}
+
+int cnnelm_run_extend(const char *config_path, const char *const *overrides, int n_overrides,
+                      const char *dir, int quiet, cnnelm_error *err)
+{
+    cnnelm_config cfg;
+    cnnelm_dataset train, test;
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    int rc = -1;
+    if (cnnelm_config_load(&cfg, config_path, overrides, n_overrides, err))
+        return -1;
+    if (cnnelm_dataset_load_config(&train, &cfg, 0, 256, err) ||
+        cnnelm_dataset_load_config(&test, &cfg, 1, train.classes, err))
+        goto out;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        cnnelm_fail(err, "%s: cannot create directory: %s", dir, strerror(errno));
+        goto out;
+    }
+    const struct {
+        const cnnelm_dataset *ds;
+        const char *images, *labels;
+    } sets[2] = { { &train, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz" },
+                  { &test, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" } };
+    for (int i = 0; i < 2; i++) {
+        if (sets[i].ds->n == 0)
+            continue;
+        char pi[CNNELM_PATH_MAX + 64], pl[CNNELM_PATH_MAX + 64];
+        snprintf(pi, sizeof pi, "%s/%s", dir, sets[i].images);
+        snprintf(pl, sizeof pl, "%s/%s", dir, sets[i].labels);
+        if (cnnelm_idx_write_images(pi, sets[i].ds->images, sets[i].ds->n, sets[i].ds->rows,
+                                    sets[i].ds->cols, err) ||
+            cnnelm_idx_write_labels(pl, sets[i].ds->labels, sets[i].ds->n, err))
+            goto out;
+        if (!quiet)
+            fprintf(stderr, "wrote %zu examples\n", sets[i].ds->n);
+        printf("%s\n%s\n", pi, pl);
+    }
+    rc = 0;
+out:
+    cnnelm_dataset_free(&train);
+    cnnelm_dataset_free(&test);
+    cnnelm_config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,450 @@
+/* cnnelm experiments: Map over partitions on the worker pool, Reduce, evaluation (see
+ * experiment.h). Results are stored by partition index, never by finishing order. */
+#include "experiment.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnnelm/cluster.h"
+#include "cnnelm/reduce.h"
+
+typedef struct map_job {
+    cnnelm_experiment *x;
+    const cnnelm_model *init;
+    const cnnelm_subset *parts;   /* the subsets to train on */
+    cnnelm_part_result *res;      /* one per subset */
+    int n;                        /* subsets in all */
+    const int *ids;               /* task -> subset (this rank's share); NULL: task = subset */
+    int checkpoints;              /* partitions are checkpointed (not the single model) */
+    const char *what;             /* "partition" or "single model" */
+} map_job;
+
+static int evaluate_into(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset *test,
+                         cnnelm_progress *prog, cnnelm_metrics *out, uint64_t *confusion_out,
+                         cnnelm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (test->n == 0)
+        return 0;
+    int C = m->arch.classes;
+    uint64_t *conf = calloc((size_t)C * C, sizeof *conf);
+    if (!conf)
+        return cnnelm_fail(err, "out of memory");
+    int rc = cnnelm_evaluate(net, m, test, conf, prog, "test", err);
+    if (rc == 0) {
+        cnnelm_metrics_compute(conf, C, out);
+        if (confusion_out)
+            memcpy(confusion_out, conf, (size_t)C * C * sizeof *conf);
+    }
+    free(conf);
+    return rc;
+}
+
+/* The checkpoint file of partition p of this run. */
+static void checkpoint_path(const cnnelm_experiment *x, int p, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/seed%llu-fold%d-part%dof%d.model", x->cfg->train.checkpoint_dir,
+             (unsigned long long)x->seed, x->fold, p + 1, x->k);
+}
+
+/* A usable checkpoint: the same architecture, initial seed and partition size. */
+static int load_checkpoint(const cnnelm_experiment *x, const map_job *j, int p, cnnelm_part_result *r)
+{
+    char path[CNNELM_PATH_MAX + 64];
+    checkpoint_path(x, p, path, sizeof path);
+    cnnelm_model m;
+    cnnelm_error e;
+    if (cnnelm_model_load(&m, path, &e) != 0)
+        return 0;
+    if (!cnnelm_arch_equal(&m.arch, &j->init->arch) || m.seed != j->init->seed ||
+        m.n_examples != j->parts[p].n || m.iterations > (uint32_t)x->cfg->train.iterations) {
+        cnnelm_progress_note(x->prog, "checkpoint %s does not belong to this run: training again", path);
+        cnnelm_model_free(&m);
+        return 0;
+    }
+    r->model = m;
+    r->resumed = 1;
+    return 1;
+}
+
+static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
+{
+    map_job *j = user;
+    cnnelm_experiment *x = j->x;
+    int p = j->ids ? j->ids[task] : task;
+    cnnelm_part_result *r = &j->res[p];
+    /* a task may run again after a device failure: start from nothing */
+    cnnelm_model_free(&r->model);
+    cnnelm_train_log_free(&r->log);
+    char prefix[96];
+    cnnelm_progress child, *prog = x->prog;
+    if (j->n > 1) {
+        snprintf(prefix, sizeof prefix, "%s%s %d/%d [%.40s]: ", x->rank_prefix, j->what, p + 1, j->n,
+                 w->net.where);
+        cnnelm_progress_init_child(&child, x->prog, prefix);
+        prog = &child;
+    }
+    double t0 = cnnelm_now();
+    r->worker = w->index;
+    r->rank = x->cluster ? x->cluster->rank : 0;
+    r->examples = j->parts[p].n;
+    int rc = 0;
+    if (j->checkpoints && x->resume && load_checkpoint(x, j, p, r)) {
+        cnnelm_progress_note(prog, "resumed from its checkpoint");
+    } else {
+        rc = cnnelm_model_copy(&r->model, j->init, err);
+        /* With several partitions the per-iteration test accuracy would multiply the cost by k:
+         * each partition's model is evaluated once, at the end. */
+        cnnelm_subset none = { x->test.ds, NULL, 0 };
+        const cnnelm_subset *series_test = j->n > 1 ? &none : &x->test;
+        if (rc == 0)
+            rc = cnnelm_train_model(&w->net, &r->model, &j->parts[p], series_test, x->cfg, prog,
+                                    &r->log, err);
+        if (rc == 0 && j->checkpoints) {
+            char path[CNNELM_PATH_MAX + 64];
+            checkpoint_path(x, p, path, sizeof path);
+            rc = cnnelm_model_save(&r->model, path, err);
+        }
+    }
+    r->seconds = cnnelm_now() - t0;
+    if (rc == 0 && j->n > 1)
+        cnnelm_progress_note(prog, "trained in %.1f s", r->seconds);
+    if (j->n > 1)
+        cnnelm_progress_destroy(&child);
+    if (rc != 0)
+        cnnelm_fail_prefix(err, "%s %d", j->what, p + 1);
+    return rc;
+}
+
+typedef struct refit_job {
+    const cnnelm_model *avg;
+    const cnnelm_subset *parts;
+    const int *ids;               /* task -> partition */
+    double *U, *V, *n;            /* per partition: L*L, L*C, 1 */
+    cnnelm_progress *prog;
+    int k;
+} refit_job;
+
+static int refit_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
+{
+    refit_job *j = user;
+    int p = j->ids[task];
+    size_t L = (size_t)j->avg->arch.hidden, C = (size_t)j->avg->arch.classes;
+    cnnelm_model m;
+    if (cnnelm_model_copy(&m, j->avg, err))
+        return -1;
+    char stage[96];
+    snprintf(stage, sizeof stage, "refit: U, V of partition %d/%d [%.40s]", p + 1, j->k, w->net.where);
+    cnnelm_progress child;
+    cnnelm_progress_init_child(&child, j->prog, "");
+    int rc = cnnelm_elm_fit(&w->net, &m, &j->parts[p], &child, stage, err);
+    cnnelm_progress_destroy(&child);
+    if (rc == 0) {
+        memcpy(j->U + (size_t)p * L * L, m.U, L * L * sizeof(double));
+        memcpy(j->V + (size_t)p * L * C, m.V, L * C * sizeof(double));
+        j->n[p] = (double)m.n_examples;
+    }
+    cnnelm_model_free(&m);
+    return rc;
+}
+
+/* The partitions this rank owns. */
+static int local_ids(const cnnelm_cluster *c, int k, int *ids)
+{
+    int n = 0;
+    for (int p = 0; p < k; p++)
+        if (cnnelm_cluster_owner(c, p) == (c ? c->rank : 0))
+            ids[n++] = p;
+    return n;
+}
+
+int cnnelm_refit(cnnelm_pool *pool, const cnnelm_cluster *cluster, const cnnelm_model *const *models,
+                 int k, const cnnelm_subset *parts, int n_parts, cnnelm_progress *prog,
+                 cnnelm_model *out, cnnelm_error *err)
+{
+    int rank = cluster ? cluster->rank : 0;
+    memset(out, 0, sizeof *out);
+    if (rank == 0 && cnnelm_reduce_models(models, k, CNNELM_REDUCE_REFIT, out, err))
+        return -1;
+    if (cnnelm_cluster_bcast_model(cluster, out, err))
+        return -1;
+    size_t L = (size_t)out->arch.hidden, C = (size_t)out->arch.classes;
+    refit_job j = { out, parts, NULL, calloc((size_t)n_parts * L * L, sizeof(double)),
+                    calloc((size_t)n_parts * L * C, sizeof(double)), calloc((size_t)n_parts, sizeof(double)),
+                    prog, n_parts };
+    int *ids = calloc((size_t)n_parts, sizeof *ids);
+    int rc = -1;
+    if (!j.U || !j.V || !j.n || !ids) {
+        cnnelm_fail(err, "out of memory");
+        goto out;
+    }
+    j.ids = ids;
+    int mine = local_ids(cluster, n_parts, ids);
+    if (mine > 0 && cnnelm_pool_run(pool, mine, refit_task, &j, err))
+        goto out;
+    if (cnnelm_cluster_gather_blocks(cluster, j.U, L * L, n_parts, err) ||
+        cnnelm_cluster_gather_blocks(cluster, j.V, L * C, n_parts, err) ||
+        cnnelm_cluster_gather_blocks(cluster, j.n, 1, n_parts, err))
+        goto out;
+    if (rank == 0) {
+        /* sums in partition order; I/lambda is added once, by the solve */
+        memset(out->U, 0, L * L * sizeof(double));
+        memset(out->V, 0, L * C * sizeof(double));
+        out->n_examples = 0;
+        for (int p = 0; p < n_parts; p++) {
+            for (size_t i = 0; i < L * L; i++)
+                out->U[i] += j.U[(size_t)p * L * L + i];
+            for (size_t i = 0; i < L * C; i++)
+                out->V[i] += j.V[(size_t)p * L * C + i];
+            out->n_examples += (uint64_t)j.n[p];
+        }
+        if (cnnelm_reduce_solve(out, err))
+            goto out;
+    }
+    rc = 0;
+out:
+    free(j.U);
+    free(j.V);
+    free(j.n);
+    free(ids);
+    if (rc != 0)
+        cnnelm_model_free(out);
+    return rc;
+}
+
+/* Evaluation of several models on the test set, one task each. */
+typedef struct eval_job {
+    const cnnelm_model **m;
+    const cnnelm_subset *test;
+    cnnelm_progress *prog;
+    cnnelm_metrics **out;
+    uint64_t *confusion;          /* filled for task 0 when non-NULL */
+} eval_job;
+
+static int eval_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
+{
+    eval_job *j = user;
+    cnnelm_progress child;
+    cnnelm_progress_init_child(&child, j->prog, "");
+    int rc = evaluate_into(&w->net, j->m[task], j->test, &child, j->out[task],
+                           task == 0 ? j->confusion : NULL, err);
+    cnnelm_progress_destroy(&child);
+    return rc;
+}
+
+/* Per-partition facts that travel to rank 0 with the models. */
+typedef struct part_facts {
+    double seconds;
+    int worker, rank, resumed, n_iters, diverged;
+} part_facts;
+
+/* Sends each partition's facts and iteration series from its owner to rank 0. */
+static int gather_results(cnnelm_experiment *x, cnnelm_error *err)
+{
+    const cnnelm_cluster *c = x->cluster;
+    if (!c || c->size == 1)
+        return 0;
+    int max_iters = x->cfg->train.iterations + 1;
+    size_t block = sizeof(part_facts) + (size_t)max_iters * sizeof(cnnelm_iter_stats) +
+                   sizeof x->parts[0].log.divergence;
+    unsigned char *buf = calloc((size_t)x->k, block);
+    if (!buf)
+        return cnnelm_fail(err, "out of memory");
+    for (int p = 0; p < x->k; p++) {
+        if (cnnelm_cluster_owner(c, p) != c->rank)
+            continue;
+        cnnelm_part_result *r = &x->parts[p];
+        part_facts f = { r->seconds, r->worker, r->rank, r->resumed, r->log.n, r->log.diverged };
+        unsigned char *b = buf + (size_t)p * block;
+        memcpy(b, &f, sizeof f);
+        memcpy(b + sizeof f, r->log.iters, (size_t)(r->log.n < max_iters ? r->log.n : max_iters) * sizeof(cnnelm_iter_stats));
+        memcpy(b + block - sizeof r->log.divergence, r->log.divergence, sizeof r->log.divergence);
+    }
+    int rc = cnnelm_cluster_gather_bytes(c, buf, block, x->k, err);
+    for (int p = 0; p < x->k && rc == 0 && c->rank == 0; p++) {
+        if (cnnelm_cluster_owner(c, p) == 0)
+            continue;
+        cnnelm_part_result *r = &x->parts[p];
+        const unsigned char *b = buf + (size_t)p * block;
+        part_facts f;
+        memcpy(&f, b, sizeof f);
+        r->seconds = f.seconds;
+        r->worker = f.worker;
+        r->rank = f.rank;
+        r->resumed = f.resumed;
+        r->examples = (size_t)r->model.n_examples;
+        cnnelm_train_log_free(&r->log);
+        int n = f.n_iters < max_iters ? f.n_iters : max_iters;
+        r->log.iters = calloc((size_t)(n ? n : 1), sizeof(cnnelm_iter_stats));
+        if (!r->log.iters) {
+            rc = cnnelm_fail(err, "out of memory");
+            break;
+        }
+        memcpy(r->log.iters, b + sizeof f, (size_t)n * sizeof(cnnelm_iter_stats));
+        r->log.n = n;
+        r->log.diverged = f.diverged;
+        memcpy(r->log.divergence, b + block - sizeof r->log.divergence, sizeof r->log.divergence);
+    }
+    free(buf);
+    return rc;
+}
+
+int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err)
+{
+    const cnnelm_config *c = x->cfg;
+    int k = c->train.partitions;
+    int rank = x->cluster ? x->cluster->rank : 0;
+    cnnelm_model init;
+    cnnelm_partitions parts;
+    memset(&parts, 0, sizeof parts);
+    cnnelm_subset *subs = NULL;
+    int *ids = NULL;
+    int rc = -1;
+    if (cnnelm_model_init(&init, arch, c->model.lambda, x->seed, c->model.init == CNNELM_INIT_ZERO_MEAN, err))
+        return -1;
+    /* the partition keys: labels, or each example's source for by-source */
+    const uint8_t *keys = x->train.ds->labels;
+    if (c->train.partitioning == CNNELM_PART_BY_SOURCE) {
+        keys = x->train.ds->source;
+        if (!keys) {
+            cnnelm_fail(err, "train.partitioning = \"by-source\" needs data.sources");
+            goto out;
+        }
+        k = x->train.ds->n_sources;
+    }
+    if (cnnelm_partition(x->train.rows, x->train.n, keys, k, c->train.partitioning, x->seed, &parts,
+                         err)) {
+        cnnelm_fail_prefix(err, "%s: train.partitions", c->path);
+        goto out;
+    }
+    x->k = k;
+    subs = calloc((size_t)k, sizeof *subs);
+    ids = calloc((size_t)k, sizeof *ids);
+    x->parts = calloc((size_t)k, sizeof *x->parts);
+    x->reduced_confusion = calloc((size_t)arch->classes * arch->classes, sizeof(uint64_t));
+    if (!subs || !ids || !x->parts || !x->reduced_confusion) {
+        cnnelm_fail(err, "out of memory");
+        goto out;
+    }
+    for (int p = 0; p < k; p++)
+        subs[p] = (cnnelm_subset){ x->train.ds, parts.rows + parts.start[p], cnnelm_partition_size(&parts, p) };
+
+    /* Map: this rank's partitions on its workers */
+    double t0 = cnnelm_now();
+    int mine = local_ids(x->cluster, k, ids);
+    if (k > 1)
+        cnnelm_progress_note(x->prog, "%smap: %d of %d partitions (%s) on %d worker%s", x->rank_prefix,
+                             mine, k, cnnelm_partitioning_name(c->train.partitioning), x->pool->n,
+                             x->pool->n == 1 ? "" : "s");
+    map_job mj = { x, &init, subs, x->parts, k, ids, c->train.checkpoint_dir[0] != '\0', "partition" };
+    if (mine > 0 && cnnelm_pool_run(x->pool, mine, train_task, &mj, err))
+        goto out;
+    {
+        cnnelm_model *models = malloc((size_t)k * sizeof *models);
+        if (!models) {
+            cnnelm_fail(err, "out of memory");
+            goto out;
+        }
+        for (int p = 0; p < k; p++)
+            models[p] = x->parts[p].model;
+        int g = cnnelm_cluster_gather_models(x->cluster, models, k, err);
+        for (int p = 0; p < k; p++)
+            x->parts[p].model = models[p];
+        free(models);
+        if (g || gather_results(x, err))
+            goto out;
+    }
+    x->map_seconds = cnnelm_now() - t0;
+
+    /* Reduce (rank 0; refit runs the averaged kernels over every rank's partitions) */
+    t0 = cnnelm_now();
+    const cnnelm_model **models = malloc((size_t)k * sizeof *models);
+    if (!models) {
+        cnnelm_fail(err, "out of memory");
+        goto out;
+    }
+    for (int p = 0; p < k; p++)
+        models[p] = &x->parts[p].model;
+    int r = 0;
+    if (k == 1)
+        r = rank == 0 ? cnnelm_model_copy(&x->reduced, &x->parts[0].model, err) : 0;
+    else if (c->train.reduce == CNNELM_REDUCE_REFIT)
+        r = cnnelm_refit(x->pool, x->cluster, models, k, subs, k, x->prog, &x->reduced, err);
+    else if (rank == 0)
+        r = cnnelm_reduce_models(models, k, c->train.reduce, &x->reduced, err);
+    x->reduce_seconds = cnnelm_now() - t0;
+    if (r) {
+        free(models);
+        goto out;
+    }
+
+    /* Evaluation on rank 0: every partition's model and the reduced one */
+    if (rank == 0 && x->test.n) {
+        int ne = k > 1 ? k + 1 : 1;
+        const cnnelm_model **em = malloc((size_t)ne * sizeof *em);
+        cnnelm_metrics **eo = malloc((size_t)ne * sizeof *eo);
+        if (!em || !eo) {
+            free(em);
+            free(eo);
+            free(models);
+            cnnelm_fail(err, "out of memory");
+            goto out;
+        }
+        em[0] = &x->reduced;
+        eo[0] = &x->reduced_test;
+        for (int p = 0; p < k && k > 1; p++) {
+            em[p + 1] = models[p];
+            eo[p + 1] = &x->parts[p].test;
+        }
+        eval_job ej = { em, &x->test, x->prog, eo, x->reduced_confusion };
+        r = cnnelm_pool_run(x->pool, ne, eval_task, &ej, err);
+        if (k == 1)
+            x->parts[0].test = x->reduced_test;
+        free(em);
+        free(eo);
+    }
+    free(models);
+    if (r)
+        goto out;
+
+    /* The single model on all the data, for comparison (rank 0) */
+    if (c->train.compare_single && k > 1 && rank == 0) {
+        map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model" };
+        cnnelm_progress_note(x->prog, "single model on all %zu training examples", x->train.n);
+        if (cnnelm_pool_run(x->pool, 1, train_task, &sj, err))
+            goto out;
+        const cnnelm_model *sm[1] = { &x->single.model };
+        cnnelm_metrics *so[1] = { &x->single.test };
+        eval_job ej = { sm, &x->test, x->prog, so, NULL };
+        if (x->test.n && cnnelm_pool_run(x->pool, 1, eval_task, &ej, err))
+            goto out;
+        x->has_single = 1;
+    }
+    rc = 0;
+out:
+    cnnelm_model_free(&init);
+    cnnelm_partitions_free(&parts);
+    free(subs);
+    free(ids);
+    return rc;
+}
+
+void cnnelm_experiment_free(cnnelm_experiment *x)
+{
+    for (int p = 0; p < x->k && x->parts; p++) {
+        cnnelm_model_free(&x->parts[p].model);
+        cnnelm_train_log_free(&x->parts[p].log);
+    }
+    free(x->parts);
+    x->parts = NULL;
+    cnnelm_model_free(&x->reduced);
+    free(x->reduced_confusion);
+    x->reduced_confusion = NULL;
+    if (x->has_single) {
+        cnnelm_model_free(&x->single.model);
+        cnnelm_train_log_free(&x->single.log);
+    }
+    x->has_single = 0;
+}
