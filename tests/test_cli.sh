@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Command-line tests: what a user types and sees. Exit codes (0 ok, 1 failed job, 2 usage),
 # one-line error messages naming the file or setting, train -> eval agreement, reports, plots.
-# usage: test_cli.sh PATH/TO/cnnelm SOURCE_DIR FASHION_DIR
+# usage: test_cli.sh PATH/TO/cnnelm SOURCE_DIR FASHION_DIR STUB_PLUGIN_DIR
 set -u
 CNNELM=$1
 SRC=$2
 FASHION=$3
+STUBS=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0
@@ -86,6 +87,65 @@ PY
   before=$(cksum <"$tmp/a.model")
   expect 1 "cannot" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -o "$tmp/no-such-dir/x.model"
   if [ "$(cksum <"$tmp/a.model")" = "$before" ]; then ok; else bad "earlier model changed"; fi
+
+  # ---- map and reduce ----
+  p4=(-s train.partitions=4 -s data.train_limit=4000)
+  one='workers=({backend="cpu";threads=1;})'
+  two='workers=({backend="cpu";threads=1;},{backend="cpu";threads=1;})'
+  four='workers=({backend="cpu";threads=1;},{backend="cpu";threads=1;},{backend="cpu";threads=1;},{backend="cpu";threads=1;})'
+  for reduce in mean refit; do
+    for w in one two four; do
+      expect 0 "reduced \($reduce\)" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" "${p4[@]}" -s "train.reduce=\"$reduce\"" -s "${!w}" -o "$tmp/$reduce-$w.model"
+    done
+    # the same model, bit for bit, whatever the number of workers
+    if cmp -s "$tmp/$reduce-one.model" "$tmp/$reduce-two.model" && cmp -s "$tmp/$reduce-one.model" "$tmp/$reduce-four.model"; then ok; else bad "$reduce: 1, 2 and 4 workers gave different models"; fi
+  done
+  # offline average of checkpointed partitions equals the run's own reduce
+  expect 0 "reduced \(refit\)" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" "${p4[@]}" -s 'train.reduce="refit"' -s "train.checkpoint_dir=\"$tmp/ck\"" -o "$tmp/ck.model"
+  parts=("$tmp"/ck/seed1-fold1-part*of4.model)
+  if [ ${#parts[@]} = 4 ]; then ok; else bad "expected 4 checkpoints, found ${#parts[@]}"; fi
+  expect 0 "combined 4 models \(mean reduce" -- "$CNNELM" average -q -o "$tmp/avg-mean.model" "${parts[@]}"
+  if cmp -s "$tmp/avg-mean.model" "$tmp/mean-one.model"; then ok; else bad "offline mean differs from the run's mean reduce"; fi
+  expect 0 "refit" -- "$CNNELM" average -q --reduce refit -c "$cfg" "${slice[@]}" -s data.train_limit=4000 -o "$tmp/avg-refit.model" "${parts[@]}"
+  "$CNNELM" eval -q -m "$tmp/avg-refit.model" -c "$cfg" "${slice[@]}" >"$tmp/a1" 2>&1
+  "$CNNELM" eval -q -m "$tmp/refit-one.model" -c "$cfg" "${slice[@]}" >"$tmp/a2" 2>&1
+  if [ "$(head -1 "$tmp/a1")" = "$(head -1 "$tmp/a2")" ]; then ok; else bad "offline refit: $(head -1 "$tmp/a1") vs the run's $(head -1 "$tmp/a2")"; fi
+  expect 1 "refit .*-c CONFIG" -- "$CNNELM" average --reduce refit -o "$tmp/x.model" "${parts[@]}"
+  expect 0 "" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s train.seed=2 -o "$tmp/seed2.model"
+  expect 1 "different initial weights \(seed 1 vs 2\)" -- "$CNNELM" average -o "$tmp/x.model" "$tmp/a.model" "$tmp/seed2.model"
+  expect 0 "" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s model.layers=4c-2s -o "$tmp/4c.model"
+  expect 1 "a.model and .*4c.model have different architectures" -- "$CNNELM" average -o "$tmp/x.model" "$tmp/a.model" "$tmp/4c.model"
+  # resume: a checkpoint directory with two partitions done finishes to the same model
+  mkdir -p "$tmp/ck2" && cp "${parts[0]}" "${parts[2]}" "$tmp/ck2/"
+  expect 0 "resumed from its checkpoint" -- "$CNNELM" train -c "$cfg" "${slice[@]}" "${p4[@]}" -s 'train.reduce="refit"' -s "train.checkpoint_dir=\"$tmp/ck2\"" --resume -o "$tmp/resumed.model"
+  if cmp -s "$tmp/resumed.model" "$tmp/ck.model"; then ok; else bad "--resume gave another model than the uninterrupted run"; fi
+  # a worker whose device fails mid-run: its partition goes back to the queue, the run completes
+  CNNELM_CPU_FAIL_AFTER=15@2 "$CNNELM" train -c "$cfg" "${slice[@]}" "${p4[@]}" -s "$two" -o "$tmp/fault.model" >"$tmp/out" 2>&1
+  if [ $? = 0 ] && grep -q "worker 2 (cpu:0) failed and stops" "$tmp/out" && cmp -s "$tmp/fault.model" "$tmp/mean-one.model"; then ok; else bad "device failure: $(grep -m2 -E 'error|failed' "$tmp/out")"; fi
+  CNNELM_CPU_FAIL_AFTER=15 "$CNNELM" train -q -c "$cfg" "${slice[@]}" "${p4[@]}" -s "$two" -o "$tmp/fault2.model" >"$tmp/out" 2>&1
+  if [ $? = 1 ] && grep -q "injected device failure" "$tmp/out"; then ok; else bad "all devices failing should fail the run: $(tail -2 "$tmp/out")"; fi
+  # a partial plugin (convolution forward only) trains to the CPU backend's accuracy
+  if [ -n "$STUBS" ] && [ -e "$STUBS/libcnnelm-convonly.so" ]; then
+    "$CNNELM" train -c "$cfg" "${slice[@]}" -s "plugin_path=\"$STUBS\"" -s 'workers=({backend="convonly";})' -o "$tmp/partial.model" >"$tmp/out" 2>&1
+    partial=$(grep -oE 'test accuracy [0-9.]+%' "$tmp/out" | head -1)
+    if grep -q "ran on the CPU reference, as the backend lacks them: pool_forward elm_accumulate elm_predict elm_solve" "$tmp/out" &&
+       [ -n "$partial" ] && [ "$partial" = "$train_acc" ]; then ok; else bad "partial plugin: '$partial' vs '$train_acc': $(grep -m2 -E 'error|reference' "$tmp/out")"; fi
+  fi
+  # cross-validation and trials
+  expect 0 "partition 2 .*\+-" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=2000 -s train.partitions=2 -s train.folds=3 -o "$tmp/cv.model"
+  # fine-tuning report -> plot
+  expect 0 "" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s train.iterations=2 -s train.batch=100 -s train.chunk=100 -s train.learning_rate=0.1 -o "$tmp/ft.model" --report "$tmp/ft.json"
+  if command -v gnuplot >/dev/null; then
+    expect 0 "plot written" -- "$CNNELM" plot "$tmp/ft.json" -o "$tmp/ft.png"
+    if [ -s "$tmp/ft.png" ] && [ "$(head -c 4 "$tmp/ft.png" | od -An -c | tr -d ' ')" = "211PNG" ]; then ok; else bad "no PNG written"; fi
+    expect 0 "plot written" -- "$CNNELM" plot "$tmp/ft.json" -o "$tmp/ft.svg"
+  fi
+  expect 1 "must end in .png or .svg" -- "$CNNELM" plot "$tmp/ft.json" -o "$tmp/ft.gif"
+  expect 1 "not a cnnelm report" -- "$CNNELM" plot "$tmp/a.model" -o "$tmp/x.png"
+  # extend: noisy copies written as IDX, readable as a data set again
+  expect 0 "train-images-idx3-ubyte.gz" -- "$CNNELM" extend -q -c "$cfg" -s data.train_limit=500 -s data.test_limit=100 -s 'data.extend=["gaussian","salt_pepper","poisson"]' -o "$tmp/ext"
+  expect 0 "2000 training and 400 test images" -- "$CNNELM" train -c "$cfg" -s "data.train_images=\"$tmp/ext/train-images-idx3-ubyte.gz\"" -s "data.train_labels=\"$tmp/ext/train-labels-idx1-ubyte.gz\"" -s "data.test_images=\"$tmp/ext/t10k-images-idx3-ubyte.gz\"" -s "data.test_labels=\"$tmp/ext/t10k-labels-idx1-ubyte.gz\"" -o "$tmp/ext.model"
+  expect 1 "lists \"poisson\" twice" -- "$CNNELM" train -c "$cfg" -s 'data.extend=["poisson","poisson"]'
 else
   echo "SKIP: Fashion-MNIST not installed ($FASHION); install Debian's dataset-fashion-mnist"
 fi

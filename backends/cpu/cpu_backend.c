@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,6 +32,9 @@ cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fm
 /* OpenBLAS's thread count is process-global; this backend parallelises inside each context with
  * its own threads and calls BLAS from several contexts at once, so BLAS must run in the
  * calling thread. Done once, at the first context_open. */
+/* Contexts opened by this process, for CNNELM_CPU_FAIL_AFTER=N@K (a test switch only). */
+static atomic_uint contexts_opened;
+
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static void blas_single_thread(void) { openblas_set_num_threads(1); }
 
@@ -144,18 +148,26 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
         threads = CPU_MAX_THREADS;
 
     /* Fault injection for tests: CNNELM_CPU_FAIL_AFTER=N makes the context fail (as a lost
-     * device would) after N successful calls of buffer_write, buffer_read and the compute ops. */
+     * device would) after N successful calls of buffer_write, buffer_read and the compute ops;
+     * N@K does so only for the K-th context this process opens (K from 1: one worker of many). */
     long fail_after = -1;
+    unsigned opened = atomic_fetch_add(&contexts_opened, 1u) + 1u;
     const char *fa = getenv("CNNELM_CPU_FAIL_AFTER");
     if (fa && *fa) {
         char *end;
         errno = 0;
-        long v = strtol(fa, &end, 10);
+        long v = strtol(fa, &end, 10), which = 0;
+        if (errno == 0 && *end == '@') {
+            which = strtol(end + 1, &end, 10);
+            if (which < 1)
+                v = -1;
+        }
         if (errno != 0 || *end != 0 || v < 0) {
-            open_error(error, error_size, "CNNELM_CPU_FAIL_AFTER must be a non-negative integer");
+            open_error(error, error_size, "CNNELM_CPU_FAIL_AFTER must be N or N@K (integers, K >= 1)");
             return CNNELM_ERR_INVALID_ARGUMENT;
         }
-        fail_after = v;
+        if (which == 0 || (unsigned long)which == opened)
+            fail_after = v;
     }
 
     pthread_once(&blas_once, blas_single_thread);

@@ -3,7 +3,9 @@
 #define _GNU_SOURCE /* open_memstream */
 #include "cnnelm/run.h"
 
+#include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +400,11 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
                  j.train.n, j.test.n, j.train.rows, j.train.cols, arch.classes);
         cnnelm_progress_end(&j.prog, detail);
     }
+    if (c->train.checkpoint_dir[0] && mkdir(c->train.checkpoint_dir, 0777) != 0 && errno != EEXIST) {
+        cnnelm_fail(err, "%s: train.checkpoint_dir: cannot create %s: %s", c->path,
+                    c->train.checkpoint_dir, strerror(errno));
+        goto out;
+    }
     if (cnnelm_pool_open(&j.pool, c, &arch, err))
         goto out;
     j.pool_open = 1;
@@ -431,8 +438,9 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     if (j.test.n || c->train.folds > 1) {
         print_table(&s, c);
         if (j.confusion) {
-            printf("first run's %s model: test accuracy %.2f%% (%llu examples), kappa %.4f "
-                   "(standard error %.4f)\n", s.k > 1 ? "reduced" : "", 100 * j.test_metrics.accuracy,
+            printf("%s: test accuracy %.2f%% (%llu examples), kappa %.4f (standard error %.4f)\n",
+                   s.runs > 1 ? (s.k > 1 ? "first run's reduced model" : "first run's model")
+                              : (s.k > 1 ? "reduced model" : "model"), 100 * j.test_metrics.accuracy,
                    (unsigned long long)j.test_metrics.n, j.test_metrics.kappa, j.test_metrics.kappa_se);
             print_confusion(j.confusion, arch.classes);
         }
