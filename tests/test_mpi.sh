@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Multi-process runs under Open MPI: `mpirun -np 2` and `-np 3` (oversubscribed, localhost) give
+# the single-process model bit for bit, for the mean and the refit reduce; a failing rank ends
+# the whole job with its message and a non-zero exit, without hanging.
+# usage: test_mpi.sh PATH/TO/cnnelm SOURCE_DIR FASHION_DIR
+set -u
+CNNELM=$1
+SRC=$2
+FASHION=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+if ! command -v mpirun >/dev/null || [ ! -r "$FASHION/train-images-idx3-ubyte.gz" ]; then
+  echo "SKIP: mpirun or Fashion-MNIST missing"
+  echo "mpi: 0 passed, 0 failed"
+  exit 0
+fi
+# CI runs as root; Open MPI refuses that unless told. Open MPI's own allocations are not ours
+# to leak-check.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0"
+run=(train -q -c "$SRC/conf/default.cfg" -s data.train_limit=4000 -s data.test_limit=1000
+     -s train.partitions=4 -s 'workers=({backend="cpu";threads=1;})')
+for reduce in mean refit; do
+  "$CNNELM" "${run[@]}" -s "train.reduce=\"$reduce\"" -o "$tmp/one-$reduce.model" --report "$tmp/one.json" >/dev/null 2>&1 || bad "single process ($reduce) failed"
+  for np in 2 3; do
+    if timeout 300 mpirun --oversubscribe -np $np "$CNNELM" "${run[@]}" -s "train.reduce=\"$reduce\"" \
+         -o "$tmp/np$np-$reduce.model" --report "$tmp/np$np.json" >"$tmp/out" 2>&1; then
+      if cmp -s "$tmp/one-$reduce.model" "$tmp/np$np-$reduce.model"; then ok; else bad "-np $np ($reduce): model differs from the single-process one"; fi
+      if grep -q '"processes": '$np "$tmp/np$np.json" && grep -q '"rank": '$((np - 1)) "$tmp/np$np.json"; then ok; else bad "-np $np: the report does not say which rank trained what"; fi
+    else
+      bad "-np $np ($reduce) failed: $(tail -3 "$tmp/out")"
+    fi
+  done
+done
+# every rank's device fails: the job ends, non-zero, with a rank's message
+timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_CPU_FAIL_AFTER=15 "$CNNELM" "${run[@]}" -o "$tmp/fail.model" >"$tmp/out" 2>&1
+code=$?
+if [ $code != 0 ] && [ $code != 124 ] && grep -q "cnnelm: error: rank [01]: .*injected device failure" "$tmp/out" && [ ! -e "$tmp/fail.model" ]; then ok; else bad "failing ranks: exit $code: $(head -3 "$tmp/out")"; fi
+echo "mpi: $passed passed, $failed failed"
+[ "$failed" = 0 ]
