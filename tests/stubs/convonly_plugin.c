@@ -8,8 +8,8 @@
 
 #include "cnnelm/backend.h"
 
-struct cnnelm_backend_ctx { char error[256]; };
-struct cnnelm_buffer { size_t bytes; float data[]; };
+struct cnnelm_buffer { struct cnnelm_buffer *prev, *next; size_t bytes; float data[]; };
+struct cnnelm_backend_ctx { char error[256]; struct cnnelm_buffer *buffers; /* all live ones */ };
 
 static cnnelm_status count(int *n) { *n = 1; return CNNELM_OK; }
 static cnnelm_status info(int i, cnnelm_device_info *d)
@@ -29,18 +29,41 @@ static cnnelm_status open_(int dev, const cnnelm_context_params *p, cnnelm_backe
     *out = calloc(1, sizeof **out);
     return *out ? CNNELM_OK : CNNELM_ERR_OUT_OF_MEMORY;
 }
-static void close_(cnnelm_backend_ctx *c) { free(c); } /* the core frees its buffers first */
+static void close_(cnnelm_backend_ctx *c) /* frees every buffer still allocated, as the ABI says */
+{
+    while (c->buffers) {
+        cnnelm_buffer *b = c->buffers;
+        c->buffers = b->next;
+        free(b);
+    }
+    free(c);
+}
 static const char *last(const cnnelm_backend_ctx *c) { return c->error; }
 static cnnelm_status alloc_(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o)
 {
-    (void)c;
     *o = malloc(sizeof **o + b);
     if (!*o)
         return CNNELM_ERR_OUT_OF_MEMORY;
     (*o)->bytes = b;
+    (*o)->prev = NULL;
+    (*o)->next = c->buffers;
+    if (c->buffers)
+        c->buffers->prev = *o;
+    c->buffers = *o;
     return CNNELM_OK;
 }
-static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b) { (void)c; free(b); }
+static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b)
+{
+    if (!b)
+        return;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        c->buffers = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    free(b);
+}
 static cnnelm_status wr(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b)
 {
     if (o + b > d->bytes) {
