@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,13 +45,28 @@ static double gaussian(cnnelm_rng *r)
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
-static double poisson(cnnelm_rng *r, double mean)
+#define POISSON_KNUTH_MAX 30
+
+/* exp(-v) for v = 0..POISSON_KNUTH_MAX by repeated multiplication of one constant: only IEEE
+ * multiplications, so the table (and Knuth's method) is the same on every platform. */
+static double exp_minus(int v)
 {
-    if (mean <= 0)
+    double e = 1.0;
+    for (int i = 0; i < v; i++)
+        e *= 0x1.78b56362cef38p-2; /* exp(-1) rounded to double */
+    return e;
+}
+
+/* A Poisson sample of mean v (an integer grey level): Knuth's product of uniforms up to
+ * POISSON_KNUTH_MAX, the normal approximation N(v, v) above (its error is well under a grey
+ * level there). */
+static double poisson(cnnelm_rng *r, int v, const double *limits)
+{
+    if (v <= 0)
         return 0;
-    if (mean > 30) /* normal approximation, good to well under a grey level here */
-        return mean + sqrt(mean) * gaussian(r);
-    double limit = exp(-mean), p = 1.0;
+    if (v > POISSON_KNUTH_MAX)
+        return v + sqrt((double)v) * gaussian(r);
+    double limit = limits[v], p = 1.0;
     int k = 0;
     do {
         k++;
@@ -60,12 +76,13 @@ static double poisson(cnnelm_rng *r, double mean)
 }
 
 static void noisy_copy(const uint8_t *src, uint8_t *dst, size_t pixels, int type, uint64_t seed,
-                       size_t index)
+                       size_t index, const double *limits)
 {
     cnnelm_rng r;
-    /* one stream per (image, noise type): independent of threads and of the other images */
-    cnnelm_rng_seed(&r, seed ^ ((uint64_t)index * 0x9e3779b97f4a7c15ULL),
-                    CNNELM_STREAM_NOISE + 16 * (uint64_t)(type + 1));
+    /* one stream per (image, noise type): independent of threads and of the other images; the
+     * index is hashed (splitmix64, a bijection) so nearby seeds and indices do not collide */
+    uint64_t h = (uint64_t)index;
+    cnnelm_rng_seed(&r, seed ^ cnnelm_splitmix64(&h), CNNELM_STREAM_NOISE + 16 * (uint64_t)(type + 1));
     for (size_t i = 0; i < pixels; i++) {
         double v = src[i];
         switch (type) {
@@ -75,19 +92,29 @@ static void noisy_copy(const uint8_t *src, uint8_t *dst, size_t pixels, int type
             dst[i] = u < SALT_PEPPER_RATE / 2 ? 0 : u < SALT_PEPPER_RATE ? 255 : src[i];
             break;
         }
-        default: dst[i] = clamp255(poisson(&r, v)); break;
+        default: dst[i] = clamp255(poisson(&r, src[i], limits)); break;
         }
     }
 }
 
 int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, cnnelm_error *err)
 {
+    if (mask & ~(unsigned)(CNNELM_NOISE_GAUSSIAN | CNNELM_NOISE_SALT_PEPPER | CNNELM_NOISE_POISSON))
+        return cnnelm_fail(err, "noise mask 0x%x has unknown bits (gaussian 1, salt_pepper 2, poisson 4)",
+                           mask);
     int copies = 0;
     for (int t = 0; t < 3; t++)
         copies += (mask >> t) & 1u;
     if (copies == 0 || ds->n == 0)
         return 0;
-    size_t px = (size_t)ds->rows * ds->cols, n = ds->n, total = n * (size_t)(1 + copies);
+    size_t px = (size_t)ds->rows * ds->cols, n = ds->n;
+    if (px == 0 || n > SIZE_MAX / px / (size_t)(1 + copies))
+        return cnnelm_fail(err, "%zu images of %dx%d with %d noisy copies overflow the address space",
+                           n, ds->rows, ds->cols, copies);
+    size_t total = n * (size_t)(1 + copies);
+    double limits[POISSON_KNUTH_MAX + 1];
+    for (int v = 0; v <= POISSON_KNUTH_MAX; v++)
+        limits[v] = exp_minus(v);
     uint8_t *images = malloc(total * px), *labels = malloc(total);
     uint8_t *source = ds->source ? malloc(total) : NULL;
     if (!images || !labels || (ds->source && !source)) {
@@ -105,7 +132,7 @@ int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, c
         if (!((mask >> t) & 1u))
             continue;
         for (size_t i = 0; i < n; i++)
-            noisy_copy(ds->images + i * px, images + (at + i) * px, px, t, seed, i);
+            noisy_copy(ds->images + i * px, images + (at + i) * px, px, t, seed, i, limits);
         memcpy(labels + at, ds->labels, n);
         if (source)
             memcpy(source + at, ds->source, n);
@@ -125,27 +152,36 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
     int rc = -1, any_test = 0;
     for (int s = 0; s < k; s++) {
         const char *ti = cfg->data.sources[s].train_images, *tl = cfg->data.sources[s].train_labels;
-        /* a source's class count comes from its training labels, for train and test alike */
-        cnnelm_dataset labels_only;
-        memset(&labels_only, 0, sizeof labels_only);
-        if (cnnelm_idx_read_labels(tl, &labels_only, err))
-            goto out;
-        int classes = labels_only.classes;
-        cnnelm_dataset_free(&labels_only);
+        const char *img = test ? cfg->data.sources[s].test_images : ti;
+        const char *lab = test ? cfg->data.sources[s].test_labels : tl;
+        /* a source's class count comes from its whole training label file (limits do not change
+         * it), for train and test alike; the test set reads the training labels for it */
+        int classes = 256;
+        if (test) {
+            cnnelm_dataset labels_only;
+            memset(&labels_only, 0, sizeof labels_only);
+            if (cnnelm_idx_read_labels(tl, &labels_only, err))
+                goto out;
+            classes = labels_only.classes;
+            cnnelm_dataset_free(&labels_only);
+        }
+        if (*img) {
+            any_test = 1;
+            /* test labels beyond the source's training classes are an error naming the file */
+            if (cnnelm_dataset_load(&part[s], img, lab, classes,
+                                    (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), err))
+                goto out;
+        }
+        if (!test)
+            classes = part[s].classes;
         offset[s + 1] = offset[s] + classes;
         if (offset[s + 1] > 256) {
             cnnelm_fail(err, "%s: data.sources have %d classes together (at most 256)", cfg->path,
                         offset[s + 1]);
             goto out;
         }
-        const char *img = test ? cfg->data.sources[s].test_images : ti;
-        const char *lab = test ? cfg->data.sources[s].test_labels : tl;
         if (!*img)
             continue;
-        any_test = 1;
-        if (cnnelm_dataset_load(&part[s], img, lab, classes,
-                                (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), err))
-            goto out;
         if (total && (part[s].rows != ds->rows || part[s].cols != ds->cols)) {
             cnnelm_fail(err, "%s: images are %dx%d but the sources before it have %dx%d", img,
                         part[s].rows, part[s].cols, ds->rows, ds->cols);
@@ -222,6 +258,28 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
     return 0;
 }
 
+/* mkdir -p: creates dir and its missing parents. */
+static int make_dirs(const char *dir, cnnelm_error *err)
+{
+    char path[CNNELM_PATH_MAX];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path)
+        return cnnelm_fail(err, "%s: bad output directory name", dir);
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != 0)
+            continue;
+        char c = path[i];
+        path[i] = 0;
+        struct stat st;
+        if (mkdir(path, 0777) != 0 && (errno != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
+            return cnnelm_fail(err, "%s: cannot create directory %s: %s", dir, path,
+                               errno == EEXIST ? "not a directory" : strerror(errno));
+        path[i] = c;
+    }
+    return 0;
+}
+
 int cnnelm_run_extend(const char *config_path, const char *const *overrides, int n_overrides,
                       const char *dir, int quiet, cnnelm_error *err)
 {
@@ -235,10 +293,8 @@ int cnnelm_run_extend(const char *config_path, const char *const *overrides, int
     if (cnnelm_dataset_load_config(&train, &cfg, 0, 256, err) ||
         cnnelm_dataset_load_config(&test, &cfg, 1, train.classes, err))
         goto out;
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        cnnelm_fail(err, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (make_dirs(dir, err))
         goto out;
-    }
     const struct {
         const cnnelm_dataset *ds;
         const char *images, *labels;
@@ -254,9 +310,12 @@ int cnnelm_run_extend(const char *config_path, const char *const *overrides, int
                                     sets[i].ds->cols, err) ||
             cnnelm_idx_write_labels(pl, sets[i].ds->labels, sets[i].ds->n, err))
             goto out;
-        if (!quiet)
-            fprintf(stderr, "wrote %zu examples\n", sets[i].ds->n);
+        /* one line per file on stdout (for scripts); the counts on stderr */
         printf("%s\n%s\n", pi, pl);
+        fflush(stdout);
+        if (!quiet)
+            fprintf(stderr, "%s set: %zu images of %dx%d, %d classes\n", i ? "test" : "training",
+                    sets[i].ds->n, sets[i].ds->rows, sets[i].ds->cols, sets[i].ds->classes);
     }
     rc = 0;
 out:
