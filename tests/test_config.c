@@ -88,6 +88,8 @@ START_TEST(defaults)
     ck_assert_int_eq(cfg.model.init, CNNELM_INIT_ZERO_MEAN);
     ck_assert_int_eq(cfg.train.trials, 1);
     ck_assert_int_eq(cfg.train.folds, 0);
+    ck_assert_int_eq(cfg.train.compare_single, 0);
+    ck_assert_str_eq(cfg.train.checkpoint_dir, "");
     ck_assert_int_eq(cfg.data.n_sources, 0);
     ck_assert_uint_eq(cfg.data.extend, 0);
     ck_assert_uint_eq(cfg.train.seed, 1);
@@ -130,15 +132,16 @@ static const char *all_keys =
     "  train_images = \"/d/ti.gz\"; train_labels = \"/d/tl.gz\";\n"
     "  test_images = \"/d/xi\"; test_labels = \"/d/xl\";\n"
     "  train_limit = 1000; test_limit = 5000000000L;\n"
+    "  extend = [\"salt_pepper\", \"gaussian\"];\n"
     "};\n"
     "model = {\n"
     "  layers = \"4c-2s\"; kernel = 3; activation = \"opttanh\"; pooling = \"max\";\n"
-    "  elm_activation = \"relu\"; lambda = 0.5;\n"
+    "  elm_activation = \"relu\"; lambda = 0.5; init = \"uniform\";\n"
     "};\n"
     "train = {\n"
     "  seed = 9000000000L; iterations = 3; batch = 60000; chunk = 250; learning_rate = 2;\n"
     "  lr_schedule = \"inverse\"; momentum = 0.9; partitions = 5; partitioning = \"label-skew\";\n"
-    "  reduce = \"refit\";\n"
+    "  reduce = \"refit\"; compare_single = true; trials = 5; folds = 10; checkpoint_dir = \"/ck\";\n"
     "};\n"
     "workers = ( { backend = \"opencl\"; device = 1; threads = 4; },\n"
     "            { backend = \"cpu\"; } );\n";
@@ -168,6 +171,13 @@ static void check_all_keys(const cnnelm_config *cfg)
     ck_assert_int_eq(cfg->train.partitions, 5);
     ck_assert_int_eq(cfg->train.partitioning, CNNELM_PART_LABEL_SKEW);
     ck_assert_int_eq(cfg->train.reduce, CNNELM_REDUCE_REFIT);
+    ck_assert_uint_eq(cfg->data.extend, CNNELM_NOISE_GAUSSIAN | CNNELM_NOISE_SALT_PEPPER);
+    ck_assert_int_eq(cfg->data.n_sources, 0);
+    ck_assert_int_eq(cfg->model.init, CNNELM_INIT_UNIFORM);
+    ck_assert_int_eq(cfg->train.compare_single, 1);
+    ck_assert_int_eq(cfg->train.trials, 5);
+    ck_assert_int_eq(cfg->train.folds, 10);
+    ck_assert_str_eq(cfg->train.checkpoint_dir, "/ck");
     ck_assert_int_eq(cfg->n_workers, 2);
     ck_assert_str_eq(cfg->workers[0].backend, "opencl");
     ck_assert_int_eq(cfg->workers[0].device, 1);
@@ -464,7 +474,8 @@ START_TEST(shipped_configs)
                           "activation =", "pooling =", "elm_activation =", "lambda =", "seed =",
                           "iterations =", "batch =", "chunk =", "learning_rate =", "lr_schedule =",
                           "momentum =", "partitions =", "partitioning =", "reduce =", "backend =",
-                          "device =", "threads ="};
+                          "device =", "threads =", "extend =", "sources =", "init =",
+                          "compare_single =", "trials =", "folds =", "checkpoint_dir ="};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         ck_assert_msg(strstr(file, keys[i]) != NULL, "default.cfg lacks %s", keys[i]);
     snprintf(p, sizeof p, "%s/conf/default.cfg", CNNELM_SOURCE_DIR);
@@ -524,9 +535,163 @@ START_TEST(enum_names)
     ck_assert_str_eq(cnnelm_partitioning_name(CNNELM_PART_STRATIFIED), "stratified");
     ck_assert_str_eq(cnnelm_partitioning_name(CNNELM_PART_CONTIGUOUS), "contiguous");
     ck_assert_str_eq(cnnelm_partitioning_name(CNNELM_PART_LABEL_SKEW), "label-skew");
+    ck_assert_str_eq(cnnelm_partitioning_name(CNNELM_PART_BY_SOURCE), "by-source");
     ck_assert_str_eq(cnnelm_lr_schedule_name(CNNELM_LR_CONSTANT), "constant");
     ck_assert_str_eq(cnnelm_lr_schedule_name(CNNELM_LR_INVERSE), "inverse");
     ck_assert_str_eq(cnnelm_reduce_name((cnnelm_reduce)42), "unknown");
+}
+END_TEST
+
+/* data.sources: a list of IDX sets, test_* optional; the effective text reads back the same */
+START_TEST(sources)
+{
+    const char *text =
+        "data = {\n"
+        "  sources = (\n"
+        "    { train_images = \"/n/ti\"; train_labels = \"/n/tl\"; test_images = \"/n/xi\"; test_labels = \"/n/xl\"; },\n"
+        "    { train_images = \"/l/ti\"; train_labels = \"/l/tl\"; }\n"
+        "  );\n"
+        "};\n"
+        "train = { partitioning = \"by-source\"; };\n";
+    cnnelm_config cfg, cfg2;
+    cnnelm_error err;
+    ck_assert_msg(load(&cfg, text, NULL, 0, &err) == 0, "%s", err.msg);
+    for (int round = 0; round < 2; round++) {
+        const cnnelm_config *c = round ? &cfg2 : &cfg;
+        ck_assert_int_eq(c->data.n_sources, 2);
+        ck_assert_str_eq(c->data.sources[0].train_images, "/n/ti");
+        ck_assert_str_eq(c->data.sources[0].train_labels, "/n/tl");
+        ck_assert_str_eq(c->data.sources[0].test_images, "/n/xi");
+        ck_assert_str_eq(c->data.sources[0].test_labels, "/n/xl");
+        ck_assert_str_eq(c->data.sources[1].train_images, "/l/ti");
+        ck_assert_str_eq(c->data.sources[1].train_labels, "/l/tl");
+        ck_assert_str_eq(c->data.sources[1].test_images, "");
+        ck_assert_str_eq(c->data.sources[1].test_labels, "");
+        ck_assert_int_eq(c->train.partitioning, CNNELM_PART_BY_SOURCE);
+        if (round)
+            break;
+        char again[600];
+        snprintf(again, sizeof again, "%s/effective.cfg", dir);
+        write_text(again, cfg.text);
+        ck_assert_msg(cnnelm_config_load(&cfg2, again, NULL, 0, &err) == 0, "%s\n%s", err.msg, cfg.text);
+    }
+    ck_assert_str_eq(cfg2.text, cfg.text);
+    ck_assert_ptr_nonnull(strstr(cfg.text, "sources = ("));
+    ck_assert_ptr_nonnull(strstr(cfg.text, "partitioning = \"by-source\";"));
+    cnnelm_config_free(&cfg);
+    cnnelm_config_free(&cfg2);
+
+    /* overrides: the list replaced whole; an empty list or array is none */
+    const char *ov[] = {"data.sources=({train_images=\"a\";train_labels=\"b\";})"};
+    ck_assert_msg(load(&cfg, text, ov, 1, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(cfg.data.n_sources, 1);
+    ck_assert_str_eq(cfg.data.sources[0].train_images, "a");
+    cnnelm_config_free(&cfg);
+    ck_assert_msg(load(&cfg, "data = { sources = (); train_images = \"x\"; };\n", NULL, 0, &err) == 0,
+                  "%s", err.msg);
+    ck_assert_int_eq(cfg.data.n_sources, 0);
+    cnnelm_config_free(&cfg);
+    ck_assert_msg(load(&cfg, "data = { sources = []; };\n", NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(cfg.data.n_sources, 0);
+    cnnelm_config_free(&cfg);
+
+    /* the most sources */
+    char many[8192];
+    size_t used = (size_t)snprintf(many, sizeof many, "data = { sources = (");
+    for (int i = 0; i < CNNELM_MAX_SOURCES + 1; i++)
+        used += (size_t)snprintf(many + used, sizeof many - used,
+                                 "%s{train_images=\"i%d\";train_labels=\"l%d\";}", i ? "," : "", i, i);
+    snprintf(many + used, sizeof many - used, "); };\n");
+    char want[128];
+    snprintf(want, sizeof want, ":1: data.sources has %d entries (at most %d)", CNNELM_MAX_SOURCES + 1,
+             CNNELM_MAX_SOURCES);
+    expect_file_error(many, want);
+    char *last = strrchr(many, ',');
+    snprintf(last, 16, "); };\n");
+    ck_assert_msg(load(&cfg, many, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(cfg.data.n_sources, CNNELM_MAX_SOURCES);
+    ck_assert_str_eq(cfg.data.sources[CNNELM_MAX_SOURCES - 1].train_labels, "l15");
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(source_errors)
+{
+    expect_file_error("data = {\n  train_images = \"x\";\n"
+                      "  sources = ( { train_images = \"a\"; train_labels = \"b\"; } );\n};\n",
+                      ":2: data.train_images is set, but data.sources replaces data.train_images, "
+                      "data.train_labels, data.test_images and data.test_labels: set them to \"\"");
+    expect_file_error("data = { test_labels = \"x\";\n"
+                      "  sources = ( { train_images = \"a\"; train_labels = \"b\"; } );\n};\n",
+                      ":1: data.test_labels is set, but data.sources replaces data.train_images, "
+                      "data.train_labels, data.test_images and data.test_labels: set them to \"\"");
+    expect_file_error("data = { sources = (\n { train_images = \"a\"; } ); };\n",
+                      ":2: data.sources[0] has no train_labels");
+    expect_file_error("data = { sources = ( { train_images = \"a\"; train_labels = \"b\"; },\n"
+                      " { train_images = \"a\"; train_labels = \"b\"; test_images = \"c\"; } ); };\n",
+                      ":2: data.sources[1]: test_images and test_labels go together (one is empty)");
+    expect_file_error("data = { sources = \"a.gz\"; };\n",
+                      ":1: data.sources must be a list of groups, e.g. ( { train_images = \"a.gz\"; "
+                      "train_labels = \"b.gz\"; } ), not a string");
+    expect_file_error("data = { sources = ( \"a.gz\" ); };\n",
+                      ":1: data.sources[0] must be a group { train_images = ...; train_labels = ...; }, "
+                      "not a string");
+    expect_file_error("data = { sources = ( { train_images = \"a\"; train_labels = \"b\"; train_limit = 5; } ); };\n",
+                      ":1: unknown setting 'data.sources[0].train_limit'");
+    expect_file_error("data = { sources = ( { train_images = 5; train_labels = \"b\"; } ); };\n",
+                      ":1: data.sources[0].train_images must be a string (in double quotes), not an integer");
+    expect_override_error("data.sources.train_images=x",
+                          "-s data.sources.train_images=x: data.sources is a list; override it whole");
+    /* by-source needs sources */
+    expect_file_error("train = {\n  partitioning = \"by-source\";\n};\n",
+                      ":2: train.partitioning = \"by-source\" needs data.sources (one partition per source)");
+    expect_override_error("train.partitioning=by-source",
+                          "-s train.partitioning=by-source: train.partitioning = \"by-source\" needs "
+                          "data.sources (one partition per source)");
+}
+END_TEST
+
+START_TEST(extend_and_trials)
+{
+    cnnelm_config cfg;
+    cnnelm_error err;
+    ck_assert_msg(load(&cfg, "data = { extend = [\"poisson\", \"gaussian\", \"salt_pepper\"]; };\n", NULL, 0,
+                       &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(cfg.data.extend, CNNELM_NOISE_GAUSSIAN | CNNELM_NOISE_SALT_PEPPER | CNNELM_NOISE_POISSON);
+    /* the text lists them in the fixed order */
+    ck_assert_msg(strstr(cfg.text, "extend = [ \"gaussian\", \"salt_pepper\", \"poisson\" ];") != NULL, "%s", cfg.text);
+    cnnelm_config_free(&cfg);
+    const char *ov[] = {"data.extend=[\"poisson\"]", "train.compare_single=true", "train.trials=1000",
+                        "train.folds=2"};
+    ck_assert_msg(load(&cfg, "data = { extend = [\"gaussian\"]; };\n", ov, 4, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(cfg.data.extend, CNNELM_NOISE_POISSON);
+    ck_assert_int_eq(cfg.train.compare_single, 1);
+    ck_assert_int_eq(cfg.train.trials, 1000);
+    ck_assert_int_eq(cfg.train.folds, 2);
+    ck_assert_ptr_nonnull(strstr(cfg.text, "compare_single = true;"));
+    cnnelm_config_free(&cfg);
+    const char *none[] = {"data.extend=[]"};
+    ck_assert_msg(load(&cfg, "data = { extend = [\"gaussian\"]; };\n", none, 1, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(cfg.data.extend, 0);
+    cnnelm_config_free(&cfg);
+
+    expect_file_error("data = {\n extend = [\"gaussian\", \"gaussian\"]; };\n",
+                      ":2: data.extend lists \"gaussian\" twice");
+    expect_file_error("data = { extend = [\"gaussian\", \"speckle\"]; };\n",
+                      ":1: data.extend[1] is not one of \"gaussian\", \"salt_pepper\", \"poisson\"");
+    expect_file_error("data = { extend = \"gaussian\"; };\n",
+                      ":1: data.extend must be an array of strings, e.g. [\"gaussian\", \"poisson\"], not a string");
+    expect_file_error("data = { extend = [1]; };\n",
+                      ":1: data.extend[0] is not one of \"gaussian\", \"salt_pepper\", \"poisson\"");
+    expect_file_error("train = { compare_single = 1; };\n",
+                      ":1: train.compare_single must be true or false, not an integer");
+    expect_file_error("train = { trials = 0; };\n", ":1: train.trials = 0 is out of range (1..1000)");
+    expect_file_error("train = { trials = 1001; };\n", ":1: train.trials = 1001 is out of range (1..1000)");
+    expect_file_error("train = { folds = 101; };\n", ":1: train.folds = 101 is out of range (0..100)");
+    expect_file_error("train = {\n folds = 1; };\n",
+                      ":2: train.folds = 1: cross-validation needs at least 2 folds (0: off)");
+    expect_override_error("train.folds=1", "-s train.folds=1: train.folds = 1: cross-validation needs at "
+                          "least 2 folds (0: off)");
 }
 END_TEST
 
@@ -549,6 +714,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, shipped_configs);
     tcase_add_test(tc, docs_match_schema);
     tcase_add_test(tc, enum_names);
+    tcase_add_test(tc, sources);
+    tcase_add_test(tc, source_errors);
+    tcase_add_test(tc, extend_and_trials);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -99,8 +99,8 @@ static const key_def schema[] = {
      .help = "Use only the first N test examples. 0: all."},
     {.path = "data.extend", .kind = K_NOISE, CF(data.extend), .names = noise_names, .idef = 0,
      .help = "Extended data, as in the paper: one noisy copy of every training and test image per "
-             "noise type listed, e.g. [\"gaussian\", \"salt_pepper\", \"poisson\"] (4x the data). "
-             "Noise levels: docs/data.md. []: none."},
+             "noise type listed, e.g. [\"gaussian\", \"salt_pepper\", \"poisson\"] (4x the data), "
+             "seeded by train.seed (test copies: train.seed + 1). Noise levels: docs/data.md. []: none."},
     {.path = "data.sources.train_images", .kind = K_STRING, .worker = 2, .required = 1, SF(train_images),
      .sdef = "", .help = "data.sources: a list of IDX sets used as one data set, labels offset per "
                          "source, e.g. ( { train_images = \"a.gz\"; train_labels = \"al.gz\"; }, "
@@ -156,7 +156,8 @@ static const key_def schema[] = {
      .idef = CNNELM_PART_SHUFFLE,
      .help = "How the training set is split: shuffle (random, equal sizes), stratified (equal class "
              "proportions), contiguous (file order), label-skew (non-IID: partitions see different "
-             "classes)."},
+             "classes), by-source (one partition per data.sources entry, non-IID; train.partitions "
+             "is not used)."},
     {.path = "train.reduce", .kind = K_ENUM, CF(train.reduce), .names = reduce_names,
      .idef = CNNELM_REDUCE_MEAN,
      .help = "How the k models are combined: mean (plain mean of weights and beta, the paper), "
@@ -1074,18 +1075,28 @@ int cnnelm_config_load(cnnelm_config *cfg, const char *path, const char *const *
     ctx c = {path && *path ? path : "(defaults)", err};
     if (check_group(&c, config_root_setting(&conf), "", cfg))
         goto done;
+    /* keys that depend on each other; the message points at the setting (file:line or -s) */
     if (cfg->data.n_sources > 0 && (cfg->data.train_images[0] || cfg->data.train_labels[0] ||
                                     cfg->data.test_images[0] || cfg->data.test_labels[0])) {
-        cnnelm_fail(err, "%s: data.sources replaces data.train_images, data.train_labels, "
-                    "data.test_images and data.test_labels: leave those empty", c.path);
+        const char *names[] = {"train_images", "train_labels", "test_images", "test_labels"};
+        const char *vals[] = {cfg->data.train_images, cfg->data.train_labels, cfg->data.test_images,
+                              cfg->data.test_labels};
+        int i = 0;
+        while (!vals[i][0]) i++;
+        char key[32];
+        snprintf(key, sizeof key, "data.%s", names[i]);
+        fail_at(&c, config_lookup(&conf, key), "data.%s is set, but data.sources replaces data.train_images, "
+                "data.train_labels, data.test_images and data.test_labels: set them to \"\"", names[i]);
         goto done;
     }
     if (cfg->train.partitioning == CNNELM_PART_BY_SOURCE && cfg->data.n_sources == 0) {
-        cnnelm_fail(err, "%s: train.partitioning = \"by-source\" needs data.sources", c.path);
+        fail_at(&c, config_lookup(&conf, "train.partitioning"),
+                "train.partitioning = \"by-source\" needs data.sources (one partition per source)");
         goto done;
     }
     if (cfg->train.folds == 1) {
-        cnnelm_fail(err, "%s: train.folds = 1: cross-validation needs at least 2 folds (0: off)", c.path);
+        fail_at(&c, config_lookup(&conf, "train.folds"),
+                "train.folds = 1: cross-validation needs at least 2 folds (0: off)");
         goto done;
     }
     cfg->text = effective_text(cfg);
