@@ -212,6 +212,8 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
     }
     size_t at = 0;
     for (int s = 0; s < k; s++) {
+        if (part[s].n == 0) /* a source without a test set */
+            continue;
         memcpy(images + at * px, part[s].images, part[s].n * px);
         for (size_t i = 0; i < part[s].n; i++) {
             labels[at + i] = (uint8_t)(part[s].labels[i] + offset[s]);
