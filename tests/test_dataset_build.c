@@ -391,6 +391,19 @@ START_TEST(noise_seeding)
         /* an image's noise depends on its index and the seed only, not on the other images */
         ck_assert_int_eq(memcmp(ca, small.images + (size_t)t * 7 * px, 7 * px), 0);
     }
+    /* large sets are split over threads: the split differs with the size (and the machine),
+     * the bytes do not */
+    cnnelm_dataset big, part;
+    random_set(&big, 2000, 28, 28, 0, 255, 5);
+    random_set(&part, 1500, 28, 28, 0, 255, 5); /* its first 1500 images */
+    ck_assert_int_eq(cnnelm_dataset_add_noise(&big, all, 42, &err), 0);
+    ck_assert_int_eq(cnnelm_dataset_add_noise(&part, all, 42, &err), 0);
+    for (int t = 1; t < 4; t++)
+        ck_assert_int_eq(memcmp(big.images + (size_t)t * 2000 * 784, part.images + (size_t)t * 1500 * 784,
+                                1500 * 784), 0);
+    cnnelm_dataset_free(&big);
+    cnnelm_dataset_free(&part);
+
     /* the noise types draw from different streams */
     ck_assert_int_ne(memcmp(a.images + 50 * px, a.images + 100 * px, 50 * px), 0);
 

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -97,6 +99,59 @@ static void noisy_copy(const uint8_t *src, uint8_t *dst, size_t pixels, int type
     }
 }
 
+/* The noisy copies, split over threads by image: each image has its own stream, so the bytes
+ * do not depend on the number of threads. */
+typedef struct noise_job {
+    const uint8_t *src;
+    uint8_t *dst;           /* the copies, type after type */
+    size_t n, px;
+    int types[3], n_types;
+    uint64_t seed;
+    const double *limits;
+    size_t begin, end;      /* this thread's images */
+} noise_job;
+
+static void *noise_worker(void *arg)
+{
+    const noise_job *j = arg;
+    for (int t = 0; t < j->n_types; t++)
+        for (size_t i = j->begin; i < j->end; i++)
+            noisy_copy(j->src + i * j->px, j->dst + ((size_t)t * j->n + i) * j->px, j->px, j->types[t],
+                       j->seed, i, j->limits);
+    return NULL;
+}
+
+#define NOISE_MAX_THREADS 16
+
+static void add_noise_threaded(noise_job *base)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t work = base->n * base->px * (size_t)base->n_types;
+    int k = cpus < 1 ? 1 : cpus > NOISE_MAX_THREADS ? NOISE_MAX_THREADS : (int)cpus;
+    if (work < ((size_t)1 << 20))  /* not worth a thread */
+        k = 1;
+    if ((size_t)k > base->n)
+        k = (int)base->n;
+    noise_job jobs[NOISE_MAX_THREADS];
+    pthread_t th[NOISE_MAX_THREADS];
+    int started[NOISE_MAX_THREADS] = { 0 };
+    for (int w = 0; w < k; w++) {
+        jobs[w] = *base;
+        jobs[w].begin = base->n * (size_t)w / (size_t)k;
+        jobs[w].end = base->n * (size_t)(w + 1) / (size_t)k;
+        /* the first share runs on this thread; a thread that cannot start runs here too */
+        if (w > 0)
+            started[w] = pthread_create(&th[w], NULL, noise_worker, &jobs[w]) == 0;
+    }
+    noise_worker(&jobs[0]);
+    for (int w = 1; w < k; w++) {
+        if (started[w])
+            pthread_join(th[w], NULL);
+        else
+            noise_worker(&jobs[w]);
+    }
+}
+
 int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, cnnelm_error *err)
 {
     if (mask & ~(unsigned)(CNNELM_NOISE_GAUSSIAN | CNNELM_NOISE_SALT_PEPPER | CNNELM_NOISE_POISSON))
@@ -127,12 +182,14 @@ int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, c
     memcpy(labels, ds->labels, n);
     if (source)
         memcpy(source, ds->source, n);
+    noise_job job = { .src = ds->images, .dst = images + n * px, .n = n, .px = px, .seed = seed,
+                      .limits = limits };
+    for (int t = 0; t < 3; t++)
+        if ((mask >> t) & 1u)
+            job.types[job.n_types++] = t;
+    add_noise_threaded(&job);
     size_t at = n;
-    for (int t = 0; t < 3; t++) {
-        if (!((mask >> t) & 1u))
-            continue;
-        for (size_t i = 0; i < n; i++)
-            noisy_copy(ds->images + i * px, images + (at + i) * px, px, t, seed, i, limits);
+    for (int t = 0; t < copies; t++) {
         memcpy(labels + at, ds->labels, n);
         if (source)
             memcpy(source + at, ds->source, n);
