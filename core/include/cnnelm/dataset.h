@@ -56,15 +56,22 @@ struct cnnelm_config;
 int cnnelm_dataset_load_config(cnnelm_dataset *ds, const struct cnnelm_config *cfg, int test,
                                int max_classes, cnnelm_error *err);
 
-/* Appends one noisy copy of every image per noise type in `mask` (CNNELM_NOISE_*), seeded per
- * image so the result does not depend on threads or order. Levels (images in 0..255):
- * gaussian: + N(0, 25.5^2) (sigma 0.1 of full scale), clamped; salt_pepper: each pixel with
- * probability 0.05 set to 0 or 255 (half each); poisson: each pixel v replaced by a Poisson
- * sample of mean v, clamped to 255. */
+/* Appends one noisy copy of every image per noise type in `mask` (CNNELM_NOISE_*), copies in
+ * the order gaussian, salt_pepper, poisson, labels (and sources) copied; ds then owns its
+ * memory. Each (image index, type) has its own stream of `seed`, so the bytes do not depend on
+ * threads (copies are made on all cores) or on the other images. Levels (images in 0..255):
+ * gaussian: + N(0, 25.5^2) (sigma 0.1 of full scale), rounded, clamped; salt_pepper: each
+ * pixel with probability 0.05 set to 0 or 255 (half each); poisson: each pixel v replaced by a
+ * Poisson sample of mean v (Knuth up to 30, normal approximation above), clamped to 255.
+ * cnnelm_dataset_load_config seeds it with train.seed (training) and train.seed + 1 (test).
+ * mask 0 or an empty ds: nothing to do. Unknown mask bits are an error. */
 int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, cnnelm_error *err);
 
 /* cnnelm extend: writes the training and test sets as the config builds them into `dir`
- * (created if missing) as MNIST-named gzipped IDX files. */
+ * (created with its parents if missing) as MNIST-named gzipped IDX files
+ * (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-...; no t10k files without a
+ * test set), each atomically; prints each file's path on its own line on stdout, and unless
+ * `quiet` each set's size on stderr. */
 int cnnelm_run_extend(const char *config_path, const char *const *overrides, int n_overrides,
                       const char *dir, int quiet, cnnelm_error *err);
 
