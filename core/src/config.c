@@ -178,6 +178,9 @@ static const key_def schema[] = {
              "Required in each worker."},
     {.path = "workers.device", .kind = K_INT, .worker = 1, WF(device), .imin = 0, .imax = INT_MAX, .idef = 0,
      .help = "Device index within the backend."},
+    {.path = "workers.match", .kind = K_STRING, .worker = 1, WF(match), .sdef = "",
+     .help = "Pick the device by name instead of index: the first whose name or vendor contains "
+             "this text (e.g. \"NVIDIA\", \"gfx90a\"). \"\": use device."},
     {.path = "workers.threads", .kind = K_INT, .worker = 1, WF(threads), .imin = 0, .imax = INT_MAX,
      .idef = 0, .help = "Host threads for this worker. 0: the backend's default."},
 };

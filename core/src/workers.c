@@ -6,6 +6,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The device index of a worker: its `match` text against device names and vendors, or `device`. */
+static int pick_device(const cnnelm_plugin *p, const cnnelm_worker_config *wc, int *device,
+                       cnnelm_error *err)
+{
+    *device = wc->device;
+    if (!wc->match[0])
+        return 0;
+    int n = 0;
+    if (p->ops->device_count(&n) != CNNELM_OK)
+        n = 0;
+    for (int d = 0; d < n; d++) {
+        cnnelm_device_info info;
+        memset(&info, 0, sizeof info);
+        if (p->ops->device_info(d, &info) != CNNELM_OK)
+            continue;
+        info.name[sizeof info.name - 1] = info.vendor[sizeof info.vendor - 1] = '\0';
+        if (strstr(info.name, wc->match) || strstr(info.vendor, wc->match)) {
+            *device = d;
+            return 0;
+        }
+    }
+    return cnnelm_fail(err, "backend '%s' has no device whose name or vendor contains \"%s\" "
+                       "(%d device%s; see `cnnelm devices`)", p->name, wc->match, n, n == 1 ? "" : "s");
+}
+
 int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
                      cnnelm_error *err)
 {
@@ -21,8 +46,10 @@ int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_a
         cnnelm_worker *w = &pool->w[i];
         w->index = i;
         w->cfg = cfg->workers[i];
+        int device = 0;
         if (cnnelm_plugin_load(w->cfg.backend, cfg->plugin_path, &w->plugin, err) ||
-            cnnelm_net_open(&w->net, w->plugin, w->cfg.device, w->cfg.threads, arch, cfg->train.chunk,
+            pick_device(w->plugin, &w->cfg, &device, err) ||
+            cnnelm_net_open(&w->net, w->plugin, device, w->cfg.threads, arch, cfg->train.chunk,
                             pool->reference, err)) {
             cnnelm_fail_prefix(err, "worker %d", i + 1);
             cnnelm_pool_close(pool);

@@ -52,6 +52,7 @@ typedef enum cnnelm_lr_schedule {
 typedef struct cnnelm_worker_config {
     char backend[64];       /* plugin name: "cpu" loads libcnnelm-cpu.so */
     int device;             /* device index within the backend */
+    char match[128];        /* non-empty: the first device whose name or vendor contains it */
     int threads;            /* host threads for this worker; 0: backend default */
 } cnnelm_worker_config;
 
