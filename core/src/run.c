@@ -179,15 +179,19 @@ static void print_row(const char *name, const row_stats *r)
 
 static void print_table(const train_summary *s, const cnnelm_config *c)
 {
-    printf("test results%s (accuracy, Cohen's kappa%s):\n",
-           s->runs > 1 ? "" : "", s->runs > 1 ? "; mean +- standard deviation over the runs" : "");
+    printf("%s results (accuracy, Cohen's kappa%s):\n",
+           c->train.folds > 1 ? "cross-validation" : "test",
+           s->runs > 1 ? "; mean +- standard deviation over the runs" : "");
     char name[64];
     if (s->k > 1)
         for (int p = 0; p < s->k; p++) {
             snprintf(name, sizeof name, "partition %d", p + 1);
             print_row(name, &s->part[p]);
         }
-    snprintf(name, sizeof name, s->k > 1 ? "reduced (%s)" : "model", cnnelm_reduce_name(c->train.reduce));
+    if (s->k > 1)
+        snprintf(name, sizeof name, "reduced (%s)", cnnelm_reduce_name(c->train.reduce));
+    else
+        snprintf(name, sizeof name, "model");
     print_row(name, &s->reduced);
     print_row("single model (all data)", &s->single);
 }
