@@ -134,9 +134,15 @@ void conv_backward_filter(__global const float *x, __global const float *dy, __g
     const int q = widx % k, p = (widx / k) % k, c = (widx / (k * k)) % c_in, o = widx / (k * k * c_in);
     const int oh = h - k + 1, ow = wd - k + 1, per = oh * ow;
     float acc = 0.0f;
-    for (long t = get_local_id(0); t < (long)nimg * per; t += GROUP) {
-        int n = (int)(t / per), r = (int)(t % per), i = r / ow, j = r % ow;
-        acc += dy[((size_t)n * c_out + o) * per + r] * x[(((size_t)n * c_in + c) * h + i + p) * wd + j + q];
+    /* per image: the rows of dy and the shifted rows of x, GROUP pixels at a time; one integer
+     * division per term (index arithmetic, not the multiply-adds, bounds this kernel) */
+    for (int n = 0; n < nimg; n++) {
+        __global const float *d = dy + ((size_t)n * c_out + o) * per;
+        __global const float *xs = x + (((size_t)n * c_in + c) * h + p) * wd + q;
+        for (int r = get_local_id(0); r < per; r += GROUP) {
+            const int i = r / ow, j = r - i * ow;
+            acc += d[r] * xs[i * wd + j];
+        }
     }
     float s = group_sum(acc, scratch);
     if (get_local_id(0) == 0)
@@ -151,9 +157,10 @@ void conv_backward_bias(__global const float *dy, __global float *db, int nimg, 
     __local float scratch[GROUP];
     const int o = get_group_id(0);
     float acc = 0.0f;
-    for (long t = get_local_id(0); t < (long)nimg * per; t += GROUP) {
-        int n = (int)(t / per), r = (int)(t % per);
-        acc += dy[((size_t)n * c_out + o) * per + r];
+    for (int n = 0; n < nimg; n++) {
+        __global const float *d = dy + ((size_t)n * c_out + o) * per;
+        for (int r = get_local_id(0); r < per; r += GROUP)
+            acc += d[r];
     }
     float s = group_sum(acc, scratch);
     if (get_local_id(0) == 0)
