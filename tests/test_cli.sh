@@ -131,6 +131,16 @@ PY
     if grep -q "ran on the CPU reference, as the backend lacks them: pool_forward elm_accumulate elm_predict elm_solve" "$tmp/out" &&
        [ -n "$partial" ] && [ "$partial" = "$train_acc" ]; then ok; else bad "partial plugin: '$partial' vs '$train_acc': $(grep -m2 -E 'error|reference' "$tmp/out")"; fi
   fi
+  # mixed CPU + OpenCL workers: both take partitions, the result matches an all-CPU run
+  if "$CNNELM" devices 2>/dev/null | grep -q "^backend opencl" && "$CNNELM" devices | grep -A1 "^backend opencl" | grep -q "device 0"; then
+    mixed=(-q -c "$SRC/conf/mixed.cfg" -s data.train_limit=8000 -s data.test_limit=1000 -s train.chunk=500)
+    expect 0 "reduced \(refit\)" -- "$CNNELM" train "${mixed[@]}" --report "$tmp/mixed.json" -o "$tmp/mixed.model"
+    mixed_acc=$(grep -oE 'test accuracy [0-9.]+%' "$tmp/out" | head -1)
+    if grep -q '"device": "cpu:0"' "$tmp/mixed.json" && grep -q '"device": "opencl:0"' "$tmp/mixed.json"; then ok; else bad "mixed run: not both kinds of worker took partitions"; fi
+    expect 0 "" -- "$CNNELM" train "${mixed[@]}" -s 'workers=({backend="cpu";threads=1;})' -o "$tmp/mixedcpu.model"
+    cpu_acc=$(grep -oE 'test accuracy [0-9.]+%' "$tmp/out" | head -1)
+    if [ -n "$mixed_acc" ] && [ "$mixed_acc" = "$cpu_acc" ]; then ok; else bad "mixed '$mixed_acc' vs all-CPU '$cpu_acc'"; fi
+  fi
   # cross-validation and trials
   expect 0 "partition 2 .*\+-" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=2000 -s train.partitions=2 -s train.folds=3 -o "$tmp/cv.model"
   # fine-tuning report -> plot
