@@ -119,6 +119,22 @@ PY
   mkdir -p "$tmp/ck2" && cp "${parts[0]}" "${parts[2]}" "$tmp/ck2/"
   expect 0 "resumed from its checkpoint" -- "$CNNELM" train -c "$cfg" "${slice[@]}" "${p4[@]}" -s 'train.reduce="refit"' -s "train.checkpoint_dir=\"$tmp/ck2\"" --resume -o "$tmp/resumed.model"
   if cmp -s "$tmp/resumed.model" "$tmp/ck.model"; then ok; else bad "--resume gave another model than the uninterrupted run"; fi
+  # a run killed after some partitions finished: --resume trains only the rest, same model
+  slow=(-q -c "$cfg" -s data.train_limit=8000 -s data.test_limit=500 -s train.partitions=4
+        -s train.iterations=2 -s train.batch=100 -s train.chunk=100 -s train.learning_rate=0.05 -s "$one")
+  "$CNNELM" train "${slow[@]}" -s "train.checkpoint_dir=\"$tmp/ck3\"" -o "$tmp/killed.model" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do
+    [ -n "$(ls "$tmp/ck3" 2>/dev/null | grep -c 'part.of4.model$' | grep -v '^0$')" ] && break
+    sleep 0.05
+  done
+  kill -9 $pid 2>/dev/null
+  wait $pid 2>/dev/null
+  done_before=$(ls "$tmp/ck3" | grep -c 'part.of4.model$')
+  if [ ! -e "$tmp/killed.model" ] && [ "$done_before" -ge 1 ] && [ "$done_before" -lt 4 ]; then ok; else bad "kill: $done_before partitions done, model written: $([ -e "$tmp/killed.model" ] && echo yes || echo no)"; fi
+  "$CNNELM" train "${slow[@]}" -s "train.checkpoint_dir=\"$tmp/ck3\"" --resume -o "$tmp/resumed3.model" 2>/dev/null >/dev/null
+  "$CNNELM" train "${slow[@]}" -o "$tmp/whole3.model" >/dev/null 2>&1
+  if cmp -s "$tmp/resumed3.model" "$tmp/whole3.model"; then ok; else bad "killed and resumed run differs from an uninterrupted one"; fi
   # a worker whose device fails mid-run: its partition goes back to the queue, the run completes
   CNNELM_CPU_FAIL_AFTER=15@2 "$CNNELM" train -c "$cfg" "${slice[@]}" "${p4[@]}" -s "$two" -o "$tmp/fault.model" >"$tmp/out" 2>&1
   if [ $? = 0 ] && grep -q "worker 2 (cpu:0) failed and stops" "$tmp/out" && cmp -s "$tmp/fault.model" "$tmp/mean-one.model"; then ok; else bad "device failure: $(grep -m2 -E 'error|failed' "$tmp/out")"; fi
