@@ -109,8 +109,11 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
         }
     }
     r->seconds = cnnelm_now() - t0;
+    /* each partition's model is evaluated where it was trained, in parallel with the others */
     if (rc == 0 && j->n > 1)
-        cnnelm_progress_note(prog, "trained in %.1f s", r->seconds);
+        rc = evaluate_into(&w->net, &r->model, &x->test, prog, &r->test, NULL, err);
+    if (rc == 0 && j->n > 1)
+        cnnelm_progress_note(prog, "trained in %.1f s%s", r->seconds, x->test.n ? ", evaluated" : "");
     if (j->n > 1)
         cnnelm_progress_destroy(&child);
     if (rc != 0)
@@ -238,6 +241,7 @@ static int eval_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
 typedef struct part_facts {
     double seconds;
     int worker, rank, resumed, n_iters, diverged;
+    cnnelm_metrics test;
 } part_facts;
 
 /* Sends each partition's facts and iteration series from its owner to rank 0. */
@@ -256,7 +260,7 @@ static int gather_results(cnnelm_experiment *x, cnnelm_error *err)
         if (cnnelm_cluster_owner(c, p) != c->rank)
             continue;
         cnnelm_part_result *r = &x->parts[p];
-        part_facts f = { r->seconds, r->worker, r->rank, r->resumed, r->log.n, r->log.diverged };
+        part_facts f = { r->seconds, r->worker, r->rank, r->resumed, r->log.n, r->log.diverged, r->test };
         unsigned char *b = buf + (size_t)p * block;
         memcpy(b, &f, sizeof f);
         memcpy(b + sizeof f, r->log.iters, (size_t)(r->log.n < max_iters ? r->log.n : max_iters) * sizeof(cnnelm_iter_stats));
@@ -271,6 +275,7 @@ static int gather_results(cnnelm_experiment *x, cnnelm_error *err)
         part_facts f;
         memcpy(&f, b, sizeof f);
         r->seconds = f.seconds;
+        r->test = f.test;
         r->worker = f.worker;
         r->rank = f.rank;
         r->resumed = f.resumed;
@@ -380,30 +385,14 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
         goto out;
     }
 
-    /* Evaluation on rank 0: every partition's model and the reduced one */
+    /* Evaluation of the reduced model on rank 0 (the partitions' were evaluated where trained) */
     if (rank == 0 && x->test.n) {
-        int ne = k > 1 ? k + 1 : 1;
-        const cnnelm_model **em = malloc((size_t)ne * sizeof *em);
-        cnnelm_metrics **eo = malloc((size_t)ne * sizeof *eo);
-        if (!em || !eo) {
-            free(em);
-            free(eo);
-            free(models);
-            cnnelm_fail(err, "out of memory");
-            goto out;
-        }
-        em[0] = &x->reduced;
-        eo[0] = &x->reduced_test;
-        for (int p = 0; p < k && k > 1; p++) {
-            em[p + 1] = models[p];
-            eo[p + 1] = &x->parts[p].test;
-        }
+        const cnnelm_model *em[1] = { &x->reduced };
+        cnnelm_metrics *eo[1] = { &x->reduced_test };
         eval_job ej = { em, &x->test, x->prog, eo, x->reduced_confusion };
-        r = cnnelm_pool_run(x->pool, ne, eval_task, &ej, err);
+        r = cnnelm_pool_run(x->pool, 1, eval_task, &ej, err);
         if (k == 1)
             x->parts[0].test = x->reduced_test;
-        free(em);
-        free(eo);
     }
     free(models);
     if (r)

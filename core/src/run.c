@@ -390,8 +390,8 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         cnnelm_fail_prefix(err, "%s: model.layers", c->path);
         goto out;
     }
-    /* only rank 0 evaluates: the others never read the test set */
-    if (c->train.folds <= 1 && j.rank == 0 && cnnelm_dataset_load_config(&j.test, c, 1, arch.classes, err))
+    /* every rank evaluates the partitions it trains, so every rank reads the test set */
+    if (c->train.folds <= 1 && cnnelm_dataset_load_config(&j.test, c, 1, arch.classes, err))
         goto out;
     if (j.test.n && (j.test.rows != j.train.rows || j.test.cols != j.train.cols)) {
         cnnelm_fail(err, "%s: test images are %dx%d but training images are %dx%d", c->path,
