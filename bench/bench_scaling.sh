@@ -7,7 +7,7 @@
 # usage: bench/bench_scaling.sh [build/bin/cnnelm] [iterations]
 set -euo pipefail
 CNNELM=${1:-build/bin/cnnelm}
-ITER=${2:-1}
+ITER=${2:-5}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
