@@ -17,8 +17,8 @@ const char *cnnelm_op_name(cnnelm_op_id op)
 }
 
 /* The slot for the call on a table, or UNSUPPORTED when the slot is NULL. */
-static cnnelm_status dispatch(const cnnelm_backend *be, cnnelm_backend_ctx *ctx,
-                              const cnnelm_op_call *k, cnnelm_buffer *const *b)
+cnnelm_status cnnelm_op_dispatch(const cnnelm_backend *be, cnnelm_backend_ctx *ctx,
+                                 const cnnelm_op_call *k, cnnelm_buffer *const *b)
 {
 #define SLOT(f) if (!be->f) return CNNELM_ERR_UNSUPPORTED; return be->f
     switch (k->op) {
@@ -41,7 +41,7 @@ static cnnelm_status dispatch(const cnnelm_backend *be, cnnelm_backend_ctx *ctx,
 }
 
 /* Bytes of each buffer argument, and which are read (in) and written (out). */
-static int layout(const cnnelm_op_call *k, size_t bytes[6], unsigned *in, unsigned *out)
+int cnnelm_op_layout(const cnnelm_op_call *k, size_t bytes[6], unsigned *in, unsigned *out)
 {
     const cnnelm_conv_shape *s = &k->conv;
     size_t F = sizeof(float);
@@ -96,7 +96,7 @@ static cnnelm_status fallback(cnnelm_opctx *o, const cnnelm_op_call *k, char *wh
     }
     size_t bytes[6];
     unsigned in = 0, out = 0;
-    int nb = layout(k, bytes, &in, &out);
+    int nb = cnnelm_op_layout(k, bytes, &in, &out);
     cnnelm_buffer *rb[6] = { 0 };
     size_t most = 0;
     for (int i = 0; i < nb; i++)
@@ -114,7 +114,7 @@ static cnnelm_status fallback(cnnelm_opctx *o, const cnnelm_op_call *k, char *wh
         }
     }
     if (st == CNNELM_OK)
-        st = dispatch(ref, o->ref_ctx, k, rb);
+        st = cnnelm_op_dispatch(ref, o->ref_ctx, k, rb);
     for (int i = 0; i < nb && st == CNNELM_OK; i++)
         if (out >> i & 1u) {
             st = ref->buffer_read(o->ref_ctx, rb[i], 0, host, bytes[i]);
@@ -137,7 +137,7 @@ static cnnelm_status fallback(cnnelm_opctx *o, const cnnelm_op_call *k, char *wh
 
 cnnelm_status cnnelm_op_run(cnnelm_opctx *o, const cnnelm_op_call *call, char *why, size_t why_size)
 {
-    cnnelm_status st = dispatch(o->be, o->ctx, call, call->buf);
+    cnnelm_status st = cnnelm_op_dispatch(o->be, o->ctx, call, call->buf);
     if (st == CNNELM_ERR_UNSUPPORTED && o->reference && o->reference->ops != o->be)
         return fallback(o, call, why, why_size);
     if (st != CNNELM_OK) {

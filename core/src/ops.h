@@ -44,6 +44,14 @@ typedef struct cnnelm_op_call {
  * status of whichever ran; on failure `why` says which side failed and why. */
 cnnelm_status cnnelm_op_run(cnnelm_opctx *o, const cnnelm_op_call *call, char *why, size_t why_size);
 
+/* The call on one backend, no fallback: CNNELM_ERR_UNSUPPORTED when its slot is NULL. */
+cnnelm_status cnnelm_op_dispatch(const cnnelm_backend *be, cnnelm_backend_ctx *ctx,
+                                 const cnnelm_op_call *call, cnnelm_buffer *const *bufs);
+
+/* The call's buffer arguments: their sizes in bytes, and bit masks of those it reads (in) and
+ * writes (out). Returns the number of buffer arguments. */
+int cnnelm_op_layout(const cnnelm_op_call *call, size_t bytes[6], unsigned *in, unsigned *out);
+
 /* Closes the reference context, if one was opened. */
 void cnnelm_opctx_close(cnnelm_opctx *o);
 

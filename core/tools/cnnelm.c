@@ -10,6 +10,7 @@
 #include "cnnelm/cluster.h"
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
+#include "cnnelm/plugin_check.h"
 #include "cnnelm/run.h"
 
 #ifndef CNNELM_VERSION
@@ -28,6 +29,7 @@ static const char *usage_main =
     "  plot          draw a report's accuracy and J against iterations (PNG or SVG)\n"
     "  extend        write a config's extended (noisy) data set as IDX files\n"
     "  devices       list the backend plugins found and their devices\n"
+    "  plugin-check  run a plugin's ops against the CPU reference (conformance)\n"
 
     "\n"
     "options:\n"
@@ -82,6 +84,15 @@ static const char *usage_extend =
     "Write the training and test sets as CONFIG builds them (data.sources, data.extend noise)\n"
     "into DIR as IDX files (train-images-idx3-ubyte.gz, ...), for other tools.\n";
 
+static const char *usage_check =
+    "usage: cnnelm plugin-check PATH/TO/libcnnelm-NAME.so [--device N] [-v]\n"
+    "\n"
+    "Run every op the plugin has on random inputs of several shapes against the CPU reference,\n"
+    "each in its own process (a crash or a hang is reported, not fatal), and print op, shape,\n"
+    "max relative error, tolerance, speed relative to the reference and the result. Ops the\n"
+    "plugin leaves out run on the CPU reference in a training run and are listed as such.\n"
+    "Exit status 0 only when every check passes.\n";
+
 static const char *usage_eval =
     "usage: cnnelm eval -m MODEL -c CONFIG [-s KEY=VALUE]... [--report FILE.json] [--quiet]\n"
     "\n"
@@ -105,7 +116,7 @@ static const char *usage_devices =
     "      --plugin-path D   directories to search first\n"
     "  -h, --help            this help\n";
 
-enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE };
+enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE, OPT_DEVICE };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -308,6 +319,40 @@ static int cmd_extend(int argc, char **argv)
     return 0;
 }
 
+static int cmd_plugin_check(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "device", required_argument, NULL, OPT_DEVICE }, { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },                { NULL, 0, NULL, 0 },
+    };
+    int device = 0, verbose = 0, ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_DEVICE: {
+            char *end;
+            long d = strtol(optarg, &end, 10);
+            if (*end || d < 0 || d > 4096)
+                return usage_error(usage_check, "--device %s: expected a device index", optarg);
+            device = (int)d;
+            break;
+        }
+        case 'v': verbose = 1; break;
+        case 'h': fputs(usage_check, stdout); return 0;
+        default: return usage_error(usage_check, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(usage_check, "%s", "expected one plugin file");
+    cnnelm_error err = { "" };
+    int rc = cnnelm_plugin_check(argv[optind], device, verbose, stdout, &err);
+    if (rc < 0) {
+        fprintf(stderr, "cnnelm: error: %s\n", err.msg);
+        return 1;
+    }
+    return rc == 0 ? 0 : 1;
+}
+
 static int cmd_devices(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -369,6 +414,8 @@ int main(int argc, char **argv)
         return cmd_plot(argc - 1, argv + 1);
     if (!strcmp(cmd, "extend"))
         return cmd_extend(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plugin-check"))
+        return cmd_plugin_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
     return usage_error(usage_main, "unknown command '%s'", cmd);
