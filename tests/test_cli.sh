@@ -49,6 +49,21 @@ expect 1 "layer 2 \(5s\): pooling size 5 does not divide" -- "$CNNELM" train -c 
 expect 1 "backend 'nosuch' not found" -- "$CNNELM" train -c "$cfg" -s 'workers=({backend="nosuch";})'
 expect 1 "has no device 7" -- "$CNNELM" train -c "$cfg" -s 'workers=({backend="cpu";device=7;})' "${slice[@]}"
 expect 0 "^  device 0: .*\[cpu\]" -- "$CNNELM" devices
+# plugin-check: the shipped plugins pass; broken ones get a clear report and a non-zero exit
+plugdir=$(dirname "$CNNELM")/../lib/cnnelm
+expect 0 "plugin-check: [0-9]+ passed, 0 failed" -- "$CNNELM" plugin-check "$plugdir/libcnnelm-cpu.so"
+if [ -e "$plugdir/libcnnelm-opencl.so" ]; then
+  expect 0 "plugin-check: [0-9]+ passed, 0 failed" -- "$CNNELM" plugin-check "$plugdir/libcnnelm-opencl.so"
+fi
+if [ -n "$STUBS" ]; then
+  expect 0 "elm_solve .*not implemented: runs on the CPU reference" -- "$CNNELM" plugin-check "$STUBS/libcnnelm-convonly.so"
+  expect 1 "conv2d_forward .*FAIL: outside the tolerance" -- "$CNNELM" plugin-check "$STUBS/libcnnelm-wrong.so"
+  expect 1 "conv2d_forward .*CRASH: " -- "$CNNELM" plugin-check "$STUBS/libcnnelm-crash.so"
+  if grep -q "^plugin-check: 0 passed, 3 failed" "$tmp/out"; then ok; else bad "the checker did not survive the crashes to its summary"; fi
+  expect 1 "no entry point 'cnnelm_backend_entry'" -- "$CNNELM" plugin-check "$STUBS/libcnnelm-stubnoentry.so"
+  expect 1 "incompatible plugin ABI version 99" -- "$CNNELM" plugin-check "$STUBS/libcnnelm-stubbadabi.so"
+fi
+expect 2 "expected one plugin file" -- "$CNNELM" plugin-check
 expect 1 "no-such-images.gz: cannot open" -- "$CNNELM" train -c "$cfg" -s "data.train_images=\"$tmp/no-such-images.gz\""
 
 if [ -r "$FASHION/train-images-idx3-ubyte.gz" ]; then

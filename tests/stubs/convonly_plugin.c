@@ -1,12 +1,18 @@
 /* A partial backend for the fallback tests: host-memory buffers and convolution forward in plain
  * loops, every other op left NULL, as an FPGA team's first plugin would be. The core must run
- * the missing ops on the CPU reference and train to the CPU backend's accuracy. */
+ * the missing ops on the CPU reference and train to the CPU backend's accuracy.
+ * Built twice more for the conformance checker's tests: -DBROKEN_WRONG (results off by 0.01)
+ * and -DBROKEN_CRASH (a NULL dereference in the op). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cnnelm/backend.h"
+
+#ifndef STUB_NAME
+#define STUB_NAME "convonly"
+#endif
 
 struct cnnelm_buffer { struct cnnelm_buffer *prev, *next; size_t bytes; float data[]; };
 struct cnnelm_backend_ctx { char error[256]; struct cnnelm_buffer *buffers; /* all live ones */ };
@@ -86,6 +92,10 @@ static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, c
                             const cnnelm_buffer *x, const cnnelm_buffer *w, const cnnelm_buffer *b,
                             cnnelm_buffer *y)
 {
+#ifdef BROKEN_CRASH
+    volatile float *nowhere = NULL;
+    *nowhere = 1.0f;
+#endif
     if (a == CNNELM_ACT_OPTTANH) { /* "not for this shape": the reference takes it */
         snprintf(c->error, sizeof c->error, "optimal tanh not implemented");
         return CNNELM_ERR_UNSUPPORTED;
@@ -103,6 +113,9 @@ static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, c
                                      w->data[((size_t)(o * s->c_in + ci) * s->k + p) * s->k + q];
                     if (a == CNNELM_ACT_RELU && v < 0)
                         v = 0;
+#ifdef BROKEN_WRONG
+                    v += 0.01f;
+#endif
                     y->data[((size_t)(n * s->c_out + o) * oh + i) * ow + j] = v;
                 }
     return CNNELM_OK;
@@ -110,7 +123,7 @@ static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, c
 
 static const cnnelm_backend table = {
     .abi_major = CNNELM_BACKEND_ABI_MAJOR, .abi_minor = CNNELM_BACKEND_ABI_MINOR,
-    .table_size = sizeof(cnnelm_backend), .name = "convonly",
+    .table_size = sizeof(cnnelm_backend), .name = STUB_NAME,
     .description = "test backend with convolution forward only",
     .device_count = count, .device_info = info, .context_open = open_, .context_close = close_,
     .last_error = last, .buffer_alloc = alloc_, .buffer_free = free_, .buffer_write = wr,
