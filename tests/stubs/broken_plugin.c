@@ -1,0 +1,156 @@
+/* Deliberately broken backends for the conformance checker's tests (test_plugin_check.c):
+ * host-memory buffers as in convonly_plugin.c, convolution forward and pooling forward in plain
+ * loops, every other op NULL. One variant per -D flag:
+ *   -DBROKEN_WRONG  conv2d_forward adds 0.01 to every output (plugin-check must FAIL it)
+ *   -DBROKEN_CRASH  pool_forward dereferences NULL (plugin-check must report a crash and go on) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <math.h>
+#include <string.h>
+
+#include "cnnelm/backend.h"
+
+#ifndef STUB_NAME
+#define STUB_NAME "broken"
+#endif
+
+struct cnnelm_buffer { struct cnnelm_buffer *prev, *next; size_t bytes; float data[]; };
+struct cnnelm_backend_ctx { char error[256]; struct cnnelm_buffer *buffers; /* all live ones */ };
+
+static cnnelm_status count(int *n) { *n = 1; return CNNELM_OK; }
+static cnnelm_status info(int i, cnnelm_device_info *d)
+{
+    (void)i;
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "broken test device");
+    snprintf(d->vendor, sizeof d->vendor, "cnnelm tests");
+    d->kind = CNNELM_DEVICE_OTHER;
+    d->compute_units = 1;
+    return CNNELM_OK;
+}
+static cnnelm_status open_(int dev, const cnnelm_context_params *p, cnnelm_backend_ctx **out,
+                           char *e, size_t n)
+{
+    (void)dev; (void)p; (void)e; (void)n;
+    *out = calloc(1, sizeof **out);
+    return *out ? CNNELM_OK : CNNELM_ERR_OUT_OF_MEMORY;
+}
+static void close_(cnnelm_backend_ctx *c)
+{
+    while (c->buffers) {
+        cnnelm_buffer *b = c->buffers;
+        c->buffers = b->next;
+        free(b);
+    }
+    free(c);
+}
+static const char *last(const cnnelm_backend_ctx *c) { return c->error; }
+static cnnelm_status alloc_(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o)
+{
+    *o = malloc(sizeof **o + b);
+    if (!*o)
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    (*o)->bytes = b;
+    (*o)->prev = NULL;
+    (*o)->next = c->buffers;
+    if (c->buffers)
+        c->buffers->prev = *o;
+    c->buffers = *o;
+    return CNNELM_OK;
+}
+static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b)
+{
+    if (!b)
+        return;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        c->buffers = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    free(b);
+}
+static cnnelm_status wr(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b)
+{
+    if (o + b > d->bytes) {
+        snprintf(c->error, sizeof c->error, "write past the end of a buffer");
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    memcpy((char *)d->data + o, s, b);
+    return CNNELM_OK;
+}
+static cnnelm_status rd(cnnelm_backend_ctx *c, const cnnelm_buffer *s, size_t o, void *d, size_t b)
+{
+    if (o + b > s->bytes) {
+        snprintf(c->error, sizeof c->error, "read past the end of a buffer");
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    memcpy(d, (const char *)s->data + o, b);
+    return CNNELM_OK;
+}
+static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, cnnelm_activation a,
+                            const cnnelm_buffer *x, const cnnelm_buffer *w, const cnnelm_buffer *b,
+                            cnnelm_buffer *y)
+{
+    (void)c;
+    int oh = s->h - s->k + 1, ow = s->w - s->k + 1;
+    for (int n = 0; n < s->n; n++)
+        for (int o = 0; o < s->c_out; o++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++) {
+                    float v = b->data[o];
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int p = 0; p < s->k; p++)
+                            for (int q = 0; q < s->k; q++)
+                                v += x->data[((size_t)(n * s->c_in + ci) * s->h + i + p) * s->w + j + q] *
+                                     w->data[((size_t)(o * s->c_in + ci) * s->k + p) * s->k + q];
+                    if (a == CNNELM_ACT_RELU && v < 0)
+                        v = 0;
+                    else if (a == CNNELM_ACT_OPTTANH)
+                        v = 1.7159f * tanhf(2.0f / 3.0f * v);
+#ifdef BROKEN_WRONG
+                    v += 0.01f;
+#endif
+                    y->data[((size_t)(n * s->c_out + o) * oh + i) * ow + j] = v;
+                }
+    return CNNELM_OK;
+}
+static cnnelm_status pool_f(cnnelm_backend_ctx *c, const cnnelm_pool_shape *s, cnnelm_pooling m,
+                            const cnnelm_buffer *x, cnnelm_buffer *y)
+{
+    (void)c;
+#ifdef BROKEN_CRASH
+    volatile float *nowhere = NULL;
+    *nowhere = 1.0f;
+#endif
+    int oh = s->h / s->s, ow = s->w / s->s;
+    for (int nc = 0; nc < s->n * s->c; nc++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                const float *blk = x->data + ((size_t)nc * s->h + (size_t)i * s->s) * s->w + (size_t)j * s->s;
+                float v = m == CNNELM_POOL_MAX ? blk[0] : 0.0f;
+                for (int p = 0; p < s->s; p++)
+                    for (int q = 0; q < s->s; q++) {
+                        float e = blk[(size_t)p * s->w + q];
+                        if (m == CNNELM_POOL_MAX)
+                            v = e > v ? e : v;
+                        else
+                            v += e;
+                    }
+                if (m == CNNELM_POOL_MEAN)
+                    v /= (float)(s->s * s->s);
+                y->data[((size_t)nc * oh + i) * ow + j] = v;
+            }
+    return CNNELM_OK;
+}
+
+static const cnnelm_backend table = {
+    .abi_major = CNNELM_BACKEND_ABI_MAJOR, .abi_minor = CNNELM_BACKEND_ABI_MINOR,
+    .table_size = sizeof(cnnelm_backend), .name = STUB_NAME,
+    .description = "deliberately broken test backend (convolution and pooling forward)",
+    .device_count = count, .device_info = info, .context_open = open_, .context_close = close_,
+    .last_error = last, .buffer_alloc = alloc_, .buffer_free = free_, .buffer_write = wr,
+    .buffer_read = rd, .conv2d_forward = conv_f, .pool_forward = pool_f,
+};
+
+CNNELM_BACKEND_DEFINE_ENTRY(table)
