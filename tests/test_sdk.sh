@@ -2,10 +2,13 @@
 # The plugin SDK as a plugin author uses it: install cnnelm into a temporary prefix, build
 # plugins/template outside the tree twice (the CMake package and pkg-config), and run
 # `cnnelm plugin-check` on both results and on the in-tree CPU plugin.
-# usage: test_sdk.sh BUILD_DIR SOURCE_DIR
+# With FASHION_DIR (the Fashion-MNIST IDX files), it also trains a small model with the
+# template plugin, found through plugin_path as a user's config would name it.
+# usage: test_sdk.sh BUILD_DIR SOURCE_DIR [FASHION_DIR]
 set -u
 build=$1
 src=$2
+fashion=${3:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0
@@ -56,6 +59,20 @@ for so in "$tmp/tb/libcnnelm-mydevice.so" "$tmp/pc/libcnnelm-mydevice.so" "$buil
   check "cnnelm plugin-check $so exits 0 (got $rc)" '[ $rc = 0 ] || { show "$tmp/check.log"; false; }'
   check "cnnelm plugin-check $so: nothing failed" 'grep -Eq "^plugin-check: [1-9][0-9]* passed, 0 failed" "$tmp/check.log" || { show "$tmp/check.log"; false; }'
 done
+
+# 4. A user's run: plugin_path points at the build, the worker names the plugin
+if [ -n "$fashion" ] && [ -r "$fashion/train-images-idx3-ubyte.gz" ] && [ -f "$tmp/tb/libcnnelm-mydevice.so" ]; then
+  cfg=$(ls "$tmp"/prefix/share/cnnelm/conf/default.cfg 2>/dev/null || echo "$src/conf/default.cfg")
+  "$cnnelm" train -c "$cfg" -s "plugin_path=\"$tmp/tb\"" -s 'workers=({backend="mydevice";device=0;})' \
+    -s "data.train_images=\"$fashion/train-images-idx3-ubyte.gz\"" \
+    -s "data.train_labels=\"$fashion/train-labels-idx1-ubyte.gz\"" \
+    -s "data.test_images=\"$fashion/t10k-images-idx3-ubyte.gz\"" \
+    -s "data.test_labels=\"$fashion/t10k-labels-idx1-ubyte.gz\"" \
+    -s data.train_limit=2000 -s data.test_limit=500 -o "$tmp/m.model" >"$tmp/train.log" 2>&1
+  rc=$?
+  check "train with the template plugin exits 0 (got $rc)" '[ $rc = 0 ] || { show "$tmp/train.log"; false; }'
+  check "train with the template plugin reports a test accuracy" 'grep -Eq "test accuracy [0-9.]+%" "$tmp/train.log" || { show "$tmp/train.log"; false; }'
+fi
 
 echo "sdk: $passed passed, $failed failed"
 [ "$failed" = 0 ]
