@@ -1,6 +1,6 @@
-/* cnnelm plugin-check: every op of a plugin against the CPU reference on random inputs, each
- * case in a forked child so that a crash or a hang becomes a row of the report (see
- * plugin_check.h for the tolerances). */
+/* cnnelm plugin-check: every op of a plugin against the CPU reference on random inputs, then a
+ * short end-to-end training, each case in a forked child so that a crash or a hang becomes a
+ * row of the report (see plugin_check.h for the tolerances). */
 #define _GNU_SOURCE
 #include "cnnelm/plugin_check.h"
 
@@ -14,9 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cnnelm/config.h"
+#include "cnnelm/metrics.h"
 #include "cnnelm/plugin.h"
+#include "network.h"
 #include "ops.h"
 #include "rng.h"
+#include "train.h"
 
 #define CASE_TIMEOUT_S 60
 #define TIMED_CALLS 5
@@ -235,6 +239,119 @@ static int build_cases(check_case *cases)
     return n;
 }
 
+/* The end-to-end check: a short training (ELM fit and one fine-tuning iteration of
+ * 6c-2s-12c-2s on 300 random 28x28 images) on a backend, ops it lacks running on `reference`;
+ * writes the predictions for the 300 images to `pred`. Returns 0 or -1 with err. */
+enum { E2E_N = 300 };
+static int train_small(const cnnelm_plugin *p, int device, const cnnelm_plugin *reference, int *pred,
+                       cnnelm_error *err)
+{
+    static uint8_t images[E2E_N * 28 * 28], labels[E2E_N];
+    cnnelm_rng r;
+    cnnelm_rng_seed(&r, 7, 99);
+    for (size_t i = 0; i < sizeof images; i++)
+        images[i] = (uint8_t)cnnelm_rng_below(&r, 256);
+    for (int i = 0; i < E2E_N; i++)
+        labels[i] = (uint8_t)(i % 10);
+    cnnelm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ds.images = images;
+    ds.labels = labels;
+    ds.n = E2E_N;
+    ds.rows = ds.cols = 28;
+    ds.classes = 10;
+    const char *sets[] = { "train.iterations=1", "train.batch=100", "train.chunk=100",
+                           "train.learning_rate=0.05" };
+    cnnelm_config cfg;
+    cnnelm_arch a;
+    cnnelm_model m;
+    cnnelm_net net;
+    memset(&m, 0, sizeof m);
+    if (cnnelm_config_load(&cfg, NULL, sets, 4, err))
+        return -1;
+    int rc = -1;
+    if (cnnelm_arch_init(&a, "6c-2s-12c-2s", 5, 1, 28, 28, 10, CNNELM_ACT_RELU, CNNELM_POOL_MEAN,
+                         CNNELM_ACT_IDENTITY, err) ||
+        cnnelm_model_init(&m, &a, 100, 1, 1, err) ||
+        cnnelm_net_open(&net, p, device, 0, &a, 100, reference, err))
+        goto out;
+    cnnelm_progress prog;
+    cnnelm_progress_init(&prog, 1);
+    cnnelm_subset all = { &ds, NULL, E2E_N }, none = { &ds, NULL, 0 };
+    cnnelm_train_log log;
+    float Y[100 * 10];
+    rc = cnnelm_train_model(&net, &m, &all, &none, &cfg, &prog, &log, err);
+    cnnelm_train_log_free(&log);
+    for (int i = 0; i < E2E_N && rc == 0; i += 100) {
+        rc = cnnelm_net_forward(&net, &ds, NULL, (size_t)i, 100, err) || cnnelm_net_predict(&net, Y, err);
+        for (int j = 0; j < 100 && rc == 0; j++)
+            pred[i + j] = cnnelm_argmax(Y + j * 10, 10);
+    }
+    cnnelm_progress_destroy(&prog);
+    cnnelm_net_close(&net);
+out:
+    cnnelm_model_free(&m);
+    cnnelm_config_free(&cfg);
+    return rc ? -1 : 0;
+}
+
+/* Runs the end-to-end check in a child (crash-safe) and compares with the reference. */
+static int check_end_to_end(const char *file, int device, const cnnelm_plugin *ref, FILE *out)
+{
+    static int want[E2E_N], got[E2E_N];
+    cnnelm_error e = { "" };
+    const char *name = "end-to-end training";
+    const char *shape = "6c-2s-12c-2s, 300 images";
+    if (train_small(ref, 0, NULL, want, &e) != 0) {
+        fprintf(out, "  %-24s %-30s SKIP: the reference failed: %s\n", name, shape, e.msg);
+        return 1;
+    }
+    int fds[2];
+    if (pipe(fds) != 0)
+        return 0;
+    fflush(out);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(10 * CASE_TIMEOUT_S);
+        signal(SIGPIPE, SIG_IGN);
+        cnnelm_plugin *p = NULL;
+        child_head h = { .status = 0 };
+        if (cnnelm_plugin_load_file(file, &p, &e) != 0 || train_small(p, device, ref, got, &e) != 0) {
+            h.status = 1;
+            snprintf(h.message, sizeof h.message, "%.250s", e.msg);
+        }
+        int bad = write_all(fds[1], &h, sizeof h) || (h.status == 0 && write_all(fds[1], got, sizeof got));
+        _exit(bad ? 3 : 0);
+    }
+    close(fds[1]);
+    child_head h;
+    int ok_read = pid > 0 && read_all(fds[0], &h, sizeof h) == 0 &&
+                  (h.status != 0 || read_all(fds[0], got, sizeof got) == 0);
+    close(fds[0]);
+    int status = 0;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    if (pid < 0 || !ok_read || WIFSIGNALED(status)) {
+        fprintf(out, "  %-24s %-30s %12s %9s %11s  CRASH: %s\n", name, shape, "-", "-", "-",
+                WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "no result");
+        return 0;
+    }
+    if (h.status != 0) {
+        fprintf(out, "  %-24s %-30s %12s %9s %11s  FAIL: %s\n", name, shape, "-", "-", "-", h.message);
+        return 0;
+    }
+    int same = 0;
+    for (int i = 0; i < E2E_N; i++)
+        same += want[i] == got[i];
+    int ok = same * 100 >= E2E_N * 97;
+    char agree[32];
+    snprintf(agree, sizeof agree, "%d/%d same", same, E2E_N);
+    fprintf(out, "  %-24s %-30s %12s %9s %11s  %s\n", name, shape, agree, ">= 97%", "-",
+            ok ? "PASS" : "FAIL: predictions differ from the reference's");
+    return ok;
+}
+
 /* Is the op's slot filled in the plugin's table? */
 static int has_op(const cnnelm_backend *be, cnnelm_op_id op)
 {
@@ -388,6 +505,10 @@ int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *
         }
         free(inputs);
     }
+    if (check_end_to_end(plugin_file, device, ref, out))
+        passed++;
+    else
+        failed++;
     ref->ops->context_close(rctx);
     cnnelm_plugin_unload(p);
     cnnelm_plugin_unload(ref);
