@@ -133,8 +133,9 @@ typedef struct cnnelm_backend {
     /* Buffers: opaque device allocations of `bytes` bytes, uninitialised. */
     cnnelm_status (*buffer_alloc)(cnnelm_backend_ctx *ctx, size_t bytes, cnnelm_buffer **out);
     void (*buffer_free)(cnnelm_backend_ctx *ctx, cnnelm_buffer *buf);        /* NULL is a no-op */
+    /* host -> device; the host memory `src` may be reused as soon as the call returns */
     cnnelm_status (*buffer_write)(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
-                                  const void *src, size_t bytes);            /* host -> device */
+                                  const void *src, size_t bytes);
     cnnelm_status (*buffer_read)(cnnelm_backend_ctx *ctx, const cnnelm_buffer *src, size_t offset,
                                  void *dst, size_t bytes);                   /* device -> host, blocking */
 
@@ -173,7 +174,10 @@ typedef struct cnnelm_backend {
                                          cnnelm_buffer *dx);
 
     /* ELM products. H: n x l, T: n x c, beta: l x c, all row-major.
-     * elm_accumulate: U (l x l) += H^T H (both triangles kept), V (l x c) += H^T T. */
+     * elm_accumulate: U (l x l) += H^T H, V (l x c) += H^T T; every element of U is updated
+     * (do not copy one triangle onto the other: U need not be symmetric on entry).
+     * Optional ops (every slot from conv2d_forward on): NULL, or CNNELM_ERR_UNSUPPORTED for a
+     * shape, makes the core run that call on the CPU reference. */
     cnnelm_status (*elm_accumulate)(cnnelm_backend_ctx *ctx, int n, int l, int c,
                                     const cnnelm_buffer *H, const cnnelm_buffer *T,
                                     cnnelm_buffer *U, cnnelm_buffer *V);
