@@ -37,7 +37,7 @@ check "CMake build gives libcnnelm-mydevice.so" '[ -f "$tmp/tb/libcnnelm-mydevic
 mkdir -p "$tmp/pc"
 cflags=$(PKG_CONFIG_PATH=$pcdir pkg-config --cflags cnnelm 2>"$tmp/pc.log")
 cc -shared -fPIC -fvisibility=hidden -Wall -Wextra $cflags "$src/plugins/template/template.c" \
-  -o "$tmp/pc/libcnnelm-mydevice.so" >>"$tmp/pc.log" 2>&1
+  -o "$tmp/pc/libcnnelm-mydevice.so" -lm >>"$tmp/pc.log" 2>&1
 rc=$?
 check "template builds with pkg-config --cflags cnnelm ($cflags)" '[ $rc = 0 ] || { show "$tmp/pc.log"; false; }'
 
