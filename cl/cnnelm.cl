@@ -2,13 +2,41 @@
  * Written the way a GPU wants them: work-groups over output tiles with the input tile and the
  * kernel weights staged in local memory, reductions through local memory, neighbouring
  * work-items touching neighbouring addresses. Build options: -DTILE=<n> (output tile side of
- * the convolution work-groups) and -DGROUP=<n> (work-group size of the reductions). */
+ * the convolution work-groups), -DGROUP=<n> (work-group size of the reductions) and -DVW=<1|2|4|8>
+ * (the floats one work-item handles along a row in the *_local kernels: explicit vectors, so a
+ * CPU device uses its SIMD lanes without relying on the compiler to vectorise across items). */
 
 #ifndef TILE
 #define TILE 8
 #endif
 #ifndef GROUP
 #define GROUP 64
+#endif
+#ifndef VW
+#define VW 4
+#endif
+#if VW == 8
+typedef float8 floatv;
+#define VLOAD(p) vload8(0, (p))
+#define VSTORE(v, p) vstore8((v), 0, (p))
+#define HSUM(v) ((v).s0 + (v).s1 + (v).s2 + (v).s3 + (v).s4 + (v).s5 + (v).s6 + (v).s7)
+#elif VW == 4
+typedef float4 floatv;
+#define VLOAD(p) vload4(0, (p))
+#define VSTORE(v, p) vstore4((v), 0, (p))
+#define HSUM(v) ((v).s0 + (v).s1 + (v).s2 + (v).s3)
+#elif VW == 2
+typedef float2 floatv;
+#define VLOAD(p) vload2(0, (p))
+#define VSTORE(v, p) vstore2((v), 0, (p))
+#define HSUM(v) ((v).s0 + (v).s1)
+#elif VW == 1
+typedef float floatv;
+#define VLOAD(p) (*(p))
+#define VSTORE(v, p) (*(p) = (v))
+#define HSUM(v) (v)
+#else
+#error "VW must be 1, 2, 4 or 8"
 #endif
 #define ACT_IDENTITY 0
 #define ACT_RELU 1
@@ -227,4 +255,143 @@ __kernel void activation_backward(__global const float *y, __global const float 
     const int t = get_global_id(0);
     if (t < count)
         dx[t] = dy[t] * derivative(y[t], act);
+}
+
+/* ---- the *_local kernels: one work-group holds a whole image (all its maps) in local memory;
+ * the host uses them when the image fits and falls back to the kernels above otherwise. Local
+ * rows are padded with zeros to a multiple of VW plus the kernel overhang, so every vector load
+ * is in bounds and the padding adds nothing. ---- */
+
+/* Copies `rows` rows of `len` floats (row stride `stride` in global memory) into local rows of
+ * `pitch` floats starting at column `col0`, zero elsewhere; row r of the copy lands at local row
+ * r + row0 of a block with `lrows` rows per map. Work-items take whole rows. */
+inline void stage_rows(__global const float *src, int maps, int rows, int len, __local float *dst,
+                       int lrows, int pitch, int row0, int col0, int lid, int lsize)
+{
+    for (int t = lid; t < maps * lrows; t += lsize) {
+        const int m = t / lrows, r = t - m * lrows - row0;
+        __local float *d = dst + (size_t)t * pitch;
+        if (r < 0 || r >= rows) {
+            for (int u = 0; u < pitch; u++)
+                d[u] = 0.0f;
+            continue;
+        }
+        __global const float *g = src + ((size_t)m * rows + r) * len;
+        for (int u = 0; u < pitch; u++) {
+            const int v = u - col0;
+            d[u] = v >= 0 && v < len ? g[v] : 0.0f;
+        }
+    }
+}
+
+/* Forward. Global (nvx, oh, n * c_out), local (nvx, oh, ob) with ob dividing c_out and
+ * nvx = ceil(ow / VW): a work-group is one image and ob output maps; each work-item computes VW
+ * neighbouring outputs of one row of one map. xl: c_in * h * (nvx * VW + k - 1) floats. */
+__kernel void conv_forward_local(__global const float *x, __global const float *w,
+                                 __global const float *b, __global float *y, int c_in, int h,
+                                 int wd, int c_out, int k, int act, __local float *xl)
+{
+    const int vx = get_local_id(0), i = get_local_id(1), lo = get_local_id(2);
+    const int nvx = get_local_size(0), ob = get_local_size(2);
+    const int first = get_group_id(2) * ob, n = first / c_out, o = first % c_out + lo;
+    const int oh = h - k + 1, ow = wd - k + 1, pitch = nvx * VW + k - 1;
+    const int lid = (lo * oh + i) * nvx + vx, lsize = nvx * oh * ob;
+    stage_rows(x + (size_t)n * c_in * h * wd, c_in, h, wd, xl, h, pitch, 0, 0, lid, lsize);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    floatv acc = (floatv)(b[o]);
+    const int kk = k * k;
+    __global const float *wo = w + (size_t)o * c_in * kk;
+    for (int c = 0; c < c_in; c++) {
+        __local const float *xc = xl + (c * h + i) * pitch + vx * VW;
+        for (int p = 0; p < k; p++)
+            for (int q = 0; q < k; q++)
+                acc += VLOAD(xc + p * pitch + q) * wo[c * kk + p * k + q];
+    }
+    __global float *out = y + (((size_t)n * c_out + o) * oh + i) * ow + vx * VW;
+    float r[VW];
+    VSTORE(acc, r);
+    for (int u = 0; u < VW && vx * VW + u < ow; u++)
+        out[u] = activate(r[u], act);
+}
+
+/* Input gradient as a transposed convolution. Global (nvx, h, n * c_in), local (nvx, h, cb)
+ * with cb dividing c_in and nvx = ceil(w / VW). dl: dy of the image, every map, padded by k-1
+ * on each side: c_out * (oh + 2k - 2) * (nvx * VW + k - 1) floats. */
+__kernel void conv_backward_data_local(__global const float *dy, __global const float *w,
+                                       __global float *dx, int c_in, int h, int wd, int c_out,
+                                       int k, __local float *dl)
+{
+    const int vx = get_local_id(0), yy = get_local_id(1), lc = get_local_id(2);
+    const int nvx = get_local_size(0), cb = get_local_size(2);
+    const int first = get_group_id(2) * cb, n = first / c_in, c = first % c_in + lc;
+    const int oh = h - k + 1, ow = wd - k + 1, pitch = nvx * VW + k - 1, prow = oh + 2 * (k - 1);
+    const int lid = (lc * h + yy) * nvx + vx, lsize = nvx * h * cb;
+    stage_rows(dy + (size_t)n * c_out * oh * ow, c_out, oh, ow, dl, prow, pitch, k - 1, k - 1, lid, lsize);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    floatv acc = (floatv)(0.0f);
+    const int kk = k * k;
+    for (int o = 0; o < c_out; o++) {
+        __global const float *wk = w + ((size_t)o * c_in + c) * kk;
+        __local const float *d = dl + (o * prow + yy + k - 1) * pitch + vx * VW + k - 1;
+        for (int p = 0; p < k; p++)
+            for (int q = 0; q < k; q++)
+                acc += VLOAD(d - p * pitch - q) * wk[p * k + q];
+    }
+    __global float *out = dx + (((size_t)n * c_in + c) * h + yy) * wd + vx * VW;
+    float r[VW];
+    VSTORE(acc, r);
+    for (int u = 0; u < VW && vx * VW + u < wd; u++)
+        out[u] = r[u];
+}
+
+/* Kernel and bias gradients, partial sums over a chunk of images. Global (k*k, c_in,
+ * (c_out / ob) * chunks), local (k*k, c_in, ob): one work-item per weight of ob output maps.
+ * Image by image, x (all maps) and dy (the ob maps) go to local memory, then each work-item
+ * runs a vectorised dot product of a dy map with a shifted x window. part: chunks rows of
+ * c_out*c_in*k*k weights followed by c_out biases. xl: c_in*h*(owv+k-1) + ob*oh*owv floats. */
+__kernel void conv_backward_filter_local(__global const float *x, __global const float *dy,
+                                         __global float *part, int nimg, int c_in, int h, int wd,
+                                         int c_out, int k, int per_chunk, __local float *xl)
+{
+    const int pq = get_local_id(0), c = get_local_id(1), lo = get_local_id(2);
+    const int kk = k * k, ob = get_local_size(2), groups = c_out / ob;
+    const int og = get_group_id(2) % groups, chunk = get_group_id(2) / groups, o = og * ob + lo;
+    const int p = pq / k, q = pq - p * k;
+    const int oh = h - k + 1, ow = wd - k + 1, owv = (ow + VW - 1) / VW * VW, pitch = owv + k - 1;
+    const int lid = (lo * c_in + c) * kk + pq, lsize = kk * c_in * ob;
+    __local float *dl = xl + c_in * h * pitch;
+    floatv acc = (floatv)(0.0f), bacc = (floatv)(0.0f);
+    const int n0 = chunk * per_chunk, n1 = min(nimg, n0 + per_chunk);
+    for (int n = n0; n < n1; n++) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        stage_rows(x + (size_t)n * c_in * h * wd, c_in, h, wd, xl, h, pitch, 0, 0, lid, lsize);
+        stage_rows(dy + ((size_t)n * c_out + og * ob) * oh * ow, ob, oh, ow, dl, oh, owv, 0, 0, lid, lsize);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        __local const float *d = dl + lo * oh * owv;
+        __local const float *xs = xl + (c * h + p) * pitch + q;
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < owv; j += VW)
+                acc += VLOAD(d + i * owv + j) * VLOAD(xs + i * pitch + j);
+        if (pq == 0 && c == 0)
+            for (int t = 0; t < oh * owv; t += VW)
+                bacc += VLOAD(d + t);
+    }
+    __global float *mine = part + (size_t)chunk * (c_out * c_in * kk + c_out);
+    mine[((size_t)o * c_in + c) * kk + pq] = HSUM(acc);
+    if (pq == 0 && c == 0)
+        mine[c_out * c_in * kk + o] = HSUM(bacc);
+}
+
+/* dst[t] (+)= sum over chunks of part[chunk][t], t < count (weights then biases). */
+__kernel void sum_chunks(__global const float *part, __global float *dw, __global float *db,
+                         int nw, int c_out, int chunks, int accumulate)
+{
+    const int t = get_global_id(0), row = nw + c_out;
+    if (t >= row)
+        return;
+    float s = 0.0f;
+    for (int ch = 0; ch < chunks; ch++)
+        s += part[(size_t)ch * row + t];
+    __global float *d = t < nw ? dw + t : db + (t - nw);
+    *d = accumulate ? *d + s : s;
 }

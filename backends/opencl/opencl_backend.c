@@ -24,11 +24,15 @@
 #define TILE 8
 #define GROUP 64
 
-enum { K_CONV_F, K_CONV_BD, K_CONV_BF, K_CONV_BB, K_POOL_F, K_POOL_B, K_ACT_F, K_ACT_B, K_COUNT };
+enum { K_CONV_F, K_CONV_BD, K_CONV_BF, K_CONV_BB, K_POOL_F, K_POOL_B, K_ACT_F, K_ACT_B,
+       K_CONV_F_L, K_CONV_BD_L, K_CONV_BF_L, K_SUM_CHUNKS, K_COUNT };
 static const char *const kernel_names[K_COUNT] = {
     "conv_forward", "conv_backward_data", "conv_backward_filter", "conv_backward_bias",
     "pool_forward", "pool_backward", "activation_forward", "activation_backward",
+    "conv_forward_local", "conv_backward_data_local", "conv_backward_filter_local", "sum_chunks",
 };
+/* Images per chunk of the filter-gradient partial sums: at most this many chunks per call. */
+#define BF_CHUNKS 64
 
 struct cnnelm_buffer {
     cl_mem mem;
@@ -46,6 +50,11 @@ struct cnnelm_backend_ctx {
     cl_ulong max_alloc;
     cl_ulong local_mem;          /* bytes of local memory per work-group */
     size_t max_group;            /* work-items per work-group */
+    size_t kernel_group[K_COUNT]; /* the same, per kernel (CL_KERNEL_WORK_GROUP_SIZE) */
+    int vw;                      /* -DVW: floats per work-item along a row in the *_local kernels */
+    int is_cpu;
+    cl_mem scratch;              /* partial sums of conv2d_backward_filter, grown on demand */
+    size_t scratch_bytes;
     cnnelm_buffer *buffers;
     cnnelm_log_fn log;
     void *log_user;
@@ -273,7 +282,7 @@ static void write_cache(cnnelm_backend_ctx *c, const char *path)
 static cnnelm_status build_program(cnnelm_backend_ctx *c, const cnnelm_context_params *params)
 {
     char options[256];
-    snprintf(options, sizeof options, "-cl-std=CL1.2 -DTILE=%d -DGROUP=%d", TILE, GROUP);
+    snprintf(options, sizeof options, "-cl-std=CL1.2 -DTILE=%d -DGROUP=%d -DVW=%d", TILE, GROUP, c->vw);
     char path[1200];
     cache_path(c, params, options, path, sizeof path);
     cl_int e;
@@ -332,6 +341,8 @@ static void ocl_context_close(cnnelm_backend_ctx *c)
     for (int k = 0; k < K_COUNT; k++)
         if (c->kernel[k])
             clReleaseKernel(c->kernel[k]);
+    if (c->scratch)
+        clReleaseMemObject(c->scratch);
     if (c->program)
         clReleaseProgram(c->program);
     if (c->queue)
@@ -373,6 +384,10 @@ static cnnelm_status ocl_context_open(int device, const cnnelm_context_params *p
     clGetDeviceInfo(c->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof c->max_alloc, &c->max_alloc, NULL);
     clGetDeviceInfo(c->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof c->local_mem, &c->local_mem, NULL);
     clGetDeviceInfo(c->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof c->max_group, &c->max_group, NULL);
+    cl_device_type type = 0;
+    clGetDeviceInfo(c->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    c->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
+    c->vw = c->is_cpu ? 8 : 4; /* CPU: one AVX register per work-item; GPU: float4 loads */
     cl_int e;
     cnnelm_status st = CNNELM_OK;
     c->context = clCreateContext(NULL, 1, &c->device, NULL, NULL, &e);
@@ -386,6 +401,9 @@ static cnnelm_status ocl_context_open(int device, const cnnelm_context_params *p
         c->kernel[k] = clCreateKernel(c->program, kernel_names[k], &e);
         if (e != CL_SUCCESS)
             st = fail(c, cl_status(e), "%s: no kernel %s (OpenCL error %d)", c->name, kernel_names[k], e);
+        else if (clGetKernelWorkGroupInfo(c->kernel[k], c->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                          sizeof c->kernel_group[k], &c->kernel_group[k], NULL) != CL_SUCCESS)
+            c->kernel_group[k] = c->max_group;
     }
     if (st == CNNELM_OK)
         st = warm_clblast(c);
@@ -517,6 +535,48 @@ static cnnelm_status launch(cnnelm_backend_ctx *c, int k, cl_uint dims, const si
 }
 
 #define ARG(k, i, v) CL_TRY(c, clSetKernelArg(c->kernel[k], (i), sizeof(v), &(v)), "clSetKernelArg")
+#define LOCAL_ARG(k, i, bytes) CL_TRY(c, clSetKernelArg(c->kernel[k], (i), (bytes), NULL), "clSetKernelArg")
+
+/* Work-items per work-group for the *_local kernels: a GPU wants at most 256; PoCL runs a whole
+ * work-group on one core, where a bigger group shares one staged image among more work. */
+static size_t local_cap(const cnnelm_backend_ctx *c, int k)
+{
+    size_t cap = c->is_cpu ? 1024 : 256;
+    return c->kernel_group[k] && c->kernel_group[k] < cap ? c->kernel_group[k] : cap;
+}
+
+/* Local memory the *_local kernels may use: room for two groups per compute unit on a GPU. */
+static size_t local_budget(const cnnelm_backend_ctx *c)
+{
+    size_t b = (size_t)(c->local_mem / 4 * 3);
+    return b > 32768 ? 32768 : b;
+}
+
+/* The largest divisor d of total with base * d <= cap; 0 when not even d = 1 fits. */
+static int fit_divisor(int total, size_t base, size_t cap)
+{
+    for (int d = total; d >= 1; d--)
+        if (total % d == 0 && base * (size_t)d <= cap)
+            return d;
+    return 0;
+}
+
+static cnnelm_status ensure_scratch(cnnelm_backend_ctx *c, size_t bytes)
+{
+    if (c->scratch_bytes >= bytes)
+        return CNNELM_OK;
+    if (c->scratch)
+        clReleaseMemObject(c->scratch); /* queued kernels keep it alive until they finish */
+    c->scratch = NULL;
+    c->scratch_bytes = 0;
+    cl_int e;
+    c->scratch = clCreateBuffer(c->context, CL_MEM_READ_WRITE, bytes, NULL, &e);
+    if (e != CL_SUCCESS)
+        return fail(c, cl_status(e), "%s: cannot allocate %zu bytes of scratch (OpenCL error %d)",
+                    c->name, bytes, e);
+    c->scratch_bytes = bytes;
+    return CNNELM_OK;
+}
 
 /* ---- ops ---- */
 
@@ -534,6 +594,25 @@ static cnnelm_status ocl_conv2d_forward(cnnelm_backend_ctx *c, const cnnelm_conv
     NEED(w, (size_t)s->c_out * s->c_in * s->k * s->k, "conv2d_forward", "w");
     NEED(b, (size_t)s->c_out, "conv2d_forward", "b");
     NEED(y, (size_t)s->n * s->c_out * oh * ow, "conv2d_forward", "y");
+    int vw = c->vw, nvx = (ow + vw - 1) / vw;
+    size_t lbytes = (size_t)s->c_in * s->h * (size_t)(nvx * vw + s->k - 1) * sizeof(float);
+    int ob = fit_divisor(s->c_out, (size_t)nvx * oh, local_cap(c, K_CONV_F_L));
+    if (ob && lbytes <= local_budget(c)) { /* the whole image in local memory */
+        ARG(K_CONV_F_L, 0, x->mem);
+        ARG(K_CONV_F_L, 1, w->mem);
+        ARG(K_CONV_F_L, 2, b->mem);
+        ARG(K_CONV_F_L, 3, y->mem);
+        ARG(K_CONV_F_L, 4, s->c_in);
+        ARG(K_CONV_F_L, 5, s->h);
+        ARG(K_CONV_F_L, 6, s->w);
+        ARG(K_CONV_F_L, 7, s->c_out);
+        ARG(K_CONV_F_L, 8, s->k);
+        ARG(K_CONV_F_L, 9, a);
+        LOCAL_ARG(K_CONV_F_L, 10, lbytes);
+        size_t global[3] = { (size_t)nvx, (size_t)oh, (size_t)s->n * s->c_out };
+        size_t local[3] = { (size_t)nvx, (size_t)oh, (size_t)ob };
+        return launch(c, K_CONV_F_L, 3, global, local);
+    }
     ARG(K_CONV_F, 0, x->mem);
     ARG(K_CONV_F, 1, w->mem);
     ARG(K_CONV_F, 2, b->mem);
@@ -572,6 +651,24 @@ static cnnelm_status ocl_conv2d_backward_data(cnnelm_backend_ctx *c, const cnnel
     NEED(dy, (size_t)s->n * s->c_out * oh * ow, "conv2d_backward_data", "dy");
     NEED(w, (size_t)s->c_out * s->c_in * s->k * s->k, "conv2d_backward_data", "w");
     NEED(dx, (size_t)s->n * s->c_in * s->h * s->w, "conv2d_backward_data", "dx");
+    int vw = c->vw, nvx = (s->w + vw - 1) / vw;
+    size_t lbytes = (size_t)s->c_out * (size_t)(oh + 2 * (s->k - 1)) * (size_t)(nvx * vw + s->k - 1) *
+                    sizeof(float);
+    int cb = fit_divisor(s->c_in, (size_t)nvx * s->h, local_cap(c, K_CONV_BD_L));
+    if (cb && lbytes <= local_budget(c)) { /* the image's dy, zero-padded, in local memory */
+        ARG(K_CONV_BD_L, 0, dy->mem);
+        ARG(K_CONV_BD_L, 1, w->mem);
+        ARG(K_CONV_BD_L, 2, dx->mem);
+        ARG(K_CONV_BD_L, 3, s->c_in);
+        ARG(K_CONV_BD_L, 4, s->h);
+        ARG(K_CONV_BD_L, 5, s->w);
+        ARG(K_CONV_BD_L, 6, s->c_out);
+        ARG(K_CONV_BD_L, 7, s->k);
+        LOCAL_ARG(K_CONV_BD_L, 8, lbytes);
+        size_t global[3] = { (size_t)nvx, (size_t)s->h, (size_t)s->n * s->c_in };
+        size_t local[3] = { (size_t)nvx, (size_t)s->h, (size_t)cb };
+        return launch(c, K_CONV_BD_L, 3, global, local);
+    }
     ARG(K_CONV_BD, 0, dy->mem);
     ARG(K_CONV_BD, 1, w->mem);
     ARG(K_CONV_BD, 2, dx->mem);
@@ -598,6 +695,43 @@ static cnnelm_status ocl_conv2d_backward_filter(cnnelm_backend_ctx *c, const cnn
     NEED(dy, (size_t)s->n * s->c_out * per, "conv2d_backward_filter", "dy");
     NEED(dw, nw, "conv2d_backward_filter", "dw");
     NEED(db, (size_t)s->c_out, "conv2d_backward_filter", "db");
+    int kk = s->k * s->k, owv = (ow + c->vw - 1) / c->vw * c->vw, pitch = owv + s->k - 1;
+    int ob = fit_divisor(s->c_out, (size_t)kk * s->c_in, local_cap(c, K_CONV_BF_L));
+    size_t lbytes = ((size_t)s->c_in * s->h * pitch + (size_t)ob * oh * owv) * sizeof(float);
+    if (ob && lbytes <= local_budget(c)) { /* partial sums per chunk of images, then their sum */
+        int chunks = s->n < BF_CHUNKS ? s->n : BF_CHUNKS, per_chunk = (s->n + chunks - 1) / chunks;
+        chunks = (s->n + per_chunk - 1) / per_chunk;
+        int row = (int)nw + s->c_out;
+        st = ensure_scratch(c, (size_t)chunks * row * sizeof(float));
+        if (st != CNNELM_OK)
+            return st;
+        ARG(K_CONV_BF_L, 0, x->mem);
+        ARG(K_CONV_BF_L, 1, dy->mem);
+        ARG(K_CONV_BF_L, 2, c->scratch);
+        ARG(K_CONV_BF_L, 3, s->n);
+        ARG(K_CONV_BF_L, 4, s->c_in);
+        ARG(K_CONV_BF_L, 5, s->h);
+        ARG(K_CONV_BF_L, 6, s->w);
+        ARG(K_CONV_BF_L, 7, s->c_out);
+        ARG(K_CONV_BF_L, 8, s->k);
+        ARG(K_CONV_BF_L, 9, per_chunk);
+        LOCAL_ARG(K_CONV_BF_L, 10, lbytes);
+        size_t global[3] = { (size_t)kk, (size_t)s->c_in, (size_t)s->c_out * chunks };
+        size_t local[3] = { (size_t)kk, (size_t)s->c_in, (size_t)ob };
+        st = launch(c, K_CONV_BF_L, 3, global, local);
+        if (st != CNNELM_OK)
+            return st;
+        int inw = (int)nw;
+        ARG(K_SUM_CHUNKS, 0, c->scratch);
+        ARG(K_SUM_CHUNKS, 1, dw->mem);
+        ARG(K_SUM_CHUNKS, 2, db->mem);
+        ARG(K_SUM_CHUNKS, 3, inw);
+        ARG(K_SUM_CHUNKS, 4, s->c_out);
+        ARG(K_SUM_CHUNKS, 5, chunks);
+        ARG(K_SUM_CHUNKS, 6, acc);
+        size_t g1 = round_up((size_t)row, 64), l1 = 64;
+        return launch(c, K_SUM_CHUNKS, 1, &g1, &l1);
+    }
     ARG(K_CONV_BF, 0, x->mem);
     ARG(K_CONV_BF, 1, dy->mem);
     ARG(K_CONV_BF, 2, dw->mem);
