@@ -333,8 +333,8 @@ static int check_end_to_end(const char *file, int device, const cnnelm_plugin *r
     if (pid > 0)
         waitpid(pid, &status, 0);
     if (pid < 0 || !ok_read || WIFSIGNALED(status)) {
-        fprintf(out, "  %-24s %-30s %12s %9s %11s  CRASH: %s\n", name, shape, "-", "-", "-",
-                WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "no result");
+        fprintf(out, "  %-24s %-30s %12s %9s %11s  CRASH: crashed (%s)\n", name, shape, "-", "-", "-",
+                WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited before reporting");
         return 0;
     }
     if (h.status != 0) {
@@ -455,8 +455,9 @@ int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *
                                                                : "CRASH: crashed (signal %d, %s)",
                          sig == SIGALRM ? CASE_TIMEOUT_S : sig, strsignal(sig));
             } else if (!got_all) {
-                snprintf(result, sizeof result, "CRASH: the op's process exited (status %d) without a result",
-                         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                /* e.g. AddressSanitizer catching the fault and exiting */
+                snprintf(result, sizeof result, "CRASH: crashed (its process exited with status %d "
+                         "before reporting)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
             } else if (h.status == CNNELM_ERR_UNSUPPORTED) {
                 snprintf(result, sizeof result, "unsupported for this shape: runs on the CPU reference");
                 ok = 2;
