@@ -212,34 +212,34 @@ __kernel void pool_forward(__global const float *x, __global float *y, int h, in
     y[((size_t)m * oh + i) * ow + j] = is_max ? v : v / (float)(s * s);
 }
 
-/* dx: one work-item per input element (global: w, h, n * c). mean: dy / s^2; max: dy to the
- * first maximum of the block in row-major order, zero elsewhere. */
+/* dx: one work-item per output (global: ow, oh, n * c), writing its s x s block. mean: dy / s^2;
+ * max: dy to the first maximum of the block in row-major order, zero elsewhere. */
 __kernel void pool_backward(__global const float *x, __global const float *dy, __global float *dx,
                             int h, int wd, int s, int is_max)
 {
-    const int xx = get_global_id(0), yy = get_global_id(1), m = get_global_id(2);
-    if (xx >= wd || yy >= h)
+    const int j = get_global_id(0), i = get_global_id(1), m = get_global_id(2);
+    const int oh = h / s, ow = wd / s;
+    if (i >= oh || j >= ow)
         return;
-    const int oh = h / s, ow = wd / s, i = yy / s, j = xx / s;
     const float g = dy[((size_t)m * oh + i) * ow + j];
-    float out;
-    if (!is_max) {
-        out = g / (float)(s * s);
-    } else {
-        __global const float *xm = x + (size_t)m * h * wd;
+    const size_t base = ((size_t)m * h + (size_t)i * s) * wd + (size_t)j * s;
+    int arg = -1;
+    if (is_max) {
         float best = -INFINITY;
-        int arg = 0;
+        arg = 0;
         for (int p = 0; p < s; p++)
             for (int q = 0; q < s; q++) {
-                float e = xm[(i * s + p) * wd + j * s + q];
+                const float e = x[base + (size_t)p * wd + q];
                 if (e > best) {
                     best = e;
                     arg = p * s + q;
                 }
             }
-        out = arg == (yy - i * s) * s + (xx - j * s) ? g : 0.0f;
     }
-    dx[((size_t)m * h + yy) * wd + xx] = out;
+    const float mean = g / (float)(s * s);
+    for (int p = 0; p < s; p++)
+        for (int q = 0; q < s; q++)
+            dx[base + (size_t)p * wd + q] = arg < 0 ? mean : (arg == p * s + q ? g : 0.0f);
 }
 
 __kernel void activation_forward(__global const float *x, __global float *y, int act, int count)
@@ -256,6 +256,12 @@ __kernel void activation_backward(__global const float *y, __global const float 
     if (t < count)
         dx[t] = dy[t] * derivative(y[t], act);
 }
+
+/* PoCL (CPU devices) turns a loop whose trip count is the same for every work-item into a loop
+ * around the work-item loop (an implicit barrier), which moves register accumulators to memory:
+ * 3x slower here. A bound that only looks item-dependent keeps each work-item's loop nest in
+ * registers; on a GPU it costs one shift. Never use it on a loop that holds a barrier. */
+#define PER_ITEM(n) ((n) + (int)(get_local_id(0) >> 30))
 
 /* ---- the *_local kernels: one work-group holds a whole image (all its maps) in local memory;
  * the host uses them when the image fits and falls back to the kernels above otherwise. Local
@@ -284,64 +290,109 @@ inline void stage_rows(__global const float *src, int maps, int rows, int len, _
     }
 }
 
-/* Forward. Global (nvx, oh, n * c_out), local (nvx, oh, ob) with ob dividing c_out and
- * nvx = ceil(ow / VW): a work-group is one image and ob output maps; each work-item computes VW
- * neighbouring outputs of one row of one map. xl: c_in * h * (nvx * VW + k - 1) floats. */
+/* Four weights of one kernel row applied to the VW-wide windows of a local row: the same
+ * loaded vector feeds four accumulators (four output maps, or four input maps). KFIX is the
+ * kernel size unrolled at compile time (the common 5); other sizes take the plain loop. */
+#ifndef KFIX
+#define KFIX 5
+#endif
+#define ROW4(row, sign, w0, w1, w2, w3, kq)                                                     \
+    for (int q = 0; q < (kq); q++) {                                                           \
+        const floatv v = VLOAD((row) + (sign) * q);                                            \
+        a0 += v * (w0)[q];                                                                     \
+        a1 += v * (w1)[q];                                                                     \
+        a2 += v * (w2)[q];                                                                     \
+        a3 += v * (w3)[q];                                                                     \
+    }
+
+/* Writes the first `m` of four VW-wide accumulators to rows `plane` floats apart, `live` floats
+ * of each (the rest is row padding). */
+#define STORE4(out, plane, m, live, f)                                                         \
+    do {                                                                                       \
+        float r_[4][VW];                                                                       \
+        VSTORE(a0, r_[0]);                                                                     \
+        VSTORE(a1, r_[1]);                                                                     \
+        VSTORE(a2, r_[2]);                                                                     \
+        VSTORE(a3, r_[3]);                                                                     \
+        for (int e_ = 0; e_ < (m); e_++)                                                       \
+            for (int u_ = 0; u_ < VW && u_ < (live); u_++)                                     \
+                (out)[e_ * (size_t)(plane) + u_] = f(r_[e_][u_]);                              \
+    } while (0)
+
+/* Forward. Global (nvx, oh, n * nq), local (nvx, oh, qb) with nq = ceil(c_out / 4), qb dividing
+ * nq and nvx = ceil(ow / VW): a work-group is one image and qb groups of four output maps; each
+ * work-item computes VW neighbouring outputs of one row of four maps. xl: the image, all maps,
+ * c_in * h * (nvx * VW + k - 1) floats. */
 __kernel void conv_forward_local(__global const float *x, __global const float *w,
                                  __global const float *b, __global float *y, int c_in, int h,
                                  int wd, int c_out, int k, int act, __local float *xl)
 {
-    const int vx = get_local_id(0), i = get_local_id(1), lo = get_local_id(2);
-    const int nvx = get_local_size(0), ob = get_local_size(2);
-    const int first = get_group_id(2) * ob, n = first / c_out, o = first % c_out + lo;
+    const int vx = get_local_id(0), i = get_local_id(1), lq = get_local_id(2);
+    const int nvx = get_local_size(0), qb = get_local_size(2), nq = (c_out + 3) / 4;
+    const int first = get_group_id(2) * qb, n = first / nq, o = (first % nq + lq) * 4;
+    const int m = min(4, c_out - o);
     const int oh = h - k + 1, ow = wd - k + 1, pitch = nvx * VW + k - 1;
-    const int lid = (lo * oh + i) * nvx + vx, lsize = nvx * oh * ob;
+    const int lid = (lq * oh + i) * nvx + vx, lsize = nvx * oh * qb;
     stage_rows(x + (size_t)n * c_in * h * wd, c_in, h, wd, xl, h, pitch, 0, 0, lid, lsize);
     barrier(CLK_LOCAL_MEM_FENCE);
-    floatv acc = (floatv)(b[o]);
-    const int kk = k * k;
-    __global const float *wo = w + (size_t)o * c_in * kk;
-    for (int c = 0; c < c_in; c++) {
-        __local const float *xc = xl + (c * h + i) * pitch + vx * VW;
-        for (int p = 0; p < k; p++)
-            for (int q = 0; q < k; q++)
-                acc += VLOAD(xc + p * pitch + q) * wo[c * kk + p * k + q];
-    }
+    const int kk = k * k, step = c_in * kk;
+    /* maps past c_out read map o's weights (in bounds) and are not stored */
+    __global const float *w0 = w + (size_t)o * step;
+    __global const float *w1 = w0 + (m > 1 ? step : 0), *w2 = w0 + (m > 2 ? 2 * step : 0);
+    __global const float *w3 = w0 + (m > 3 ? 3 * step : 0);
+    floatv a0 = (floatv)(b[o]), a1 = (floatv)(b[o + (m > 1)]), a2 = (floatv)(b[o + (m > 2) * 2]);
+    floatv a3 = (floatv)(b[o + (m > 3) * 3]);
+    for (int c = 0; c < PER_ITEM(c_in); c++)
+        for (int p = 0; p < k; p++) {
+            __local const float *xr = xl + (c * h + i + p) * pitch + vx * VW;
+            const int t = c * kk + p * k;
+            if (k == KFIX) {
+                ROW4(xr, 1, w0 + t, w1 + t, w2 + t, w3 + t, KFIX)
+            } else {
+                ROW4(xr, 1, w0 + t, w1 + t, w2 + t, w3 + t, k)
+            }
+        }
     __global float *out = y + (((size_t)n * c_out + o) * oh + i) * ow + vx * VW;
-    float r[VW];
-    VSTORE(acc, r);
-    for (int u = 0; u < VW && vx * VW + u < ow; u++)
-        out[u] = activate(r[u], act);
+#define ACTIVATE(v) activate((v), act)
+    STORE4(out, oh * ow, m, ow - vx * VW, ACTIVATE);
+#undef ACTIVATE
 }
 
-/* Input gradient as a transposed convolution. Global (nvx, h, n * c_in), local (nvx, h, cb)
- * with cb dividing c_in and nvx = ceil(w / VW). dl: dy of the image, every map, padded by k-1
- * on each side: c_out * (oh + 2k - 2) * (nvx * VW + k - 1) floats. */
+/* Input gradient as a transposed convolution. Global (nvx, h, n * nq), local (nvx, h, qb) with
+ * nq = ceil(c_in / 4), qb dividing nq and nvx = ceil(w / VW); each work-item computes VW
+ * neighbouring pixels of one row of four input maps. dl: dy of the image, every map, padded by
+ * k-1 on each side: c_out * (oh + 2k - 2) * (nvx * VW + k - 1) floats. */
 __kernel void conv_backward_data_local(__global const float *dy, __global const float *w,
                                        __global float *dx, int c_in, int h, int wd, int c_out,
                                        int k, __local float *dl)
 {
-    const int vx = get_local_id(0), yy = get_local_id(1), lc = get_local_id(2);
-    const int nvx = get_local_size(0), cb = get_local_size(2);
-    const int first = get_group_id(2) * cb, n = first / c_in, c = first % c_in + lc;
+    const int vx = get_local_id(0), yy = get_local_id(1), lq = get_local_id(2);
+    const int nvx = get_local_size(0), qb = get_local_size(2), nq = (c_in + 3) / 4;
+    const int first = get_group_id(2) * qb, n = first / nq, c = (first % nq + lq) * 4;
+    const int m = min(4, c_in - c);
     const int oh = h - k + 1, ow = wd - k + 1, pitch = nvx * VW + k - 1, prow = oh + 2 * (k - 1);
-    const int lid = (lc * h + yy) * nvx + vx, lsize = nvx * h * cb;
+    const int lid = (lq * h + yy) * nvx + vx, lsize = nvx * h * qb;
     stage_rows(dy + (size_t)n * c_out * oh * ow, c_out, oh, ow, dl, prow, pitch, k - 1, k - 1, lid, lsize);
     barrier(CLK_LOCAL_MEM_FENCE);
-    floatv acc = (floatv)(0.0f);
+    floatv a0 = (floatv)(0.0f), a1 = a0, a2 = a0, a3 = a0;
     const int kk = k * k;
-    for (int o = 0; o < c_out; o++) {
+    const int d1 = m > 1 ? kk : 0, d2 = m > 2 ? 2 * kk : 0, d3 = m > 3 ? 3 * kk : 0;
+    for (int o = 0; o < PER_ITEM(c_out); o++) {
         __global const float *wk = w + ((size_t)o * c_in + c) * kk;
-        __local const float *d = dl + (o * prow + yy + k - 1) * pitch + vx * VW + k - 1;
-        for (int p = 0; p < k; p++)
-            for (int q = 0; q < k; q++)
-                acc += VLOAD(d - p * pitch - q) * wk[p * k + q];
+        for (int p = 0; p < k; p++) {
+            __local const float *d = dl + (o * prow + yy + k - 1 - p) * pitch + vx * VW + k - 1;
+            __global const float *wr = wk + p * k;
+            if (k == KFIX) {
+                ROW4(d, -1, wr, wr + d1, wr + d2, wr + d3, KFIX)
+            } else {
+                ROW4(d, -1, wr, wr + d1, wr + d2, wr + d3, k)
+            }
+        }
     }
     __global float *out = dx + (((size_t)n * c_in + c) * h + yy) * wd + vx * VW;
-    float r[VW];
-    VSTORE(acc, r);
-    for (int u = 0; u < VW && vx * VW + u < wd; u++)
-        out[u] = r[u];
+#define SAME(v) (v)
+    STORE4(out, h * wd, m, wd - vx * VW, SAME);
+#undef SAME
 }
 
 /* Kernel and bias gradients, partial sums over a chunk of images. Global (k*k, c_in,
@@ -351,7 +402,7 @@ __kernel void conv_backward_data_local(__global const float *dy, __global const 
  * c_out*c_in*k*k weights followed by c_out biases. xl: c_in*h*(owv+k-1) + ob*oh*owv floats. */
 __kernel void conv_backward_filter_local(__global const float *x, __global const float *dy,
                                          __global float *part, int nimg, int c_in, int h, int wd,
-                                         int c_out, int k, int per_chunk, __local float *xl)
+                                         int c_out, int k, int per_chunk, int ipb, __local float *xl)
 {
     const int pq = get_local_id(0), c = get_local_id(1), lo = get_local_id(2);
     const int kk = k * k, ob = get_local_size(2), groups = c_out / ob;
@@ -359,22 +410,28 @@ __kernel void conv_backward_filter_local(__global const float *x, __global const
     const int p = pq / k, q = pq - p * k;
     const int oh = h - k + 1, ow = wd - k + 1, owv = (ow + VW - 1) / VW * VW, pitch = owv + k - 1;
     const int lid = (lo * c_in + c) * kk + pq, lsize = kk * c_in * ob;
-    __local float *dl = xl + c_in * h * pitch;
+    __local float *dl = xl + ipb * c_in * h * pitch;
     floatv acc = (floatv)(0.0f), bacc = (floatv)(0.0f);
     const int n0 = chunk * per_chunk, n1 = min(nimg, n0 + per_chunk);
-    for (int n = n0; n < n1; n++) {
+    /* ipb images per pass between barriers */
+    for (int n = n0; n < n1; n += ipb) {
+        const int cnt = min(ipb, n1 - n);
         barrier(CLK_LOCAL_MEM_FENCE);
-        stage_rows(x + (size_t)n * c_in * h * wd, c_in, h, wd, xl, h, pitch, 0, 0, lid, lsize);
-        stage_rows(dy + ((size_t)n * c_out + og * ob) * oh * ow, ob, oh, ow, dl, oh, owv, 0, 0, lid, lsize);
+        stage_rows(x + (size_t)n * c_in * h * wd, cnt * c_in, h, wd, xl, h, pitch, 0, 0, lid, lsize);
+        for (int u = 0; u < cnt; u++)
+            stage_rows(dy + ((size_t)(n + u) * c_out + og * ob) * oh * ow, ob, oh, ow,
+                       dl + u * ob * oh * owv, oh, owv, 0, 0, lid, lsize);
         barrier(CLK_LOCAL_MEM_FENCE);
-        __local const float *d = dl + lo * oh * owv;
-        __local const float *xs = xl + (c * h + p) * pitch + q;
-        for (int i = 0; i < oh; i++)
-            for (int j = 0; j < owv; j += VW)
-                acc += VLOAD(d + i * owv + j) * VLOAD(xs + i * pitch + j);
-        if (pq == 0 && c == 0)
-            for (int t = 0; t < oh * owv; t += VW)
-                bacc += VLOAD(d + t);
+        for (int u = 0; u < PER_ITEM(cnt); u++) {
+            __local const float *d = dl + (u * ob + lo) * oh * owv;
+            __local const float *xs = xl + ((u * c_in + c) * h + p) * pitch + q;
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < owv; j += VW)
+                    acc += VLOAD(d + i * owv + j) * VLOAD(xs + i * pitch + j);
+            if (pq == 0 && c == 0)
+                for (int t = 0; t < oh * owv; t += VW)
+                    bacc += VLOAD(d + t);
+        }
     }
     __global float *mine = part + (size_t)chunk * (c_out * c_in * kk + c_out);
     mine[((size_t)o * c_in + c) * kk + pq] = HSUM(acc);

@@ -23,6 +23,7 @@
 /* Tuning values, passed to the kernels as -D options (see cl/cnnelm.cl). */
 #define TILE 8
 #define GROUP 64
+#define KFIX 5 /* the kernel size unrolled at compile time */
 
 enum { K_CONV_F, K_CONV_BD, K_CONV_BF, K_CONV_BB, K_POOL_F, K_POOL_B, K_ACT_F, K_ACT_B,
        K_CONV_F_L, K_CONV_BD_L, K_CONV_BF_L, K_SUM_CHUNKS, K_COUNT };
@@ -282,7 +283,8 @@ static void write_cache(cnnelm_backend_ctx *c, const char *path)
 static cnnelm_status build_program(cnnelm_backend_ctx *c, const cnnelm_context_params *params)
 {
     char options[256];
-    snprintf(options, sizeof options, "-cl-std=CL1.2 -DTILE=%d -DGROUP=%d -DVW=%d", TILE, GROUP, c->vw);
+    snprintf(options, sizeof options, "-cl-std=CL1.2 -DTILE=%d -DGROUP=%d -DVW=%d -DKFIX=%d", TILE, GROUP,
+             c->vw, KFIX);
     char path[1200];
     cache_path(c, params, options, path, sizeof path);
     cl_int e;
@@ -596,7 +598,7 @@ static cnnelm_status ocl_conv2d_forward(cnnelm_backend_ctx *c, const cnnelm_conv
     NEED(y, (size_t)s->n * s->c_out * oh * ow, "conv2d_forward", "y");
     int vw = c->vw, nvx = (ow + vw - 1) / vw;
     size_t lbytes = (size_t)s->c_in * s->h * (size_t)(nvx * vw + s->k - 1) * sizeof(float);
-    int ob = fit_divisor(s->c_out, (size_t)nvx * oh, local_cap(c, K_CONV_F_L));
+    int nq = (s->c_out + 3) / 4, ob = fit_divisor(nq, (size_t)nvx * oh, local_cap(c, K_CONV_F_L));
     if (ob && lbytes <= local_budget(c)) { /* the whole image in local memory */
         ARG(K_CONV_F_L, 0, x->mem);
         ARG(K_CONV_F_L, 1, w->mem);
@@ -609,7 +611,7 @@ static cnnelm_status ocl_conv2d_forward(cnnelm_backend_ctx *c, const cnnelm_conv
         ARG(K_CONV_F_L, 8, s->k);
         ARG(K_CONV_F_L, 9, a);
         LOCAL_ARG(K_CONV_F_L, 10, lbytes);
-        size_t global[3] = { (size_t)nvx, (size_t)oh, (size_t)s->n * s->c_out };
+        size_t global[3] = { (size_t)nvx, (size_t)oh, (size_t)s->n * nq };
         size_t local[3] = { (size_t)nvx, (size_t)oh, (size_t)ob };
         return launch(c, K_CONV_F_L, 3, global, local);
     }
@@ -654,7 +656,7 @@ static cnnelm_status ocl_conv2d_backward_data(cnnelm_backend_ctx *c, const cnnel
     int vw = c->vw, nvx = (s->w + vw - 1) / vw;
     size_t lbytes = (size_t)s->c_out * (size_t)(oh + 2 * (s->k - 1)) * (size_t)(nvx * vw + s->k - 1) *
                     sizeof(float);
-    int cb = fit_divisor(s->c_in, (size_t)nvx * s->h, local_cap(c, K_CONV_BD_L));
+    int nq = (s->c_in + 3) / 4, cb = fit_divisor(nq, (size_t)nvx * s->h, local_cap(c, K_CONV_BD_L));
     if (cb && lbytes <= local_budget(c)) { /* the image's dy, zero-padded, in local memory */
         ARG(K_CONV_BD_L, 0, dy->mem);
         ARG(K_CONV_BD_L, 1, w->mem);
@@ -665,7 +667,7 @@ static cnnelm_status ocl_conv2d_backward_data(cnnelm_backend_ctx *c, const cnnel
         ARG(K_CONV_BD_L, 6, s->c_out);
         ARG(K_CONV_BD_L, 7, s->k);
         LOCAL_ARG(K_CONV_BD_L, 8, lbytes);
-        size_t global[3] = { (size_t)nvx, (size_t)s->h, (size_t)s->n * s->c_in };
+        size_t global[3] = { (size_t)nvx, (size_t)s->h, (size_t)s->n * nq };
         size_t local[3] = { (size_t)nvx, (size_t)s->h, (size_t)cb };
         return launch(c, K_CONV_BD_L, 3, global, local);
     }
@@ -696,11 +698,16 @@ static cnnelm_status ocl_conv2d_backward_filter(cnnelm_backend_ctx *c, const cnn
     NEED(dw, nw, "conv2d_backward_filter", "dw");
     NEED(db, (size_t)s->c_out, "conv2d_backward_filter", "db");
     int kk = s->k * s->k, owv = (ow + c->vw - 1) / c->vw * c->vw, pitch = owv + s->k - 1;
-    int ob = fit_divisor(s->c_out, (size_t)kk * s->c_in, local_cap(c, K_CONV_BF_L));
+    int ob = fit_divisor(s->c_out, (size_t)kk * s->c_in,
+                         local_cap(c, K_CONV_BF_L) < 256 ? local_cap(c, K_CONV_BF_L) : 256);
     size_t lbytes = ((size_t)s->c_in * s->h * pitch + (size_t)ob * oh * owv) * sizeof(float);
     if (ob && lbytes <= local_budget(c)) { /* partial sums per chunk of images, then their sum */
         int chunks = s->n < BF_CHUNKS ? s->n : BF_CHUNKS, per_chunk = (s->n + chunks - 1) / chunks;
         chunks = (s->n + per_chunk - 1) / per_chunk;
+        int ipb = 1; /* images staged per pass: as many as fit, up to 8 */
+        while (ipb < 8 && ipb < per_chunk && (size_t)(ipb + 1) * lbytes <= local_budget(c))
+            ipb++;
+        lbytes *= (size_t)ipb;
         int row = (int)nw + s->c_out;
         st = ensure_scratch(c, (size_t)chunks * row * sizeof(float));
         if (st != CNNELM_OK)
@@ -715,7 +722,8 @@ static cnnelm_status ocl_conv2d_backward_filter(cnnelm_backend_ctx *c, const cnn
         ARG(K_CONV_BF_L, 7, s->c_out);
         ARG(K_CONV_BF_L, 8, s->k);
         ARG(K_CONV_BF_L, 9, per_chunk);
-        LOCAL_ARG(K_CONV_BF_L, 10, lbytes);
+        ARG(K_CONV_BF_L, 10, ipb);
+        LOCAL_ARG(K_CONV_BF_L, 11, lbytes);
         size_t global[3] = { (size_t)kk, (size_t)s->c_in, (size_t)s->c_out * chunks };
         size_t local[3] = { (size_t)kk, (size_t)s->c_in, (size_t)ob };
         st = launch(c, K_CONV_BF_L, 3, global, local);
@@ -785,7 +793,7 @@ static cnnelm_status ocl_pool_forward(cnnelm_backend_ctx *c, const cnnelm_pool_s
     ARG(K_POOL_F, 5, is_max);
     size_t global[3] = { round_up((size_t)ow, 8), round_up((size_t)oh, 8), (size_t)s->n * s->c };
     size_t local[3] = { 8, 8, 1 };
-    return launch(c, K_POOL_F, 3, global, local);
+    return launch(c, K_POOL_F, 3, global, c->is_cpu ? NULL : local);
 }
 
 static cnnelm_status ocl_pool_backward(cnnelm_backend_ctx *c, const cnnelm_pool_shape *s,
@@ -808,9 +816,9 @@ static cnnelm_status ocl_pool_backward(cnnelm_backend_ctx *c, const cnnelm_pool_
     ARG(K_POOL_B, 4, s->w);
     ARG(K_POOL_B, 5, s->s);
     ARG(K_POOL_B, 6, is_max);
-    size_t global[3] = { round_up((size_t)s->w, 8), round_up((size_t)s->h, 8), (size_t)s->n * s->c };
+    size_t global[3] = { round_up((size_t)ow, 8), round_up((size_t)oh, 8), (size_t)s->n * s->c };
     size_t local[3] = { 8, 8, 1 };
-    return launch(c, K_POOL_B, 3, global, local);
+    return launch(c, K_POOL_B, 3, global, c->is_cpu ? NULL : local);
 }
 
 static cnnelm_status ocl_activation_forward(cnnelm_backend_ctx *c, cnnelm_activation act, size_t count,
