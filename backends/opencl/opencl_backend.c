@@ -144,13 +144,22 @@ static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
         return CNNELM_ERR_INVALID_ARGUMENT;
     memset(info, 0, sizeof *info);
     cl_device_id d = ds[index];
-    clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof info->name - 1, info->name, NULL);
-    clGetDeviceInfo(d, CL_DEVICE_VENDOR, sizeof info->vendor - 1, info->vendor, NULL);
-    char pn[48] = "", dv[48] = "", ver[48] = "";
+    char text[1024] = "";
+    clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof text - 1, text, NULL);
+    snprintf(info->name, sizeof info->name, "%s", text);
+    text[0] = '\0';
+    clGetDeviceInfo(d, CL_DEVICE_VENDOR, sizeof text - 1, text, NULL);
+    snprintf(info->vendor, sizeof info->vendor, "%s", text);
+    /* a query fails (and leaves nothing) when the buffer is short: ask with room to spare,
+     * the snprintf below truncates */
+    char pn[256] = "", dv[256] = "", ver[256] = "";
     clGetPlatformInfo(ps[index], CL_PLATFORM_NAME, sizeof pn - 1, pn, NULL);
     clGetDeviceInfo(d, CL_DEVICE_VERSION, sizeof ver - 1, ver, NULL);
     clGetDeviceInfo(d, CL_DRIVER_VERSION, sizeof dv - 1, dv, NULL);
-    snprintf(info->driver, sizeof info->driver, "%s, %s, driver %s", pn, ver, dv);
+    char full[800];
+    snprintf(full, sizeof full, "%s, %s, driver %s", pn, ver, dv);
+    full[sizeof info->driver - 1] = '\0'; /* truncated to fit */
+    memcpy(info->driver, full, strlen(full) + 1);
     cl_device_type t = 0;
     clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof t, &t, NULL);
     info->kind = (t & CL_DEVICE_TYPE_GPU) ? CNNELM_DEVICE_GPU
@@ -265,15 +274,17 @@ static void write_cache(cnnelm_backend_ctx *c, const char *path)
     if (!bin)
         return;
     unsigned char *bins[1] = { bin };
+    /* a unique temporary name: contexts of one process open (and write) concurrently */
     char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     FILE *f = NULL;
+    int fd = -1;
     if (clGetProgramInfo(c->program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
-        (f = fopen(tmp, "wb")) != NULL) {
+        (fd = mkstemp(tmp)) >= 0 && ((f = fdopen(fd, "wb")) != NULL || (close(fd), unlink(tmp), 0))) {
         int ok = fwrite(bin, 1, size, f) == size;
         ok &= fclose(f) == 0;
         if (ok && rename(tmp, path) == 0)
-            log_msg(c, CNNELM_LOG_INFO, "%s: kernels compiled and cached in %s", c->name, path);
+            log_msg(c, CNNELM_LOG_INFO, "%s: cache miss: kernels compiled and cached in %s", c->name, path);
         else
             unlink(tmp);
     }
@@ -298,7 +309,7 @@ static cnnelm_status build_program(cnnelm_backend_ctx *c, const cnnelm_context_p
             free(bin);
             if (e == CL_SUCCESS && bs == CL_SUCCESS &&
                 clBuildProgram(c->program, 1, &c->device, options, NULL, NULL) == CL_SUCCESS) {
-                log_msg(c, CNNELM_LOG_INFO, "%s: kernels loaded from the cache %s", c->name, path);
+                log_msg(c, CNNELM_LOG_INFO, "%s: cache hit: kernels loaded from %s", c->name, path);
                 return CNNELM_OK;
             }
             if (c->program)
