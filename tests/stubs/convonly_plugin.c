@@ -1,8 +1,11 @@
 /* A partial backend for the fallback tests: host-memory buffers and convolution forward in plain
  * loops, every other op left NULL, as an FPGA team's first plugin would be. The core must run
  * the missing ops on the CPU reference and train to the CPU backend's accuracy.
- * Built twice more for the conformance checker's tests: -DBROKEN_WRONG (results off by 0.01)
- * and -DBROKEN_CRASH (a NULL dereference in the op). */
+ * Built again for the conformance checker's tests, one variant per -D flag:
+ *   -DBROKEN_WRONG       conv2d_forward adds 0.01 to every output (plugin-check must FAIL it)
+ *   -DBROKEN_CRASH       conv2d_forward dereferences NULL (a crash must be reported, not fatal)
+ *   -DWITH_POOL          pool_forward in plain loops too, so a check can pass beside a failure
+ *   -DBROKEN_CRASH_POOL  (with WITH_POOL) pool_forward dereferences NULL */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,13 +124,44 @@ static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, c
     return CNNELM_OK;
 }
 
+#ifdef WITH_POOL
+static cnnelm_status pool_f(cnnelm_backend_ctx *c, const cnnelm_pool_shape *s, cnnelm_pooling m,
+                            const cnnelm_buffer *x, cnnelm_buffer *y)
+{
+    (void)c;
+#ifdef BROKEN_CRASH_POOL
+    volatile float *nowhere = NULL;
+    *nowhere = 1.0f;
+#endif
+    int oh = s->h / s->s, ow = s->w / s->s;
+    for (int nc = 0; nc < s->n * s->c; nc++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                const float *blk = x->data + ((size_t)nc * s->h + (size_t)i * s->s) * s->w + (size_t)j * s->s;
+                float v = m == CNNELM_POOL_MAX ? blk[0] : 0.0f;
+                for (int p = 0; p < s->s; p++)
+                    for (int q = 0; q < s->s; q++) {
+                        float e = blk[(size_t)p * s->w + q];
+                        v = m == CNNELM_POOL_MAX ? (e > v ? e : v) : v + e;
+                    }
+                if (m == CNNELM_POOL_MEAN)
+                    v /= (float)(s->s * s->s);
+                y->data[((size_t)nc * oh + i) * ow + j] = v;
+            }
+    return CNNELM_OK;
+}
+#define POOL_FORWARD pool_f
+#else
+#define POOL_FORWARD NULL
+#endif
+
 static const cnnelm_backend table = {
     .abi_major = CNNELM_BACKEND_ABI_MAJOR, .abi_minor = CNNELM_BACKEND_ABI_MINOR,
     .table_size = sizeof(cnnelm_backend), .name = STUB_NAME,
     .description = "test backend with convolution forward only",
     .device_count = count, .device_info = info, .context_open = open_, .context_close = close_,
     .last_error = last, .buffer_alloc = alloc_, .buffer_free = free_, .buffer_write = wr,
-    .buffer_read = rd, .conv2d_forward = conv_f,
+    .buffer_read = rd, .conv2d_forward = conv_f, .pool_forward = POOL_FORWARD,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(table)
