@@ -3,6 +3,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "cnnelm/dataset.h"
+#include "atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +13,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -426,21 +426,6 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static int write_all(int fd, const void *p, size_t len)
-{
-    const unsigned char *c = p;
-    while (len > 0) {
-        ssize_t w = write(fd, c, len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        c += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static int gz_write_all(gzFile gz, const void *p, size_t len)
 {
     const unsigned char *c = p;
@@ -454,39 +439,17 @@ static int gz_write_all(gzFile gz, const void *p, size_t len)
     return 0;
 }
 
-/* Creates a new file next to path (same directory, so rename is atomic), mode 0666 & ~umask. */
-static int create_temp(const char *path, char *tmp, size_t size, cnnelm_error *err)
-{
-    const char *slash = strrchr(path, '/');
-    int dirlen = slash ? (int)(slash - path + 1) : 0;
-    const char *base = slash ? slash + 1 : path;
-    unsigned long salt = (unsigned long)getpid() * 2654435761u ^ (unsigned long)time(NULL) ^
-                         (unsigned long)(uintptr_t)&salt;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        salt = salt * 6364136223846793005u + 1442695040888963407u;
-        int n = snprintf(tmp, size, "%.*s.%s.tmp%06lx", dirlen, path, base, (salt >> 20) & 0xffffff);
-        if (n < 0 || (size_t)n >= size)
-            return cnnelm_fail(err, "%s: path too long", path);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0)
-            return fd;
-        if (errno != EEXIST)
-            return cnnelm_fail(err, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
-    }
-    return cnnelm_fail(err, "%s: cannot create a temporary file next to it", path);
-}
-
+/* The header and payload, gzipped when the name ends in .gz, through an atomic file. */
 static int write_idx(const char *path, const unsigned char *header, size_t header_len,
                      const uint8_t *payload, size_t payload_len, cnnelm_error *err)
 {
-    char tmp[4200];
-    int fd = create_temp(path, tmp, sizeof tmp, err);
-    if (fd < 0)
+    cnnelm_atomic_file af;
+    if (cnnelm_atomic_open(&af, path, err))
         return -1;
     const char *what = NULL;
     int e = 0;
     if (ends_with(path, ".gz")) {
-        int fd2 = dup(fd);
+        int fd2 = dup(fileno(af.f));
         gzFile gz = fd2 >= 0 ? gzdopen(fd2, "wb6") : NULL;
         if (!gz) {
             e = errno;
@@ -505,37 +468,16 @@ static int write_idx(const char *path, const unsigned char *header, size_t heade
                 what = "cannot write";
             }
         }
-    } else if (write_all(fd, header, header_len) || write_all(fd, payload, payload_len)) {
+    } else if (fwrite(header, 1, header_len, af.f) != header_len ||
+               fwrite(payload, 1, payload_len, af.f) != payload_len) {
         e = errno;
         what = "cannot write";
-    }
-    if (!what && fsync(fd) != 0) {
-        e = errno;
-        what = "cannot sync";
-    }
-    if (close(fd) != 0 && !what) {
-        e = errno;
-        what = "cannot write";
-    }
-    if (!what && rename(tmp, path) != 0) {
-        e = errno;
-        what = "cannot rename temporary file into place";
     }
     if (what) {
-        unlink(tmp);
+        cnnelm_atomic_abort(&af);
         return cnnelm_fail(err, "%s: %s: %s", path, what, e ? strerror(e) : "unknown error");
     }
-    /* Make the rename itself durable; a failure here loses nothing already written. */
-    char dir[4200];
-    const char *slash = strrchr(path, '/');
-    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + 1, path);
-    else snprintf(dir, sizeof dir, ".");
-    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    return 0;
+    return cnnelm_atomic_commit(&af, err);
 }
 
 int cnnelm_idx_write_images(const char *path, const uint8_t *images, size_t n, int rows, int cols,
