@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 _Static_assert(sizeof(cnnelm_activation) == sizeof(int), "enums are stored as int");
@@ -1060,6 +1061,46 @@ static int read_file(config_t *conf, const char *path, cnnelm_error *err)
     return 0;
 }
 
+/* Relative plugin_path entries name directories beside the config file, not wherever the
+ * command runs (a directory a user happens to be in must not supply plugins); without a file,
+ * the working directory. Rewritten absolute, so the effective config says what is searched. */
+static int absolute_plugin_path(cnnelm_config *cfg, cnnelm_error *err)
+{
+    char base[CNNELM_PATH_MAX], out[CNNELM_PATH_MAX] = "";
+    const char *slash = strrchr(cfg->path, '/');
+    if (slash)
+        snprintf(base, sizeof base, "%.*s", slash == cfg->path ? 1 : (int)(slash - cfg->path), cfg->path);
+    else
+        base[0] = '\0';
+    if (base[0] != '/') {
+        char cwd[CNNELM_PATH_MAX], rel[CNNELM_PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd))
+            return cnnelm_fail(err, "plugin_path: cannot read the working directory");
+        snprintf(rel, sizeof rel, "%s", base);
+        if (snprintf(base, sizeof base, "%s%s%s", cwd, rel[0] ? "/" : "", rel) >= (int)sizeof base)
+            return cnnelm_fail(err, "plugin_path: the config file's directory is too long");
+    }
+    size_t used = 0;
+    for (const char *p = cfg->plugin_path; *p;) {
+        const char *end = strchr(p, ':');
+        int len = end ? (int)(end - p) : (int)strlen(p);
+        if (len > 0) {
+            int n = p[0] == '/' ? snprintf(out + used, sizeof out - used, "%s%.*s", used ? ":" : "", len, p)
+                                : snprintf(out + used, sizeof out - used, "%s%s/%.*s", used ? ":" : "",
+                                           base, len, p);
+            if (n < 0 || (size_t)n >= sizeof out - used)
+                return cnnelm_fail(err, "plugin_path: too long once relative entries are made absolute "
+                                   "against %s", base);
+            used += (size_t)n;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    memcpy(cfg->plugin_path, out, sizeof out);
+    return 0;
+}
+
 int cnnelm_config_load(cnnelm_config *cfg, const char *path, const char *const *overrides,
                        int n_overrides, cnnelm_error *err)
 {
@@ -1102,6 +1143,8 @@ int cnnelm_config_load(cnnelm_config *cfg, const char *path, const char *const *
                 "train.folds = 1: cross-validation needs at least 2 folds (0: off)");
         goto done;
     }
+    if (absolute_plugin_path(cfg, err))
+        goto done;
     cfg->text = effective_text(cfg);
     if (!cfg->text) {
         cnnelm_fail(err, "%s: out of memory", c.path);

@@ -9,16 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#ifndef CNNELM_BUILD_PLUGIN_DIR
-#define CNNELM_BUILD_PLUGIN_DIR ""
-#endif
-#ifndef CNNELM_INSTALL_PLUGIN_DIR
-#define CNNELM_INSTALL_PLUGIN_DIR "/usr/local/lib/cnnelm"
+/* Where plugins sit relative to the code that loads them, never an absolute path: an installed
+ * copy must not search the build tree it came from or a prefix it was not installed in. */
+#ifndef CNNELM_BIN_TO_PLUGINS
+#define CNNELM_BIN_TO_PLUGINS "../lib/cnnelm"
 #endif
 
-#define MAX_DIRS 32
+#define MAX_DIRS CNNELM_PLUGIN_MAX_DIRS
 
 const char *cnnelm_status_name(cnnelm_status s)
 {
@@ -35,65 +38,188 @@ const char *cnnelm_status_name(cnnelm_status s)
     return "unknown status";
 }
 
-/* Splits a colon-separated list into dirs[] (copies kept in `store`). */
-static int split_path(const char *list, char store[][4096], const char **dirs, int n, int max)
+/* --allow-insecure-plugins: the one setting of the plugin registry (see plugin.h). */
+static atomic_int allow_insecure;
+
+void cnnelm_plugin_allow_insecure(int allow)
+{
+    atomic_store(&allow_insecure, allow != 0);
+}
+
+void cnnelm_plugin_dirs_free(cnnelm_plugin_dirs *d)
+{
+    if (!d)
+        return;
+    for (int i = 0; i < d->n; i++)
+        free(d->dir[i]);
+    d->n = 0;
+}
+
+/* Appends `dir` (made absolute against the working directory; symlinks resolved when it exists,
+ * so what is listed is where files really come from), dropping repeats. */
+static int add_dir(cnnelm_plugin_dirs *d, const char *dir, cnnelm_error *err)
+{
+    char joined[PATH_MAX + 1], real[PATH_MAX];
+    if (dir[0] != '/') {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd))
+            return cnnelm_fail(err, "plugin search path entry '%s': cannot read the working directory",
+                               dir);
+        if (snprintf(joined, sizeof joined, "%s/%s", cwd, dir) >= (int)sizeof joined)
+            return cnnelm_fail(err, "plugin search path entry '%.200s...': path too long", dir);
+        dir = joined;
+    }
+    if (realpath(dir, real))
+        dir = real;
+    for (int i = 0; i < d->n; i++)
+        if (strcmp(d->dir[i], dir) == 0)
+            return 0;
+    if (d->n >= MAX_DIRS)
+        return cnnelm_fail(err, "plugin search path: more than %d directories", MAX_DIRS);
+    if (!(d->dir[d->n] = strdup(dir)))
+        return cnnelm_fail(err, "out of memory");
+    d->n++;
+    return 0;
+}
+
+/* "./x", "../x", "." and "..": relative on purpose. */
+static int explicitly_relative(const char *e, size_t len)
+{
+    return (len >= 1 && e[0] == '.' && (len == 1 || e[1] == '/')) ||
+           (len >= 2 && e[0] == '.' && e[1] == '.' && (len == 2 || e[2] == '/'));
+}
+
+/* Adds each entry of a colon-separated list. `from_env`: a bare relative entry is refused, so
+ * the directory a user happens to be in cannot supply plugins. */
+static int add_list(cnnelm_plugin_dirs *d, const char *list, int from_env, cnnelm_error *err)
 {
     if (!list)
-        return n;
+        return 0;
     const char *p = list;
-    while (*p && n < max) {
+    for (;;) {
         const char *end = strchr(p, ':');
         size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > 0 && len < 4096) {
-            memcpy(store[n], p, len);
-            store[n][len] = '\0';
-            dirs[n] = store[n];
-            n++;
+        if (len >= PATH_MAX)
+            return cnnelm_fail(err, "plugin search path entry '%.200s...': path too long", p);
+        if (len > 0) {
+            char entry[PATH_MAX];
+            memcpy(entry, p, len);
+            entry[len] = '\0';
+            if (from_env && entry[0] != '/' && !explicitly_relative(entry, len))
+                return cnnelm_fail(err, "CNNELM_PLUGIN_PATH entry '%s' is a relative path: write "
+                                   "'./%s' to search it from the working directory, or give an "
+                                   "absolute path", entry, entry);
+            if (add_dir(d, entry, err))
+                return -1;
         }
         if (!end)
-            break;
+            return 0;
         p = end + 1;
     }
-    return n;
 }
 
-/* <directory of libcnnelm.so>/cnnelm: where plugins sit beside the library, in the build tree
- * (build/lib) and in any install prefix, even one moved after installation. */
-static int library_relative_dir(char *out, size_t cap)
+/* The install-relative directory: <libdir>/cnnelm beside libcnnelm.so when this code runs from
+ * the shared library, <bindir>/CNNELM_BIN_TO_PLUGINS when it is linked into the program (the
+ * cnnelm command and the tests). The build tree has the install layout (bin/, lib/cnnelm/), so
+ * the same rule finds build/lib/cnnelm there and nothing else. */
+static int install_relative_dir(char *out, size_t cap)
 {
-    Dl_info info;
-    if (!dladdr((void *)&cnnelm_plugin_search_path, &info) || !info.dli_fname)
+    Dl_info self, prog;
+    if (!dladdr((void *)&cnnelm_plugin_dirs_get, &self) || !self.dli_fname)
         return 0;
-    const char *slash = strrchr(info.dli_fname, '/');
+    /* the program's own program headers lie in its first mapped segment */
+    const void *phdr = (const void *)getauxval(AT_PHDR);
+    int in_program = !phdr || !dladdr(phdr, &prog) || prog.dli_fbase == self.dli_fbase;
+    char file[PATH_MAX];
+    if (in_program) {
+        ssize_t len = readlink("/proc/self/exe", file, sizeof file - 1);
+        if (len <= 0)
+            return 0;
+        file[len] = '\0';
+    } else if (!realpath(self.dli_fname, file)) {
+        return 0;
+    }
+    char *slash = strrchr(file, '/');
     if (!slash)
         return 0;
-    int len = (int)(slash - info.dli_fname);
-    return snprintf(out, cap, "%.*s/cnnelm", len, info.dli_fname) < (int)cap;
+    *slash = '\0';
+    return snprintf(out, cap, "%s/%s", file, in_program ? CNNELM_BIN_TO_PLUGINS : "cnnelm") < (int)cap;
 }
 
-int cnnelm_plugin_search_path(const char *extra, const char **dirs, int max)
+int cnnelm_plugin_dirs_get(const char *extra, cnnelm_plugin_dirs *out, cnnelm_error *err)
 {
-    /* Thread-local so concurrent callers do not share the table. */
-    static _Thread_local char store[MAX_DIRS][4096];
-    char here[4096];
-    if (max > MAX_DIRS)
-        max = MAX_DIRS;
-    int n = split_path(extra, store, dirs, 0, max);
-    n = split_path(getenv("CNNELM_PLUGIN_PATH"), store, dirs, n, max);
-    if (library_relative_dir(here, sizeof here))
-        n = split_path(here, store, dirs, n, max);
-    n = split_path(CNNELM_BUILD_PLUGIN_DIR, store, dirs, n, max);
-    n = split_path(CNNELM_INSTALL_PLUGIN_DIR, store, dirs, n, max);
-    /* drop repeats (the library-relative directory is usually one of the others) */
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        int dup = 0;
-        for (int j = 0; j < m; j++)
-            dup |= strcmp(dirs[i], dirs[j]) == 0;
-        if (!dup)
-            dirs[m++] = dirs[i];
+    memset(out, 0, sizeof *out);
+    char here[PATH_MAX];
+    if (add_list(out, extra, 0, err) || add_list(out, getenv("CNNELM_PLUGIN_PATH"), 1, err) ||
+        (install_relative_dir(here, sizeof here) && add_dir(out, here, err))) {
+        cnnelm_plugin_dirs_free(out);
+        return -1;
     }
-    return m;
+    return 0;
+}
+
+/* One path a plugin comes through (the file, or a directory holding it or its link) may be
+ * replaced only by root or the user: owned by one of them, not writable by group or others. */
+static int check_trusted(const char *plugin, const char *what, const char *path, cnnelm_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return cnnelm_fail(err, "%s: cannot inspect %s %s", plugin, what, path);
+    const char *why = NULL;
+    char owner[64];
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(owner, sizeof owner, "owned by uid %u (neither root nor you)", (unsigned)st.st_uid);
+        why = owner;
+    } else if (st.st_mode & S_IWOTH) {
+        why = "writable by others";
+    } else if (st.st_mode & S_IWGRP) {
+        why = "writable by its group";
+    }
+    if (!why)
+        return 0;
+    if (atomic_load(&allow_insecure)) {
+        fprintf(stderr, "cnnelm: warning: loading plugin %s although %s %s is %s "
+                "(--allow-insecure-plugins)\n", plugin, what, path, why);
+        return 0;
+    }
+    return cnnelm_fail(err, "%s: refusing to load plugin: %s %s is %s (mode %04o); anyone who can "
+                       "replace it runs code in cnnelm (fix: chmod go-w, chown; or pass "
+                       "--allow-insecure-plugins)", plugin, what, path, why,
+                       (unsigned)(st.st_mode & 07777));
+}
+
+/* Writes the directory part of `file` (which has a slash) into dir. */
+static void dir_of(const char *file, char *dir, size_t cap)
+{
+    const char *slash = strrchr(file, '/');
+    if (slash == file)
+        snprintf(dir, cap, "/");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - file), file);
+}
+
+/* Resolves `file` (symlinks and all) into `real` and checks the file, its directory, and the
+ * directory the name was found in when that is another one (a link there can be replaced). */
+static int resolve_and_check(const char *file, char *real, cnnelm_error *err)
+{
+    if (!realpath(file, real))
+        return cnnelm_fail(err, "%s: no such plugin file", file);
+    struct stat st;
+    if (stat(real, &st) != 0 || !S_ISREG(st.st_mode))
+        return cnnelm_fail(err, "%s: not a regular file%s%s", file, strcmp(file, real) ? " at " : "",
+                           strcmp(file, real) ? real : "");
+    char dir[PATH_MAX], link_dir[PATH_MAX + 1], link_real[PATH_MAX];
+    dir_of(real, dir, sizeof dir);
+    if (check_trusted(file, "the file", real, err) || check_trusted(file, "its directory", dir, err))
+        return -1;
+    if (strchr(file, '/'))
+        dir_of(file, link_dir, sizeof link_dir);
+    else
+        snprintf(link_dir, sizeof link_dir, ".");
+    if (realpath(link_dir, link_real) && strcmp(link_real, dir) != 0 &&
+        check_trusted(file, "the directory of its link", link_real, err))
+        return -1;
+    return 0;
 }
 
 /* Slots every 1.0 plugin must fill; the offsets keep this table honest if the ABI grows. The
@@ -136,10 +262,11 @@ static int check_table(const char *file, const cnnelm_backend *t, cnnelm_error *
 int cnnelm_plugin_load_file(const char *file, cnnelm_plugin **out, cnnelm_error *err)
 {
     *out = NULL;
-    struct stat st;
-    if (stat(file, &st) != 0)
-        return cnnelm_fail(err, "%s: no such plugin file", file);
-    void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    /* what is opened is the resolved file, after its checks: a link is shown as its target */
+    char real[PATH_MAX];
+    if (resolve_and_check(file, real, err))
+        return -1;
+    void *h = dlopen(real, RTLD_NOW | RTLD_LOCAL);
     if (!h)
         return cnnelm_fail(err, "%s: cannot load plugin: %s", file, dlerror());
     dlerror();
@@ -164,7 +291,7 @@ int cnnelm_plugin_load_file(const char *file, cnnelm_plugin **out, cnnelm_error 
     p->ops = t;
     p->handle = h;
     snprintf(p->name, sizeof p->name, "%s", t->name);
-    snprintf(p->path, sizeof p->path, "%s", file);
+    snprintf(p->path, sizeof p->path, "%s", real);
     *out = p;
     return 0;
 }
@@ -186,18 +313,24 @@ int cnnelm_plugin_load(const char *name, const char *extra_path, cnnelm_plugin *
     *out = NULL;
     if (!valid_name(name))
         return cnnelm_fail(err, "invalid backend name '%s' (letters, digits, '-' and '_' only)", name);
-    const char *dirs[MAX_DIRS];
-    int n = cnnelm_plugin_search_path(extra_path, dirs, MAX_DIRS);
+    cnnelm_plugin_dirs dirs;
+    if (cnnelm_plugin_dirs_get(extra_path, &dirs, err))
+        return -1;
     char looked[2048] = "";
-    for (int i = 0; i < n; i++) {
-        char file[4200];
-        snprintf(file, sizeof file, "%s/libcnnelm-%s.so", dirs[i], name);
+    for (int i = 0; i < dirs.n; i++) {
+        char file[PATH_MAX + 64];
+        snprintf(file, sizeof file, "%s/libcnnelm-%s.so", dirs.dir[i], name);
         struct stat st;
-        if (stat(file, &st) == 0)
-            return cnnelm_plugin_load_file(file, out, err);
+        if (stat(file, &st) == 0) {
+            int rc = cnnelm_plugin_load_file(file, out, err);
+            cnnelm_plugin_dirs_free(&dirs);
+            return rc;
+        }
         size_t used = strlen(looked);
-        snprintf(looked + used, sizeof looked - used, "%s%s", i ? ", " : "", dirs[i]);
+        snprintf(looked + used, sizeof looked - used, "%s%s", i ? ", " : "", dirs.dir[i]);
     }
+    int n = dirs.n;
+    cnnelm_plugin_dirs_free(&dirs);
     return cnnelm_fail(err, "backend '%s' not found: no libcnnelm-%s.so in %s "
                        "(set plugin_path in the config or CNNELM_PLUGIN_PATH)", name, name,
                        n ? looked : "(empty search path)");
@@ -217,14 +350,14 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cnnelm_plugin_scan(const char *extra_path, void (*fn)(const char *path, void *user), void *user)
+int cnnelm_plugin_scan(const cnnelm_plugin_dirs *dirs, void (*fn)(const char *path, void *user),
+                       void *user)
 {
-    const char *dirs[MAX_DIRS];
-    int n = cnnelm_plugin_search_path(extra_path, dirs, MAX_DIRS);
+    int n = dirs->n;
     char *seen[256];
     int n_seen = 0, found = 0;
     for (int i = 0; i < n; i++) {
-        DIR *d = opendir(dirs[i]);
+        DIR *d = opendir(dirs->dir[i]);
         if (!d)
             continue;
         char *names[256];
@@ -232,8 +365,13 @@ int cnnelm_plugin_scan(const char *extra_path, void (*fn)(const char *path, void
         struct dirent *e;
         while ((e = readdir(d)) && k < 256) {
             size_t len = strlen(e->d_name);
-            if (strncmp(e->d_name, "libcnnelm-", 10) == 0 && len > 13 &&
-                strcmp(e->d_name + len - 3, ".so") == 0)
+            /* only the naming rule's files: libcnnelm-<valid backend name>.so */
+            char name[64];
+            if (strncmp(e->d_name, "libcnnelm-", 10) != 0 || len <= 13 || len - 13 >= sizeof name ||
+                strcmp(e->d_name + len - 3, ".so") != 0)
+                continue;
+            snprintf(name, sizeof name, "%.*s", (int)(len - 13), e->d_name + 10);
+            if (valid_name(name))
                 names[k++] = strdup(e->d_name);
         }
         closedir(d);
@@ -246,8 +384,8 @@ int cnnelm_plugin_scan(const char *extra_path, void (*fn)(const char *path, void
                 free(names[j]);
                 continue;
             }
-            char file[4400];
-            snprintf(file, sizeof file, "%s/%s", dirs[i], names[j]);
+            char file[PATH_MAX + 300];
+            snprintf(file, sizeof file, "%s/%s", dirs->dir[i], names[j]);
             seen[n_seen++] = names[j];
             fn(file, user);
             found++;

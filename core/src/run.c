@@ -666,21 +666,24 @@ static void list_plugin(const char *path, void *user)
 int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err)
 {
     scan_ctx s = { verbose, 0 };
-    const char *dirs[32];
-    int nd = cnnelm_plugin_search_path(plugin_path, dirs, 32);
+    cnnelm_plugin_dirs dirs;
+    if (cnnelm_plugin_dirs_get(plugin_path, &dirs, err))
+        return -1;
     if (verbose) {
         printf("plugin search path:\n");
-        for (int i = 0; i < nd; i++)
-            printf("  %s\n", dirs[i]);
+        for (int i = 0; i < dirs.n; i++)
+            printf("  %s\n", dirs.dir[i]);
     }
-    int found = cnnelm_plugin_scan(plugin_path, list_plugin, &s);
+    int found = cnnelm_plugin_scan(&dirs, list_plugin, &s);
     if (found == 0) {
         char looked[2048] = "";
-        for (int i = 0; i < nd; i++) {
+        for (int i = 0; i < dirs.n; i++) {
             size_t used = strlen(looked);
-            snprintf(looked + used, sizeof looked - used, "%s%s", i ? ", " : "", dirs[i]);
+            snprintf(looked + used, sizeof looked - used, "%s%s", i ? ", " : "", dirs.dir[i]);
         }
+        cnnelm_plugin_dirs_free(&dirs);
         return cnnelm_fail(err, "no backend plugins (libcnnelm-*.so) found in %s", looked);
     }
+    cnnelm_plugin_dirs_free(&dirs);
     return s.backends;
 }

@@ -10,6 +10,7 @@
 #include "cnnelm/cluster.h"
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
+#include "cnnelm/plugin.h"
 #include "cnnelm/plugin_check.h"
 #include "cnnelm/run.h"
 
@@ -34,7 +35,9 @@ static const char *usage_main =
     "\n"
     "options:\n"
     "  -h, --help     this help (`cnnelm COMMAND --help` for a command's options)\n"
-    "  -V, --version  print the version\n";
+    "  -V, --version  print the version\n"
+    "  --allow-insecure-plugins  (any command) load plugin files that are writable by group or\n"
+    "                 others or owned by another user, with a warning, instead of refusing them\n";
 
 static const char *usage_train =
     "usage: cnnelm train -c CONFIG [-s KEY=VALUE]... [-o MODEL] [--report FILE.json] [--resume]\n"
@@ -380,8 +383,28 @@ static int cmd_devices(int argc, char **argv)
     return 0;
 }
 
+/* --allow-insecure-plugins may stand anywhere: taken out before the command parses the rest. */
+static int take_insecure_plugins_flag(int argc, char **argv)
+{
+    int m = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) { /* operands from here on */
+            while (i < argc)
+                argv[m++] = argv[i++];
+            break;
+        }
+        if (strcmp(argv[i], "--allow-insecure-plugins") == 0)
+            cnnelm_plugin_allow_insecure(1);
+        else
+            argv[m++] = argv[i];
+    }
+    argv[m] = NULL;
+    return m;
+}
+
 int main(int argc, char **argv)
 {
+    argc = take_insecure_plugins_flag(argc, argv);
     if (argc < 2)
         return usage_error(usage_main, "%s", "no command given");
     const char *cmd = argv[1];
