@@ -83,7 +83,8 @@ typedef struct key_def {
 static const key_def schema[] = {
     {.path = "plugin_path", .kind = K_STRING, CF(plugin_path), .sdef = "",
      .help = "Colon-separated directories searched first for backend plugins (libcnnelm-<backend>.so), "
-             "before CNNELM_PLUGIN_PATH, the build and the install directories. \"\": none."},
+             "before CNNELM_PLUGIN_PATH and the install directory (<prefix>/lib/cnnelm); a relative entry "
+             "is relative to this config file's directory. \"\": none."},
 
     {.path = "data.train_images", .kind = K_STRING, CF(data.train_images), .sdef = "",
      .help = "Training images: an IDX image file (magic 0x803), raw or gzipped (detected by content). "

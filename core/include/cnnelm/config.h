@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cnnelm/backend.h"
 #include "cnnelm/error.h"
+#include "cnnelm/layers.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -58,6 +58,8 @@ typedef struct cnnelm_device_info {
 } cnnelm_device_info;
 
 /* Element-wise activations. Backward ops take the forward *output* y (not the input). */
+#ifndef CNNELM_LAYER_ENUMS_DEFINED /* also defined, same values, by the public cnnelm/layers.h */
+#define CNNELM_LAYER_ENUMS_DEFINED
 typedef enum cnnelm_activation {
     CNNELM_ACT_IDENTITY = 0,
     CNNELM_ACT_RELU = 1,       /* y = max(0, x);                 dy/dx = y > 0 */
@@ -68,6 +70,7 @@ typedef enum cnnelm_pooling {
     CNNELM_POOL_MEAN = 0,      /* mean of each s x s block */
     CNNELM_POOL_MAX = 1        /* max of each block; backward routes to the first maximum in row-major order */
 } cnnelm_pooling;
+#endif
 
 /* Logging through the host: a plugin may report diagnostics (never to stdout/stderr itself). */
 typedef enum cnnelm_log_level { CNNELM_LOG_DEBUG = 0, CNNELM_LOG_INFO = 1, CNNELM_LOG_WARN = 2 } cnnelm_log_level;
