@@ -73,6 +73,7 @@ done
 # moved elsewhere, it still finds its library and its plugins, and looks nowhere else
 mv "$tmp/prefix" "$tmp/moved"
 m=$tmp/moved
+lib=$m${lib#"$tmp/prefix"}
 out=$("$m/bin/cnnelm" devices -v 2>&1)
 check "installed cnnelm finds its CPU plugin after a move: $out" 'echo "$out" | grep -q "^backend cpu ($m/"'
 dirs=$(echo "$out" | sed -n '/^plugin search path:/,/^[^ ]/p' | grep '^  ' | sed 's/^  //')
@@ -108,8 +109,24 @@ if readelf -d "$lib" | grep -q "libasan"; then san="-fsanitize=address,undefined
 cc -std=c11 -Wall -Werror $san "$tmp/user.c" -o "$tmp/user" $flags >"$tmp/user.log" 2>&1
 rc=$?
 check "a program builds with pkg-config --cflags --libs cnnelm ($flags)" '[ $rc = 0 ] || cat "$tmp/user.log"'
-out=$(LD_LIBRARY_PATH=$(dirname "$lib" | sed "s|^$tmp/prefix|$m|") "$tmp/user" 2>&1)
+out=$(LD_LIBRARY_PATH=$(dirname "$lib") "$tmp/user" 2>&1)
 check "it runs on the moved libcnnelm.so: $out" '[ "$(echo "$out" | head -n 1)" = "seed 7, relu" ]'
 check "libcnnelm.so finds the plugins beside itself: $out" 'echo "$out" | grep -q "^backend cpu ($m/"'
+# the same program through the CMake package's cnnelm::cnnelm, from the moved prefix
+mkdir -p "$tmp/cm"
+cp "$tmp/user.c" "$tmp/cm/user.c"
+cat >"$tmp/cm/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.18)
+project(cnnelm-user C)
+find_package(cnnelm 0.1 REQUIRED)
+add_executable(user user.c)
+target_link_libraries(user PRIVATE cnnelm::cnnelm)
+CM
+cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$m" -DCMAKE_C_FLAGS="$san" >"$tmp/cm.log" 2>&1 &&
+  cmake --build "$tmp/cm/build" >>"$tmp/cm.log" 2>&1
+rc=$?
+check "a program builds with find_package(cnnelm) and cnnelm::cnnelm" '[ $rc = 0 ] || cat "$tmp/cm.log"'
+out=$("$tmp/cm/build/user" 2>&1)
+check "it runs: $(echo "$out" | head -n 1)" '[ "$(echo "$out" | head -n 1)" = "seed 7, relu" ]'
 echo "install: $passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$passed" -gt 30 ]
