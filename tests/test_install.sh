@@ -80,6 +80,27 @@ dirs=$(echo "$out" | sed -n '/^plugin search path:/,/^[^ ]/p' | grep '^  ' | sed
 check "search path after the move is inside the moved prefix only: $dirs" \
   '[ -n "$dirs" ] && ! echo "$dirs" | grep -qv "^$m/"'
 
+# the command's loading rules: a planted world-writable plugin is refused unless
+# --allow-insecure-plugins (anywhere on the line) says load it with a warning; a bare relative
+# CNNELM_PLUGIN_PATH entry is an error
+mkdir -p "$tmp/open"
+cp "$(ls "$m"/lib*/cnnelm/libcnnelm-cpu.so | head -n 1)" "$tmp/open/libcnnelm-planted.so"
+chmod 0777 "$tmp/open"
+out=$("$m/bin/cnnelm" devices --plugin-path "$tmp/open" 2>&1)
+check "devices refuses the planted plugin: $out" \
+  'echo "$out" | grep -q "libcnnelm-planted.so: unusable: .*refusing to load plugin: its directory $tmp/open is writable by others"'
+out=$("$m/bin/cnnelm" devices --plugin-path "$tmp/open" --allow-insecure-plugins 2>&1)
+check "--allow-insecure-plugins loads it with a warning: $out" \
+  'echo "$out" | grep -q "^cnnelm: warning: loading plugin .*libcnnelm-planted.so although" &&
+   echo "$out" | grep -q "^backend cpu ($tmp/open/libcnnelm-planted.so"'
+out=$(cd "$m" && CNNELM_PLUGIN_PATH=lib/cnnelm "$m/bin/cnnelm" devices 2>&1)
+rc=$?
+check "a relative CNNELM_PLUGIN_PATH entry is an error (exit $rc): $out" \
+  '[ $rc = 1 ] && echo "$out" | grep -q "CNNELM_PLUGIN_PATH entry .lib/cnnelm. is a relative path"'
+chmod 0755 "$tmp/open"
+out=$(cd "$tmp" && CNNELM_PLUGIN_PATH=./open "$m/bin/cnnelm" devices 2>&1)
+check "written ./open it is searched: $out" 'echo "$out" | grep -q "^backend cpu ($tmp/open/libcnnelm-planted.so"'
+
 # a program on the public API, built with pkg-config only, runs against the moved library
 cat >"$tmp/user.c" <<'C'
 #include <stdio.h>
