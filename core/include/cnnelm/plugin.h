@@ -37,7 +37,8 @@ int cnnelm_plugin_dirs_get(const char *extra, cnnelm_plugin_dirs *out, cnnelm_er
 void cnnelm_plugin_dirs_free(cnnelm_plugin_dirs *d);
 
 /* Plugin files are trusted only when the file, its directory and the directory of the link it
- * was found through are owned by root or the user and not writable by group or others; else
+ * was found through (those directories, not their ancestors) are owned by root or the user and
+ * not writable by group or others; else
  * loading is refused. allow != 0 (the command's --allow-insecure-plugins) loads them with a
  * warning on stderr instead. Process-wide. */
 void cnnelm_plugin_allow_insecure(int allow);
