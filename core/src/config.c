@@ -111,6 +111,19 @@ static const key_def schema[] = {
      .help = "A source's test images (IDX); \"\": none."},
     {.path = "data.sources.test_labels", .kind = K_STRING, .worker = 2, SF(test_labels), .sdef = "",
      .help = "A source's test labels (IDX); \"\": none."},
+    {.path = "data.resize", .kind = K_STRING, CF(data.resize), .sdef = "",
+     .help = "\"WxH\" (e.g. \"28x28\"): images in an image folder of another size are resized to it "
+             "(bilinear). \"\": every image must have the folder's most common size; others count as bad files."},
+    {.path = "data.grayscale", .kind = K_BOOL, CF(data.grayscale), .idef = 0,
+     .help = "Convert colour (RGB) inputs to gray: luma (299 R + 587 G + 114 B) / 1000."},
+    {.path = "data.max_bad", .kind = K_INT, CF(data.max_bad), .imin = 0, .imax = NO_MAX, .idef = 0,
+     .help = "Image-folder files that cannot be decoded (or have another size) are named on stderr and "
+             "skipped, up to this many; one more is an error."},
+    {.path = "data.class_names", .kind = K_STRING, CF(data.class_names), .sdef = "",
+     .help = "Class names, comma-separated, in label order (\"T-shirt,Trouser,...\"), for reports and "
+             "predictions. Image folders name classes after their subfolders. \"\": none."},
+    {.path = "data.class_names_file", .kind = K_STRING, CF(data.class_names_file), .sdef = "",
+     .help = "A file with one class name a line, in label order (instead of data.class_names)."},
 
     {.path = "model.layers", .kind = K_LAYERS, CF(model.layers), .sdef = "6c-2s-12c-2s",
      .help = "Architecture: layers joined by '-'; Nc = convolution with N output maps, Ns = N x N "
