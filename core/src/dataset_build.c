@@ -331,7 +331,7 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
         const char *lab = test ? cfg->data.test_labels : cfg->data.train_labels;
         if (test && !*img && !*lab)
             return 0;
-        if (!*img || !*lab)
+        if (!*img || (!*lab && !cnnelm_input_holds_labels(img)))
             return cnnelm_fail(err, "%s: data.%s_images and data.%s_labels %s", cfg->path,
                                test ? "test" : "train", test ? "test" : "train",
                                test ? "go together (one is empty)" : "must name the training set");

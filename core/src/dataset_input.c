@@ -49,8 +49,9 @@ int cnnelm_csv_shape(const char *path, size_t pixels, int *c, int *h, int *w, cn
             return 0;
         }
     }
-    return cnnelm_fail(err, "%s: %zu pixels per row is not a square image (s x s gray, or 3 x s x s RGB "
-                       "planes)", path, pixels);
+    return cnnelm_fail(err, "%s: a text file read as CSV with %zu pixels per row, which is not a square "
+                       "image (s x s gray, or 3 x s x s RGB planes); supported: CSV of a label then pixels, "
+                       "IDX, folders of PNG/JPEG images", path, pixels);
 }
 
 /* Splits a line at commas into numbers; returns the count, or -1 at the first field that is not
@@ -102,7 +103,8 @@ int cnnelm_csv_load(cnnelm_dataset *ds, const char *path, cnnelm_error *err)
             for (char *p = line; *p; p++)
                 fields += *p == ',';
             if (fields < 2) {
-                cnnelm_fail(err, "%s:%ld: one field; expected CSV rows of a label then pixels", path, lineno);
+                cnnelm_fail(err, "%s:%ld: a text file with one field a row; supported: CSV of a label then "
+                            "pixels, IDX, folders of PNG/JPEG images", path, lineno);
                 goto out;
             }
             if (cnnelm_csv_shape(path, fields - 1, &c, &h, &w, err))
@@ -121,7 +123,8 @@ int cnnelm_csv_load(cnnelm_dataset *ds, const char *path, cnnelm_error *err)
         }
         long bad = 0, got = parse_row(line, row, fields, &bad);
         if (got < 0) {
-            cnnelm_fail(err, "%s:%ld: field %ld is not an integer in 0..255", path, lineno, bad + 1);
+            cnnelm_fail(err, "%s:%ld: field %ld is not an integer in 0..255: a text file but not CSV of a "
+                        "label then pixels; supported: IDX, CSV, folders of PNG/JPEG images", path, lineno, bad + 1);
             goto out;
         }
         if ((size_t)got != fields) {
@@ -201,6 +204,14 @@ static int check_labels(cnnelm_dataset *ds, const char *path, int max_classes, c
                                path, label, i, max_classes, max_classes - 1);
         }
     return 0;
+}
+
+int cnnelm_input_holds_labels(const char *images_path)
+{
+    struct stat st;
+    if (stat(images_path, &st) != 0)
+        return 0;
+    return S_ISDIR(st.st_mode) || is_text(images_path);
 }
 
 int cnnelm_dataset_load_any(cnnelm_dataset *ds, const char *images_path, const char *labels_path,

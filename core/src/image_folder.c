@@ -1,9 +1,10 @@
 /* cnnelm image folders (DIR/<class>/<image>, torchvision's ImageFolder layout): PNG and JPEG
  * decoded once, bad files counted and skipped up to data.max_bad, the result cached as IDX. */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE /* open_memstream */
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
+#include "atomic_file.h"
 #include "image.h"
 #include "image_folder.h"
 
@@ -169,10 +170,44 @@ static void common_size(const cnnelm_image *im, size_t n, int *h, int *w)
     }
 }
 
-static void cache_paths(const char *dir, uint64_t key, char *img, char *lab, size_t size)
+static void cache_paths(const char *dir, uint64_t key, char *img, char *lab, char *bad, size_t size)
 {
     snprintf(img, size, "%s/" CACHE_DIR "/%016llx-images.idx", dir, (unsigned long long)key);
     snprintf(lab, size, "%s/" CACHE_DIR "/%016llx-labels.idx", dir, (unsigned long long)key);
+    snprintf(bad, size, "%s/" CACHE_DIR "/%016llx-skipped.txt", dir, (unsigned long long)key);
+}
+
+/* The skipped files' messages, one a line, beside the cache: a cached run applies data.max_bad
+ * to them as the decoding run did. Returns how many (0 without the file); *first gets one. */
+static long read_skipped(const char *path, char *first, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    first[0] = 0;
+    if (!f)
+        return 0;
+    long n = 0;
+    char line[1100];
+    while (fgets(line, sizeof line, f)) {
+        if (n++ == 0) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(first, size, "%.900s", line);
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/* The skipped-files list beside the cache, atomically (always written, empty when none). */
+static int write_skipped(const char *path, const char *text, size_t len, cnnelm_error *err)
+{
+    cnnelm_atomic_file af;
+    if (cnnelm_atomic_open(&af, path, err))
+        return -1;
+    if (len && fwrite(text, 1, len, af.f) != len) {
+        cnnelm_atomic_abort(&af);
+        return cnnelm_fail(err, "%s: write failed", path);
+    }
+    return cnnelm_atomic_commit(&af, err);
 }
 
 int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_options *o,
@@ -187,16 +222,25 @@ int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_o
     uint64_t opt[3] = { (uint64_t)o->resize_h, (uint64_t)o->resize_w, (uint64_t)o->grayscale };
     for (int i = 0; i < 3; i++)
         key = (key ^ opt[i]) * 1099511628211ull;
-    char ci[CNNELM_PATH_MAX * 2], cl[CNNELM_PATH_MAX * 2];
-    cache_paths(dir, key, ci, cl, sizeof ci);
+    char ci[CNNELM_PATH_MAX * 2], cl[CNNELM_PATH_MAX * 2], cb[CNNELM_PATH_MAX * 2];
+    cache_paths(dir, key, ci, cl, cb, sizeof ci);
     if (access(ci, R_OK) == 0 && access(cl, R_OK) == 0) {
         cnnelm_error cerr;
+        char first[1024];
+        long skipped = read_skipped(cb, first, sizeof first);
+        if (skipped > o->max_bad) {
+            cnnelm_fail(err, "%s: %ld of %zu files are unreadable or of another size (data.max_bad = %ld), "
+                        "the first: %s", dir, skipped, l.n, o->max_bad, first);
+            files_free(&l);
+            return -1;
+        }
         if (cnnelm_dataset_load(ds, ci, cl, 256, 0, &cerr) == 0 && ds->classes <= l.n_classes) {
             ds->classes = l.n_classes;
             ds->class_names = l.class_names;
             l.class_names = NULL;
             if (!o->quiet)
-                fprintf(stderr, "cnnelm: %s: %zu images read from the cache %s\n", dir, ds->n, ci);
+                fprintf(stderr, "cnnelm: %s: %zu images read from the cache %s (%ld files skipped "
+                        "when it was built, listed in %s)\n", dir, ds->n, ci, skipped, cb);
             files_free(&l);
             return 0;
         }
@@ -206,6 +250,9 @@ int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_o
     }
 
     int rc = -1;
+    char *skipped = NULL; /* every skipped file's message, one a line, for the cache */
+    size_t skipped_len = 0;
+    FILE *skip_log = NULL;
     cnnelm_image *im = calloc(l.n, sizeof *im);
     uint8_t *images = NULL, *labels = NULL;
     if (!im) {
@@ -215,12 +262,18 @@ int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_o
     long bad = 0;
     int colour = 0;
     char first_bad[1024] = "";
+    skip_log = open_memstream(&skipped, &skipped_len);
+    if (!skip_log) {
+        cnnelm_fail(err, "%s: out of memory", dir);
+        goto out;
+    }
     for (size_t i = 0; i < l.n; i++) {
         cnnelm_error e;
         if (cnnelm_image_read(l.path[i], &im[i], &e)) {
             bad++;
             if (!first_bad[0])
                 snprintf(first_bad, sizeof first_bad, "%s", e.msg);
+            fprintf(skip_log, "%s\n", e.msg);
             if (!o->quiet)
                 fprintf(stderr, "cnnelm: skipping %s\n", e.msg);
             continue;
@@ -245,6 +298,7 @@ int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_o
             bad++;
             if (!first_bad[0])
                 snprintf(first_bad, sizeof first_bad, "%s", e.msg);
+            fprintf(skip_log, "%s\n", e.msg);
             if (!o->quiet)
                 fprintf(stderr, "cnnelm: skipping %s\n", e.msg);
         } else {
@@ -270,7 +324,10 @@ int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_o
     cnnelm_error cerr = { "" };
     if (mkdir(cdir, 0777) != 0 && errno != EEXIST)
         cnnelm_fail(&cerr, "%s: %s", cdir, strerror(errno));
-    if (!cerr.msg[0] && cnnelm_idx_write_images_c(ci, images, kept, c, h, w, &cerr) == 0 &&
+    fclose(skip_log);
+    skip_log = NULL;
+    if (!cerr.msg[0] && write_skipped(cb, skipped, skipped_len, &cerr) == 0 &&
+        cnnelm_idx_write_images_c(ci, images, kept, c, h, w, &cerr) == 0 &&
         cnnelm_idx_write_labels(cl, labels, kept, &cerr) == 0) {
         if (!o->quiet)
             fprintf(stderr, "cnnelm: %s: %zu images decoded, cached in %s\n", dir, kept, ci);
@@ -289,6 +346,9 @@ int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_o
     l.class_names = NULL;
     rc = 0;
 out:
+    if (skip_log)
+        fclose(skip_log);
+    free(skipped);
     if (im)
         for (size_t i = 0; i < l.n; i++)
             cnnelm_image_free(&im[i]);

@@ -73,6 +73,9 @@ int cnnelm_dataset_load_any(cnnelm_dataset *ds, const char *images_path, const c
                             int max_classes, size_t limit, const cnnelm_input_options *o,
                             cnnelm_error *err);
 
+/* 1 when a data path carries its own labels (an image folder, a CSV file): no labels file. */
+int cnnelm_input_holds_labels(const char *images_path);
+
 /* Converts a 3-channel data set to gray in place (luma 299/587/114, rounded): data.grayscale. */
 int cnnelm_dataset_to_gray(cnnelm_dataset *ds, cnnelm_error *err);
 
