@@ -165,6 +165,21 @@ static void json_class_metrics(cnnelm_json *js, const uint64_t *confusion, int c
     free(pc);
 }
 
+/* "classes": the classes a partition's training examples hold, "class_examples": how many of
+ * each (label-skew and by-source splits are non-IID: each partition sees a few classes). */
+static void json_partition_classes(cnnelm_json *js, const cnnelm_part_result *r, int classes)
+{
+    cnnelm_json_array(js, "classes");
+    for (int c = 0; c < classes; c++)
+        if (r->class_examples[c])
+            cnnelm_json_int(js, NULL, c);
+    cnnelm_json_end(js, ']');
+    cnnelm_json_array(js, "class_examples");
+    for (int c = 0; c < classes; c++)
+        cnnelm_json_int(js, NULL, (long long)r->class_examples[c]);
+    cnnelm_json_end(js, ']');
+}
+
 /* What a trained model file records beyond the weights: partitions, reduce, class names. */
 static int model_set_provenance(cnnelm_model *m, int partitions, const cnnelm_config *c,
                                 const cnnelm_dataset *train, cnnelm_error *err)
@@ -292,6 +307,7 @@ static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm
         json_metrics(js, "test", &r->test, NULL, 0);
     if (k > 1 || r->log.n > 1)
         json_series(js, &r->log);
+    json_partition_classes(js, r, pool->n > 0 ? pool->w[0].net.arch.classes : 0);
     cnnelm_json_end(js, '}');
 }
 
