@@ -401,8 +401,9 @@ int cnnelm_run_extend(const char *config_path, const char *const *overrides, int
         char pi[CNNELM_PATH_MAX + 64], pl[CNNELM_PATH_MAX + 64];
         snprintf(pi, sizeof pi, "%s/%s", dir, sets[i].images);
         snprintf(pl, sizeof pl, "%s/%s", dir, sets[i].labels);
-        if (cnnelm_idx_write_images(pi, sets[i].ds->images, sets[i].ds->n, sets[i].ds->rows,
-                                    sets[i].ds->cols, err) ||
+        if (cnnelm_idx_write_images_c(pi, sets[i].ds->images, sets[i].ds->n,
+                                      sets[i].ds->channels > 0 ? sets[i].ds->channels : 1,
+                                      sets[i].ds->rows, sets[i].ds->cols, err) ||
             cnnelm_idx_write_labels(pl, sets[i].ds->labels, sets[i].ds->n, err))
             goto out;
         /* one line per file on stdout (for scripts); the counts on stderr */
