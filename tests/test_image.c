@@ -272,6 +272,29 @@ START_TEST(folder_same_as_idx)
     printf("image folder: test accuracy %.4f, the same images as IDX: %.4f\n", af, ai);
     ck_assert_double_eq(af, ai);
     ck_assert_msg(af > 0.6, "accuracy %g: the model did not learn", af);
+
+    /* a test folder whose classes are not the training folder's: an error, not wrong labels */
+    char other[600], sub[700], file[800];
+    snprintf(other, sizeof other, "%s/other", tmp);
+    mkdir(other, 0777);
+    const char *subs[2] = { "class0", "zebra" };
+    for (int k = 0; k < 2; k++) {
+        snprintf(sub, sizeof sub, "%s/%s", other, subs[k]);
+        mkdir(sub, 0777);
+        snprintf(file, sizeof file, "%s/a.png", sub);
+        ck_assert_int_eq(cnnelm_image_write_png(file, fashion.images, 28, 28, 1, &err), 0);
+    }
+    char ot[700];
+    snprintf(ot, sizeof ot, "data.test_images=\"%s\"", other);
+    const char *mismatch[] = { fo, "data.train_labels=\"\"", "data.max_bad=2", ot, "data.test_labels=\"\"" };
+    cnnelm_run_options ro = { 0 };
+    ro.config_path = CNNELM_SOURCE_DIR "/conf/default.cfg";
+    ro.overrides = mismatch;
+    ro.n_overrides = 5;
+    ro.model_path = in_tmp("mismatch.model");
+    ro.quiet = 1;
+    ck_assert_int_ne(cnnelm_run_train(&ro, &err), 0);
+    ck_assert_msg(strstr(err.msg, "test class 1 is \"zebra\" but training class 1 is \"class1\""), "%s", err.msg);
     cnnelm_dataset_free(&ref);
 }
 END_TEST

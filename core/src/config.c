@@ -139,7 +139,8 @@ static const key_def schema[] = {
      .idef = CNNELM_ACT_IDENTITY,
      .help = "Activation applied to the flattened last layer to give the ELM hidden matrix H."},
     {.path = "model.lambda", .kind = K_FLOAT, CF(model.lambda), .fmin = 0, .fmin_open = 1, .fmax = HUGE_VAL,
-     .fdef = 100.0, .help = "Ridge regularisation: beta = (I/lambda + U)^-1 V."},
+     .fdef = 100.0, .help = "Ridge regularisation: beta = (I/lambda + U)^-1 V. Larger = less regularisation "
+                            "(like libsvm's C; 1/alpha in scikit-learn); below 1e-6 warns."},
     {.path = "model.init", .kind = K_ENUM, CF(model.init), .names = init_names, .idef = CNNELM_INIT_ZERO_MEAN,
      .help = "Initial kernels: uniform in +-sqrt(6/((in+out) k^2)) (the paper's toolbox); zero-mean: "
              "the same with each kernel's mean subtracted (about 1 point more test accuracy)."},

@@ -189,6 +189,24 @@ static int model_set_provenance(cnnelm_model *m, int partitions, const cnnelm_co
     return cnnelm_model_set_class_names(m, train->class_names, err);
 }
 
+/* Training and test sets that both name their classes must name them alike (two image
+ * folders whose subfolders differ would otherwise give labels that silently disagree). */
+static int check_class_names(const cnnelm_dataset *train, const cnnelm_dataset *test, const char *cfg_path,
+                             cnnelm_error *err)
+{
+    if (!train->class_names || !test->class_names || test->n == 0)
+        return 0;
+    for (int k = 0; k < test->classes && k < train->classes; k++)
+        if (strcmp(train->class_names[k], test->class_names[k]) != 0)
+            return cnnelm_fail(err, "%s: test class %d is \"%s\" but training class %d is \"%s\": the "
+                               "training and test sets must have the same classes", cfg_path, k,
+                               test->class_names[k], k, train->class_names[k]);
+    if (test->classes > train->classes)
+        return cnnelm_fail(err, "%s: the test set has %d classes, the training set %d", cfg_path,
+                           test->classes, train->classes);
+    return 0;
+}
+
 /* lambda grows the other way from scikit-learn's alpha: a tiny one is almost no fit at all. */
 static void warn_small_lambda(const cnnelm_config *c, cnnelm_progress *prog)
 {
@@ -480,6 +498,8 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     }
     /* every rank evaluates the partitions it trains, so every rank reads the test set */
     if (c->train.folds <= 1 && cnnelm_dataset_load_config(&j.test, c, 1, arch.classes, err))
+        goto out;
+    if (check_class_names(&j.train, &j.test, c->path, err))
         goto out;
     if (j.test.n && (j.test.rows != j.train.rows || j.test.cols != j.train.cols ||
                      cnnelm_dataset_example_bytes(&j.test) != cnnelm_dataset_example_bytes(&j.train))) {
