@@ -342,6 +342,8 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
             return -1;
     }
     if (cnnelm_dataset_set_class_names(ds, cfg->data.class_names, cfg->data.class_names_file, err)) {
+        if (cfg->data.class_names[0])
+            cnnelm_fail_prefix(err, "%s", cfg->path);
         cnnelm_dataset_free(ds);
         return -1;
     }

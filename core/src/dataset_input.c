@@ -241,14 +241,21 @@ int cnnelm_dataset_load_any(cnnelm_dataset *ds, const char *images_path, const c
     } else {
         if (!labels_path || !*labels_path)
             return cnnelm_fail(err, "%s: an IDX image file needs its label file too", images_path);
-        return cnnelm_dataset_load(ds, images_path, labels_path, max_classes, limit, err) ||
-               (o && o->grayscale && cnnelm_dataset_to_gray(ds, err)) ? -1 : 0;
+        if (cnnelm_dataset_load(ds, images_path, labels_path, max_classes, limit, err))
+            return -1;
+        if (o && o->grayscale && cnnelm_dataset_to_gray(ds, err)) {
+            cnnelm_dataset_free(ds);
+            return -1;
+        }
+        return 0;
     }
     if (rc)
         return -1;
     apply_limit(ds, limit);
-    if (o && o->grayscale && cnnelm_dataset_to_gray(ds, err))
+    if (o && o->grayscale && cnnelm_dataset_to_gray(ds, err)) {
+        cnnelm_dataset_free(ds);
         return -1;
+    }
     return 0;
 }
 
@@ -336,12 +343,16 @@ int cnnelm_dataset_set_class_names(cnnelm_dataset *ds, const char *list, const c
     } else {
         return 0;
     }
-    if (n != ds->classes) {
+    /* more names than the labels show is fine (a test set without the last classes; a class
+     * with no examples yet): the names say how many classes there are */
+    if (n < ds->classes || n > 256) {
         cnnelm_class_names_free(names, n);
-        return cnnelm_fail(err, "%s: %d class names for %d classes", what, n, ds->classes);
+        return cnnelm_fail(err, "%s: %d class names for %d classes (labels 0..%d)", what, n, ds->classes,
+                           ds->classes - 1);
     }
     cnnelm_class_names_free(ds->class_names, ds->classes);
     ds->class_names = names;
+    ds->classes = n;
     return 0;
 oom:
     cnnelm_class_names_free(names, n);

@@ -80,7 +80,8 @@ int cnnelm_input_holds_labels(const char *images_path);
 int cnnelm_dataset_to_gray(cnnelm_dataset *ds, cnnelm_error *err);
 
 /* Sets ds->class_names from a comma-separated list (data.class_names) or a file with one name a
- * line (data.class_names_file); the count must equal ds->classes. Either may be NULL or "". */
+ * line (data.class_names_file); there must be at least ds->classes of them, and ds->classes
+ * becomes their count. Either may be NULL or "". */
 int cnnelm_dataset_set_class_names(cnnelm_dataset *ds, const char *list, const char *file,
                                    cnnelm_error *err);
 
