@@ -109,6 +109,7 @@ typedef struct predict_job {
     int *truth;             /* chunk labels, -1 unknown */
     char **source;          /* chunk source names */
     float *y;               /* chunk scores */
+    unsigned char *taken;   /* classes, for the top-K selection */
     int fill;               /* examples in the chunk */
     uint64_t rows, labelled, right;
     int header_done;
@@ -178,13 +179,13 @@ static int flush_chunk(predict_job *j, cnnelm_error *err)
             fputc(',', j->out);
         }
         /* top K by repeated selection: K and C are small */
-        unsigned char taken[256] = {0};
+        memset(j->taken, 0, (size_t)C);
         for (int k = 0; k < j->o->top_k && k < C; k++) {
             int best = -1;
             for (int c = 0; c < C; c++)
-                if (!taken[c] && (best < 0 || s[c] > s[best]))
+                if (!j->taken[c] && (best < 0 || s[c] > s[best]))
                     best = c;
-            taken[best] = 1;
+            j->taken[best] = 1;
             fprintf(j->out, ",%d,%.6g", best, s[best]);
         }
         for (int c = 0; j->o->scores && c < C; c++)
@@ -475,7 +476,8 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
     j.truth = malloc((size_t)j.chunk * sizeof *j.truth);
     j.source = calloc((size_t)j.chunk, sizeof *j.source);
     j.y = malloc((size_t)j.chunk * m.arch.classes * sizeof *j.y);
-    if (!j.x || !j.truth || !j.source || !j.y) {
+    j.taken = malloc((size_t)m.arch.classes);
+    if (!j.x || !j.truth || !j.source || !j.y || !j.taken) {
         cnnelm_fail(err, "out of memory");
         goto out;
     }
@@ -522,6 +524,7 @@ out:
     free(j.x);
     free(j.truth);
     free(j.y);
+    free(j.taken);
     cnnelm_predictor_close(j.p);
     cnnelm_model_free(&m);
     if (have_cfg)
