@@ -139,7 +139,8 @@ static void build_folder(const char *dir, const char *ref_images, const char *re
         if (k == 3) { /* a PNG signature, then junk */
             char file[700];
             snprintf(file, sizeof file, "%s/zz-corrupt.png", sub);
-            write_file(file, "\x89PNG\r\n\x1a\nthis is not the rest of a PNG file", 44);
+            static const char junk[] = "\x89PNG\r\n\x1a\nthis is not the rest of a PNG file";
+            write_file(file, junk, sizeof junk - 1);
         }
         if (k == 5) {
             uint8_t big[30 * 30];
