@@ -675,6 +675,12 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
                     j.test.rows, j.test.cols, o->model_path, a->in_h, a->in_w);
         goto out;
     }
+    {
+        /* a test folder's subfolders against the names the model was trained with */
+        cnnelm_dataset trained = { .class_names = j.model.class_names, .classes = a->classes, .n = 1 };
+        if (check_class_names(&trained, &j.test, j.cfg.path, err))
+            goto out;
+    }
     if ((j.test.channels > 0 ? j.test.channels : 1) != a->in_c) {
         cnnelm_fail(err, "%s: test images have %d channel%s but model %s takes %d (data.grayscale converts "
                     "RGB to gray)", j.cfg.path, j.test.channels > 0 ? j.test.channels : 1,
