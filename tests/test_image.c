@@ -453,6 +453,98 @@ START_TEST(unsupported_formats)
 }
 END_TEST
 
+static void write_rgb_jpeg(const char *path, const uint8_t *rgb, int h, int w, int quality)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, quality, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    for (int y = 0; y < h; y++) {
+        JSAMPROW row = (JSAMPROW)(rgb + (size_t)y * w * 3);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    fclose(f);
+}
+
+/* Decoding and conversion on their own: RGB PNG exact, RGB JPEG close, luma and replication
+ * against the formula on random pixels, bilinear resize against values worked by hand. */
+START_TEST(decode_and_convert)
+{
+    cnnelm_error err = {""};
+    enum { H = 12, W = 10 };
+    uint8_t rgb[H * W * 3];
+    srand(3);
+    for (int i = 0; i < H * W * 3; i++)
+        rgb[i] = (uint8_t)(rand() & 0xff);
+    ck_assert_int_eq(cnnelm_image_write_png(in_tmp("rgb.png"), rgb, H, W, 3, &err), 0);
+    cnnelm_image img;
+    ck_assert_msg(cnnelm_image_read(in_tmp("rgb.png"), &img, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(img.c, 3);
+    ck_assert_int_eq(img.h, H);
+    ck_assert_int_eq(img.w, W);
+    ck_assert_mem_eq(img.pix, rgb, sizeof rgb);
+    ck_assert(cnnelm_image_is_colour(&img));
+    /* to a planar gray input: luma, and to planar RGB: the planes */
+    uint8_t gray[H * W], planes[3 * H * W];
+    ck_assert_int_eq(cnnelm_image_to_input(&img, "rgb.png", 1, H, W, 0, gray, &err), 0);
+    ck_assert_int_eq(cnnelm_image_to_input(&img, "rgb.png", 3, H, W, 0, planes, &err), 0);
+    for (int p = 0; p < H * W; p++) {
+        double luma = 0.299 * rgb[3 * p] + 0.587 * rgb[3 * p + 1] + 0.114 * rgb[3 * p + 2];
+        ck_assert_msg(fabs(gray[p] - luma) <= 0.5 + 1e-9, "pixel %d: %d vs luma %g", p, gray[p], luma);
+        for (int c = 0; c < 3; c++)
+            ck_assert_int_eq(planes[c * H * W + p], rgb[3 * p + c]);
+    }
+    /* another size without resize: the file and both sizes named */
+    ck_assert_int_ne(cnnelm_image_to_input(&img, "rgb.png", 3, 8, 8, 0, planes, &err), 0);
+    ck_assert_msg(strstr(err.msg, "rgb.png: image is 10x12 (width x height) but 8x8 is expected"), "%s", err.msg);
+    cnnelm_image_free(&img);
+
+    /* a smooth RGB JPEG at quality 100 decodes to within a few grey levels */
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t *p = rgb + ((size_t)y * W + x) * 3;
+            p[0] = (uint8_t)(20 * x);
+            p[1] = (uint8_t)(20 * y);
+            p[2] = 128;
+        }
+    write_rgb_jpeg(in_tmp("rgb.jpg"), rgb, H, W, 100);
+    ck_assert_msg(cnnelm_image_read(in_tmp("rgb.jpg"), &img, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(img.c, 3);
+    double diff = 0;
+    for (int i = 0; i < H * W * 3; i++)
+        diff += fabs((double)img.pix[i] - rgb[i]);
+    ck_assert_msg(diff / (H * W * 3) < 4, "mean difference %g grey levels", diff / (H * W * 3));
+    cnnelm_image_free(&img);
+
+    /* gray to RGB copies; bilinear 2x2 -> 4x4 with pixel centres aligned, worked by hand:
+     * source x of target x is (x + 0.5) / 2 - 0.5, clamped: -0.25 -> 0, 0.25, 0.75, 1.25 -> 1 */
+    uint8_t g2[4] = { 0, 100, 200, 40 };
+    cnnelm_image small = { g2, 2, 2, 1 };
+    uint8_t up[3 * 16];
+    ck_assert_int_eq(cnnelm_image_to_input(&small, "small", 3, 4, 4, 1, up, &err), 0);
+    const uint8_t row0[4] = { 0, 25, 75, 100 }, row3[4] = { 200, 160, 80, 40 };
+    for (int c = 0; c < 3; c++) {
+        ck_assert_mem_eq(up + c * 16, row0, 4);
+        ck_assert_mem_eq(up + c * 16 + 12, row3, 4);
+    }
+    /* row 1 (source y 0.25): 0.75 row0 + 0.25 row3 */
+    const uint8_t row1[4] = { 50, 59, 76, 85 };
+    ck_assert_mem_eq(up + 4, row1, 4);
+}
+END_TEST
+
 int main(void)
 {
     const char *ti = CNNELM_FASHION_DIR "/train-images-idx3-ubyte.gz";
@@ -475,6 +567,7 @@ int main(void)
     tcase_add_test(tc, csv_same_as_idx);
     tcase_add_test(tc, rgb_colour_carries_class);
     tcase_add_test(tc, unsupported_formats);
+    tcase_add_test(tc, decode_and_convert);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
