@@ -29,19 +29,24 @@ int cnnelm_predictor_open(cnnelm_predictor **out, const cnnelm_model *m, const c
                           cnnelm_error *err)
 {
     *out = NULL;
-    cnnelm_config defaults;
-    if (!cfg) {
-        cnnelm_config_defaults(&defaults);
-        cfg = &defaults;
-    }
-    cnnelm_config one = *cfg;
-    one.n_workers = 1; /* predictions run on the first worker, like eval */
-    one.text = NULL;
+    /* a config is a few hundred KiB: on the heap, not the caller's stack */
+    cnnelm_config *one = malloc(sizeof *one);
     cnnelm_predictor *p = calloc(1, sizeof *p);
-    if (!p)
+    if (!one || !p) {
+        free(one);
+        free(p);
         return cnnelm_fail(err, "out of memory");
+    }
+    if (cfg)
+        *one = *cfg;
+    else
+        cnnelm_config_defaults(one);
+    one->n_workers = 1; /* predictions run on the first worker, like eval */
+    one->text = NULL;
     p->arch = m->arch;
-    if (cnnelm_pool_open(&p->pool, &one, &m->arch, err)) {
+    int rc = cnnelm_pool_open(&p->pool, one, &m->arch, err);
+    free(one);
+    if (rc) {
         free(p);
         return -1;
     }
@@ -451,8 +456,8 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
         return cnnelm_fail(err, "no inputs to predict");
     if (o->top_k < 0)
         return cnnelm_fail(err, "--top %d: expected 1 or more", o->top_k);
-    cnnelm_config cfg;
-    int have_cfg = 0, rc = -1;
+    cnnelm_config *cfg = NULL;
+    int rc = -1;
     cnnelm_model m;
     memset(&m, 0, sizeof m);
     predict_job j;
@@ -461,14 +466,17 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
     cnnelm_atomic_file af;
     int af_open = 0;
     if (o->config_path || o->n_overrides) {
-        if (cnnelm_config_load(&cfg, o->config_path, o->overrides, o->n_overrides, err))
+        if (!(cfg = malloc(sizeof *cfg)))
+            return cnnelm_fail(err, "out of memory");
+        if (cnnelm_config_load(cfg, o->config_path, o->overrides, o->n_overrides, err)) {
+            free(cfg);
             return -1;
-        have_cfg = 1;
+        }
     }
     if (cnnelm_model_load(&m, o->model_path, err))
         goto out;
     j.m = &m;
-    if (cnnelm_predictor_open(&j.p, &m, have_cfg ? &cfg : NULL, err))
+    if (cnnelm_predictor_open(&j.p, &m, cfg, err))
         goto out;
     j.chunk = cnnelm_predictor_chunk(j.p);
     j.ex = (size_t)m.arch.in_c * m.arch.in_h * m.arch.in_w;
@@ -527,7 +535,9 @@ out:
     free(j.taken);
     cnnelm_predictor_close(j.p);
     cnnelm_model_free(&m);
-    if (have_cfg)
-        cnnelm_config_free(&cfg);
+    if (cfg) {
+        cnnelm_config_free(cfg);
+        free(cfg);
+    }
     return rc;
 }
