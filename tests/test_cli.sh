@@ -207,6 +207,12 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   pred_acc=$(grep -oE '^accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')
   if [ -n "$eval_acc" ] && [ "$eval_acc" = "$pred_acc" ] && [ "$(wc -l < "$tmp/p.csv")" = 10001 ]; then ok; else bad "predict accuracy '$pred_acc' vs eval '$eval_acc'"; fi
   expect 0 "Ankle boot" -- "$CNNELM" info "$tmp/p.model"
+  # the same predictions on another backend (any worker, like eval)
+  if "$CNNELM" devices 2>/dev/null | grep -A1 "^backend opencl" | grep -q "device 0"; then
+    expect 0 "10000 predictions written" -- "$CNNELM" predict -q -m "$tmp/p.model" -c "$cfg" -s 'workers=({backend="opencl";device=0;})' "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p-ocl.csv"
+    same=$(paste -d' ' <(cut -d, -f2 "$tmp/p.csv") <(cut -d, -f2 "$tmp/p-ocl.csv") | awk '$1 == $2' | wc -l)
+    if [ "$same" -ge 9990 ]; then ok; else bad "OpenCL predictions agree with the CPU on only $same of 10001 rows"; fi
+  fi
   # CSV in, predictions on stdout, top 2
   head -1 /dev/null > "$tmp/x.csv"
   expect 1 "x.csv: no data rows|not a supported input|cannot" -- "$CNNELM" predict -q -m "$tmp/p.model" "$tmp/x.csv"
