@@ -174,6 +174,7 @@ static const cnnelm_conv_shape conv_shapes[] = {
     { 1, 1, 5, 5, 1, 5 },     /* kernel as large as the input: 1x1 output */
     { 19, 2, 10, 10, 13, 3 }, /* more images than one block, c_out=13 */
     { 2, 1, 6, 40, 2, 4 },    /* even k, 3x37 output */
+    { 4, 3, 32, 32, 6, 5 },   /* an RGB first layer: c_in = 3 with k = 5 (OpenCL's unrolled local kernels) */
 };
 #define N_CONV (sizeof conv_shapes / sizeof conv_shapes[0])
 

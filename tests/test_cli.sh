@@ -191,5 +191,44 @@ else
   echo "SKIP: Fashion-MNIST not installed ($FASHION); install Debian's dataset-fashion-mnist"
 fi
 
+# predict and info (issue 13): usage errors, a model applied to IDX, PNG and CSV inputs
+expect 0 "usage: cnnelm predict" -- "$CNNELM" predict --help
+expect 2 "a model file is required" -- "$CNNELM" predict "$tmp/x.idx"
+expect 2 "--top 0: expected" -- "$CNNELM" predict -m "$tmp/x.model" --top 0 "$tmp/x.idx"
+expect 0 "format version 1, CRC-32 0fe0e49c" -- "$CNNELM" info "$SRC/tests/data/model-v1.model"
+expect 0 '"format_version": 1' -- "$CNNELM" info --json "$SRC/tests/data/model-v1.model"
+expect 2 "expected one model file" -- "$CNNELM" info
+expect 1 "nonexistent.model: cannot open model" -- "$CNNELM" info "$tmp/nonexistent.model"
+if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
+  expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s 'data.class_names="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"' -o "$tmp/p.model"
+  expect 0 "per class: .*name" -- "$CNNELM" eval -q -m "$tmp/p.model" -c "$cfg"
+  eval_acc=$(grep -oE 'test accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')
+  expect 0 "10000 predictions written" -- "$CNNELM" predict -q -m "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p.csv"
+  pred_acc=$(grep -oE '^accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')
+  if [ -n "$eval_acc" ] && [ "$eval_acc" = "$pred_acc" ] && [ "$(wc -l < "$tmp/p.csv")" = 10001 ]; then ok; else bad "predict accuracy '$pred_acc' vs eval '$eval_acc'"; fi
+  expect 0 "Ankle boot" -- "$CNNELM" info "$tmp/p.model"
+  # the same predictions on another backend (any worker, like eval)
+  if "$CNNELM" devices 2>/dev/null | grep -A1 "^backend opencl" | grep -q "device 0"; then
+    expect 0 "10000 predictions written" -- "$CNNELM" predict -q -m "$tmp/p.model" -c "$cfg" -s 'workers=({backend="opencl";device=0;})' "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p-ocl.csv"
+    same=$(paste -d' ' <(cut -d, -f2 "$tmp/p.csv") <(cut -d, -f2 "$tmp/p-ocl.csv") | awk '$1 == $2' | wc -l)
+    if [ "$same" -ge 9990 ]; then ok; else bad "OpenCL predictions agree with the CPU on only $same of 10001 rows"; fi
+  fi
+  # CSV in, predictions on stdout, top 2
+  head -1 /dev/null > "$tmp/x.csv"
+  expect 1 "x.csv: no data rows|not a supported input|cannot" -- "$CNNELM" predict -q -m "$tmp/p.model" "$tmp/x.csv"
+  printf 'these are notes\n' > "$tmp/notes.txt"
+  expect 1 "notes.txt:1: 1 fields, but the model takes 784 pixels" -- "$CNNELM" predict -q -m "$tmp/p.model" "$tmp/notes.txt"
+  expect 1 "notes.txt:1: a text file .*supported: CSV" -- "$CNNELM" train -q -c "$cfg" -s "data.train_images=\"$tmp/notes.txt\"" -s 'data.train_labels=""'
+  printf '\x00\x00\x0d\x03\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00' > "$tmp/float.idx"
+  expect 1 "float.idx: not a supported input \(an IDX file of float elements" -- "$CNNELM" predict -q -m "$tmp/p.model" "$tmp/float.idx"
+  expect 1 "default.cfg: data.class_names: 2 class names for 10 classes" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=300 -s 'data.class_names="a,b"'
+  # label-skew partitions: the report says which classes each partition saw
+  expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s train.partitions=3 -s 'train.partitioning="label-skew"' -o "$tmp/ls.model" --report "$tmp/ls.json"
+  if tr -d ' \n' < "$tmp/ls.json" | grep -q '"classes":\[0,1,2,3\],"class_examples":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*,0,0,0,0,0,0\]'; then ok; else bad "label-skew report lacks the classes of partition 1"; fi
+  expect 0 "model.lambda = 1e-12 is tiny" -- "$CNNELM" train -c "$cfg" -s data.train_limit=300 -s data.test_limit=100 -s model.lambda=1e-12 -s 'model.layers="4c-2s"' -o "$tmp/tiny.model"
+else
+  echo "SKIP: predict cases need Fashion-MNIST ($FASHION)"
+fi
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -261,9 +261,9 @@ static void expect_image_error(const char *name, const char *needle)
 START_TEST(bad_magic)
 {
     size_t len;
-    unsigned char *b = image_bytes(0x804, 1, 2, 2, 4, &len);
+    unsigned char *b = image_bytes(0x805, 1, 2, 2, 4, &len);
     write_bytes(in_dir("m"), b, len);
-    expect_image_error("m", "bad magic 0x00000804");
+    expect_image_error("m", "bad magic 0x00000805");
     free(b);
     unsigned char *l = label_bytes(4, 4, 1, &len);
     write_bytes(in_dir("labels-as-images"), l, len);

@@ -51,13 +51,55 @@ START_TEST(degenerate_inputs)
 }
 END_TEST
 
+/* Per-class precision, recall and F1 against counts worked from the raw predictions of a random
+ * confusion matrix (every cell non-zero), and the zero-denominator cases. */
+START_TEST(per_class_against_counting)
+{
+    enum { C = 4 };
+    uint64_t conf[C * C];
+    srand(7);
+    for (int i = 0; i < C * C; i++)
+        conf[i] = 1 + (uint64_t)(rand() % 50);
+    cnnelm_class_metrics pc[C];
+    cnnelm_metrics_per_class(conf, C, pc);
+    for (int k = 0; k < C; k++) {
+        /* count over (truth, guess) pairs as a user would from a predictions file */
+        double tp = 0, fp = 0, fn = 0;
+        for (int t = 0; t < C; t++)
+            for (int g = 0; g < C; g++) {
+                double n = (double)conf[t * C + g];
+                if (t == k && g == k) tp += n;
+                else if (g == k) fp += n;
+                else if (t == k) fn += n;
+            }
+        double p = tp / (tp + fp), r = tp / (tp + fn);
+        ck_assert_double_eq_tol(pc[k].precision, p, 1e-12);
+        ck_assert_double_eq_tol(pc[k].recall, r, 1e-12);
+        ck_assert_double_eq_tol(pc[k].f1, 2 * p * r / (p + r), 1e-12);
+        ck_assert_uint_eq(pc[k].support, (uint64_t)(tp + fn));
+    }
+    /* class 1 never present, class 2 never predicted */
+    uint64_t z[9] = { 3, 1, 0, 0, 0, 0, 2, 0, 0 };
+    cnnelm_class_metrics q[3];
+    cnnelm_metrics_per_class(z, 3, q);
+    ck_assert_double_eq_tol(q[0].precision, 0.6, 1e-12);
+    ck_assert_double_eq_tol(q[0].recall, 0.75, 1e-12);
+    ck_assert_uint_eq(q[1].support, 0);
+    ck_assert_double_eq(q[1].recall, 0);
+    ck_assert_double_eq(q[1].precision, 0);
+    ck_assert_double_eq(q[2].precision, 0);
+    ck_assert_double_eq(q[2].f1, 0);
+}
+END_TEST
+
 int main(void)
 {
-    Suite *s = suite_create("metrics");
+Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("kappa");
     tcase_add_test(tc, kappa_textbook_example);
     tcase_add_test(tc, perfect_and_chance);
     tcase_add_test(tc, degenerate_inputs);
+    tcase_add_test(tc, per_class_against_counting);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

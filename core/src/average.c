@@ -64,7 +64,11 @@ int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err)
     } else if (cnnelm_reduce_models(ptrs, k, o->reduce, &out, err)) {
         goto out;
     }
-    if (cnnelm_model_save(&out, o->output, err))
+    /* the same record of what was combined as a training run writes */
+    out.partitions = (uint32_t)k;
+    out.reduce = k > 1 ? 1u + (uint32_t)o->reduce : 0;
+    if (cnnelm_model_set_class_names(&out, models[0].class_names, err) ||
+        cnnelm_model_save(&out, o->output, err))
         goto out;
     printf("combined %d models (%s reduce, %llu training examples) into %s\n", k,
            cnnelm_reduce_name(o->reduce), (unsigned long long)out.n_examples, o->output);

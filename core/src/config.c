@@ -113,6 +113,19 @@ static const key_def schema[] = {
      .help = "A source's test images (IDX); \"\": none."},
     {.path = "data.sources.test_labels", .kind = K_STRING, .worker = 2, SF(test_labels), .sdef = "",
      .help = "A source's test labels (IDX); \"\": none."},
+    {.path = "data.resize", .kind = K_STRING, CF(data.resize), .sdef = "",
+     .help = "\"WxH\" (e.g. \"28x28\"): images in an image folder of another size are resized to it "
+             "(bilinear). \"\": every image must have the folder's most common size; others count as bad files."},
+    {.path = "data.grayscale", .kind = K_BOOL, CF(data.grayscale), .idef = 0,
+     .help = "Convert colour (RGB) inputs to gray: luma (299 R + 587 G + 114 B) / 1000."},
+    {.path = "data.max_bad", .kind = K_INT, CF(data.max_bad), .imin = 0, .imax = NO_MAX, .idef = 0,
+     .help = "Image-folder files that cannot be decoded (or have another size) are named on stderr and "
+             "skipped, up to this many; one more is an error."},
+    {.path = "data.class_names", .kind = K_STRING, CF(data.class_names), .sdef = "",
+     .help = "Class names, comma-separated, in label order (\"T-shirt,Trouser,...\"), for reports and "
+             "predictions. Image folders name classes after their subfolders. \"\": none."},
+    {.path = "data.class_names_file", .kind = K_STRING, CF(data.class_names_file), .sdef = "",
+     .help = "A file with one class name a line, in label order (instead of data.class_names)."},
 
     {.path = "model.layers", .kind = K_LAYERS, CF(model.layers), .sdef = "6c-2s-12c-2s",
      .help = "Architecture: layers joined by '-'; Nc = convolution with N output maps, Ns = N x N "
@@ -128,7 +141,8 @@ static const key_def schema[] = {
      .idef = CNNELM_ACT_IDENTITY,
      .help = "Activation applied to the flattened last layer to give the ELM hidden matrix H."},
     {.path = "model.lambda", .kind = K_FLOAT, CF(model.lambda), .fmin = 0, .fmin_open = 1, .fmax = HUGE_VAL,
-     .fdef = 100.0, .help = "Ridge regularisation: beta = (I/lambda + U)^-1 V."},
+     .fdef = 100.0, .help = "Ridge regularisation: beta = (I/lambda + U)^-1 V. Larger = less regularisation "
+                            "(like libsvm's C; 1/alpha in scikit-learn); below 1e-6 warns."},
     {.path = "model.init", .kind = K_ENUM, CF(model.init), .names = init_names, .idef = CNNELM_INIT_ZERO_MEAN,
      .help = "Initial kernels: uniform in +-sqrt(6/((in+out) k^2)) (the paper's toolbox); zero-mean: "
              "the same with each kernel's mean subtracted (about 1 point more test accuracy)."},

@@ -99,6 +99,24 @@ static void noisy_copy(const uint8_t *src, uint8_t *dst, size_t pixels, int type
     }
 }
 
+/* data.resize ("WxH"), data.grayscale, data.max_bad as the loaders take them. */
+static int input_options(const cnnelm_config *cfg, cnnelm_input_options *io, cnnelm_error *err)
+{
+    memset(io, 0, sizeof *io);
+    if (cfg->data.resize[0]) {
+        int w = 0, h = 0, used = 0;
+        if (sscanf(cfg->data.resize, "%dx%d%n", &w, &h, &used) != 2 || cfg->data.resize[used] ||
+            w < 1 || h < 1 || w > 4096 || h > 4096)
+            return cnnelm_fail(err, "%s: data.resize = \"%s\": expected \"WxH\" such as \"28x28\" "
+                               "(1..4096 each), or \"\"", cfg->path, cfg->data.resize);
+        io->resize_w = w;
+        io->resize_h = h;
+    }
+    io->grayscale = cfg->data.grayscale;
+    io->max_bad = cfg->data.max_bad;
+    return 0;
+}
+
 /* The noisy copies, split over threads by image: each image has its own stream, so the bytes
  * do not depend on the number of threads. */
 typedef struct noise_job {
@@ -162,7 +180,7 @@ int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, c
         copies += (mask >> t) & 1u;
     if (copies == 0 || ds->n == 0)
         return 0;
-    size_t px = (size_t)ds->rows * ds->cols, n = ds->n;
+    size_t px = cnnelm_dataset_example_bytes(ds), n = ds->n;
     if (px == 0 || n > SIZE_MAX / px / (size_t)(1 + copies))
         return cnnelm_fail(err, "%zu images of %dx%d with %d noisy copies overflow the address space",
                            n, ds->rows, ds->cols, copies);
@@ -195,7 +213,14 @@ int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, c
             memcpy(source + at, ds->source, n);
         at += n;
     }
-    return take_owned(ds, images, labels, source, total, ds->rows, ds->cols, ds->classes, ds->n_sources);
+    /* channels and class names survive the swap of storage */
+    int channels = ds->channels;
+    char **names = ds->class_names;
+    ds->class_names = NULL;
+    take_owned(ds, images, labels, source, total, ds->rows, ds->cols, ds->classes, ds->n_sources);
+    ds->channels = channels;
+    ds->class_names = names;
+    return 0;
 }
 
 static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, int max_classes,
@@ -225,8 +250,10 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
         if (*img) {
             any_test = 1;
             /* test labels beyond the source's training classes are an error naming the file */
-            if (cnnelm_dataset_load(&part[s], img, lab, classes,
-                                    (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), err))
+            cnnelm_input_options io;
+            if (input_options(cfg, &io, err) ||
+                cnnelm_dataset_load_any(&part[s], img, lab, classes,
+                                        (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &io, err))
                 goto out;
         }
         if (!test)
@@ -239,13 +266,15 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
         }
         if (!*img)
             continue;
-        if (total && (part[s].rows != ds->rows || part[s].cols != ds->cols)) {
+        if (total && (part[s].rows != ds->rows || part[s].cols != ds->cols ||
+                      cnnelm_dataset_example_bytes(&part[s]) != cnnelm_dataset_example_bytes(ds))) {
             cnnelm_fail(err, "%s: images are %dx%d but the sources before it have %dx%d", img,
                         part[s].rows, part[s].cols, ds->rows, ds->cols);
             goto out;
         }
         ds->rows = part[s].rows;
         ds->cols = part[s].cols;
+        ds->channels = part[s].channels;
         total += part[s].n;
     }
     if (test && !any_test) {
@@ -257,7 +286,7 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
                     max_classes);
         goto out;
     }
-    size_t px = (size_t)ds->rows * ds->cols;
+    size_t px = cnnelm_dataset_example_bytes(ds);
     uint8_t *images = malloc(total * px + 1), *labels = malloc(total + 1),
             *source = malloc(total + 1);
     if (!images || !labels || !source) {
@@ -278,8 +307,9 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
         }
         at += part[s].n;
     }
-    int rows = ds->rows, cols = ds->cols;
+    int rows = ds->rows, cols = ds->cols, channels = ds->channels;
     take_owned(ds, images, labels, source, total, rows, cols, offset[k], k);
+    ds->channels = channels;
     rc = 0;
 out:
     for (int s = 0; s < k; s++)
@@ -301,13 +331,21 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
         const char *lab = test ? cfg->data.test_labels : cfg->data.train_labels;
         if (test && !*img && !*lab)
             return 0;
-        if (!*img || !*lab)
+        if (!*img || (!*lab && !cnnelm_input_holds_labels(img)))
             return cnnelm_fail(err, "%s: data.%s_images and data.%s_labels %s", cfg->path,
                                test ? "test" : "train", test ? "test" : "train",
                                test ? "go together (one is empty)" : "must name the training set");
-        if (cnnelm_dataset_load(ds, img, lab, test ? max_classes : 256,
-                                (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), err))
+        cnnelm_input_options io;
+        if (input_options(cfg, &io, err) ||
+            cnnelm_dataset_load_any(ds, img, lab, test ? max_classes : 256,
+                                    (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &io, err))
             return -1;
+    }
+    if (cnnelm_dataset_set_class_names(ds, cfg->data.class_names, cfg->data.class_names_file, err)) {
+        if (cfg->data.class_names[0])
+            cnnelm_fail_prefix(err, "%s", cfg->path);
+        cnnelm_dataset_free(ds);
+        return -1;
     }
     /* test copies get their own noise: seed + 1 keeps them apart from the training copies */
     if (cnnelm_dataset_add_noise(ds, cfg->data.extend, cfg->train.seed + (uint64_t)test, err)) {
@@ -365,8 +403,9 @@ int cnnelm_run_extend(const char *config_path, const char *const *overrides, int
         char pi[CNNELM_PATH_MAX + 64], pl[CNNELM_PATH_MAX + 64];
         snprintf(pi, sizeof pi, "%s/%s", dir, sets[i].images);
         snprintf(pl, sizeof pl, "%s/%s", dir, sets[i].labels);
-        if (cnnelm_idx_write_images(pi, sets[i].ds->images, sets[i].ds->n, sets[i].ds->rows,
-                                    sets[i].ds->cols, err) ||
+        if (cnnelm_idx_write_images_c(pi, sets[i].ds->images, sets[i].ds->n,
+                                      sets[i].ds->channels > 0 ? sets[i].ds->channels : 1,
+                                      sets[i].ds->rows, sets[i].ds->cols, err) ||
             cnnelm_idx_write_labels(pl, sets[i].ds->labels, sets[i].ds->n, err))
             goto out;
         /* one line per file on stdout (for scripts); the counts on stderr */

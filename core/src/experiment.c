@@ -296,6 +296,13 @@ static int gather_results(cnnelm_experiment *x, cnnelm_error *err)
     return rc;
 }
 
+/* Training examples per class in a partition, for the report (which classes each one saw). */
+static void count_classes(const cnnelm_subset *s, uint64_t *count)
+{
+    for (size_t i = 0; i < s->n; i++)
+        count[s->ds->labels[s->rows ? s->rows[i] : i]]++;
+}
+
 int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err)
 {
     const cnnelm_config *c = x->cfg;
@@ -333,8 +340,10 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
         cnnelm_fail(err, "out of memory");
         goto out;
     }
-    for (int p = 0; p < k; p++)
+    for (int p = 0; p < k; p++) {
         subs[p] = (cnnelm_subset){ x->train.ds, parts.rows + parts.start[p], cnnelm_partition_size(&parts, p) };
+        count_classes(&subs[p], x->parts[p].class_examples);
+    }
 
     /* Map: this rank's partitions on its workers */
     double t0 = cnnelm_now();

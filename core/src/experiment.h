@@ -22,6 +22,7 @@ typedef struct cnnelm_part_result {
     double seconds;
     size_t examples;
     cnnelm_metrics test;
+    uint64_t class_examples[256]; /* training examples of each class in the partition (non-IID splits) */
 } cnnelm_part_result;
 
 typedef struct cnnelm_experiment {

@@ -18,13 +18,15 @@
 
 #define IDX_MAGIC_IMAGES 0x00000803u
 #define IDX_MAGIC_LABELS 0x00000801u
+#define IDX_MAGIC_IMAGES_C 0x00000804u /* n x c x h x w: c channels, planar */
 #define IDX_MAX_SIDE 4096u
 #define GZ_STEP (1u << 30) /* gzread takes an unsigned int length */
 
 /* What a header announced. */
 typedef struct idx_header {
-    uint32_t dims[3];
-    size_t header_bytes;   /* 8 for labels, 16 for images */
+    uint32_t dims[3];      /* count, rows, cols */
+    uint32_t channels;     /* 1, or the second dimension of a 4-dimension image file */
+    size_t header_bytes;   /* 8 for labels, 16 for images, 20 for 4-dimension images */
     size_t payload_bytes;  /* product of the dimensions */
 } idx_header;
 
@@ -42,13 +44,54 @@ static void put_be32(unsigned char *p, uint32_t v)
 static const char *magic_kind(uint32_t magic)
 {
     if (magic == IDX_MAGIC_IMAGES) return " (an IDX image file)";
+    if (magic == IDX_MAGIC_IMAGES_C) return " (an IDX image file with channels)";
+    if ((magic >> 8) == 0x0d || (magic >> 8) == 0x0e) return " (an IDX file of float or double elements)";
     if (magic == IDX_MAGIC_LABELS) return " (an IDX label file)";
     if ((magic >> 16) == 0 && (magic >> 8 & 0xff) != 0x08) return " (an IDX file of another element type)";
     return "";
 }
 
+/* A 4-dimension image header n x c x h x w (magic 0x804): c must be 1 or 3; a file that looks
+ * like n x h x w x c (interleaved) is refused with a message saying which order is read. */
+static int parse_header_channels(const char *path, const unsigned char *p, size_t have,
+                                 idx_header *h, cnnelm_error *err)
+{
+    if (have < 20)
+        return cnnelm_fail(err, "%s: truncated: %zu bytes, too short for a 4-dimension IDX image header (20 bytes)",
+                           path, have);
+    uint32_t d[4];
+    for (int i = 0; i < 4; i++) {
+        d[i] = be32(p + 4 + 4 * i);
+        if (d[i] == 0)
+            return cnnelm_fail(err, "%s: header dimension %d is 0; every dimension must be non-zero", path, i);
+    }
+    if (d[1] != 1 && d[1] != 3) {
+        if (d[3] == 1 || d[3] == 3)
+            return cnnelm_fail(err, "%s: a 4-dimension IDX file of %ux%ux%ux%u looks like n x h x w x c "
+                               "(interleaved); cnnelm reads n x c x h x w (planar, c = 1 or 3)",
+                               path, d[0], d[1], d[2], d[3]);
+        return cnnelm_fail(err, "%s: a 4-dimension IDX file with %u channels (n x c x h x w); "
+                           "supported: 1 or 3 channels", path, d[1]);
+    }
+    if (d[2] > IDX_MAX_SIDE || d[3] > IDX_MAX_SIDE)
+        return cnnelm_fail(err, "%s: images of %ux%u are too large (at most %ux%u)", path,
+                           d[2], d[3], IDX_MAX_SIDE, IDX_MAX_SIDE);
+    memset(h, 0, sizeof *h);
+    h->dims[0] = d[0];
+    h->dims[1] = d[2];
+    h->dims[2] = d[3];
+    h->channels = d[1];
+    h->header_bytes = 20;
+    size_t img = (size_t)d[1] * d[2] * d[3];
+    if ((size_t)d[0] > SIZE_MAX / img)
+        return cnnelm_fail(err, "%s: header says %u images of %ux%ux%u, which overflows the address space",
+                           path, d[0], d[1], d[2], d[3]);
+    h->payload_bytes = (size_t)d[0] * img;
+    return 0;
+}
+
 /* Checks the magic and the dimensions of an IDX header (`have` bytes at `p`, as many as the
- * file gave, up to 16) and fills h. */
+ * file gave, up to 20) and fills h. */
 static int parse_header(const char *path, const unsigned char *p, size_t have, int images,
                         idx_header *h, cnnelm_error *err)
 {
@@ -61,6 +104,8 @@ static int parse_header(const char *path, const unsigned char *p, size_t have, i
         return cnnelm_fail(err, "%s: truncated: %zu bytes, too short for an IDX header (%zu bytes)",
                            path, have, need);
     uint32_t magic = be32(p);
+    if (images && magic == IDX_MAGIC_IMAGES_C)
+        return parse_header_channels(path, p, have, h, err);
     if (magic != want_magic)
         return cnnelm_fail(err, "%s: bad magic 0x%08x%s, expected 0x%08x (IDX %s)", path, magic,
                            magic_kind(magic), want_magic,
@@ -71,6 +116,7 @@ static int parse_header(const char *path, const unsigned char *p, size_t have, i
                            path, have, images ? "image" : "label", need);
     memset(h, 0, sizeof *h);
     h->header_bytes = need;
+    h->channels = 1;
     for (int i = 0; i < ndims; i++) {
         h->dims[i] = be32(p + 4 + 4 * i);
         if (h->dims[i] == 0)
@@ -163,14 +209,20 @@ static int read_stream(int fd, const char *path, int images, size_t keep_example
     }
     gzbuffer(gz, 1u << 18);
     int rc = -1;
-    unsigned char head[16];
+    unsigned char head[20];
     uint8_t *buf = NULL;
     int cut = 0;
     long long got = gz_read_full(gz, path, head, images ? 16 : 8, &cut, err);
+    if (got == 16 && images && be32(head) == IDX_MAGIC_IMAGES_C) {
+        long long more = gz_read_full(gz, path, head + 16, 4, &cut, err);
+        if (more < 0)
+            goto done;
+        got += more;
+    }
     if (got < 0 || parse_header(path, head, (size_t)got, images, h, err))
         goto done;
 
-    size_t example = images ? (size_t)h->dims[1] * h->dims[2] : 1;
+    size_t example = images ? (size_t)h->channels * h->dims[1] * h->dims[2] : 1;
     size_t keep = h->payload_bytes;
     if (keep_examples > 0 && keep_examples < h->dims[0])
         keep = keep_examples * example;
@@ -287,8 +339,8 @@ static int read_idx(const char *path, int images, size_t keep_examples, idx_head
         return rc;
     }
     size_t size = (size_t)st.st_size;
-    unsigned char head[16];
-    ssize_t got = pread(fd, head, size < 16 ? size : 16, 0);
+    unsigned char head[20];
+    ssize_t got = pread(fd, head, size < 20 ? size : 20, 0);
     if (got < 0) {
         cnnelm_fail(err, "%s: cannot read: %s", path, strerror(errno));
         goto done;
@@ -345,6 +397,7 @@ static int read_images_limited(const char *path, cnnelm_dataset *ds, size_t limi
     ds->n = limit > 0 && limit < h.dims[0] ? limit : h.dims[0];
     ds->rows = (int)h.dims[1];
     ds->cols = (int)h.dims[2];
+    ds->channels = (int)h.channels;
     *file_n = h.dims[0];
     return 0;
 }
@@ -415,6 +468,7 @@ void cnnelm_dataset_free(cnnelm_dataset *ds)
     free_images(ds);
     free(ds->labels_alloc);
     free((void *)ds->source); /* built by cnnelm_dataset_load_config, always malloc'd */
+    cnnelm_class_names_free(ds->class_names, ds->classes);
     memset(ds, 0, sizeof *ds);
 }
 
@@ -507,4 +561,29 @@ int cnnelm_idx_write_labels(const char *path, const uint8_t *labels, size_t n, c
     put_be32(header, IDX_MAGIC_LABELS);
     put_be32(header + 4, (uint32_t)n);
     return write_idx(path, header, sizeof header, labels, n, err);
+}
+
+int cnnelm_idx_write_images_c(const char *path, const uint8_t *images, size_t n, int channels,
+                              int rows, int cols, cnnelm_error *err)
+{
+    if (channels == 1)
+        return cnnelm_idx_write_images(path, images, n, rows, cols, err);
+    if (channels != 3)
+        return cnnelm_fail(err, "%s: cannot write images of %d channels (1 or 3)", path, channels);
+    if (n == 0 || n > UINT32_MAX)
+        return cnnelm_fail(err, "%s: cannot write %zu images (IDX holds 1..%u)", path, n, UINT32_MAX);
+    if (rows < 1 || cols < 1 || rows > (int)IDX_MAX_SIDE || cols > (int)IDX_MAX_SIDE)
+        return cnnelm_fail(err, "%s: cannot write images of %dx%d (each side 1..%u)", path, rows,
+                           cols, IDX_MAX_SIDE);
+    size_t img = (size_t)channels * (size_t)rows * (size_t)cols;
+    if (n > SIZE_MAX / img)
+        return cnnelm_fail(err, "%s: %zu images of %dx%dx%d overflow the address space", path, n,
+                           channels, rows, cols);
+    unsigned char header[20];
+    put_be32(header, IDX_MAGIC_IMAGES_C);
+    put_be32(header + 4, (uint32_t)n);
+    put_be32(header + 8, (uint32_t)channels);
+    put_be32(header + 12, (uint32_t)rows);
+    put_be32(header + 16, (uint32_t)cols);
+    return write_idx(path, header, sizeof header, images, n * img, err);
 }

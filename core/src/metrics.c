@@ -1,4 +1,5 @@
-/* cnnelm metrics: accuracy and Cohen's kappa from a confusion matrix. */
+/* cnnelm metrics: accuracy, Cohen's kappa and per-class precision, recall, F1 from a confusion
+ * matrix. */
 #include "cnnelm/metrics.h"
 
 #include <math.h>
@@ -43,4 +44,20 @@ int cnnelm_argmax(const float *scores, int n)
         if (scores[i] > scores[best])
             best = i;
     return best;
+}
+
+void cnnelm_metrics_per_class(const uint64_t *confusion, int classes, cnnelm_class_metrics *out)
+{
+    for (int k = 0; k < classes; k++) {
+        uint64_t tp = confusion[(size_t)k * classes + k], row = 0, col = 0;
+        for (int j = 0; j < classes; j++) {
+            row += confusion[(size_t)k * classes + j];
+            col += confusion[(size_t)j * classes + k];
+        }
+        cnnelm_class_metrics *m = &out[k];
+        m->support = row;
+        m->precision = col ? (double)tp / (double)col : 0;
+        m->recall = row ? (double)tp / (double)row : 0;
+        m->f1 = m->precision + m->recall > 0 ? 2 * m->precision * m->recall / (m->precision + m->recall) : 0;
+    }
 }

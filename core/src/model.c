@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnnelm/dataset.h"
 #include "rng.h"
 
 int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, int in_h, int in_w,
@@ -171,6 +172,20 @@ int cnnelm_model_copy(cnnelm_model *dst, const cnnelm_model *src, cnnelm_error *
     memcpy(dst->beta, src->beta, L * C * sizeof *dst->beta);
     memcpy(dst->U, src->U, L * L * sizeof *dst->U);
     memcpy(dst->V, src->V, L * C * sizeof *dst->V);
+    dst->partitions = src->partitions;
+    dst->reduce = src->reduce;
+    return cnnelm_model_set_class_names(dst, src->class_names, err);
+}
+
+int cnnelm_model_set_class_names(cnnelm_model *m, char *const *names, cnnelm_error *err)
+{
+    int C = m->arch.classes;
+    cnnelm_class_names_free(m->class_names, C);
+    m->class_names = NULL;
+    if (!names)
+        return 0;
+    if (!(m->class_names = cnnelm_class_names_copy(names, C)))
+        return cnnelm_fail(err, "out of memory for class names");
     return 0;
 }
 
@@ -182,6 +197,8 @@ void cnnelm_model_free(cnnelm_model *m)
     free(m->beta);
     free(m->U);
     free(m->V);
+    cnnelm_class_names_free(m->class_names, m->arch.classes);
+    m->class_names = NULL;
     m->params = NULL;
     m->beta = NULL;
     m->U = m->V = NULL;

@@ -8,10 +8,14 @@
 #include <zlib.h>
 
 #include "atomic_file.h"
+#include "cnnelm/config.h"
+#include "cnnelm/dataset.h"
 #include "cnnelm/model.h"
 
 #define MODEL_MAGIC "CNNELM\r\n"
-#define MODEL_VERSION 1u
+#define MODEL_VERSION 2u      /* written; 1 is still read */
+#define MODEL_VERSION_OLDEST 1u
+#define NAMES_MAX (1u << 20)   /* class names block, bytes */
 #define HEADER_SIZE 160u
 #define LAYERS_OFFSET 96u
 
@@ -61,11 +65,85 @@ static uint64_t payload_bytes(uint64_t n_params, uint64_t hidden, uint64_t class
     return 4 * n_params + 4 * hidden * classes + 8 * hidden * hidden + 8 * hidden * classes;
 }
 
+/* Format 2's block after V: partitions, reduce, then the class names, each NUL-terminated
+ * (names_bytes 0: none). */
+static size_t names_bytes(const cnnelm_model *m)
+{
+    size_t b = 0;
+    if (m->class_names)
+        for (int i = 0; i < m->arch.classes; i++)
+            b += strlen(m->class_names[i]) + 1;
+    return b;
+}
+
+static unsigned char *put_extension(unsigned char *p, const cnnelm_model *m, size_t nb)
+{
+    put_u32(p, m->partitions);
+    put_u32(p + 4, m->reduce);
+    put_u32(p + 8, (uint32_t)nb);
+    p += 12;
+    for (int i = 0; nb && i < m->arch.classes; i++) {
+        size_t len = strlen(m->class_names[i]) + 1;
+        memcpy(p, m->class_names[i], len);
+        p += len;
+    }
+    return p;
+}
+
+/* Reads format 2's block (len bytes at p, exactly); 0 or -1 with err. */
+static int get_extension(cnnelm_model *m, const unsigned char *p, size_t len, const char *path,
+                         cnnelm_error *err)
+{
+    if (len < 12)
+        return cnnelm_fail(err, "%s: truncated model file (the class block is cut)", path);
+    m->partitions = get_u32(p);
+    m->reduce = get_u32(p + 4);
+    size_t nb = get_u32(p + 8);
+    if (nb != len - 12)
+        return cnnelm_fail(err, "%s: inconsistent model file: class names take %zu bytes, %zu are there",
+                           path, nb, len - 12);
+    if (m->reduce > 1u + CNNELM_REDUCE_REFIT)
+        return cnnelm_fail(err, "%s: unknown reduce code %u in the model file", path, m->reduce);
+    if (nb == 0)
+        return 0;
+    const char *s = (const char *)p + 12, *end = s + nb;
+    if (end[-1] != '\0')
+        return cnnelm_fail(err, "%s: corrupted class names (not NUL-terminated)", path);
+    int count = 0;
+    for (const char *q = s; q < end; q += strlen(q) + 1)
+        count++;
+    if (count != m->arch.classes)
+        return cnnelm_fail(err, "%s: %d class names for %d classes", path, count, m->arch.classes);
+    char *names[256];
+    int i = 0;
+    for (const char *q = s; q < end && i < 256; q += strlen(q) + 1)
+        names[i++] = (char *)q;
+    return count > 256 ? cnnelm_fail(err, "%s: more than 256 class names", path)
+                       : cnnelm_model_set_class_names(m, names, err);
+}
+
+/* The version field of a model file's header (0: unreadable or not a model file). */
+unsigned cnnelm_model_file_version(const char *path)
+{
+    unsigned char h[12];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t got = fread(h, 1, sizeof h, f);
+    fclose(f);
+    if (got < 12 || memcmp(h, MODEL_MAGIC, 8) != 0)
+        return 0;
+    return get_u32(h + 8);
+}
+
 int cnnelm_model_encode(const cnnelm_model *m, unsigned char **out, size_t *out_len, cnnelm_error *err)
 {
     const cnnelm_arch *a = &m->arch;
     uint64_t L = (uint64_t)a->hidden, C = (uint64_t)a->classes;
-    size_t total = HEADER_SIZE + payload_bytes(a->n_params, L, C) + 4;
+    size_t nb = names_bytes(m);
+    if (nb > NAMES_MAX)
+        return cnnelm_fail(err, "class names take %zu bytes (at most %u)", nb, NAMES_MAX);
+    size_t total = HEADER_SIZE + payload_bytes(a->n_params, L, C) + 12 + nb + 4;
     unsigned char *buf = calloc(1, total);
     *out = NULL;
     if (!buf)
@@ -100,6 +178,7 @@ int cnnelm_model_encode(const cnnelm_model *m, unsigned char **out, size_t *out_
         put_f64(p, m->U[i]);
     for (size_t i = 0; i < L * C; i++, p += 8)
         put_f64(p, m->V[i]);
+    p = put_extension(p, m, nb);
     put_u32(p, (uint32_t)crc32(0L, buf, (uInt)(total - 4)));
     *out = buf;
     *out_len = total;
@@ -181,9 +260,9 @@ int cnnelm_model_decode(cnnelm_model *m, const unsigned char *buf, size_t len, c
         goto out;
     }
     uint32_t version = get_u32(buf + 8);
-    if (version != MODEL_VERSION || get_u32(buf + 12) != HEADER_SIZE) {
-        cnnelm_fail(err, "%s: model format version %u is not supported (this cnnelm reads version %u)",
-                    path, version, MODEL_VERSION);
+    if (version < MODEL_VERSION_OLDEST || version > MODEL_VERSION || get_u32(buf + 12) != HEADER_SIZE) {
+        cnnelm_fail(err, "%s: model format version %u is not supported (this cnnelm reads versions %u to %u)",
+                    path, version, MODEL_VERSION_OLDEST, MODEL_VERSION);
         goto out;
     }
     uint32_t fld[12];
@@ -196,6 +275,15 @@ int cnnelm_model_decode(cnnelm_model *m, const unsigned char *buf, size_t len, c
         goto out;
     }
     uint64_t expect = HEADER_SIZE + pay + 4;
+    size_t ext_len = 0; /* format 2: the block between V and the CRC */
+    if (version >= 2 && len >= expect + 12) {
+        uint32_t nb = get_u32(buf + HEADER_SIZE + pay + 8);
+        if (nb <= NAMES_MAX)
+            ext_len = 12 + nb;
+    } else if (version >= 2) {
+        ext_len = 12;
+    }
+    expect += ext_len;
     if (len < expect) {
         cnnelm_fail(err, "%s: truncated model file (%zu bytes, expected %llu)", path, len,
                     (unsigned long long)expect);
@@ -249,6 +337,10 @@ int cnnelm_model_decode(cnnelm_model *m, const unsigned char *buf, size_t len, c
         m->U[i] = get_f64(p);
     for (size_t i = 0; i < L * C; i++, p += 8)
         m->V[i] = get_f64(p);
+    if (ext_len && get_extension(m, p, ext_len, path, err)) {
+        cnnelm_model_free(m);
+        goto out;
+    }
     if (!(m->lambda > 0) || !isfinite(m->lambda)) {
         cnnelm_model_free(m);
         cnnelm_fail(err, "%s: model has an invalid lambda", path);

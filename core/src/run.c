@@ -113,6 +113,109 @@ static void json_model(cnnelm_json *js, const cnnelm_model *m)
     cnnelm_json_end(js, '}');
 }
 
+/* ---- class names and per-class figures (issue 13) ---- */
+
+/* The name of class k, or "" without names. */
+static const char *class_name(char *const *names, int k)
+{
+    return names && names[k] ? names[k] : "";
+}
+
+/* Per class: name, precision, recall, F1 and support, under the confusion matrix. */
+static void print_class_metrics(const uint64_t *confusion, int classes, char *const *names)
+{
+    cnnelm_class_metrics *pc = calloc((size_t)classes, sizeof *pc);
+    if (!pc)
+        return;
+    cnnelm_metrics_per_class(confusion, classes, pc);
+    printf("per class:  class  precision  recall      F1  support  name\n");
+    for (int k = 0; k < classes; k++)
+        printf("            %5d  %9.4f  %6.4f  %6.4f  %7llu  %s\n", k, pc[k].precision, pc[k].recall,
+               pc[k].f1, (unsigned long long)pc[k].support, class_name(names, k));
+    free(pc);
+}
+
+/* "class_names" and "per_class" ({name, precision, recall, f1, support} per class) members. */
+static void json_class_metrics(cnnelm_json *js, const uint64_t *confusion, int classes,
+                               char *const *names)
+{
+    if (names) {
+        cnnelm_json_array(js, "class_names");
+        for (int k = 0; k < classes; k++)
+            cnnelm_json_string(js, NULL, class_name(names, k));
+        cnnelm_json_end(js, ']');
+    }
+    cnnelm_class_metrics *pc = confusion ? calloc((size_t)classes, sizeof *pc) : NULL;
+    if (!pc)
+        return;
+    cnnelm_metrics_per_class(confusion, classes, pc);
+    cnnelm_json_array(js, "per_class");
+    for (int k = 0; k < classes; k++) {
+        cnnelm_json_object(js, NULL);
+        cnnelm_json_int(js, "class", k);
+        if (names)
+            cnnelm_json_string(js, "name", class_name(names, k));
+        cnnelm_json_number(js, "precision", pc[k].precision);
+        cnnelm_json_number(js, "recall", pc[k].recall);
+        cnnelm_json_number(js, "f1", pc[k].f1);
+        cnnelm_json_int(js, "support", (long long)pc[k].support);
+        cnnelm_json_end(js, '}');
+    }
+    cnnelm_json_end(js, ']');
+    free(pc);
+}
+
+/* "classes": the classes a partition's training examples hold, "class_examples": how many of
+ * each (label-skew and by-source splits are non-IID: each partition sees a few classes). */
+static void json_partition_classes(cnnelm_json *js, const cnnelm_part_result *r, int classes)
+{
+    cnnelm_json_array(js, "classes");
+    for (int c = 0; c < classes; c++)
+        if (r->class_examples[c])
+            cnnelm_json_int(js, NULL, c);
+    cnnelm_json_end(js, ']');
+    cnnelm_json_array(js, "class_examples");
+    for (int c = 0; c < classes; c++)
+        cnnelm_json_int(js, NULL, (long long)r->class_examples[c]);
+    cnnelm_json_end(js, ']');
+}
+
+/* What a trained model file records beyond the weights: partitions, reduce, class names. */
+static int model_set_provenance(cnnelm_model *m, int partitions, const cnnelm_config *c,
+                                const cnnelm_dataset *train, cnnelm_error *err)
+{
+    m->partitions = (uint32_t)partitions;
+    m->reduce = partitions > 1 ? 1u + (uint32_t)c->train.reduce : 0;
+    return cnnelm_model_set_class_names(m, train->class_names, err);
+}
+
+/* Training and test sets that both name their classes must name them alike (two image
+ * folders whose subfolders differ would otherwise give labels that silently disagree). */
+static int check_class_names(const cnnelm_dataset *train, const cnnelm_dataset *test, const char *cfg_path,
+                             cnnelm_error *err)
+{
+    if (!train->class_names || !test->class_names || test->n == 0)
+        return 0;
+    for (int k = 0; k < test->classes && k < train->classes; k++)
+        if (strcmp(train->class_names[k], test->class_names[k]) != 0)
+            return cnnelm_fail(err, "%s: test class %d is \"%s\" but training class %d is \"%s\": the "
+                               "training and test sets must have the same classes", cfg_path, k,
+                               test->class_names[k], k, train->class_names[k]);
+    if (test->classes > train->classes)
+        return cnnelm_fail(err, "%s: the test set has %d classes, the training set %d", cfg_path,
+                           test->classes, train->classes);
+    return 0;
+}
+
+/* lambda grows the other way from scikit-learn's alpha: a tiny one is almost no fit at all. */
+static void warn_small_lambda(const cnnelm_config *c, cnnelm_progress *prog)
+{
+    if (c->model.lambda < 1e-6)
+        cnnelm_progress_note(prog, "warning: model.lambda = %g is tiny: larger lambda = less "
+                             "regularisation (beta = (I/lambda + U)^-1 V), so this model barely "
+                             "fits the data; try 1 to 1e4", c->model.lambda);
+}
+
 static void json_series(cnnelm_json *js, const cnnelm_train_log *log)
 {
     cnnelm_json_array(js, "iterations");
@@ -222,6 +325,7 @@ static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm
         json_metrics(js, "test", &r->test, NULL, 0);
     if (k > 1 || r->log.n > 1)
         json_series(js, &r->log);
+    json_partition_classes(js, r, pool->n > 0 ? pool->w[0].net.arch.classes : 0);
     cnnelm_json_end(js, '}');
 }
 
@@ -384,7 +488,9 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     if (cnnelm_dataset_load_config(&j.train, c, 0, 256, err))
         goto out;
     cnnelm_arch arch;
-    if (cnnelm_arch_init(&arch, c->model.layers, c->model.kernel, 1, j.train.rows, j.train.cols,
+    warn_small_lambda(c, &j.prog);
+    if (cnnelm_arch_init(&arch, c->model.layers, c->model.kernel, j.train.channels > 0 ? j.train.channels : 1,
+                         j.train.rows, j.train.cols,
                          j.train.classes, c->model.activation, c->model.pooling,
                          c->model.elm_activation, err)) {
         cnnelm_fail_prefix(err, "%s: model.layers", c->path);
@@ -393,7 +499,10 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     /* every rank evaluates the partitions it trains, so every rank reads the test set */
     if (c->train.folds <= 1 && cnnelm_dataset_load_config(&j.test, c, 1, arch.classes, err))
         goto out;
-    if (j.test.n && (j.test.rows != j.train.rows || j.test.cols != j.train.cols)) {
+    if (check_class_names(&j.train, &j.test, c->path, err))
+        goto out;
+    if (j.test.n && (j.test.rows != j.train.rows || j.test.cols != j.train.cols ||
+                     cnnelm_dataset_example_bytes(&j.test) != cnnelm_dataset_example_bytes(&j.train))) {
         cnnelm_fail(err, "%s: test images are %dx%d but training images are %dx%d", c->path,
                     j.test.rows, j.test.cols, j.train.rows, j.train.cols);
         goto out;
@@ -437,7 +546,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         rc = 0;
         goto out;
     }
-    if (cnnelm_model_save(&j.model, o->model_path, err))
+    if (model_set_provenance(&j.model, s.k, c, &j.train, err) || cnnelm_model_save(&j.model, o->model_path, err))
         goto out;
     if (j.test.n || c->train.folds > 1) {
         print_table(&s, c);
@@ -447,6 +556,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
                               : (s.k > 1 ? "reduced model" : "model"), 100 * j.test_metrics.accuracy,
                    (unsigned long long)j.test_metrics.n, j.test_metrics.kappa, j.test_metrics.kappa_se);
             print_confusion(j.confusion, arch.classes);
+            print_class_metrics(j.confusion, arch.classes, j.train.class_names);
         }
     } else {
         printf("no test set configured (data.test_images, or train.folds for cross-validation)\n");
@@ -488,6 +598,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         cnnelm_json_int(&js, "processes", j.cluster ? j.cluster->size : 1);
         if (j.confusion)
             json_metrics(&js, "test", &j.test_metrics, j.confusion, arch.classes);
+        json_class_metrics(&js, j.confusion, arch.classes, j.train.class_names);
         cnnelm_json_object(&js, "summary");
         cnnelm_json_array(&js, "partitions");
         for (int p = 0; p < s.k && s.k > 1; p++)
@@ -564,6 +675,18 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
                     j.test.rows, j.test.cols, o->model_path, a->in_h, a->in_w);
         goto out;
     }
+    {
+        /* a test folder's subfolders against the names the model was trained with */
+        cnnelm_dataset trained = { .class_names = j.model.class_names, .classes = a->classes, .n = 1 };
+        if (check_class_names(&trained, &j.test, j.cfg.path, err))
+            goto out;
+    }
+    if ((j.test.channels > 0 ? j.test.channels : 1) != a->in_c) {
+        cnnelm_fail(err, "%s: test images have %d channel%s but model %s takes %d (data.grayscale converts "
+                    "RGB to gray)", j.cfg.path, j.test.channels > 0 ? j.test.channels : 1,
+                    j.test.channels > 1 ? "s" : "", o->model_path, a->in_c);
+        goto out;
+    }
     j.cfg.n_workers = 1; /* evaluation runs on the first worker */
     if (cnnelm_pool_open(&j.pool, &j.cfg, a, err))
         goto out;
@@ -586,6 +709,7 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
            100 * j.test_metrics.accuracy, (unsigned long long)j.test_metrics.n, j.test_metrics.kappa,
            j.test_metrics.kappa_se);
     print_confusion(j.confusion, C);
+    print_class_metrics(j.confusion, C, j.model.class_names ? j.model.class_names : j.test.class_names);
     if (o->report_path) {
         cnnelm_atomic_file af;
         if (cnnelm_atomic_open(&af, o->report_path, err))
@@ -600,6 +724,7 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
         json_model(&js, &j.model);
         cnnelm_json_string(&js, "device", j.pool.w[0].net.where);
         json_metrics(&js, "test", &j.test_metrics, j.confusion, C);
+        json_class_metrics(&js, j.confusion, C, j.model.class_names ? j.model.class_names : j.test.class_names);
         cnnelm_json_object(&js, "timings");
         cnnelm_json_number(&js, "load_s", j.t_load);
         cnnelm_json_number(&js, "eval_s", j.t_eval);

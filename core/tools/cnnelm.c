@@ -12,6 +12,7 @@
 #include "cnnelm/dataset.h"
 #include "cnnelm/plugin.h"
 #include "cnnelm/plugin_check.h"
+#include "cnnelm/predict.h"
 #include "cnnelm/run.h"
 
 #ifndef CNNELM_VERSION
@@ -31,6 +32,8 @@ static const char *usage_main =
     "  extend        write a config's extended (noisy) data set as IDX files\n"
     "  devices       list the backend plugins found and their devices\n"
     "  plugin-check  run a plugin's ops against the CPU reference (conformance)\n"
+    "  predict       apply a model to images (IDX, PNG/JPEG files or folders, CSV)\n"
+    "  info          show what a model file is\n"
 
     "\n"
     "options:\n"
@@ -121,7 +124,35 @@ static const char *usage_devices =
     "      --plugin-path D   directories to search first\n"
     "  -h, --help            this help\n";
 
-enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE, OPT_DEVICE };
+static const char *usage_predict =
+    "usage: cnnelm predict -m MODEL INPUT... [-o PREDICTIONS.csv] [--top K] [--scores]\n"
+    "                      [--labels FILE] [--resize] [-c CONFIG] [-s KEY=VALUE]... [--quiet]\n"
+    "\n"
+    "Apply a model to every example of the inputs and write one CSV row per example: source\n"
+    "(image file, or FILE:INDEX), predicted class (and name), true label when known, then the\n"
+    "top K or every score. INPUT: an IDX image file (its labels from --labels or a sibling\n"
+    "...-labels-idx1-... file), a PNG or JPEG file, a folder of them (class subfolders give the\n"
+    "labels), or a CSV file (label first, then pixels; or pixels only). With labels, prints the\n"
+    "accuracy. Runs on CONFIG's first worker (default: the CPU), chunk by chunk.\n"
+    "\n"
+    "  -m, --model MODEL     model file (required)\n"
+    "  -o, --output FILE     predictions CSV (default: stdout)\n"
+    "      --top K           the K best classes and their scores\n"
+    "      --scores          every class's score (H beta)\n"
+    "      --labels FILE     IDX labels for an IDX input\n"
+    "      --resize          resize images of another size to the model's input (bilinear)\n"
+    "  -c, --config FILE     workers (backend, device) and train.chunk\n"
+    "  -s, --set KEY=VALUE   override one setting\n"
+    "  -q, --quiet           no progress on stderr\n";
+
+static const char *usage_info =
+    "usage: cnnelm info MODEL [--json]\n"
+    "\n"
+    "Print what a model file is: architecture, input size and channels, classes and their names,\n"
+    "lambda, examples seen, iterations, diverged flag, reduce, partitions, CRC-32 and format version.\n";
+
+enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE, OPT_DEVICE, OPT_TOP, OPT_SCORES,
+       OPT_LABELS, OPT_RESIZE, OPT_JSON };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -404,6 +435,100 @@ static int take_insecure_plugins_flag(int argc, char **argv)
     return m;
 }
 
+static int cmd_predict(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "model", required_argument, NULL, 'm' },   { "output", required_argument, NULL, 'o' },
+        { "top", required_argument, NULL, OPT_TOP }, { "scores", no_argument, NULL, OPT_SCORES },
+        { "labels", required_argument, NULL, OPT_LABELS }, { "resize", no_argument, NULL, OPT_RESIZE },
+        { "config", required_argument, NULL, 'c' },  { "set", required_argument, NULL, 's' },
+        { "quiet", no_argument, NULL, 'q' },         { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    cnnelm_predict_options o = { 0 };
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    if (!sets)
+        return 1;
+    int n_sets = 0, ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "m:o:c:s:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.model_path = optarg; break;
+        case 'o': o.output_path = optarg; break;
+        case 'c': o.config_path = optarg; break;
+        case 's':
+            if (!strchr(optarg, '=')) {
+                free(sets);
+                return usage_error(usage_predict, "-s %s: expected KEY=VALUE", optarg);
+            }
+            sets[n_sets++] = optarg;
+            break;
+        case OPT_TOP: {
+            char *end;
+            long k = strtol(optarg, &end, 10);
+            if (*end || k < 1 || k > 256) {
+                free(sets);
+                return usage_error(usage_predict, "--top %s: expected a number of classes (1 or more)", optarg);
+            }
+            o.top_k = (int)k;
+            break;
+        }
+        case OPT_SCORES: o.scores = 1; break;
+        case OPT_LABELS: o.labels_path = optarg; break;
+        case OPT_RESIZE: o.resize = 1; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': fputs(usage_predict, stdout); free(sets); return 0;
+        default:
+            free(sets);
+            return usage_error(usage_predict, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (!o.model_path) {
+        free(sets);
+        return usage_error(usage_predict, "%s", "a model file is required (-m MODEL)");
+    }
+    if (optind >= argc) {
+        free(sets);
+        return usage_error(usage_predict, "%s", "no inputs to predict");
+    }
+    o.inputs = (const char *const *)(argv + optind);
+    o.n_inputs = argc - optind;
+    o.overrides = sets;
+    o.n_overrides = n_sets;
+    cnnelm_error err = { "" };
+    int rc = cnnelm_run_predict(&o, &err);
+    free(sets);
+    if (rc) {
+        fprintf(stderr, "cnnelm: error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "json", no_argument, NULL, OPT_JSON }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+    };
+    int json = 0, ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_JSON: json = 1; break;
+        case 'h': fputs(usage_info, stdout); return 0;
+        default: return usage_error(usage_info, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(usage_info, "%s", "expected one model file");
+    cnnelm_error err = { "" };
+    if (cnnelm_run_info(argv[optind], json, &err)) {
+        fprintf(stderr, "cnnelm: error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     argc = take_insecure_plugins_flag(argc, argv);
@@ -443,5 +568,9 @@ int main(int argc, char **argv)
         return cmd_plugin_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict"))
+        return cmd_predict(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info"))
+        return cmd_info(argc - 1, argv + 1);
     return usage_error(usage_main, "unknown command '%s'", cmd);
 }

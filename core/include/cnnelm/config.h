@@ -69,6 +69,11 @@ typedef struct cnnelm_config {
             char train_images[CNNELM_PATH_MAX], train_labels[CNNELM_PATH_MAX];
             char test_images[CNNELM_PATH_MAX], test_labels[CNNELM_PATH_MAX];
         } sources[CNNELM_MAX_SOURCES];
+        char resize[32];                 /* "" or "WxH": image-folder images of another size resized */
+        int grayscale;                   /* convert colour inputs to gray */
+        long max_bad;                    /* unreadable or wrong-size image files skipped */
+        char class_names[CNNELM_PATH_MAX];      /* "" or "name0,name1,..." */
+        char class_names_file[CNNELM_PATH_MAX]; /* "" or a file with one class name a line */
     } data;
     struct {
         char layers[256];                /* e.g. "6c-2s-12c-2s" */

@@ -24,7 +24,15 @@ typedef struct cnnelm_dataset {
     /* ownership: where images/labels came from, for cnnelm_dataset_free */
     void *images_alloc, *labels_alloc; /* malloc'd blocks or NULL */
     void *images_map;  size_t images_map_len; /* mmap'd file or NULL */
+    int channels;           /* 1 (gray) or 3 (RGB); 0 reads as 1. images are n x channels x rows x cols */
+    char **class_names;     /* `classes` names (from folder names or data.class_names) or NULL; owned */
 } cnnelm_dataset;
+
+/* Bytes of one example: channels x rows x cols. */
+static inline size_t cnnelm_dataset_example_bytes(const cnnelm_dataset *ds)
+{
+    return (size_t)(ds->channels > 0 ? ds->channels : 1) * (size_t)ds->rows * (size_t)ds->cols;
+}
 
 /* Reads an IDX image file (magic 0x00000803, 3 dimensions) or label file (0x00000801, 1
  * dimension), raw or gzip (detected by content, not by name). Checks the magic, the
@@ -44,6 +52,42 @@ int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char 
                         int max_classes, size_t limit, cnnelm_error *err);
 
 void cnnelm_dataset_free(cnnelm_dataset *ds);
+
+/* How images other than IDX are turned into a data set (data.resize, data.grayscale,
+ * data.max_bad). */
+typedef struct cnnelm_input_options {
+    int resize_h, resize_w;  /* > 0: images of another size are resized to this (bilinear) */
+    int grayscale;           /* convert colour to gray (luma) */
+    long max_bad;            /* unreadable or wrong-size files skipped before it is an error */
+    int quiet;               /* no notes on stderr (bad files, cache use) */
+} cnnelm_input_options;
+
+/* Loads a data set from whatever `images_path` is: an IDX image file (with labels_path, as
+ * cnnelm_dataset_load; 1- or 3-channel), a folder of class subfolders of PNG/JPEG images
+ * (labels from the sorted subfolder names, which become ds->class_names; labels_path must be
+ * ""), or a CSV file (label first, then pixels; labels_path ""). Folders are decoded once and
+ * cached as IDX in DIR/.cnnelm-cache/ (keyed by the file list, sizes and mtimes and the
+ * options), so the next run reads the cache. Anything else is an error naming what the file is
+ * and what is supported. */
+int cnnelm_dataset_load_any(cnnelm_dataset *ds, const char *images_path, const char *labels_path,
+                            int max_classes, size_t limit, const cnnelm_input_options *o,
+                            cnnelm_error *err);
+
+/* 1 when a data path carries its own labels (an image folder, a CSV file): no labels file. */
+int cnnelm_input_holds_labels(const char *images_path);
+
+/* Converts a 3-channel data set to gray in place (luma 299/587/114, rounded): data.grayscale. */
+int cnnelm_dataset_to_gray(cnnelm_dataset *ds, cnnelm_error *err);
+
+/* Sets ds->class_names from a comma-separated list (data.class_names) or a file with one name a
+ * line (data.class_names_file); there must be at least ds->classes of them, and ds->classes
+ * becomes their count. Either may be NULL or "". */
+int cnnelm_dataset_set_class_names(cnnelm_dataset *ds, const char *list, const char *file,
+                                   cnnelm_error *err);
+
+/* Copies n class names (NULL: none) into a NULL-or-owned array; frees one. */
+char **cnnelm_class_names_copy(char *const *names, int n);
+void cnnelm_class_names_free(char **names, int n);
 
 struct cnnelm_config;
 
@@ -79,6 +123,10 @@ int cnnelm_run_extend(const char *config_path, const char *const *overrides, int
  * when the path ends in ".gz". */
 int cnnelm_idx_write_images(const char *path, const uint8_t *images, size_t n, int rows, int cols,
                             cnnelm_error *err);
+/* A 3-channel set as IDX with 4 dimensions n x c x h x w (magic 0x00000804); c = 1 writes the
+ * ordinary 3-dimension file. */
+int cnnelm_idx_write_images_c(const char *path, const uint8_t *images, size_t n, int channels,
+                              int rows, int cols, cnnelm_error *err);
 int cnnelm_idx_write_labels(const char *path, const uint8_t *labels, size_t n, cnnelm_error *err);
 
 #ifdef __cplusplus

@@ -18,6 +18,15 @@ typedef struct cnnelm_metrics {
 /* confusion[truth * classes + predicted]. With 1 - p_e == 0 (one class only), kappa is 0. */
 void cnnelm_metrics_compute(const uint64_t *confusion, int classes, cnnelm_metrics *out);
 
+/* Per-class figures from a confusion matrix (confusion[truth * classes + predicted]):
+ * precision = tp / predicted as the class, recall = tp / truly the class, F1 their harmonic
+ * mean; 0 where the denominator is 0 (a class never predicted or never present). */
+typedef struct cnnelm_class_metrics {
+    uint64_t support;    /* examples truly of the class */
+    double precision, recall, f1;
+} cnnelm_class_metrics;
+void cnnelm_metrics_per_class(const uint64_t *confusion, int classes, cnnelm_class_metrics *out);
+
 /* Index of the largest of n scores (the first on ties). */
 int cnnelm_argmax(const float *scores, int n);
 

@@ -65,7 +65,19 @@ typedef struct cnnelm_model {
     float *beta;                /* hidden x classes */
     double *U;                  /* hidden x hidden: sum of H^T H over the training examples */
     double *V;                  /* hidden x classes: sum of H^T T */
+    /* format 2 (version-1 files load with 0, 0, NULL): */
+    uint32_t partitions;        /* partitions combined into this model; 0 unknown, 1 one model */
+    uint32_t reduce;            /* how they were combined: 0 not combined, 1 + cnnelm_reduce */
+    char **class_names;         /* arch.classes names or NULL; owned (cnnelm_model_free) */
 } cnnelm_model;
+
+/* Sets (copies) a model's class names; NULL clears them. */
+int cnnelm_model_set_class_names(cnnelm_model *m, char *const *names, cnnelm_error *err);
+
+/* The format version of a model file, read from its header without loading it (0: not a model
+ * file). Loading accepts versions 1 (no partitions, reduce, class names) and 2. */
+#define CNNELM_MODEL_FORMAT_VERSION 2
+unsigned cnnelm_model_file_version(const char *path);
 
 /* Allocates a model for `arch` with kernels drawn from the seeded generator (uniform in
  * +-sqrt(6 / ((in + out) k^2)); with zero_mean, each kernel's mean is then subtracted), biases
