@@ -213,7 +213,7 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
         const char *lab = test ? cfg->data.sources[s].test_labels : tl;
         /* a source's class count comes from its whole training label file (limits do not change
          * it), for train and test alike; the test set reads the training labels for it */
-        int classes = 256;
+        int classes = CNNELM_LABELS_TRAIN;
         if (test) {
             cnnelm_dataset labels_only;
             memset(&labels_only, 0, sizeof labels_only);
@@ -305,7 +305,7 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
             return cnnelm_fail(err, "%s: data.%s_images and data.%s_labels %s", cfg->path,
                                test ? "test" : "train", test ? "test" : "train",
                                test ? "go together (one is empty)" : "must name the training set");
-        if (cnnelm_dataset_load(ds, img, lab, test ? max_classes : 256,
+        if (cnnelm_dataset_load(ds, img, lab, test ? max_classes : CNNELM_LABELS_TRAIN,
                                 (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), err))
             return -1;
     }

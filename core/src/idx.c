@@ -374,6 +374,32 @@ int cnnelm_idx_read_labels(const char *path, cnnelm_dataset *ds, cnnelm_error *e
     return 0;
 }
 
+/* Training labels set the class count (the largest + 1): a stray large label (200 among 0..9)
+ * would silently make a model with classes that have no example. Classes must be 0..C-1 with
+ * every one present; the error names the file, the first out-of-range index and its value. */
+static int check_label_gaps(const char *path, const uint8_t *labels, size_t n, cnnelm_error *err)
+{
+    size_t count[256] = { 0 };
+    for (size_t i = 0; i < n; i++)
+        count[labels[i]]++;
+    int top = 255;
+    while (top > 0 && count[top] == 0)
+        top--;
+    int missing = -1;
+    for (int c = 0; c < top && missing < 0; c++)
+        if (count[c] == 0)
+            missing = c;
+    if (missing < 0)
+        return 0;
+    /* the labels above the first gap are the strays */
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] > missing)
+            return cnnelm_fail(err, "%s: label %d of example %zu is out of range: no example has "
+                               "label %d%s", path, labels[i], i, missing,
+                               missing ? "" : " (classes are numbered from 0)");
+    return 0;
+}
+
 int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char *labels_path,
                         int max_classes, size_t limit, cnnelm_error *err)
 {
@@ -394,6 +420,8 @@ int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char 
         return cnnelm_fail(err, "%s: %zu labels, but %s has %zu images", labels_path, lab.n,
                            images_path, n_images);
     }
+    int training = max_classes == CNNELM_LABELS_TRAIN;
+    if (training) max_classes = 256;
     if (max_classes < 1) max_classes = 1;
     for (size_t i = 0; i < lab.n; i++) {
         if (lab.labels[i] >= max_classes) {
@@ -402,6 +430,10 @@ int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char 
             return cnnelm_fail(err, "%s: label %d of example %zu is out of range (at most %d classes: 0..%d)",
                                labels_path, label, i, max_classes, max_classes - 1);
         }
+    }
+    if (training && check_label_gaps(labels_path, lab.labels, lab.n, err)) {
+        cnnelm_dataset_free(ds);
+        return -1;
     }
     /* classes counts over the whole file, so a limit does not change the model's output size. */
     ds->classes = lab.classes;
