@@ -7,7 +7,11 @@ set -u
 CNNELM=$1
 SRC=$2
 tmp=$(mktemp -d)
-trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+cleanup() {
+  for m in "$tmp/ro" "$tmp/full"; do mountpoint -q "$m" 2>/dev/null && umount "$m"; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 passed=0
 failed=0
 
@@ -69,6 +73,93 @@ expect 1 "badlab/lab: label 200 of example 7 is out of range" -- "$CNNELM" train
 # ---- 6: zero-mean kernels of size 1 would all be 0 ----
 expect 1 "model.kernel = 1" -- "$CNNELM" train "${base[@]}" -s model.kernel=1 -o "$tmp/x.model"
 expect 0 "model saved" -- "$CNNELM" train "${base[@]}" -s model.kernel=1 -s 'model.init="uniform"' -o "$tmp/x.model"
+
+# ---- 1: outputs are a regular file or nothing ----
+if mknod "$tmp/null" c 1 3 2>/dev/null; then
+  expect 1 "null: is a character device, not a regular file" -- "$CNNELM" train "${base[@]}" -o "$tmp/null"
+  expect 1 "null: is a character device" -- "$CNNELM" train "${base[@]}" -o "$tmp/y.model" --report "$tmp/null"
+  expect 1 "null: is a character device" -- "$CNNELM" eval -q -c "$cfg" "${D[@]}" -m "$tmp/ok.model" --report "$tmp/null"
+  expect 1 "null: is a character device" -- "$CNNELM" average -o "$tmp/null" "$tmp/ok.model"
+  if [ -c "$tmp/null" ]; then ok; else bad "the character device was replaced"; fi
+else
+  skip "mknod not permitted: the character-device output cases"
+fi
+mkfifo "$tmp/fifo"
+expect 1 "fifo: is a FIFO" -- timeout 20 "$CNNELM" train "${base[@]}" -o "$tmp/fifo"
+if [ -p "$tmp/fifo" ]; then ok; else bad "the FIFO was replaced"; fi
+expect 1 "is a directory" -- "$CNNELM" train "${base[@]}" -o "$tmp"
+# a symbolic link is written through: the link stays, its target gets the model
+ln -s "$tmp/real.model" "$tmp/link.model"
+expect 0 "model saved" -- "$CNNELM" train "${base[@]}" -o "$tmp/link.model"
+if [ -L "$tmp/link.model" ] && cmp -s "$tmp/real.model" "$tmp/ok.model"; then ok; else bad "symlinked output: the link was replaced or the target not written"; fi
+# extend never writes over the data it reads, whatever the spelling of the directory
+mkdir -p "$tmp/src"
+gzip -c "$tmp/d/img" >"$tmp/src/train-images-idx3-ubyte.gz"
+gzip -c "$tmp/d/lab" >"$tmp/src/train-labels-idx1-ubyte.gz"
+S=(-s "data.train_images=\"$tmp/src/train-images-idx3-ubyte.gz\"" -s "data.train_labels=\"$tmp/src/train-labels-idx1-ubyte.gz\""
+   -s 'data.test_images=""' -s 'data.test_labels=""' -s 'data.extend=["gaussian"]')
+before=$(cksum <"$tmp/src/train-images-idx3-ubyte.gz")
+expect 1 "is the input .*train-images-idx3-ubyte.gz: refusing to overwrite it" -- "$CNNELM" extend -q -c "$cfg" "${S[@]}" -o "$tmp/src"
+ln -s "$tmp/src" "$tmp/src-link"
+expect 1 "refusing to overwrite it" -- "$CNNELM" extend -q -c "$cfg" "${S[@]}" -o "$tmp/src-link/."
+if [ "$(cksum <"$tmp/src/train-images-idx3-ubyte.gz")" = "$before" ]; then ok; else bad "extend overwrote its own input"; fi
+expect 0 "train-images-idx3-ubyte.gz" -- "$CNNELM" extend -q -c "$cfg" "${S[@]}" -o "$tmp/src-out"
+# plot: gnuplot exiting 0 with a cut-off file (a full disk) is an error and keeps the earlier figure
+ft=(-s train.iterations=1 -s train.batch=100 -s train.chunk=100 -s train.learning_rate=0.05)
+expect 0 "" -- "$CNNELM" train "${base[@]}" "${ft[@]}" -o "$tmp/ft.model" --report "$tmp/ft.json"
+printf '\211PNG\r\n\032\nearlier figure' >"$tmp/fig.png"
+mkdir -p "$tmp/fakebin"
+cat >"$tmp/fakebin/gnuplot" <<'SH'
+#!/bin/sh
+# writes 5 bytes of a PNG to the output gnuplot was given, then exits 0 (as on a full disk)
+out=$(sed -n "s/^set output '\(.*\)'$/\1/p" | head -1)
+printf '\211PNG\r' >"$out"
+exit 0
+SH
+chmod +x "$tmp/fakebin/gnuplot"
+before=$(cksum <"$tmp/fig.png")
+expect 1 "fig.png: gnuplot exited 0 but wrote an incomplete PNG" -- env PATH="$tmp/fakebin:$PATH" "$CNNELM" plot "$tmp/ft.json" -o "$tmp/fig.png"
+if [ "$(cksum <"$tmp/fig.png")" = "$before" ]; then ok; else bad "plot truncated the earlier figure"; fi
+if [ -z "$(ls -A "$tmp" | grep '^\.fig.png.tmp')" ]; then ok; else bad "plot left its temporary file"; fi
+printf '#!/bin/sh\ncat >/dev/null; echo "gnuplot: cannot write"; exit 1\n' >"$tmp/fakebin/gnuplot"
+expect 1 "gnuplot failed \(exit status 1\)" -- env PATH="$tmp/fakebin:$PATH" "$CNNELM" plot "$tmp/ft.json" -o "$tmp/fig.png"
+if [ "$(cksum <"$tmp/fig.png")" = "$before" ]; then ok; else bad "a failed gnuplot changed the earlier figure"; fi
+if command -v gnuplot >/dev/null; then
+  expect 0 "plot written" -- "$CNNELM" plot "$tmp/ft.json" -o "$tmp/fig.png"
+fi
+if mknod "$tmp/dev.png" c 1 3 2>/dev/null; then
+  expect 1 "dev.png: is a character device" -- "$CNNELM" plot "$tmp/ft.json" -o "$tmp/dev.png"
+fi
+
+# ---- 2: unwritable outputs are found before training; a failed final save keeps the model ----
+: >"$tmp/plain"
+"$CNNELM" train -c "$cfg" "${D[@]}" -s "$one" -o "$tmp/plain/x.model" >"$tmp/out" 2>&1
+if [ $? = 1 ] && grep -q "^cnnelm: error: -o: .*plain/x.model: .*Not a directory" "$tmp/out" &&
+   ! grep -q "ELM fit" "$tmp/out"; then ok; else bad "an unwritable -o was not refused before training: $(tail -2 "$tmp/out")"; fi
+"$CNNELM" train -c "$cfg" "${D[@]}" -s "$one" -o "$tmp/z.model" --report "$tmp/plain/r.json" >"$tmp/out" 2>&1
+if [ $? = 1 ] && grep -q "error: --report: .*Not a directory" "$tmp/out" && ! grep -q "ELM fit" "$tmp/out"; then ok; else bad "an unwritable --report was not refused before training: $(tail -2 "$tmp/out")"; fi
+mounts=()
+mkdir -p "$tmp/ro" "$tmp/full" "$tmp/ck"
+if mount --bind -o ro "$tmp/ro" "$tmp/ro" 2>/dev/null; then
+  mounts+=("$tmp/ro")
+  "$CNNELM" train -c "$cfg" "${D[@]}" -s "$one" -o "$tmp/ro/x.model" >"$tmp/out" 2>&1
+  if [ $? = 1 ] && grep -q "ro/x.model: cannot create: Read-only file system" "$tmp/out" && ! grep -q "ELM fit" "$tmp/out"; then ok; else bad "a read-only -o directory was not refused before training: $(tail -2 "$tmp/out")"; fi
+  expect 1 "train.checkpoint_dir: .*Read-only file system" -- "$CNNELM" train "${base[@]}" -s "train.checkpoint_dir=\"$tmp/ro\"" -o "$tmp/x.model"
+else
+  skip "no read-only bind mount (needs root): the read-only directory case"
+fi
+if mount -t tmpfs -o size=64k tmpfs "$tmp/full" 2>/dev/null; then
+  mounts+=("$tmp/full")
+  # an empty probe file fits, the 300 kB model does not: the save fails at the end
+  "$CNNELM" train "${base[@]}" -s "train.checkpoint_dir=\"$tmp/ck\"" -o "$tmp/full/x.model" >"$tmp/out" 2>&1
+  kept=$(grep -oE "saved to [^ ]+ instead" "$tmp/out" | sed 's/saved to //; s/ instead//')
+  if grep -q "full/x.model: cannot write: No space left on device" "$tmp/out" && [ -n "$kept" ] &&
+     cmp -s "$kept" "$tmp/ok.model"; then ok; else bad "a failed final save lost the model: $(tail -2 "$tmp/out")"; fi
+  if [ -z "$(ls -A "$tmp/full")" ]; then ok; else bad "the failed save left files behind: $(ls -A "$tmp/full")"; fi
+else
+  skip "no tmpfs mount (needs root): the full-disk save case"
+fi
+for m in "${mounts[@]}"; do umount "$m"; done
 
 echo "safety: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,14 +34,94 @@ static int create_temp(const char *path, char *tmp, size_t size, cnnelm_error *e
     return cnnelm_fail(err, "%s: cannot create a temporary file next to it", path);
 }
 
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
+int cnnelm_output_resolve(const char *path, char *out, size_t size, cnnelm_error *err)
+{
+    if (!path || !*path)
+        return cnnelm_fail(err, "empty output file name");
+    if (strlen(path) >= size)
+        return cnnelm_fail(err, "%s: file name too long", path);
+    char cur[4096];
+    snprintf(cur, sizeof cur, "%s", path);
+    struct stat st;
+    for (int hops = 0;; hops++) {
+        if (lstat(cur, &st) != 0) {
+            if (errno == ENOENT) /* a new file (its directory is checked when it is created) */
+                break;
+            return cnnelm_fail(err, "%s: cannot write: %s", path, strerror(errno));
+        }
+        if (!S_ISLNK(st.st_mode)) {
+            if (S_ISDIR(st.st_mode))
+                return cnnelm_fail(err, "%s: is a directory, expected a file name", path);
+            if (!S_ISREG(st.st_mode))
+                return cnnelm_fail(err, "%s: is %s, not a regular file: refusing to replace it",
+                                   path, file_kind(st.st_mode));
+            break;
+        }
+        if (hops == 40)
+            return cnnelm_fail(err, "%s: too many levels of symbolic links", path);
+        /* write through the link: its target is replaced, the link stays */
+        char target[4096];
+        ssize_t n = readlink(cur, target, sizeof target - 1);
+        if (n < 0)
+            return cnnelm_fail(err, "%s: cannot read the symbolic link: %s", path, strerror(errno));
+        target[n] = '\0';
+        char next[4096];
+        const char *slash = strrchr(cur, '/');
+        int len = target[0] == '/' || !slash
+                      ? snprintf(next, sizeof next, "%s", target)
+                      : snprintf(next, sizeof next, "%.*s%s", (int)(slash - cur + 1), cur, target);
+        if (len < 0 || (size_t)len >= sizeof next)
+            return cnnelm_fail(err, "%s: file name too long after following symbolic links", path);
+        memcpy(cur, next, (size_t)len + 1);
+    }
+    if (strlen(cur) >= size)
+        return cnnelm_fail(err, "%s: file name too long after following symbolic links", path);
+    snprintf(out, size, "%s", cur);
+    return 0;
+}
+
+int cnnelm_output_probe(const char *path, cnnelm_error *err)
+{
+    char target[4096], tmp[4200];
+    if (cnnelm_output_resolve(path, target, sizeof target, err))
+        return -1;
+    int fd = create_temp(target, tmp, sizeof tmp, err);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    unlink(tmp);
+    return 0;
+}
+
+int cnnelm_output_not_input(const char *path, const char *const *inputs, int n, cnnelm_error *err)
+{
+    struct stat out;
+    if (stat(path, &out) != 0)
+        return 0; /* a new file is no input */
+    for (int i = 0; i < n; i++) {
+        struct stat in;
+        if (inputs[i] && *inputs[i] && stat(inputs[i], &in) == 0 && in.st_dev == out.st_dev &&
+            in.st_ino == out.st_ino)
+            return cnnelm_fail(err, "%s: is the input %s: refusing to overwrite it", path, inputs[i]);
+    }
+    return 0;
+}
+
 int cnnelm_atomic_open(cnnelm_atomic_file *af, const char *path, cnnelm_error *err)
 {
     memset(af, 0, sizeof *af);
-    if (!path || !*path)
-        return cnnelm_fail(err, "empty output file name");
-    if (strlen(path) >= sizeof af->path)
-        return cnnelm_fail(err, "%s: file name too long", path);
-    snprintf(af->path, sizeof af->path, "%s", path);
+    if (cnnelm_output_resolve(path, af->path, sizeof af->path, err))
+        return -1;
+    path = af->path;
     int fd = create_temp(path, af->tmp, sizeof af->tmp, err);
     if (fd < 0) {
         af->tmp[0] = '\0';

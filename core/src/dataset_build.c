@@ -13,6 +13,7 @@
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
+#include "atomic_file.h"
 #include "rng.h"
 
 #define GAUSSIAN_SIGMA 25.5     /* 0.1 of full scale */
@@ -339,6 +340,25 @@ static int make_dirs(const char *dir, cnnelm_error *err)
     return 0;
 }
 
+/* extend writes into a directory of the user's choosing: never over one of the data files it
+ * reads (the source data set would be replaced by its noisy copy). */
+static int check_not_inputs(const cnnelm_config *cfg, const char *out, cnnelm_error *err)
+{
+    const char *in[4 + 4 * CNNELM_MAX_SOURCES];
+    int n = 0;
+    in[n++] = cfg->data.train_images;
+    in[n++] = cfg->data.train_labels;
+    in[n++] = cfg->data.test_images;
+    in[n++] = cfg->data.test_labels;
+    for (int s = 0; s < cfg->data.n_sources; s++) {
+        in[n++] = cfg->data.sources[s].train_images;
+        in[n++] = cfg->data.sources[s].train_labels;
+        in[n++] = cfg->data.sources[s].test_images;
+        in[n++] = cfg->data.sources[s].test_labels;
+    }
+    return cnnelm_output_not_input(out, in, n, err);
+}
+
 int cnnelm_run_extend(const char *config_path, const char *const *overrides, int n_overrides,
                       const char *dir, int quiet, cnnelm_error *err)
 {
@@ -359,6 +379,12 @@ int cnnelm_run_extend(const char *config_path, const char *const *overrides, int
         const char *images, *labels;
     } sets[2] = { { &train, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz" },
                   { &test, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" } };
+    for (int i = 0; i < 4; i++) { /* all four checked before any is written */
+        char p[CNNELM_PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s/%s", dir, i % 2 ? sets[i / 2].labels : sets[i / 2].images);
+        if (check_not_inputs(&cfg, p, err) || cnnelm_output_probe(p, err))
+            goto out;
+    }
     for (int i = 0; i < 2; i++) {
         if (sets[i].ds->n == 0)
             continue;

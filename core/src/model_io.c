@@ -118,9 +118,10 @@ int cnnelm_model_save(const cnnelm_model *m, const char *path, cnnelm_error *err
         return -1;
     }
     if (fwrite(buf, 1, total, af.f) != total) {
+        int e = errno;
         cnnelm_atomic_abort(&af);
         free(buf);
-        return cnnelm_fail(err, "%s: write failed", path);
+        return cnnelm_fail(err, "%s: cannot write: %s", path, strerror(e));
     }
     free(buf);
     return cnnelm_atomic_commit(&af, err);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "atomic_file.h"
 #include "cnnelm/cluster.h"
@@ -131,6 +132,42 @@ static void json_series(cnnelm_json *js, const cnnelm_train_log *log)
     cnnelm_json_bool(js, "diverged", log->diverged);
     if (log->diverged)
         cnnelm_json_string(js, "divergence", log->divergence);
+}
+
+/* The model and the report can be written (regular files or new ones, in writable
+ * directories): checked up front, so a long run's result is not lost at the end. */
+static int probe_outputs(const cnnelm_run_options *o, cnnelm_error *err)
+{
+    if (cnnelm_output_probe(o->model_path, err))
+        return cnnelm_fail_prefix(err, "-o");
+    if (o->report_path && cnnelm_output_probe(o->report_path, err))
+        return cnnelm_fail_prefix(err, "--report");
+    return 0;
+}
+
+/* The final save: when -o cannot be written after all (a full disk, a directory gone), the
+ * trained model is not lost: it goes beside the checkpoints or into $TMPDIR, and the error
+ * names where. */
+static int save_model_keeping(const cnnelm_model *m, const char *path, const char *checkpoint_dir,
+                              cnnelm_error *err)
+{
+    if (cnnelm_model_save(m, path, err) == 0)
+        return 0;
+    char first[sizeof err->msg];
+    snprintf(first, sizeof first, "%s", err->msg);
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *tmpdir = getenv("TMPDIR");
+    const char *dirs[2] = { checkpoint_dir, tmpdir && *tmpdir ? tmpdir : "/tmp" };
+    for (int i = 0; i < 2; i++) {
+        if (!dirs[i] || !*dirs[i])
+            continue;
+        char alt[CNNELM_PATH_MAX + 64];
+        snprintf(alt, sizeof alt, "%s/cnnelm-unsaved-%ld-%s", dirs[i], (long)getpid(), base);
+        cnnelm_error e2;
+        if (cnnelm_model_save(m, alt, &e2) == 0)
+            return cnnelm_fail(err, "%s; the trained model was saved to %s instead", first, alt);
+    }
+    return cnnelm_fail(err, "%s; saving it beside the checkpoints or in $TMPDIR failed too", first);
 }
 
 /* ---- train: runs (trials x folds) of Map + Reduce, a table, the first run's model saved ---- */
@@ -379,6 +416,8 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     size_t body_len = 0;
     if (cnnelm_config_load(&j.cfg, o->config_path, o->overrides, o->n_overrides, err))
         goto out;
+    if (j.rank == 0 && probe_outputs(o, err)) /* before a long run, not after it */
+        goto out;
     const cnnelm_config *c = &j.cfg;
     cnnelm_progress_begin(&j.prog, "load data", 0);
     if (cnnelm_dataset_load_config(&j.train, c, 0, 256, err))
@@ -409,6 +448,14 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
                     c->train.checkpoint_dir, strerror(errno));
         goto out;
     }
+    if (c->train.checkpoint_dir[0]) {
+        char probe[CNNELM_PATH_MAX + 16];
+        snprintf(probe, sizeof probe, "%s/probe", c->train.checkpoint_dir);
+        if (cnnelm_output_probe(probe, err)) {
+            cnnelm_fail_prefix(err, "%s: train.checkpoint_dir", c->path);
+            goto out;
+        }
+    }
     if (cnnelm_pool_open(&j.pool, c, &arch, err))
         goto out;
     j.pool_open = 1;
@@ -437,7 +484,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         rc = 0;
         goto out;
     }
-    if (cnnelm_model_save(&j.model, o->model_path, err))
+    if (save_model_keeping(&j.model, o->model_path, c->train.checkpoint_dir, err))
         goto out;
     if (j.test.n || c->train.folds > 1) {
         print_table(&s, c);
@@ -549,6 +596,8 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
     int rc = -1;
     double t0 = cnnelm_now();
     if (cnnelm_config_load(&j.cfg, o->config_path, o->overrides, o->n_overrides, err))
+        goto out;
+    if (o->report_path && cnnelm_output_probe(o->report_path, err))
         goto out;
     if (cnnelm_model_load(&j.model, o->model_path, err))
         goto out;
