@@ -161,5 +161,39 @@ else
 fi
 for m in "${mounts[@]}"; do umount "$m"; done
 
+# ---- 3: checkpoints are reused only for exactly the same partition ----
+p2=(-s train.partitions=2 -s "train.checkpoint_dir=\"$tmp/cks\"")
+expect 1 "--resume reuses partitions saved in train.checkpoint_dir, which is not set" -- "$CNNELM" train "${base[@]}" --resume -o "$tmp/x.model"
+expect 0 "model saved" -- "$CNNELM" train "${base[@]}" "${p2[@]}" -o "$tmp/l100.model"
+if [ -s "$tmp/cks/seed1-fold1-part1of2.model.fingerprint" ]; then ok; else bad "no fingerprint beside the checkpoint"; fi
+expect 0 "" -- "$CNNELM" train "${base[@]}" -s train.partitions=2 -s model.lambda=0.01 -o "$tmp/l001.model"
+# a changed lambda: both retrained, the model is the fresh run's, not the old partitions'
+resume=(train -c "$cfg" "${D[@]}" -s "$one" "${p2[@]}" --resume)
+expect 0 "part1of2.model is not this run's partition 1, training again: model.lambda differs \(now 0.01; the checkpoint's 100\)" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/r.model"
+if cmp -s "$tmp/r.model" "$tmp/l001.model"; then ok; else bad "resume after a lambda change gave another model than a fresh run"; fi
+# the same settings again: reused
+expect 0 "resumed from its checkpoint" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/r2.model"
+if cmp -s "$tmp/r2.model" "$tmp/l001.model"; then ok; else bad "a resumed run differs from a fresh one"; fi
+for change in 'model.init="uniform"' 'train.partitioning="contiguous"' 'train.iterations=1 -s train.learning_rate=0.01'; do
+  key=${change%%=*}
+  # shellcheck disable=SC2086
+  expect 0 "training again: $key differs" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -s $change -o "$tmp/x.model"
+  "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/x.model" >/dev/null 2>&1 # back to the base checkpoints
+done
+# other training files (same names, new contents): retrained
+idx "$tmp/d2" 220
+cp "$tmp/d2/img" "$tmp/d/img.new" && cp "$tmp/d2/lab" "$tmp/d/lab.new"
+expect 0 "training again: partition.examples differs|training again: data.train_images differs" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -s "data.train_images=\"$tmp/d/img.new\"" -s "data.train_labels=\"$tmp/d/lab.new\"" -o "$tmp/x.model"
+"$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/x.model" >/dev/null 2>&1
+cp "$tmp/d/img" "$tmp/img.keep"
+printf '\377' | dd of="$tmp/d/img" bs=1 seek=100 conv=notrunc 2>/dev/null
+expect 0 "training again: data.train_images differs" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/x.model"
+cp "$tmp/img.keep" "$tmp/d/img"
+# a corrupt checkpoint is said to be corrupt
+printf 'X' | dd of="$tmp/cks/seed1-fold1-part2of2.model" bs=1 seek=300 conv=notrunc 2>/dev/null
+expect 0 "checkpoint is corrupt, training again: .*part2of2.model: checksum mismatch" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/x.model"
+rm "$tmp/cks/seed1-fold1-part1of2.model.fingerprint"
+expect 0 "it has no fingerprint" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/x.model"
+
 echo "safety: $passed passed, $failed failed"
 [ "$failed" = 0 ]

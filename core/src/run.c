@@ -419,6 +419,11 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     if (j.rank == 0 && probe_outputs(o, err)) /* before a long run, not after it */
         goto out;
     const cnnelm_config *c = &j.cfg;
+    if (o->resume && !c->train.checkpoint_dir[0]) {
+        cnnelm_fail(err, "--resume reuses partitions saved in train.checkpoint_dir, which is not set "
+                    "(in %s or with -s train.checkpoint_dir=\"DIR\")", c->path);
+        goto out;
+    }
     cnnelm_progress_begin(&j.prog, "load data", 0);
     if (cnnelm_dataset_load_config(&j.train, c, 0, 256, err))
         goto out;
