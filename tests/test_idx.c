@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -551,6 +552,55 @@ START_TEST(fashion_mnist)
 }
 END_TEST
 
+/* Headers are not trusted for sizes: a small gzip claiming 10^7 images (7.8 GB) and an 8-byte
+ * raw label file claiming 4 GiB labels are reported truncated without allocating what they
+ * claim (checked with an address-space limit where no sanitizer reserves its shadow). */
+START_TEST(header_sizes_not_trusted)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+    struct rlimit lim = { (rlim_t)1 << 30, (rlim_t)1 << 30 };
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &lim), 0);
+#endif
+    size_t len;
+    unsigned char *b = image_bytes(0x803, 10000000, 28, 28, 1u << 20, &len);
+    write_gz(in_dir("claims.gz"), b, len);
+    free(b);
+    expect_image_error("claims.gz", "truncated: header says 10000000 images of 28x28 (7840000000 bytes) "
+                                    "but only 1048576 bytes follow");
+    unsigned char lab[8];
+    put_be32(lab, 0x801);
+    put_be32(lab + 4, 0xffffffffu);
+    write_bytes(in_dir("labels8"), lab, 8);
+    cnnelm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    cnnelm_error err = {""};
+    ck_assert_int_ne(cnnelm_idx_read_labels(in_dir("labels8"), &ds, &err), 0);
+    ck_assert_msg_has(err, "truncated: header says 4294967295 labels (4294967295 bytes) but only 0 bytes follow");
+}
+END_TEST
+
+/* data.max_bytes: a header announcing more than the limit is refused before reading. */
+START_TEST(max_bytes_limit)
+{
+    size_t len;
+    unsigned char *b = image_bytes(0x803, 100, 28, 28, 78400, &len);
+    write_gz(in_dir("i.gz"), b, len);
+    write_bytes(in_dir("i.raw"), b, len);
+    free(b);
+    b = label_bytes(100, 100, 9, &len);
+    write_bytes(in_dir("l.raw"), b, len);
+    free(b);
+    cnnelm_error err = {""};
+    ck_assert_int_eq(cnnelm_idx_check_size(in_dir("i.gz"), 78400, &err), 0);
+    ck_assert_int_ne(cnnelm_idx_check_size(in_dir("i.gz"), 78399, &err), 0);
+    ck_assert_msg_has(err, "i.gz: header says 100 images of 28x28 (78400 bytes), more than data.max_bytes (78399 bytes) allows");
+    ck_assert_int_eq(cnnelm_idx_check_size(in_dir("i.raw"), 10, &err), 0); /* mapped, not read */
+    ck_assert_int_ne(cnnelm_idx_check_size(in_dir("l.raw"), 99, &err), 0);
+    ck_assert_msg_has(err, "header says 100 labels (100 bytes), more than data.max_bytes");
+    ck_assert_int_eq(cnnelm_idx_check_size(in_dir("l.raw"), 0, &err), 0); /* 0: half the RAM */
+}
+END_TEST
+
 static Suite *idx_suite(void)
 {
     Suite *s = suite_create("idx");
@@ -572,6 +622,8 @@ static Suite *idx_suite(void)
     tcase_add_test(tc, limit);
     tcase_add_test(tc, atomic_write);
     tcase_add_test(tc, fashion_mnist);
+    tcase_add_test(tc, header_sizes_not_trusted);
+    tcase_add_test(tc, max_bytes_limit);
     suite_add_tcase(s, tc);
     return s;
 }

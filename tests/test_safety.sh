@@ -195,5 +195,10 @@ expect 0 "checkpoint is corrupt, training again: .*part2of2.model: checksum mism
 rm "$tmp/cks/seed1-fold1-part1of2.model.fingerprint"
 expect 0 "it has no fingerprint" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/x.model"
 
+# ---- 5: sizes from headers; more partitions than the data can fill ----
+gzip -c "$tmp/d/lab" >"$tmp/lab.gz"
+expect 1 "lab.gz: header says 200 labels \(200 bytes\), more than data.max_bytes \(199 bytes\) allows" -- "$CNNELM" train "${base[@]}" -s "data.train_labels=\"$tmp/lab.gz\"" -s data.max_bytes=199 -o "$tmp/x.model"
+expect 0 "warning: train.partitions = 4 leaves about 50 training examples per partition, fewer than the model's 192 hidden units" -- "$CNNELM" train "${base[@]}" -s train.partitions=4 -o "$tmp/x.model"
+
 echo "safety: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -111,6 +111,10 @@ static const key_def schema[] = {
      .help = "A source's test images (IDX); \"\": none."},
     {.path = "data.sources.test_labels", .kind = K_STRING, .worker = 2, SF(test_labels), .sdef = "",
      .help = "A source's test labels (IDX); \"\": none."},
+    {.path = "data.max_bytes", .kind = K_INT, CF(data.max_bytes), .imin = 0, .imax = NO_MAX, .idef = 0,
+     .help = "The largest payload (bytes) an IDX header may announce for a file read into memory "
+             "(gzipped images, labels; raw images are mapped, not read): a bigger claim is refused "
+             "before anything is read. 0: half the physical memory."},
 
     {.path = "model.layers", .kind = K_LAYERS, CF(model.layers), .sdef = "6c-2s-12c-2s",
      .help = "Architecture: layers joined by '-'; Nc = convolution with N output maps, Ns = N x N "

@@ -290,10 +290,28 @@ out:
     return rc;
 }
 
+/* Headers that announce more than data.max_bytes are refused before any file is read. */
+static int check_sizes(const cnnelm_config *cfg, int test, cnnelm_error *err)
+{
+    unsigned long long max = (unsigned long long)cfg->data.max_bytes;
+    int k = cfg->data.n_sources;
+    for (int s = -1; s < k; s++) {
+        const char *img = s < 0 ? (k ? "" : test ? cfg->data.test_images : cfg->data.train_images)
+                                : test ? cfg->data.sources[s].test_images : cfg->data.sources[s].train_images;
+        const char *lab = s < 0 ? (k ? "" : test ? cfg->data.test_labels : cfg->data.train_labels)
+                                : test ? cfg->data.sources[s].test_labels : cfg->data.sources[s].train_labels;
+        if (cnnelm_idx_check_size(img, max, err) || cnnelm_idx_check_size(lab, max, err))
+            return -1;
+    }
+    return 0;
+}
+
 int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int test,
                                int max_classes, cnnelm_error *err)
 {
     memset(ds, 0, sizeof *ds);
+    if (check_sizes(cfg, test, err))
+        return -1;
     if (cfg->data.n_sources > 0) {
         if (load_sources(ds, cfg, test, test ? max_classes : 256, err))
             return -1;

@@ -20,6 +20,7 @@
 #define IDX_MAGIC_LABELS 0x00000801u
 #define IDX_MAX_SIDE 4096u
 #define GZ_STEP (1u << 30) /* gzread takes an unsigned int length */
+#define GZ_FIRST_BLOCK ((size_t)1 << 22) /* the payload buffer starts at 4 MiB and doubles */
 
 /* What a header announced. */
 typedef struct idx_header {
@@ -150,7 +151,7 @@ static long long gz_read_full(gzFile gz, const char *path, void *dst, size_t len
  * first `keep` bytes in a malloc'd block, drains the rest and checks that exactly
  * h->payload_bytes follow the header. */
 static int read_stream(int fd, const char *path, int images, size_t keep_examples,
-                       idx_header *h, uint8_t **out, cnnelm_error *err)
+                       long long raw_size, idx_header *h, uint8_t **out, cnnelm_error *err)
 {
     *out = NULL;
     int fd2 = dup(fd);
@@ -174,15 +175,35 @@ static int read_stream(int fd, const char *path, int images, size_t keep_example
     size_t keep = h->payload_bytes;
     if (keep_examples > 0 && keep_examples < h->dims[0])
         keep = keep_examples * example;
-    buf = malloc(keep);
-    if (!buf) {
-        cnnelm_fail(err, "%s: out of memory for %zu bytes of payload", path, keep);
+    /* A raw file's size is known: a header that claims more than follows is refused before
+     * anything is allocated. */
+    if (raw_size >= 0 && (uint64_t)raw_size - h->header_bytes < h->payload_bytes) {
+        fail_truncated(path, h, images, (size_t)raw_size - h->header_bytes, err);
         goto done;
     }
-    got = gz_read_full(gz, path, buf, keep, &cut, err);
-    if (got < 0)
-        goto done;
-    size_t total = (size_t)got;
+    /* The header's count is not trusted: the buffer grows with what the stream actually gives
+     * (a small gzip claiming 10^7 images costs what it holds, not 7.5 GB). */
+    size_t total = 0, cap = 0;
+    while (total < keep) {
+        if (total == cap) {
+            size_t next = cap ? cap * 2 : GZ_FIRST_BLOCK;
+            if (next > keep || next < cap)
+                next = keep;
+            uint8_t *nb = realloc(buf, next);
+            if (!nb) {
+                cnnelm_fail(err, "%s: out of memory for %zu bytes of payload", path, next);
+                goto done;
+            }
+            buf = nb;
+            cap = next;
+        }
+        got = gz_read_full(gz, path, buf + total, cap - total, &cut, err);
+        if (got < 0)
+            goto done;
+        total += (size_t)got;
+        if (total < cap)
+            break; /* the stream ended */
+    }
     if (total == keep && keep < h->payload_bytes) {
         /* Drain what the limit leaves out, so that a bad file is still reported. */
         unsigned char scratch[16384];
@@ -278,7 +299,8 @@ static int read_idx(const char *path, int images, size_t keep_examples, idx_head
     if (is_gzip || !images) {
         /* Labels are small: always copied, so that only images need an unmap. */
         uint8_t *buf;
-        if (read_stream(fd, path, images, keep_examples, h, &buf, err) == 0) {
+        long long raw_size = !is_gzip && S_ISREG(st.st_mode) ? (long long)st.st_size : -1;
+        if (read_stream(fd, path, images, keep_examples, raw_size, h, &buf, err) == 0) {
             *data = buf;
             *alloc_out = buf;
             rc = 0;
@@ -397,6 +419,59 @@ static int check_label_gaps(const char *path, const uint8_t *labels, size_t n, c
             return cnnelm_fail(err, "%s: label %d of example %zu is out of range: no example has "
                                "label %d%s", path, labels[i], i, missing,
                                missing ? "" : " (classes are numbered from 0)");
+    return 0;
+}
+
+int cnnelm_idx_check_size(const char *path, unsigned long long max_bytes, cnnelm_error *err)
+{
+    if (!path || !*path)
+        return 0;
+    if (max_bytes == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        max_bytes = pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page / 2
+                                          : 1ull << 34;
+    }
+    int fd, is_gzip;
+    struct stat st;
+    if (open_idx(path, &fd, &is_gzip, &st, err))
+        return -1;
+    unsigned char head[16];
+    long long got;
+    int cut = 0;
+    if (is_gzip) {
+        int fd2 = dup(fd);
+        gzFile gz = fd2 >= 0 ? gzdopen(fd2, "rb") : NULL;
+        if (!gz) {
+            if (fd2 >= 0)
+                close(fd2);
+            close(fd);
+            return cnnelm_fail(err, "%s: cannot read: out of memory", path);
+        }
+        got = gz_read_full(gz, path, head, sizeof head, &cut, err);
+        gzclose(gz);
+    } else {
+        got = pread(fd, head, sizeof head, 0);
+        if (got < 0)
+            cnnelm_fail(err, "%s: cannot read: %s", path, strerror(errno));
+    }
+    close(fd);
+    if (got < 0)
+        return -1;
+    if (got < 4)
+        return 0; /* the reader reports it */
+    int images = be32(head) == IDX_MAGIC_IMAGES;
+    if (!is_gzip && images)
+        return 0; /* mapped: costs no memory, and its size is checked against the file */
+    idx_header h;
+    cnnelm_error ignore;
+    if (parse_header(path, head, (size_t)got, images, &h, &ignore))
+        return 0; /* the reader reports it */
+    if (h.payload_bytes > max_bytes) {
+        char what[160];
+        describe(&h, images, what, sizeof what);
+        return cnnelm_fail(err, "%s: %s, more than data.max_bytes (%llu bytes) allows", path, what,
+                           max_bytes);
+    }
     return 0;
 }
 

@@ -434,6 +434,12 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         cnnelm_fail_prefix(err, "%s: model.layers", c->path);
         goto out;
     }
+    if (j.rank == 0 && c->train.partitions > 1 && c->train.partitioning != CNNELM_PART_BY_SOURCE &&
+        j.train.n / (size_t)c->train.partitions < (size_t)arch.hidden)
+        fprintf(stderr, "cnnelm: warning: train.partitions = %d leaves about %zu training examples per "
+                "partition, fewer than the model's %d hidden units: each partition's ELM solve rests on "
+                "lambda alone\n", c->train.partitions, j.train.n / (size_t)c->train.partitions,
+                arch.hidden);
     /* every rank evaluates the partitions it trains, so every rank reads the test set */
     if (c->train.folds <= 1 && cnnelm_dataset_load_config(&j.test, c, 1, arch.classes, err))
         goto out;

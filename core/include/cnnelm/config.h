@@ -69,6 +69,8 @@ typedef struct cnnelm_config {
             char train_images[CNNELM_PATH_MAX], train_labels[CNNELM_PATH_MAX];
             char test_images[CNNELM_PATH_MAX], test_labels[CNNELM_PATH_MAX];
         } sources[CNNELM_MAX_SOURCES];
+        long long max_bytes;             /* most payload bytes one gzipped image file or label
+                                          * file may read into memory; 0: half the RAM */
     } data;
     struct {
         char layers[256];                /* e.g. "6c-2s-12c-2s" */

@@ -35,6 +35,10 @@ typedef struct cnnelm_dataset {
 int cnnelm_idx_read_images(const char *path, cnnelm_dataset *ds, cnnelm_error *err);
 int cnnelm_idx_read_labels(const char *path, cnnelm_dataset *ds, cnnelm_error *err);
 
+/* Refuses an IDX file read into memory (gzipped, or labels) whose header announces more than
+ * max_bytes of payload (0: half the physical memory), before anything is allocated. */
+int cnnelm_idx_check_size(const char *path, unsigned long long max_bytes, cnnelm_error *err);
+
 /* max_classes for a training label file: its labels set the class count, so they must be
  * 0..C-1 with every class present (a stray 200 among 0..9 is an error, not a 201-class model). */
 #define CNNELM_LABELS_TRAIN 0
