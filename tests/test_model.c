@@ -322,6 +322,33 @@ static void write_wrapped_model(uint32_t h, uint32_t w, uint32_t hidden)
         ck_assert_uint_eq(want, 204);
 }
 
+/* Bytes from a model file are shown escaped: a terminal escape sequence in the architecture
+ * string (with a valid checksum) never reaches the terminal raw. */
+START_TEST(header_bytes_escaped)
+{
+    make_dir();
+    cnnelm_arch a = paper_arch();
+    cnnelm_model m;
+    cnnelm_error err = { "" };
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, 0, &err), 0);
+    unsigned char *buf;
+    size_t len;
+    ck_assert_int_eq(cnnelm_model_encode(&m, &buf, &len, &err), 0);
+    memcpy(buf + 96, "6c\x1b[31m\n", 9);
+    uint32_t crc = crc32_ref(buf, len - 4);
+    for (int i = 0; i < 4; i++)
+        buf[len - 4 + i] = (unsigned char)(crc >> (8 * i));
+    cnnelm_model r;
+    ck_assert_int_ne(cnnelm_model_decode(&r, buf, len, "x.model", &err), 0);
+    ck_assert_msg(strstr(err.msg, "architecture \"6c\\x1b[31m\\x0a") != NULL, "%s", err.msg);
+    ck_assert_ptr_null(strchr(err.msg, '\x1b'));
+    ck_assert_ptr_null(strchr(err.msg, '\n'));
+    free(buf);
+    cnnelm_model_free(&m);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(overflowing_model_files)
 {
     make_dir();
@@ -364,6 +391,7 @@ int main(void)
     tcase_add_test(tc, failed_save_keeps_old_file);
     tcase_add_test(tc, oversized_architectures);
     tcase_add_test(tc, overflowing_model_files);
+    tcase_add_test(tc, header_bytes_escaped);
     tcase_add_test(tc, zero_mean_kernel_1_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
