@@ -200,5 +200,24 @@ gzip -c "$tmp/d/lab" >"$tmp/lab.gz"
 expect 1 "lab.gz: header says 200 labels \(200 bytes\), more than data.max_bytes \(199 bytes\) allows" -- "$CNNELM" train "${base[@]}" -s "data.train_labels=\"$tmp/lab.gz\"" -s data.max_bytes=199 -o "$tmp/x.model"
 expect 0 "warning: train.partitions = 4 leaves about 50 training examples per partition, fewer than the model's 192 hidden units" -- "$CNNELM" train "${base[@]}" -s train.partitions=4 -o "$tmp/x.model"
 
+# ---- 9: messages: one line, escaped, naming files and the real cause ----
+"$CNNELM" train -c "$cfg" -s $'model.layers="6c\n\x1b[2J-2s"' >"$tmp/out" 2>&1
+if [ "$(wc -l <"$tmp/out")" = 1 ] && grep -q '^cnnelm: error: -s "model.layers=\\"6c\\x0a\\x1b\[2J-2s\\"": ' "$tmp/out" &&
+   ! grep -q $'\x1b' "$tmp/out"; then ok; else bad "an -s value with a newline and an escape: $(cat -A "$tmp/out" | head -3)"; fi
+expect 1 "^cnnelm: error: -s model.kernel=0: model.kernel = 0 is out of range" -- "$CNNELM" train -c "$cfg" -s model.kernel=0
+python3 - "$tmp/one" <<'PY'
+import os, struct, sys
+d = sys.argv[1]; os.makedirs(d, exist_ok=True)
+open(d + "/img", "wb").write(struct.pack(">IIII", 0x803, 50, 28, 28) + bytes(range(50)) * 784)
+open(d + "/lab", "wb").write(struct.pack(">II", 0x801, 50) + bytes([0] * 50))
+PY
+expect 1 "one/lab: the training labels have a single class \(every label is 0\)" -- "$CNNELM" train "${base[@]}" $(data "$tmp/one") -o "$tmp/x.model"
+# a corrupt gzip: the message names the file, not zlib's <fd:N>
+gzip -c "$tmp/d/img" >"$tmp/bad.gz"
+size=$(stat -c %s "$tmp/bad.gz")
+printf '\xff\xff\xff\xff\xff\xff\xff\xff' | dd of="$tmp/bad.gz" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+"$CNNELM" train "${base[@]}" -s "data.train_images=\"$tmp/bad.gz\"" -o "$tmp/x.model" >"$tmp/out" 2>&1
+if grep -q "bad.gz: " "$tmp/out" && ! grep -q "<fd:" "$tmp/out"; then ok; else bad "gzip error: $(head -2 "$tmp/out")"; fi
+
 echo "safety: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -135,7 +135,10 @@ static long long gz_read_full(gzFile gz, const char *path, void *dst, size_t len
         if (got < 0 || (code != Z_OK && code != Z_BUF_ERROR)) {
             if (code == Z_ERRNO)
                 msg = strerror(errno);
-            return cnnelm_fail(err, "%s: cannot decompress: %s", path, msg);
+            /* zlib names a gzdopen'd stream "<fd:N>": the file name is already there */
+            if (msg && strncmp(msg, "<fd:", 4) == 0 && strstr(msg, ">: "))
+                msg = strstr(msg, ">: ") + 3;
+            return cnnelm_fail(err, "%s: cannot decompress: %s", path, msg ? msg : "unknown error");
         }
         if (got == 0) {
             if (code == Z_BUF_ERROR)

@@ -427,6 +427,12 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     cnnelm_progress_begin(&j.prog, "load data", 0);
     if (cnnelm_dataset_load_config(&j.train, c, 0, 256, err))
         goto out;
+    if (j.train.classes < 2) { /* the labels are the cause, not model.layers */
+        cnnelm_fail(err, "%s: the training labels have a single class (every label is %d): a "
+                    "classifier needs at least 2", c->data.n_sources ? c->path : c->data.train_labels,
+                    j.train.n ? j.train.labels[0] : 0);
+        goto out;
+    }
     cnnelm_arch arch;
     if (cnnelm_arch_init(&arch, c->model.layers, c->model.kernel, 1, j.train.rows, j.train.cols,
                          j.train.classes, c->model.activation, c->model.pooling,
