@@ -11,8 +11,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "cnnelm/dataset.h"
 
 static char dir[256];
@@ -601,6 +604,51 @@ START_TEST(max_bytes_limit)
 }
 END_TEST
 
+/* A save cut short by SIGTERM or SIGINT leaves no temporary file; one left by a process that
+ * was killed outright (SIGKILL) is removed by the next save of the same file. */
+START_TEST(signals_leave_no_temp_files)
+{
+    const int sigs[2] = { SIGTERM, SIGINT };
+    for (int i = 0; i < 2; i++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            /* as a program starts (Check's runner has its own handlers, inherited here) */
+            signal(SIGTERM, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            cnnelm_atomic_file af;
+            cnnelm_error err;
+            if (cnnelm_atomic_open(&af, in_dir("sig.out"), &err) != 0)
+                _exit(3);
+            fputs("half a file", af.f);
+            fflush(af.f);
+            raise(sigs[i]);
+            _exit(4); /* not reached: the signal ends the process */
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "child status %d", st);
+        ck_assert_int_eq(count_entries(dir), 0);
+    }
+    /* a dead writer's temporary file goes; a live process's stays */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    char stale[600], alive[600];
+    snprintf(stale, sizeof stale, "%s/.l.idx.tmp%d-abcdef", dir, (int)dead);
+    snprintf(alive, sizeof alive, "%s/.l.idx.tmp%d-abcdef", dir, (int)getppid());
+    write_bytes(stale, "x", 1);
+    write_bytes(alive, "x", 1);
+    uint8_t labels[3] = { 0, 1, 0 };
+    cnnelm_error err = {""};
+    ck_assert_int_eq(cnnelm_idx_write_labels(in_dir("l.idx"), labels, 3, &err), 0);
+    ck_assert_int_ne(access(stale, F_OK), 0);
+    ck_assert_int_eq(access(alive, F_OK), 0);
+    ck_assert_int_eq(count_entries(dir), 2); /* l.idx and the live one */
+}
+END_TEST
+
 static Suite *idx_suite(void)
 {
     Suite *s = suite_create("idx");
@@ -624,6 +672,7 @@ static Suite *idx_suite(void)
     tcase_add_test(tc, fashion_mnist);
     tcase_add_test(tc, header_sizes_not_trusted);
     tcase_add_test(tc, max_bytes_limit);
+    tcase_add_test(tc, signals_leave_no_temp_files);
     suite_add_tcase(s, tc);
     return s;
 }
