@@ -649,6 +649,45 @@ START_TEST(signals_leave_no_temp_files)
 }
 END_TEST
 
+/* A raw file cut short while it is mapped: reading the lost pages is a clear error naming the
+ * file and exit status 1, not a SIGBUS crash. */
+START_TEST(truncated_while_mapped)
+{
+    size_t len;
+    unsigned char *b = image_bytes(0x803, 64, 32, 32, 64 * 1024, &len);
+    write_bytes(in_dir("m.idx"), b, len);
+    free(b);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGBUS, SIG_DFL);
+        dup2(fds[1], 2);
+        cnnelm_dataset ds;
+        memset(&ds, 0, sizeof ds);
+        cnnelm_error err;
+        if (cnnelm_idx_read_images(in_dir("m.idx"), &ds, &err) != 0 || !ds.images_map)
+            _exit(3);
+        if (truncate(in_dir("m.idx"), 16) != 0)
+            _exit(4);
+        volatile unsigned sum = 0;
+        for (size_t i = 0; i < ds.n * 1024; i += 512)
+            sum += ds.images[i];
+        _exit(5); /* not reached */
+    }
+    close(fds[1]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    char msg[512] = "";
+    ssize_t n = read(fds[0], msg, sizeof msg - 1);
+    close(fds[0]);
+    msg[n > 0 ? n : 0] = '\0';
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "child status %d: %s", st, msg);
+    ck_assert_msg(strstr(msg, "m.idx: the file was truncated or changed while in use") != NULL, "%s", msg);
+}
+END_TEST
+
 static Suite *idx_suite(void)
 {
     Suite *s = suite_create("idx");
@@ -673,6 +712,7 @@ static Suite *idx_suite(void)
     tcase_add_test(tc, header_sizes_not_trusted);
     tcase_add_test(tc, max_bytes_limit);
     tcase_add_test(tc, signals_leave_no_temp_files);
+    tcase_add_test(tc, truncated_while_mapped);
     suite_add_tcase(s, tc);
     return s;
 }

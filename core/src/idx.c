@@ -1,12 +1,14 @@
 /* IDX files (the MNIST format): reading images and labels, raw (memory-mapped) or gzipped, with
  * every header and length checked, and writing them atomically (temporary file, fsync, rename). */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE
 
 #include "cnnelm/dataset.h"
 #include "atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,8 @@ typedef struct idx_header {
     size_t header_bytes;   /* 8 for labels, 16 for images */
     size_t payload_bytes;  /* product of the dimensions */
 } idx_header;
+
+static void map_register(const void *start, size_t len, const char *path);
 
 static uint32_t be32(const unsigned char *p)
 {
@@ -336,6 +340,7 @@ static int read_idx(const char *path, int images, size_t keep_examples, idx_head
         cnnelm_fail(err, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
         goto done;
     }
+    map_register(map, size, path);
     *map_out = map;
     *map_len = size;
     *data = (const uint8_t *)map + h->header_bytes;
@@ -345,10 +350,81 @@ done:
     return rc;
 }
 
+/* ---- a mapped file truncated under us ----
+ * Reading a page of a mapped file that has since been cut short raises SIGBUS. The one
+ * process-wide table of mapped data files lets a SIGBUS handler (installed with the first
+ * mapping, when the program has none) say which file it was and exit 1, instead of a crash. */
+#define MAPS_MAX 64
+static struct { const char *start; size_t len; char path[512]; } maps[MAPS_MAX];
+static int maps_used[MAPS_MAX];
+
+static void put_err(const char *s)
+{
+    ssize_t w = write(2, s, strlen(s));
+    (void)w;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    const char *addr = si ? (const char *)si->si_addr : NULL;
+    for (int i = 0; i < MAPS_MAX; i++) {
+        if (__atomic_load_n(&maps_used[i], __ATOMIC_ACQUIRE) == 1 && addr >= maps[i].start &&
+            addr < maps[i].start + maps[i].len) {
+            put_err("cnnelm: error: ");
+            put_err(maps[i].path);
+            put_err(": the file was truncated or changed while in use (reading it raised SIGBUS)\n");
+            _exit(1);
+        }
+    }
+    signal(sig, SIG_DFL); /* not ours: the default action, as if no handler had been set */
+    raise(sig);
+}
+
+static void install_sigbus(void)
+{
+    struct sigaction old;
+    if (sigaction(SIGBUS, NULL, &old) != 0 || old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+static void map_register(const void *start, size_t len, const char *path)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install_sigbus);
+    for (int i = 0; i < MAPS_MAX; i++) {
+        int expect = 0;
+        if (__atomic_compare_exchange_n(&maps_used[i], &expect, 2, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            maps[i].start = start;
+            maps[i].len = len;
+            snprintf(maps[i].path, sizeof maps[i].path, "%s", path);
+            __atomic_store_n(&maps_used[i], 1, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+}
+
+static void map_unregister(const void *start)
+{
+    for (int i = 0; i < MAPS_MAX; i++)
+        if (__atomic_load_n(&maps_used[i], __ATOMIC_ACQUIRE) == 1 && maps[i].start == start) {
+            __atomic_store_n(&maps_used[i], 0, __ATOMIC_RELEASE);
+            return;
+        }
+}
+
 static void free_images(cnnelm_dataset *ds)
 {
-    if (ds->images_map)
+    if (ds->images_map) {
+        map_unregister(ds->images_map);
         munmap(ds->images_map, ds->images_map_len);
+    }
     free(ds->images_alloc);
     ds->images = NULL; ds->images_alloc = NULL; ds->images_map = NULL; ds->images_map_len = 0;
 }
