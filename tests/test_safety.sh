@@ -219,5 +219,35 @@ printf '\xff\xff\xff\xff\xff\xff\xff\xff' | dd of="$tmp/bad.gz" bs=1 seek=$((siz
 "$CNNELM" train "${base[@]}" -s "data.train_images=\"$tmp/bad.gz\"" -o "$tmp/x.model" >"$tmp/out" 2>&1
 if grep -q "bad.gz: " "$tmp/out" && ! grep -q "<fd:" "$tmp/out"; then ok; else bad "gzip error: $(head -2 "$tmp/out")"; fi
 
+# ---- 8: a stopped MPI rank does not hang the job: rank 0's wait is bounded ----
+if command -v mpirun >/dev/null && "$CNNELM" --version >/dev/null; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+  timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_MPI_TIMEOUT=3 "$CNNELM" train "${base[@]}" \
+    -s train.partitions=2 -o "$tmp/mpi.model" >"$tmp/mpi.out" 2>&1 &
+  mpid=$!
+  rank1=""
+  for _ in $(seq 200); do
+    for p in $(pgrep -P "$mpid" 2>/dev/null) $(for c in $(pgrep -P "$mpid" 2>/dev/null); do pgrep -P "$c"; done); do
+      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then rank1=$p; fi
+    done
+    [ -n "$rank1" ] && break
+    sleep 0.05
+  done
+  if [ -n "$rank1" ]; then
+    kill -STOP "$rank1"
+    wait "$mpid"
+    rc=$?
+    kill -KILL "$rank1" 2>/dev/null
+    if [ "$rc" = 0 ]; then
+      skip "rank 1 finished before it could be stopped"
+    elif [ "$rc" != 124 ] && grep -q "rank 1 sent nothing for 3 s" "$tmp/mpi.out"; then ok; else bad "a stopped rank: exit $rc: $(grep -m2 -E 'error|rank' "$tmp/mpi.out")"; fi
+  else
+    wait "$mpid"
+    skip "rank 1 of the MPI job not found (it finished first?)"
+  fi
+else
+  skip "no mpirun: the stopped-rank case"
+fi
+
 echo "safety: $passed passed, $failed failed"
 [ "$failed" = 0 ]
