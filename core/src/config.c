@@ -175,7 +175,8 @@ static const key_def schema[] = {
      .help = "n > 1: n-fold cross-validation on the training set instead of the test set. 0: off."},
     {.path = "train.checkpoint_dir", .kind = K_STRING, CF(train.checkpoint_dir), .sdef = "",
      .help = "Directory where each finished partition's model is written (atomically); train "
-             "--resume skips partitions found there. \"\": no checkpoints."},
+             "--resume reuses those whose NAME.model.fingerprint matches this run (settings, data files, "
+             "examples). \"\": no checkpoints."},
 
     {.path = "workers.backend", .kind = K_BACKEND, .worker = 1, .required = 1, WF(backend), .sdef = "cpu",
      .help = "Backend plugin name: \"cpu\" loads libcnnelm-cpu.so, \"opencl\" libcnnelm-opencl.so. "
