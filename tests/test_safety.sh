@@ -222,9 +222,15 @@ if grep -q "bad.gz: " "$tmp/out" && ! grep -q "<fd:" "$tmp/out"; then ok; else b
 # ---- 8: a stopped MPI rank does not hang the job: rank 0's wait is bounded ----
 if command -v mpirun >/dev/null && "$CNNELM" --version >/dev/null; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
-  timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_MPI_TIMEOUT=3 "$CNNELM" train "${base[@]}" \
-    -s train.partitions=2 -o "$tmp/mpi.model" >"$tmp/mpi.out" 2>&1 &
+  # rank 1 is stopped once it has loaded its data (past MPI_Init), before it sends its model
+  timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_MPI_TIMEOUT=3 "$CNNELM" train -c "$cfg" "${D[@]}" \
+    -s "$one" -s train.partitions=2 -s train.iterations=8 -s train.batch=50 -s train.chunk=50 \
+    -s train.learning_rate=0.01 -o "$tmp/mpi.model" >"$tmp/mpi.out" 2>&1 &
   mpid=$!
+  for _ in $(seq 1200); do
+    grep -q "^rank 1: .*load data" "$tmp/mpi.out" 2>/dev/null && break
+    sleep 0.05
+  done
   rank1=""
   for _ in $(seq 200); do
     for p in $(pgrep -P "$mpid" 2>/dev/null) $(for c in $(pgrep -P "$mpid" 2>/dev/null); do pgrep -P "$c"; done); do
@@ -235,6 +241,14 @@ if command -v mpirun >/dev/null && "$CNNELM" --version >/dev/null; then
   done
   if [ -n "$rank1" ]; then
     kill -STOP "$rank1"
+    # rank 0 gives up after CNNELM_MPI_TIMEOUT and aborts the job; a stopped process cannot
+    # act on the launcher's SIGTERM until it is continued, so it is continued once rank 0 spoke
+    for _ in $(seq 1200); do
+      grep -q "sent nothing" "$tmp/mpi.out" 2>/dev/null && break
+      kill -0 "$mpid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -CONT "$rank1" 2>/dev/null
     wait "$mpid"
     rc=$?
     kill -KILL "$rank1" 2>/dev/null
@@ -243,7 +257,7 @@ if command -v mpirun >/dev/null && "$CNNELM" --version >/dev/null; then
     elif [ "$rc" != 124 ] && grep -q "rank 1 sent nothing for 3 s" "$tmp/mpi.out"; then ok; else bad "a stopped rank: exit $rc: $(grep -m2 -E 'error|rank' "$tmp/mpi.out")"; fi
   else
     wait "$mpid"
-    skip "rank 1 of the MPI job not found (it finished first?)"
+    skip "rank 1 of the MPI job not found (it finished first?): $(tail -2 "$tmp/mpi.out")"
   fi
 else
   skip "no mpirun: the stopped-rank case"
