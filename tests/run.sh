@@ -14,3 +14,9 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer build =="
 cmake -S . -B build-sanitize -DCNNELM_WERROR=ON -DCNNELM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build-sanitize -j"$jobs"
 ctest --test-dir build-sanitize --output-on-failure -j"$jobs"
+
+echo "== libFuzzer harnesses (IDX reader, model decoder, config loader) under ASan + UBSan =="
+# skipped with a message when clang with libFuzzer is absent; CNNELM_FUZZ_SECONDS=0 skips it too
+if [ "${CNNELM_FUZZ_SECONDS:-60}" != 0 ]; then
+  tests/fuzz.sh "${CNNELM_FUZZ_SECONDS:-60}"
+fi

@@ -131,7 +131,7 @@ PY
   expect 0 "" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s model.layers=4c-2s -o "$tmp/4c.model"
   expect 1 "a.model and .*4c.model have different architectures" -- "$CNNELM" average -o "$tmp/x.model" "$tmp/a.model" "$tmp/4c.model"
   # resume: a checkpoint directory with two partitions done finishes to the same model
-  mkdir -p "$tmp/ck2" && cp "${parts[0]}" "${parts[2]}" "$tmp/ck2/"
+  mkdir -p "$tmp/ck2" && cp "${parts[0]}" "${parts[0]}.fingerprint" "${parts[2]}" "${parts[2]}.fingerprint" "$tmp/ck2/"
   expect 0 "resumed from its checkpoint" -- "$CNNELM" train -c "$cfg" "${slice[@]}" "${p4[@]}" -s 'train.reduce="refit"' -s "train.checkpoint_dir=\"$tmp/ck2\"" --resume -o "$tmp/resumed.model"
   if cmp -s "$tmp/resumed.model" "$tmp/ck.model"; then ok; else bad "--resume gave another model than the uninterrupted run"; fi
   # a run killed after some partitions finished: --resume trains only the rest, same model

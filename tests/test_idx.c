@@ -9,9 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "cnnelm/dataset.h"
 
 static char dir[256];
@@ -480,11 +484,11 @@ START_TEST(atomic_write)
     ck_assert_int_ne(cnnelm_idx_write_labels(p, img, 0, &err), 0);
     ck_assert_msg_has(err, p);
 
-    /* the target is a directory: the rename fails, the temporary file is removed */
+    /* the target is a directory: refused before a temporary file is made */
     ck_assert_int_eq(mkdir(in_dir("sub"), 0755), 0);
     ck_assert_int_ne(cnnelm_idx_write_images(in_dir("sub"), img, 2, 2, 2, &err), 0);
     ck_assert_msg_has(err, in_dir("sub"));
-    ck_assert_msg_has(err, "rename");
+    ck_assert_msg_has(err, "is a directory");
 
     /* a directory that does not exist */
     const char *q = in_dir("no/such/dir/x.idx.gz");
@@ -551,6 +555,139 @@ START_TEST(fashion_mnist)
 }
 END_TEST
 
+/* Headers are not trusted for sizes: a small gzip claiming 10^7 images (7.8 GB) and an 8-byte
+ * raw label file claiming 4 GiB labels are reported truncated without allocating what they
+ * claim (checked with an address-space limit where no sanitizer reserves its shadow). */
+START_TEST(header_sizes_not_trusted)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+    struct rlimit lim = { (rlim_t)1 << 30, (rlim_t)1 << 30 };
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &lim), 0);
+#endif
+    size_t len;
+    unsigned char *b = image_bytes(0x803, 10000000, 28, 28, 1u << 20, &len);
+    write_gz(in_dir("claims.gz"), b, len);
+    free(b);
+    expect_image_error("claims.gz", "truncated: header says 10000000 images of 28x28 (7840000000 bytes) "
+                                    "but only 1048576 bytes follow");
+    unsigned char lab[8];
+    put_be32(lab, 0x801);
+    put_be32(lab + 4, 0xffffffffu);
+    write_bytes(in_dir("labels8"), lab, 8);
+    cnnelm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    cnnelm_error err = {""};
+    ck_assert_int_ne(cnnelm_idx_read_labels(in_dir("labels8"), &ds, &err), 0);
+    ck_assert_msg_has(err, "truncated: header says 4294967295 labels (4294967295 bytes) but only 0 bytes follow");
+}
+END_TEST
+
+/* data.max_bytes: a header announcing more than the limit is refused before reading. */
+START_TEST(max_bytes_limit)
+{
+    size_t len;
+    unsigned char *b = image_bytes(0x803, 100, 28, 28, 78400, &len);
+    write_gz(in_dir("i.gz"), b, len);
+    write_bytes(in_dir("i.raw"), b, len);
+    free(b);
+    b = label_bytes(100, 100, 9, &len);
+    write_bytes(in_dir("l.raw"), b, len);
+    free(b);
+    cnnelm_error err = {""};
+    ck_assert_int_eq(cnnelm_idx_check_size(in_dir("i.gz"), 78400, &err), 0);
+    ck_assert_int_ne(cnnelm_idx_check_size(in_dir("i.gz"), 78399, &err), 0);
+    ck_assert_msg_has(err, "i.gz: header says 100 images of 28x28 (78400 bytes), more than data.max_bytes (78399 bytes) allows");
+    ck_assert_int_eq(cnnelm_idx_check_size(in_dir("i.raw"), 10, &err), 0); /* mapped, not read */
+    ck_assert_int_ne(cnnelm_idx_check_size(in_dir("l.raw"), 99, &err), 0);
+    ck_assert_msg_has(err, "header says 100 labels (100 bytes), more than data.max_bytes");
+    ck_assert_int_eq(cnnelm_idx_check_size(in_dir("l.raw"), 0, &err), 0); /* 0: half the RAM */
+}
+END_TEST
+
+/* A save cut short by SIGTERM or SIGINT leaves no temporary file; one left by a process that
+ * was killed outright (SIGKILL) is removed by the next save of the same file. */
+START_TEST(signals_leave_no_temp_files)
+{
+    const int sigs[2] = { SIGTERM, SIGINT };
+    for (int i = 0; i < 2; i++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            /* as a program starts (Check's runner has its own handlers, inherited here) */
+            signal(SIGTERM, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            cnnelm_atomic_file af;
+            cnnelm_error err;
+            if (cnnelm_atomic_open(&af, in_dir("sig.out"), &err) != 0)
+                _exit(3);
+            fputs("half a file", af.f);
+            fflush(af.f);
+            raise(sigs[i]);
+            _exit(4); /* not reached: the signal ends the process */
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "child status %d", st);
+        ck_assert_int_eq(count_entries(dir), 0);
+    }
+    /* a dead writer's temporary file goes; a live process's stays */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    char stale[600], alive[600];
+    snprintf(stale, sizeof stale, "%s/.l.idx.tmp%d-abcdef", dir, (int)dead);
+    snprintf(alive, sizeof alive, "%s/.l.idx.tmp%d-abcdef", dir, (int)getppid());
+    write_bytes(stale, "x", 1);
+    write_bytes(alive, "x", 1);
+    uint8_t labels[3] = { 0, 1, 0 };
+    cnnelm_error err = {""};
+    ck_assert_int_eq(cnnelm_idx_write_labels(in_dir("l.idx"), labels, 3, &err), 0);
+    ck_assert_int_ne(access(stale, F_OK), 0);
+    ck_assert_int_eq(access(alive, F_OK), 0);
+    ck_assert_int_eq(count_entries(dir), 2); /* l.idx and the live one */
+}
+END_TEST
+
+/* A raw file cut short while it is mapped: reading the lost pages is a clear error naming the
+ * file and exit status 1, not a SIGBUS crash. */
+START_TEST(truncated_while_mapped)
+{
+    size_t len;
+    unsigned char *b = image_bytes(0x803, 64, 32, 32, 64 * 1024, &len);
+    write_bytes(in_dir("m.idx"), b, len);
+    free(b);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGBUS, SIG_DFL);
+        dup2(fds[1], 2);
+        cnnelm_dataset ds;
+        memset(&ds, 0, sizeof ds);
+        cnnelm_error err;
+        if (cnnelm_idx_read_images(in_dir("m.idx"), &ds, &err) != 0 || !ds.images_map)
+            _exit(3);
+        if (truncate(in_dir("m.idx"), 16) != 0)
+            _exit(4);
+        volatile unsigned sum = 0;
+        for (size_t i = 0; i < ds.n * 1024; i += 512)
+            sum += ds.images[i];
+        _exit(5); /* not reached */
+    }
+    close(fds[1]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    char msg[512] = "";
+    ssize_t n = read(fds[0], msg, sizeof msg - 1);
+    close(fds[0]);
+    msg[n > 0 ? n : 0] = '\0';
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "child status %d: %s", st, msg);
+    ck_assert_msg(strstr(msg, "m.idx: the file was truncated or changed while in use") != NULL, "%s", msg);
+}
+END_TEST
+
 static Suite *idx_suite(void)
 {
     Suite *s = suite_create("idx");
@@ -572,6 +709,10 @@ static Suite *idx_suite(void)
     tcase_add_test(tc, limit);
     tcase_add_test(tc, atomic_write);
     tcase_add_test(tc, fashion_mnist);
+    tcase_add_test(tc, header_sizes_not_trusted);
+    tcase_add_test(tc, max_bytes_limit);
+    tcase_add_test(tc, signals_leave_no_temp_files);
+    tcase_add_test(tc, truncated_while_mapped);
     suite_add_tcase(s, tc);
     return s;
 }

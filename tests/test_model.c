@@ -246,6 +246,139 @@ START_TEST(failed_save_keeps_old_file)
 }
 END_TEST
 
+static void expect_shape_error(const char *layers, int kernel, int c, int h, int w, const char *needle)
+{
+    cnnelm_arch a;
+    cnnelm_error err = { "" };
+    ck_assert_int_ne(cnnelm_arch_init(&a, layers, kernel, c, h, w, 10, CNNELM_ACT_RELU,
+                                      CNNELM_POOL_MEAN, CNNELM_ACT_IDENTITY, &err), 0);
+    ck_assert_msg(strstr(err.msg, needle) != NULL, "'%s' %dx%dx%d: expected '%s' in: %s", layers, c,
+                  h, w, needle, err.msg);
+}
+
+/* Sizes that overflowed int (hidden = c*h*w) are refused, in 64-bit arithmetic. */
+START_TEST(oversized_architectures)
+{
+    expect_shape_error("256c", 5, 1, 4096, 4096, "layer 1 (256c): output 256x4092x4092 is too large");
+    expect_shape_error("1c", 1, 1, 65536, 65536, "input shape 1x65536x65536 is too large");
+    expect_shape_error("1c", 1, 1, 641, 6700417, "too large"); /* 641 * 6700417 = 2^32 + 1 */
+    expect_shape_error("64c", 3, 1, 258, 258, "hidden units");
+    /* the largest still allowed builds with the exact sizes */
+    cnnelm_arch a;
+    cnnelm_error err = { "" };
+    ck_assert_msg(cnnelm_arch_init(&a, "16c-4s", 1, 1, 1024, 1024, 10, CNNELM_ACT_RELU,
+                                   CNNELM_POOL_MEAN, CNNELM_ACT_IDENTITY, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(a.hidden, 16 * 256 * 256);
+    ck_assert_uint_eq(a.max_maps, (size_t)16 * 1024 * 1024);
+}
+END_TEST
+
+/* CRC-32 (zlib's polynomial), bit by bit: the test does not depend on how zlib is linked. */
+static uint32_t crc32_ref(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
+    }
+    return ~c;
+}
+
+/* A model file whose header makes c*h*w wrap to a tiny hidden size is refused: built by hand
+ * with a valid checksum (the 204-byte file `cnnelm average` used to accept). */
+static void write_wrapped_model(uint32_t h, uint32_t w, uint32_t hidden)
+{
+    cnnelm_arch a;
+    cnnelm_model m;
+    cnnelm_error err = { "" };
+    ck_assert_int_eq(cnnelm_arch_init(&a, "1c", 1, 1, 1, 1, 2, CNNELM_ACT_RELU, CNNELM_POOL_MEAN,
+                                      CNNELM_ACT_IDENTITY, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, 0, &err), 0);
+    unsigned char *buf;
+    size_t len;
+    ck_assert_int_eq(cnnelm_model_encode(&m, &buf, &len, &err), 0);
+    cnnelm_model_free(&m);
+    size_t want = 160 + 4 * 2 + 4 * hidden * 2 + 8 * hidden * hidden + 8 * hidden * 2 + 4;
+    unsigned char *out = calloc(1, want);
+    memcpy(out, buf, 160);
+    free(buf);
+    uint32_t fld[4] = { 1, h, w, hidden }; /* a version-1 file: no trailer between V and the CRC */
+    int at[4] = { 8, 20, 24, 36 };
+    for (int f = 0; f < 4; f++)
+        for (int i = 0; i < 4; i++)
+            out[at[f] + i] = (unsigned char)(fld[f] >> (8 * i));
+    for (size_t i = 160; i < want - 4; i++)
+        out[i] = (unsigned char)(i * 37 % 251) | 1; /* non-zero payload */
+    uint32_t crc = crc32_ref(out, want - 4);
+    for (int i = 0; i < 4; i++)
+        out[want - 4 + i] = (unsigned char)(crc >> (8 * i));
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(out, 1, want, f), want);
+    fclose(f);
+    free(out);
+    if (hidden == 1)
+        ck_assert_uint_eq(want, 204);
+}
+
+/* Bytes from a model file are shown escaped: a terminal escape sequence in the architecture
+ * string (with a valid checksum) never reaches the terminal raw. */
+START_TEST(header_bytes_escaped)
+{
+    make_dir();
+    cnnelm_arch a = paper_arch();
+    cnnelm_model m;
+    cnnelm_error err = { "" };
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, 0, &err), 0);
+    unsigned char *buf;
+    size_t len;
+    ck_assert_int_eq(cnnelm_model_encode(&m, &buf, &len, &err), 0);
+    memcpy(buf + 96, "6c\x1b[31m\n", 9);
+    uint32_t crc = crc32_ref(buf, len - 4);
+    for (int i = 0; i < 4; i++)
+        buf[len - 4 + i] = (unsigned char)(crc >> (8 * i));
+    cnnelm_model r;
+    ck_assert_int_ne(cnnelm_model_decode(&r, buf, len, "x.model", &err), 0);
+    ck_assert_msg(strstr(err.msg, "architecture \"6c\\x1b[31m\\x0a") != NULL, "%s", err.msg);
+    ck_assert_ptr_null(strchr(err.msg, '\x1b'));
+    ck_assert_ptr_null(strchr(err.msg, '\n'));
+    free(buf);
+    cnnelm_model_free(&m);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(overflowing_model_files)
+{
+    make_dir();
+    write_wrapped_model(641, 6700417, 1); /* 641 * 6700417 * 1 wraps to 1 in 32 bits */
+    expect_load_error("too large");
+    write_wrapped_model(65536, 65536, 0); /* 2^32 wraps to 0 */
+    expect_load_error("too large");
+    remove_dir();
+}
+END_TEST
+
+/* Zero-mean init of a 1x1 kernel on one map zeroes it; refused instead of training on zeros. */
+START_TEST(zero_mean_kernel_1_refused)
+{
+    cnnelm_arch a;
+    cnnelm_model m;
+    cnnelm_error err = { "" };
+    ck_assert_int_eq(cnnelm_arch_init(&a, "6c-2s", 1, 1, 28, 28, 10, CNNELM_ACT_RELU,
+                                      CNNELM_POOL_MEAN, CNNELM_ACT_IDENTITY, &err), 0);
+    ck_assert_int_ne(cnnelm_model_init(&m, &a, 1.0, 1, 1, &err), 0);
+    ck_assert_msg(strstr(err.msg, "model.kernel = 1") != NULL, "%s", err.msg);
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, 0, &err), 0);
+    int nonzero = 0;
+    for (size_t i = 0; i < a.n_params; i++)
+        nonzero += m.params[i] != 0;
+    ck_assert_int_eq(nonzero, 6); /* the 6 kernels; biases stay 0 */
+    cnnelm_model_free(&m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -256,6 +389,10 @@ int main(void)
     tcase_add_test(tc, round_trip);
     tcase_add_test(tc, damaged_files);
     tcase_add_test(tc, failed_save_keeps_old_file);
+    tcase_add_test(tc, oversized_architectures);
+    tcase_add_test(tc, overflowing_model_files);
+    tcase_add_test(tc, header_bytes_escaped);
+    tcase_add_test(tc, zero_mean_kernel_1_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

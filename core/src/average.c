@@ -8,6 +8,7 @@
 #include "cnnelm/dataset.h"
 #include "cnnelm/reduce.h"
 #include "cnnelm/run.h"
+#include "atomic_file.h"
 #include "experiment.h"
 #include "progress.h"
 #include "workers.h"
@@ -37,6 +38,8 @@ int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err)
         cnnelm_fail(err, "out of memory");
         goto out;
     }
+    if (cnnelm_output_probe(o->output, err))
+        goto out;
     for (int i = 0; i < k; i++) {
         if (cnnelm_model_load(&models[i], o->models[i], err))
             goto out;

@@ -1,10 +1,12 @@
 /* cnnelm clusters over Open MPI (see cluster.h). Models travel in the model-file encoding, so
  * what rank 0 receives is checked (CRC and all) exactly like a file. */
+#define _GNU_SOURCE
 #include "cnnelm/cluster.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef CNNELM_HAVE_MPI
 #include <mpi.h>
@@ -85,17 +87,58 @@ static int send_bytes(const unsigned char *p, size_t n, int to, int tag)
     return 0;
 }
 
-static unsigned char *recv_bytes(size_t *n, int from, int tag)
+/* How long rank 0 waits for another rank's result before it calls the job hung (a stopped or
+ * wedged process would otherwise hold every rank forever): CNNELM_MPI_TIMEOUT seconds, default
+ * 3600; 0 waits forever. */
+static double wait_limit(void)
+{
+    const char *v = getenv("CNNELM_MPI_TIMEOUT");
+    char *end;
+    double t = v && *v ? strtod(v, &end) : 3600;
+    return v && *v && (*end || t < 0) ? 3600 : t;
+}
+
+/* MPI_Recv with a deadline: polls a non-blocking receive. Returns 0, -1 on an MPI error, 1
+ * when the deadline passed (the request is cancelled). */
+static int recv_bounded(void *buf, int count, MPI_Datatype type, int from, int tag)
+{
+    MPI_Request req;
+    if (MPI_Irecv(buf, count, type, from, tag, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+        return -1;
+    double limit = wait_limit(), start = MPI_Wtime();
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return -1;
+        if (done)
+            return 0;
+        if (limit > 0 && MPI_Wtime() - start > limit) {
+            MPI_Cancel(&req);
+            MPI_Request_free(&req);
+            return 1;
+        }
+        struct timespec pause = { 0, 5 * 1000 * 1000 };
+        nanosleep(&pause, NULL);
+    }
+}
+
+static unsigned char *recv_bytes(size_t *n, int from, int tag, int *timed_out)
 {
     unsigned long long len;
-    if (MPI_Recv(&len, 1, MPI_UNSIGNED_LONG_LONG, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+    *timed_out = 0;
+    int w = recv_bounded(&len, 1, MPI_UNSIGNED_LONG_LONG, from, tag);
+    if (w != 0) {
+        *timed_out = w == 1;
         return NULL;
+    }
     unsigned char *p = malloc(len ? len : 1);
     if (!p)
         return NULL;
     for (size_t off = 0; off < len; off += PIECE) {
         int part = (int)(len - off < PIECE ? len - off : PIECE);
-        if (MPI_Recv(p + off, part, MPI_BYTE, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        int wr = recv_bounded(p + off, part, MPI_BYTE, from, tag);
+        if (wr != 0) {
+            *timed_out = wr == 1;
             free(p);
             return NULL;
         }
@@ -126,7 +169,12 @@ int cnnelm_cluster_gather_models(const cnnelm_cluster *c, cnnelm_model *models, 
                 return cnnelm_fail(err, "MPI: sending partition %d's model to rank 0 failed", p + 1);
         } else if (c->rank == 0) {
             size_t len;
-            unsigned char *buf = recv_bytes(&len, owner, TAG(p));
+            int late;
+            unsigned char *buf = recv_bytes(&len, owner, TAG(p), &late);
+            if (!buf && late)
+                return cnnelm_fail(err, "MPI: rank %d sent nothing for %.0f s (partition %d's model): it is "
+                                   "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
+                                   "the wait, in seconds)", owner, wait_limit(), p + 1);
             if (!buf)
                 return cnnelm_fail(err, "MPI: receiving partition %d's model from rank %d failed", p + 1, owner);
             char what[64];
@@ -193,7 +241,12 @@ int cnnelm_cluster_gather_bytes(const cnnelm_cluster *c, unsigned char *blocks, 
             return cnnelm_fail(err, "MPI: sending partition %d's sums to rank 0 failed", p + 1);
         if (c->rank == 0) {
             size_t n;
-            unsigned char *b = recv_bytes(&n, owner, TAG(p));
+            int late;
+            unsigned char *b = recv_bytes(&n, owner, TAG(p), &late);
+            if (!b && late)
+                return cnnelm_fail(err, "MPI: rank %d sent nothing for %.0f s (partition %d's sums): it is "
+                                   "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
+                                   "the wait, in seconds)", owner, wait_limit(), p + 1);
             if (!b || n != count) {
                 free(b);
                 return cnnelm_fail(err, "MPI: receiving partition %d's sums from rank %d failed", p + 1, owner);

@@ -126,6 +126,10 @@ static const key_def schema[] = {
              "predictions. Image folders name classes after their subfolders. \"\": none."},
     {.path = "data.class_names_file", .kind = K_STRING, CF(data.class_names_file), .sdef = "",
      .help = "A file with one class name a line, in label order (instead of data.class_names)."},
+    {.path = "data.max_bytes", .kind = K_INT, CF(data.max_bytes), .imin = 0, .imax = NO_MAX, .idef = 0,
+     .help = "The largest payload (bytes) an IDX header may announce for a file read into memory "
+             "(gzipped images, labels; raw images are mapped, not read): a bigger claim is refused "
+             "before anything is read. 0: half the physical memory."},
 
     {.path = "model.layers", .kind = K_LAYERS, CF(model.layers), .sdef = "6c-2s-12c-2s",
      .help = "Architecture: layers joined by '-'; Nc = convolution with N output maps, Ns = N x N "
@@ -187,7 +191,8 @@ static const key_def schema[] = {
      .help = "n > 1: n-fold cross-validation on the training set instead of the test set. 0: off."},
     {.path = "train.checkpoint_dir", .kind = K_STRING, CF(train.checkpoint_dir), .sdef = "",
      .help = "Directory where each finished partition's model is written (atomically); train "
-             "--resume skips partitions found there. \"\": no checkpoints."},
+             "--resume reuses those whose NAME.model.fingerprint matches this run (settings, data files, "
+             "examples). \"\": no checkpoints."},
 
     {.path = "workers.backend", .kind = K_BACKEND, .worker = 1, .required = 1, WF(backend), .sdef = "cpu",
      .help = "Backend plugin name: \"cpu\" loads libcnnelm-cpu.so, \"opencl\" libcnnelm-opencl.so. "
@@ -355,6 +360,22 @@ typedef struct ctx {
     cnnelm_error *err;
 } ctx;
 
+/* An override as messages show it, on one line: as typed, or, when it holds control
+ * bytes, in double quotes with those bytes escaped (a newline as \x0a). */
+static void show_override(const char *ov, char *out, size_t cap)
+{
+    int plain = 1;
+    for (const char *p = ov; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+            plain = 0;
+    if (plain) {
+        snprintf(out, cap, "%.600s%s", ov, strlen(ov) > 600 ? "..." : "");
+        return;
+    }
+    char esc[660];
+    snprintf(out, cap, "\"%s\"", cnnelm_escape(ov, strlen(ov), esc, sizeof esc));
+}
+
 /* "FILE:LINE: msg" for a setting from a file, "-s OVERRIDE: msg" for one from an override
  * (its hook points at the override text). */
 #if defined(__GNUC__)
@@ -367,13 +388,27 @@ static int fail_at(const ctx *c, const config_setting_t *s, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* values quoted in msg come from files and -s: control bytes shown as \xNN, one line */
+    char clean[sizeof msg * 4];
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 5 < sizeof clean; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(clean + o, sizeof clean - o, "\\x%02x", ch);
+        else
+            clean[o++] = (char)ch;
+    }
+    clean[o] = '\0';
     const char *hook = s ? config_setting_get_hook(s) : NULL;
-    if (hook)
-        return cnnelm_fail(c->err, "-s %s: %s", hook, msg);
+    if (hook) {
+        char shown[700];
+        show_override(hook, shown, sizeof shown);
+        return cnnelm_fail(c->err, "-s %s: %s", shown, clean);
+    }
     const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : c->path;
     if (s && config_setting_source_line(s) > 0)
-        return cnnelm_fail(c->err, "%s:%u: %s", file, config_setting_source_line(s), msg);
-    return cnnelm_fail(c->err, "%s: %s", file, msg);
+        return cnnelm_fail(c->err, "%s:%u: %s", file, config_setting_source_line(s), clean);
+    return cnnelm_fail(c->err, "%s: %s", file, clean);
 }
 
 static const char *type_text(int type)
@@ -835,19 +870,21 @@ static int is_plain_decimal(const char *s)
 
 static int apply_override(config_t *conf, const char *ov, cnnelm_error *err)
 {
+    char shown[700]; /* ov as messages show it: escaped, on one line */
+    show_override(ov, shown, sizeof shown);
     const char *eq = strchr(ov, '=');
     if (!eq)
-        return cnnelm_fail(err, "-s %s: expected key=value, e.g. -s train.seed=7", ov);
+        return cnnelm_fail(err, "-s %s: expected key=value, e.g. -s train.seed=7", shown);
     char key[256];
     const char *kb = ov, *ke = eq;
     while (kb < ke && isspace((unsigned char)*kb)) kb++;
     while (ke > kb && isspace((unsigned char)ke[-1])) ke--;
     if ((size_t)(ke - kb) >= sizeof key)
-        return cnnelm_fail(err, "-s %s: key too long", ov);
+        return cnnelm_fail(err, "-s %s: key too long", shown);
     memcpy(key, kb, (size_t)(ke - kb));
     key[ke - kb] = 0;
     if (!valid_key(key))
-        return cnnelm_fail(err, "-s %s: bad key '%s' (want names joined by '.', e.g. train.seed)", ov, key);
+        return cnnelm_fail(err, "-s %s: bad key '%s' (want names joined by '.', e.g. train.seed)", shown, key);
     const key_def *k = find_key(key, 0);
     if (!k && !is_group(key) && strcmp(key, "workers") != 0 && strcmp(key, "data.sources") != 0) {
         ctx c = {"", err};
@@ -856,9 +893,9 @@ static int apply_override(config_t *conf, const char *ov, cnnelm_error *err)
         fake.hook = (void *)ov;
         if (strncmp(key, "workers.", 8) == 0)
             return cnnelm_fail(err, "-s %s: workers is a list; override it whole, e.g. "
-                               "-s 'workers=({backend=\"cpu\";device=0;})'", ov);
+                               "-s 'workers=({backend=\"cpu\";device=0;})'", shown);
         if (strncmp(key, "data.sources.", 13) == 0)
-            return cnnelm_fail(err, "-s %s: data.sources is a list; override it whole", ov);
+            return cnnelm_fail(err, "-s %s: data.sources is a list; override it whole", shown);
         return fail_unknown(&c, &fake, key, key, 0, "");
     }
     const char *value = eq + 1;
@@ -872,11 +909,11 @@ static int apply_override(config_t *conf, const char *ov, cnnelm_error *err)
     size_t size = vlen + 16;
     char *text = malloc(size);
     if (!text)
-        return cnnelm_fail(err, "-s %s: out of memory", ov);
+        return cnnelm_fail(err, "-s %s: out of memory", shown);
     char *vcopy = strndup(value, vlen);
     if (!vcopy) {
         free(text);
-        return cnnelm_fail(err, "-s %s: out of memory", ov);
+        return cnnelm_fail(err, "-s %s: out of memory", shown);
     }
     char tok[64];
     int wide = find_wide_int(vcopy, tok, sizeof tok) > 0;
@@ -895,12 +932,12 @@ static int apply_override(config_t *conf, const char *ov, cnnelm_error *err)
         config_setting_set_string(v, vcopy);
     } else if (!v) {
         cnnelm_fail(err, "-s %s: cannot parse the value: %s (write it as in a config file, strings "
-                    "in double quotes)", ov, config_error_text(&tmp) ? config_error_text(&tmp)
+                    "in double quotes)", shown, config_error_text(&tmp) ? config_error_text(&tmp)
                                                                   : "more than one setting");
         goto done;
     } else if (wide && !is_plain_decimal(vcopy)) {
         cnnelm_fail(err, "-s %s: integer %s does not fit in 32 bits; write it with the L suffix (%sL)",
-                    ov, tok, tok);
+                    shown, tok, tok);
         goto done;
     }
 
@@ -914,13 +951,13 @@ static int apply_override(config_t *conf, const char *ov, cnnelm_error *err)
             g = config_setting_add(parent, seg, CONFIG_TYPE_GROUP);
             config_setting_set_hook(g, (void *)ov);
         } else if (!config_setting_is_group(g)) {
-            cnnelm_fail(err, "-s %s: '%s' is set to %s, not a group", ov, seg, type_text(config_setting_type(g)));
+            cnnelm_fail(err, "-s %s: '%s' is set to %s, not a group", shown, seg, type_text(config_setting_type(g)));
             goto done;
         }
         parent = g;
     }
     if (put_setting(parent, seg, v, (void *)ov)) {
-        cnnelm_fail(err, "-s %s: cannot apply the override", ov);
+        cnnelm_fail(err, "-s %s: cannot apply the override", shown);
         goto done;
     }
     rc = 0;

@@ -13,6 +13,7 @@
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
+#include "atomic_file.h"
 #include "rng.h"
 
 #define GAUSSIAN_SIGMA 25.5     /* 0.1 of full scale */
@@ -238,7 +239,7 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
         const char *lab = test ? cfg->data.sources[s].test_labels : tl;
         /* a source's class count comes from its whole training label file (limits do not change
          * it), for train and test alike; the test set reads the training labels for it */
-        int classes = 256;
+        int classes = CNNELM_LABELS_TRAIN;
         if (test) {
             cnnelm_dataset labels_only;
             memset(&labels_only, 0, sizeof labels_only);
@@ -319,10 +320,28 @@ out:
     return rc;
 }
 
+/* Headers that announce more than data.max_bytes are refused before any file is read. */
+static int check_sizes(const cnnelm_config *cfg, int test, cnnelm_error *err)
+{
+    unsigned long long max = (unsigned long long)cfg->data.max_bytes;
+    int k = cfg->data.n_sources;
+    for (int s = -1; s < k; s++) {
+        const char *img = s < 0 ? (k ? "" : test ? cfg->data.test_images : cfg->data.train_images)
+                                : test ? cfg->data.sources[s].test_images : cfg->data.sources[s].train_images;
+        const char *lab = s < 0 ? (k ? "" : test ? cfg->data.test_labels : cfg->data.train_labels)
+                                : test ? cfg->data.sources[s].test_labels : cfg->data.sources[s].train_labels;
+        if (cnnelm_idx_check_size(img, max, err) || cnnelm_idx_check_size(lab, max, err))
+            return -1;
+    }
+    return 0;
+}
+
 int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int test,
                                int max_classes, cnnelm_error *err)
 {
     memset(ds, 0, sizeof *ds);
+    if (check_sizes(cfg, test, err))
+        return -1;
     if (cfg->data.n_sources > 0) {
         if (load_sources(ds, cfg, test, test ? max_classes : 256, err))
             return -1;
@@ -337,7 +356,7 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
                                test ? "go together (one is empty)" : "must name the training set");
         cnnelm_input_options io;
         if (input_options(cfg, &io, err) ||
-            cnnelm_dataset_load_any(ds, img, lab, test ? max_classes : 256,
+            cnnelm_dataset_load_any(ds, img, lab, test ? max_classes : CNNELM_LABELS_TRAIN,
                                     (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &io, err))
             return -1;
     }
@@ -377,6 +396,25 @@ static int make_dirs(const char *dir, cnnelm_error *err)
     return 0;
 }
 
+/* extend writes into a directory of the user's choosing: never over one of the data files it
+ * reads (the source data set would be replaced by its noisy copy). */
+static int check_not_inputs(const cnnelm_config *cfg, const char *out, cnnelm_error *err)
+{
+    const char *in[4 + 4 * CNNELM_MAX_SOURCES];
+    int n = 0;
+    in[n++] = cfg->data.train_images;
+    in[n++] = cfg->data.train_labels;
+    in[n++] = cfg->data.test_images;
+    in[n++] = cfg->data.test_labels;
+    for (int s = 0; s < cfg->data.n_sources; s++) {
+        in[n++] = cfg->data.sources[s].train_images;
+        in[n++] = cfg->data.sources[s].train_labels;
+        in[n++] = cfg->data.sources[s].test_images;
+        in[n++] = cfg->data.sources[s].test_labels;
+    }
+    return cnnelm_output_not_input(out, in, n, err);
+}
+
 int cnnelm_run_extend(const char *config_path, const char *const *overrides, int n_overrides,
                       const char *dir, int quiet, cnnelm_error *err)
 {
@@ -397,6 +435,12 @@ int cnnelm_run_extend(const char *config_path, const char *const *overrides, int
         const char *images, *labels;
     } sets[2] = { { &train, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz" },
                   { &test, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" } };
+    for (int i = 0; i < 4; i++) { /* all four checked before any is written */
+        char p[CNNELM_PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s/%s", dir, i % 2 ? sets[i / 2].labels : sets[i / 2].images);
+        if (check_not_inputs(&cfg, p, err) || cnnelm_output_probe(p, err))
+            goto out;
+    }
     for (int i = 0; i < 2; i++) {
         if (sets[i].ds->n == 0)
             continue;

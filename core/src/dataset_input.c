@@ -194,6 +194,8 @@ static void apply_limit(cnnelm_dataset *ds, size_t limit)
 
 static int check_labels(cnnelm_dataset *ds, const char *path, int max_classes, cnnelm_error *err)
 {
+    if (max_classes == CNNELM_LABELS_TRAIN) /* a training set: labels are numbered from its folders or rows */
+        max_classes = 256;
     if (max_classes < 1)
         max_classes = 1;
     for (size_t i = 0; i < ds->n; i++)

@@ -38,3 +38,30 @@ int cnnelm_fail_prefix(cnnelm_error *err, const char *fmt, ...)
     }
     return -1;
 }
+
+char *cnnelm_escape(const char *in, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap == 0)
+        return out;
+    for (size_t i = 0; i < n && in[i]; i++) {
+        unsigned char c = (unsigned char)in[i];
+        char piece[8];
+        if (c == '\\' || c == '"')
+            snprintf(piece, sizeof piece, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            snprintf(piece, sizeof piece, "\\x%02x", c);
+        else
+            snprintf(piece, sizeof piece, "%c", c);
+        size_t len = strlen(piece);
+        if (o + len + 4 > cap) { /* room for "..." and the NUL */
+            if (o + 4 <= cap)
+                memcpy(out + o, "...", 3), o += 3;
+            break;
+        }
+        memcpy(out + o, piece, len);
+        o += len;
+    }
+    out[o < cap ? o : cap - 1] = '\0';
+    return out;
+}

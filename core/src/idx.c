@@ -1,12 +1,14 @@
 /* IDX files (the MNIST format): reading images and labels, raw (memory-mapped) or gzipped, with
  * every header and length checked, and writing them atomically (temporary file, fsync, rename). */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE
 
 #include "cnnelm/dataset.h"
 #include "atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #define IDX_MAGIC_IMAGES_C 0x00000804u /* n x c x h x w: c channels, planar */
 #define IDX_MAX_SIDE 4096u
 #define GZ_STEP (1u << 30) /* gzread takes an unsigned int length */
+#define GZ_FIRST_BLOCK ((size_t)1 << 22) /* the payload buffer starts at 4 MiB and doubles */
 
 /* What a header announced. */
 typedef struct idx_header {
@@ -29,6 +32,8 @@ typedef struct idx_header {
     size_t header_bytes;   /* 8 for labels, 16 for images, 20 for 4-dimension images */
     size_t payload_bytes;  /* product of the dimensions */
 } idx_header;
+
+static void map_register(const void *start, size_t len, const char *path);
 
 static uint32_t be32(const unsigned char *p)
 {
@@ -180,7 +185,10 @@ static long long gz_read_full(gzFile gz, const char *path, void *dst, size_t len
         if (got < 0 || (code != Z_OK && code != Z_BUF_ERROR)) {
             if (code == Z_ERRNO)
                 msg = strerror(errno);
-            return cnnelm_fail(err, "%s: cannot decompress: %s", path, msg);
+            /* zlib names a gzdopen'd stream "<fd:N>": the file name is already there */
+            if (msg && strncmp(msg, "<fd:", 4) == 0 && strstr(msg, ">: "))
+                msg = strstr(msg, ">: ") + 3;
+            return cnnelm_fail(err, "%s: cannot decompress: %s", path, msg ? msg : "unknown error");
         }
         if (got == 0) {
             if (code == Z_BUF_ERROR)
@@ -196,7 +204,7 @@ static long long gz_read_full(gzFile gz, const char *path, void *dst, size_t len
  * first `keep` bytes in a malloc'd block, drains the rest and checks that exactly
  * h->payload_bytes follow the header. */
 static int read_stream(int fd, const char *path, int images, size_t keep_examples,
-                       idx_header *h, uint8_t **out, cnnelm_error *err)
+                       long long raw_size, idx_header *h, uint8_t **out, cnnelm_error *err)
 {
     *out = NULL;
     int fd2 = dup(fd);
@@ -226,15 +234,35 @@ static int read_stream(int fd, const char *path, int images, size_t keep_example
     size_t keep = h->payload_bytes;
     if (keep_examples > 0 && keep_examples < h->dims[0])
         keep = keep_examples * example;
-    buf = malloc(keep);
-    if (!buf) {
-        cnnelm_fail(err, "%s: out of memory for %zu bytes of payload", path, keep);
+    /* A raw file's size is known: a header that claims more than follows is refused before
+     * anything is allocated. */
+    if (raw_size >= 0 && (uint64_t)raw_size - h->header_bytes < h->payload_bytes) {
+        fail_truncated(path, h, images, (size_t)raw_size - h->header_bytes, err);
         goto done;
     }
-    got = gz_read_full(gz, path, buf, keep, &cut, err);
-    if (got < 0)
-        goto done;
-    size_t total = (size_t)got;
+    /* The header's count is not trusted: the buffer grows with what the stream actually gives
+     * (a small gzip claiming 10^7 images costs what it holds, not 7.5 GB). */
+    size_t total = 0, cap = 0;
+    while (total < keep) {
+        if (total == cap) {
+            size_t next = cap ? cap * 2 : GZ_FIRST_BLOCK;
+            if (next > keep || next < cap)
+                next = keep;
+            uint8_t *nb = realloc(buf, next);
+            if (!nb) {
+                cnnelm_fail(err, "%s: out of memory for %zu bytes of payload", path, next);
+                goto done;
+            }
+            buf = nb;
+            cap = next;
+        }
+        got = gz_read_full(gz, path, buf + total, cap - total, &cut, err);
+        if (got < 0)
+            goto done;
+        total += (size_t)got;
+        if (total < cap)
+            break; /* the stream ended */
+    }
     if (total == keep && keep < h->payload_bytes) {
         /* Drain what the limit leaves out, so that a bad file is still reported. */
         unsigned char scratch[16384];
@@ -330,7 +358,8 @@ static int read_idx(const char *path, int images, size_t keep_examples, idx_head
     if (is_gzip || !images) {
         /* Labels are small: always copied, so that only images need an unmap. */
         uint8_t *buf;
-        if (read_stream(fd, path, images, keep_examples, h, &buf, err) == 0) {
+        long long raw_size = !is_gzip && S_ISREG(st.st_mode) ? (long long)st.st_size : -1;
+        if (read_stream(fd, path, images, keep_examples, raw_size, h, &buf, err) == 0) {
             *data = buf;
             *alloc_out = buf;
             rc = 0;
@@ -363,6 +392,7 @@ static int read_idx(const char *path, int images, size_t keep_examples, idx_head
         cnnelm_fail(err, "%s: cannot map %zu bytes: %s", path, size, strerror(errno));
         goto done;
     }
+    map_register(map, size, path);
     *map_out = map;
     *map_len = size;
     *data = (const uint8_t *)map + h->header_bytes;
@@ -372,10 +402,81 @@ done:
     return rc;
 }
 
+/* ---- a mapped file truncated under us ----
+ * Reading a page of a mapped file that has since been cut short raises SIGBUS. The one
+ * process-wide table of mapped data files lets a SIGBUS handler (installed with the first
+ * mapping, when the program has none) say which file it was and exit 1, instead of a crash. */
+#define MAPS_MAX 64
+static struct { const char *start; size_t len; char path[512]; } maps[MAPS_MAX];
+static int maps_used[MAPS_MAX];
+
+static void put_err(const char *s)
+{
+    ssize_t w = write(2, s, strlen(s));
+    (void)w;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    const char *addr = si ? (const char *)si->si_addr : NULL;
+    for (int i = 0; i < MAPS_MAX; i++) {
+        if (__atomic_load_n(&maps_used[i], __ATOMIC_ACQUIRE) == 1 && addr >= maps[i].start &&
+            addr < maps[i].start + maps[i].len) {
+            put_err("cnnelm: error: ");
+            put_err(maps[i].path);
+            put_err(": the file was truncated or changed while in use (reading it raised SIGBUS)\n");
+            _exit(1);
+        }
+    }
+    signal(sig, SIG_DFL); /* not ours: the default action, as if no handler had been set */
+    raise(sig);
+}
+
+static void install_sigbus(void)
+{
+    struct sigaction old;
+    if (sigaction(SIGBUS, NULL, &old) != 0 || old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+static void map_register(const void *start, size_t len, const char *path)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install_sigbus);
+    for (int i = 0; i < MAPS_MAX; i++) {
+        int expect = 0;
+        if (__atomic_compare_exchange_n(&maps_used[i], &expect, 2, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            maps[i].start = start;
+            maps[i].len = len;
+            snprintf(maps[i].path, sizeof maps[i].path, "%s", path);
+            __atomic_store_n(&maps_used[i], 1, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+}
+
+static void map_unregister(const void *start)
+{
+    for (int i = 0; i < MAPS_MAX; i++)
+        if (__atomic_load_n(&maps_used[i], __ATOMIC_ACQUIRE) == 1 && maps[i].start == start) {
+            __atomic_store_n(&maps_used[i], 0, __ATOMIC_RELEASE);
+            return;
+        }
+}
+
 static void free_images(cnnelm_dataset *ds)
 {
-    if (ds->images_map)
+    if (ds->images_map) {
+        map_unregister(ds->images_map);
         munmap(ds->images_map, ds->images_map_len);
+    }
     free(ds->images_alloc);
     ds->images = NULL; ds->images_alloc = NULL; ds->images_map = NULL; ds->images_map_len = 0;
 }
@@ -427,6 +528,86 @@ int cnnelm_idx_read_labels(const char *path, cnnelm_dataset *ds, cnnelm_error *e
     return 0;
 }
 
+/* Training labels set the class count (the largest + 1): a stray large label (200 among 0..9)
+ * would silently make a model with classes that have no example. Classes must be 0..C-1 with
+ * every one present; the error names the file, the first out-of-range index and its value. */
+static int check_label_gaps(const char *path, const uint8_t *labels, size_t n, cnnelm_error *err)
+{
+    size_t count[256] = { 0 };
+    for (size_t i = 0; i < n; i++)
+        count[labels[i]]++;
+    int top = 255;
+    while (top > 0 && count[top] == 0)
+        top--;
+    int missing = -1;
+    for (int c = 0; c < top && missing < 0; c++)
+        if (count[c] == 0)
+            missing = c;
+    if (missing < 0)
+        return 0;
+    /* the labels above the first gap are the strays */
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] > missing)
+            return cnnelm_fail(err, "%s: label %d of example %zu is out of range: no example has "
+                               "label %d%s", path, labels[i], i, missing,
+                               missing ? "" : " (classes are numbered from 0)");
+    return 0;
+}
+
+int cnnelm_idx_check_size(const char *path, unsigned long long max_bytes, cnnelm_error *err)
+{
+    struct stat pst;
+    if (!path || !*path || (stat(path, &pst) == 0 && S_ISDIR(pst.st_mode)))
+        return 0; /* nothing, or an image folder: not an IDX header to trust */
+    if (max_bytes == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        max_bytes = pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page / 2
+                                          : 1ull << 34;
+    }
+    int fd, is_gzip;
+    struct stat st;
+    if (open_idx(path, &fd, &is_gzip, &st, err))
+        return -1;
+    unsigned char head[20];
+    long long got;
+    int cut = 0;
+    if (is_gzip) {
+        int fd2 = dup(fd);
+        gzFile gz = fd2 >= 0 ? gzdopen(fd2, "rb") : NULL;
+        if (!gz) {
+            if (fd2 >= 0)
+                close(fd2);
+            close(fd);
+            return cnnelm_fail(err, "%s: cannot read: out of memory", path);
+        }
+        got = gz_read_full(gz, path, head, sizeof head, &cut, err);
+        gzclose(gz);
+    } else {
+        got = pread(fd, head, sizeof head, 0);
+        if (got < 0)
+            cnnelm_fail(err, "%s: cannot read: %s", path, strerror(errno));
+    }
+    close(fd);
+    if (got < 0)
+        return -1;
+    if (got < 4)
+        return 0; /* the reader reports it */
+    int images = be32(head) == IDX_MAGIC_IMAGES || be32(head) == IDX_MAGIC_IMAGES_C;
+    if (!is_gzip && images)
+        return 0; /* mapped: costs no memory, and its size is checked against the file */
+    idx_header h;
+    cnnelm_error ignore;
+    if (parse_header(path, head, (size_t)got, images, &h, &ignore))
+        return 0; /* the reader reports it */
+    if (h.payload_bytes > max_bytes) {
+        char what[160];
+        describe(&h, images, what, sizeof what);
+        return cnnelm_fail(err, "%s: %s, more than data.max_bytes (%llu bytes) allows", path, what,
+                           max_bytes);
+    }
+    return 0;
+}
+
 int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char *labels_path,
                         int max_classes, size_t limit, cnnelm_error *err)
 {
@@ -447,6 +628,8 @@ int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char 
         return cnnelm_fail(err, "%s: %zu labels, but %s has %zu images", labels_path, lab.n,
                            images_path, n_images);
     }
+    int training = max_classes == CNNELM_LABELS_TRAIN;
+    if (training) max_classes = 256;
     if (max_classes < 1) max_classes = 1;
     for (size_t i = 0; i < lab.n; i++) {
         if (lab.labels[i] >= max_classes) {
@@ -455,6 +638,10 @@ int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char 
             return cnnelm_fail(err, "%s: label %d of example %zu is out of range (at most %d classes: 0..%d)",
                                labels_path, label, i, max_classes, max_classes - 1);
         }
+    }
+    if (training && check_label_gaps(labels_path, lab.labels, lab.n, err)) {
+        cnnelm_dataset_free(ds);
+        return -1;
     }
     /* classes counts over the whole file, so a limit does not change the model's output size. */
     ds->classes = lab.classes;

@@ -10,6 +10,13 @@
 #include "cnnelm/dataset.h"
 #include "rng.h"
 
+/* Bounds that keep every size product far from overflow and every buffer allocatable: one
+ * image's activations of any layer (floats), the ELM width L (U is L x L doubles) and the
+ * parameters; the model file format has the same hidden / parameter limits. */
+#define ARCH_MAX_ACTIVATION ((uint64_t)1 << 28)
+#define ARCH_MAX_HIDDEN ((uint64_t)1 << 20)
+#define ARCH_MAX_PARAMS ((uint64_t)1 << 40)
+
 int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, int in_h, int in_w,
                      int classes, cnnelm_activation act, cnnelm_pooling pool,
                      cnnelm_activation elm_act, cnnelm_error *err)
@@ -32,7 +39,12 @@ int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, i
     a->elm_activation = elm_act;
 
     int c = in_c, h = in_h, w = in_w;
-    size_t params = 0, max_maps = (size_t)c * h * w;
+    uint64_t in_size = (uint64_t)in_c * (uint64_t)in_h * (uint64_t)in_w;
+    if (in_size > ARCH_MAX_ACTIVATION)
+        return cnnelm_fail(err, "input shape %dx%dx%d is too large (%llu values per image, at most %llu)",
+                           in_c, in_h, in_w, (unsigned long long)in_size,
+                           (unsigned long long)ARCH_MAX_ACTIVATION);
+    size_t params = 0, max_maps = (size_t)in_size;
     char canon[64] = "";
     const char *p = layers;
     if (!p || !*p)
@@ -61,7 +73,10 @@ int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, i
                 return cnnelm_fail(err, "layer %d (%ldc): kernel %dx%d does not fit its %dx%d input",
                                    idx, n, kernel, kernel, h, w);
             L->w_offset = params;
-            params += (size_t)n * c * kernel * kernel;
+            params += (size_t)n * (size_t)c * (size_t)kernel * (size_t)kernel;
+            if (params > ARCH_MAX_PARAMS)
+                return cnnelm_fail(err, "layer %d (%ldc): %zu parameters, more than the %llu allowed",
+                                   idx, n, params, (unsigned long long)ARCH_MAX_PARAMS);
             L->b_offset = params;
             params += (size_t)n;
             c = (int)n;
@@ -77,8 +92,13 @@ int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, i
         L->out_c = c;
         L->out_h = h;
         L->out_w = w;
-        if ((size_t)c * h * w > max_maps)
-            max_maps = (size_t)c * h * w;
+        uint64_t out_size = (uint64_t)c * (uint64_t)h * (uint64_t)w;
+        if (out_size > ARCH_MAX_ACTIVATION)
+            return cnnelm_fail(err, "layer %d (%ld%c): output %dx%dx%d is too large (%llu values per "
+                               "image, at most %llu)", idx, n, kind, c, h, w,
+                               (unsigned long long)out_size, (unsigned long long)ARCH_MAX_ACTIVATION);
+        if (out_size > max_maps)
+            max_maps = (size_t)out_size;
         size_t used = strlen(canon);
         snprintf(canon + used, sizeof canon - used, "%s%ld%c", used ? "-" : "", n, kind);
         p = end + 1;
@@ -93,11 +113,17 @@ int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, i
     if (strlen(canon) >= sizeof a->layers - 1)
         return cnnelm_fail(err, "architecture \"%s\" is too long", layers);
     memcpy(a->layers, canon, sizeof a->layers);
-    a->hidden = c * h * w;
-    a->n_params = params;
-    a->max_maps = max_maps;
     if (params == 0)
         return cnnelm_fail(err, "architecture \"%s\" has no convolution layer", layers);
+    uint64_t hidden = (uint64_t)c * (uint64_t)h * (uint64_t)w;
+    if (hidden > ARCH_MAX_HIDDEN)
+        return cnnelm_fail(err, "architecture \"%s\" on %dx%dx%d inputs gives %llu hidden units "
+                           "(%dx%dx%d), more than the %llu allowed: add pooling or fewer maps",
+                           layers, in_c, in_h, in_w, (unsigned long long)hidden, c, h, w,
+                           (unsigned long long)ARCH_MAX_HIDDEN);
+    a->hidden = (int)hidden;
+    a->n_params = params;
+    a->max_maps = max_maps;
     return 0;
 }
 
@@ -128,6 +154,14 @@ static int model_alloc(cnnelm_model *m, const cnnelm_arch *arch, cnnelm_error *e
 int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, uint64_t seed,
                       int zero_mean, cnnelm_error *err)
 {
+    /* Subtracting the mean of a 1-element kernel zeroes it: every feature would be 0. */
+    for (int i = 0; i < arch->n_layers && zero_mean; i++) {
+        const cnnelm_layer *Ly = &arch->layer[i];
+        if (Ly->kind == CNNELM_LAYER_CONV && (size_t)Ly->in_c * arch->kernel * arch->kernel == 1)
+            return cnnelm_fail(err, "model.init = \"zero-mean\" with model.kernel = 1 on a single "
+                               "input map (layer %d) makes every kernel 0: use model.init = "
+                               "\"uniform\" or a larger kernel", i + 1);
+    }
     if (model_alloc(m, arch, err) != 0)
         return -1;
     m->lambda = lambda;

@@ -197,9 +197,10 @@ int cnnelm_model_save(const cnnelm_model *m, const char *path, cnnelm_error *err
         return -1;
     }
     if (fwrite(buf, 1, total, af.f) != total) {
+        int e = errno;
         cnnelm_atomic_abort(&af);
         free(buf);
-        return cnnelm_fail(err, "%s: write failed", path);
+        return cnnelm_fail(err, "%s: cannot write: %s", path, strerror(e));
     }
     free(buf);
     return cnnelm_atomic_commit(&af, err);
@@ -301,6 +302,13 @@ int cnnelm_model_decode(cnnelm_model *m, const unsigned char *buf, size_t len, c
     char layers[64];
     memcpy(layers, buf + LAYERS_OFFSET, 63);
     layers[63] = '\0';
+    /* the architecture string is shown in messages: only its own alphabet gets that far */
+    if (layers[strspn(layers, "0123456789cs-")] != '\0') {
+        char shown[200];
+        cnnelm_fail(err, "%s: corrupted model header: architecture \"%s\" has bytes other than "
+                    "digits, 'c', 's' and '-'", path, cnnelm_escape(layers, sizeof layers, shown, sizeof shown));
+        goto out;
+    }
     if (fld[6] > CNNELM_ACT_OPTTANH || fld[7] > CNNELM_POOL_MAX || fld[8] > CNNELM_ACT_OPTTANH) {
         cnnelm_fail(err, "%s: unknown activation or pooling code in the header", path);
         goto out;

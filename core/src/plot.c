@@ -262,6 +262,36 @@ static char *read_all(const char *path, size_t *len, cnnelm_error *err)
     return buf;
 }
 
+/* gnuplot can exit 0 with a short or empty file (a full disk): the figure must be complete, a
+ * PNG ending in its IEND chunk or an SVG ending in </svg>, before it replaces an earlier one. */
+static int check_figure(const char *tmp, int png, const char *out, cnnelm_error *err)
+{
+    FILE *f = fopen(tmp, "rb");
+    if (!f)
+        return cnnelm_fail(err, "%s: gnuplot wrote no figure: %s", out, strerror(errno));
+    unsigned char head[8] = { 0 }, tail[64] = { 0 };
+    size_t nh = fread(head, 1, sizeof head, f);
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    size_t nt = 0;
+    if (size >= (long)sizeof tail && fseek(f, size - (long)sizeof tail, SEEK_SET) == 0)
+        nt = fread(tail, 1, sizeof tail, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr)
+        return cnnelm_fail(err, "%s: cannot read back the figure gnuplot wrote", out);
+    int whole;
+    if (png)
+        whole = nh == 8 && memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0 && nt == sizeof tail &&
+                memcmp(tail + sizeof tail - 8, "IEND", 4) == 0;
+    else
+        whole = nt == sizeof tail && memmem(tail, sizeof tail, "</svg>", 6) != NULL;
+    if (!whole)
+        return cnnelm_fail(err, "%s: gnuplot exited 0 but wrote an incomplete %s (%ld bytes; a full "
+                           "disk?): the earlier file, if any, is kept", out, png ? "PNG" : "SVG",
+                           size < 0 ? 0 : size);
+    return 0;
+}
+
 int cnnelm_run_plot(const char *report, const char *out, cnnelm_error *err)
 {
     const char *dot = strrchr(out, '.');
@@ -323,6 +353,9 @@ int cnnelm_run_plot(const char *report, const char *out, cnnelm_error *err)
                 cnnelm_atomic_abort(&af);
                 rc = cnnelm_fail(err, "gnuplot failed (exit status %d); is Debian's gnuplot-nox installed?",
                                  st == -1 ? -1 : WEXITSTATUS(st));
+            } else if (check_figure(af.tmp, term[0] == 'p', out, err)) {
+                cnnelm_atomic_abort(&af);
+                rc = -1;
             } else {
                 rc = cnnelm_atomic_commit(&af, err);
             }

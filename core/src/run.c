@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "atomic_file.h"
 #include "cnnelm/cluster.h"
@@ -234,6 +235,42 @@ static void json_series(cnnelm_json *js, const cnnelm_train_log *log)
     cnnelm_json_bool(js, "diverged", log->diverged);
     if (log->diverged)
         cnnelm_json_string(js, "divergence", log->divergence);
+}
+
+/* The model and the report can be written (regular files or new ones, in writable
+ * directories): checked up front, so a long run's result is not lost at the end. */
+static int probe_outputs(const cnnelm_run_options *o, cnnelm_error *err)
+{
+    if (cnnelm_output_probe(o->model_path, err))
+        return cnnelm_fail_prefix(err, "-o");
+    if (o->report_path && cnnelm_output_probe(o->report_path, err))
+        return cnnelm_fail_prefix(err, "--report");
+    return 0;
+}
+
+/* The final save: when -o cannot be written after all (a full disk, a directory gone), the
+ * trained model is not lost: it goes beside the checkpoints or into $TMPDIR, and the error
+ * names where. */
+static int save_model_keeping(const cnnelm_model *m, const char *path, const char *checkpoint_dir,
+                              cnnelm_error *err)
+{
+    if (cnnelm_model_save(m, path, err) == 0)
+        return 0;
+    char first[sizeof err->msg];
+    snprintf(first, sizeof first, "%s", err->msg);
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *tmpdir = getenv("TMPDIR");
+    const char *dirs[2] = { checkpoint_dir, tmpdir && *tmpdir ? tmpdir : "/tmp" };
+    for (int i = 0; i < 2; i++) {
+        if (!dirs[i] || !*dirs[i])
+            continue;
+        char alt[CNNELM_PATH_MAX + 64];
+        snprintf(alt, sizeof alt, "%s/cnnelm-unsaved-%ld-%s", dirs[i], (long)getpid(), base);
+        cnnelm_error e2;
+        if (cnnelm_model_save(m, alt, &e2) == 0)
+            return cnnelm_fail(err, "%s; the trained model was saved to %s instead", first, alt);
+    }
+    return cnnelm_fail(err, "%s; saving it beside the checkpoints or in $TMPDIR failed too", first);
 }
 
 /* ---- train: runs (trials x folds) of Map + Reduce, a table, the first run's model saved ---- */
@@ -483,10 +520,23 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     size_t body_len = 0;
     if (cnnelm_config_load(&j.cfg, o->config_path, o->overrides, o->n_overrides, err))
         goto out;
+    if (j.rank == 0 && probe_outputs(o, err)) /* before a long run, not after it */
+        goto out;
     const cnnelm_config *c = &j.cfg;
+    if (o->resume && !c->train.checkpoint_dir[0]) {
+        cnnelm_fail(err, "--resume reuses partitions saved in train.checkpoint_dir, which is not set "
+                    "(in %s or with -s train.checkpoint_dir=\"DIR\")", c->path);
+        goto out;
+    }
     cnnelm_progress_begin(&j.prog, "load data", 0);
     if (cnnelm_dataset_load_config(&j.train, c, 0, 256, err))
         goto out;
+    if (j.train.classes < 2) { /* the labels are the cause, not model.layers */
+        cnnelm_fail(err, "%s: the training labels have a single class (every label is %d): a "
+                    "classifier needs at least 2", c->data.n_sources ? c->path : c->data.train_labels,
+                    j.train.n ? j.train.labels[0] : 0);
+        goto out;
+    }
     cnnelm_arch arch;
     warn_small_lambda(c, &j.prog);
     if (cnnelm_arch_init(&arch, c->model.layers, c->model.kernel, j.train.channels > 0 ? j.train.channels : 1,
@@ -496,6 +546,12 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         cnnelm_fail_prefix(err, "%s: model.layers", c->path);
         goto out;
     }
+    if (j.rank == 0 && c->train.partitions > 1 && c->train.partitioning != CNNELM_PART_BY_SOURCE &&
+        j.train.n / (size_t)c->train.partitions < (size_t)arch.hidden)
+        fprintf(stderr, "cnnelm: warning: train.partitions = %d leaves about %zu training examples per "
+                "partition, fewer than the model's %d hidden units: each partition's ELM solve rests on "
+                "lambda alone\n", c->train.partitions, j.train.n / (size_t)c->train.partitions,
+                arch.hidden);
     /* every rank evaluates the partitions it trains, so every rank reads the test set */
     if (c->train.folds <= 1 && cnnelm_dataset_load_config(&j.test, c, 1, arch.classes, err))
         goto out;
@@ -517,6 +573,14 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         cnnelm_fail(err, "%s: train.checkpoint_dir: cannot create %s: %s", c->path,
                     c->train.checkpoint_dir, strerror(errno));
         goto out;
+    }
+    if (c->train.checkpoint_dir[0]) {
+        char probe[CNNELM_PATH_MAX + 16];
+        snprintf(probe, sizeof probe, "%s/probe", c->train.checkpoint_dir);
+        if (cnnelm_output_probe(probe, err)) {
+            cnnelm_fail_prefix(err, "%s: train.checkpoint_dir", c->path);
+            goto out;
+        }
     }
     if (cnnelm_pool_open(&j.pool, c, &arch, err))
         goto out;
@@ -546,7 +610,8 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         rc = 0;
         goto out;
     }
-    if (model_set_provenance(&j.model, s.k, c, &j.train, err) || cnnelm_model_save(&j.model, o->model_path, err))
+    if (model_set_provenance(&j.model, s.k, c, &j.train, err) ||
+        save_model_keeping(&j.model, o->model_path, c->train.checkpoint_dir, err))
         goto out;
     if (j.test.n || c->train.folds > 1) {
         print_table(&s, c);
@@ -660,6 +725,8 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
     int rc = -1;
     double t0 = cnnelm_now();
     if (cnnelm_config_load(&j.cfg, o->config_path, o->overrides, o->n_overrides, err))
+        goto out;
+    if (o->report_path && cnnelm_output_probe(o->report_path, err))
         goto out;
     if (cnnelm_model_load(&j.model, o->model_path, err))
         goto out;

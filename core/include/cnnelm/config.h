@@ -74,6 +74,8 @@ typedef struct cnnelm_config {
         long max_bad;                    /* unreadable or wrong-size image files skipped */
         char class_names[CNNELM_PATH_MAX];      /* "" or "name0,name1,..." */
         char class_names_file[CNNELM_PATH_MAX]; /* "" or a file with one class name a line */
+        long long max_bytes;             /* most payload bytes one gzipped image file or label
+                                          * file may read into memory; 0: half the RAM */
     } data;
     struct {
         char layers[256];                /* e.g. "6c-2s-12c-2s" */

@@ -43,8 +43,17 @@ static inline size_t cnnelm_dataset_example_bytes(const cnnelm_dataset *ds)
 int cnnelm_idx_read_images(const char *path, cnnelm_dataset *ds, cnnelm_error *err);
 int cnnelm_idx_read_labels(const char *path, cnnelm_dataset *ds, cnnelm_error *err);
 
+/* Refuses an IDX file read into memory (gzipped, or labels) whose header announces more than
+ * max_bytes of payload (0: half the physical memory), before anything is allocated. */
+int cnnelm_idx_check_size(const char *path, unsigned long long max_bytes, cnnelm_error *err);
+
+/* max_classes for a training label file: its labels set the class count, so they must be
+ * 0..C-1 with every class present (a stray 200 among 0..9 is an error, not a 201-class model). */
+#define CNNELM_LABELS_TRAIN 0
+
 /* Loads an image file and a label file into ds and checks that their counts agree and that
- * every label is < max_classes (pass 256 for no limit); sets ds->classes.
+ * every label is < max_classes (pass 256 for no limit, CNNELM_LABELS_TRAIN for a training set);
+ * sets ds->classes.
  * `limit` > 0 keeps only the first `limit` examples (no copy when mmap'd); the whole file is
  * still checked, and classes counts the whole label file, so a limit does not change it.
  * ds need not be initialised; on failure it is left empty. */

@@ -3,6 +3,8 @@
 #ifndef CNNELM_ERROR_H
 #define CNNELM_ERROR_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -23,6 +25,11 @@ int cnnelm_fail(cnnelm_error *err, const char *fmt, ...);
 __attribute__((format(printf, 2, 3)))
 #endif
 int cnnelm_fail_prefix(cnnelm_error *err, const char *fmt, ...);
+
+/* Copies the first n bytes of `in` (up to a NUL) into out as printable text for a one-line
+ * message: control and non-ASCII bytes as \xNN, backslash and '"' escaped; cut with "..." to
+ * fit `cap`. Returns out. Bytes from files and from -s go through this before they are shown. */
+char *cnnelm_escape(const char *in, size_t n, char *out, size_t cap);
 
 #ifdef __cplusplus
 }
