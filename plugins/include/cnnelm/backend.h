@@ -14,7 +14,7 @@ extern "C" {
  * Minor changes only append slots at the end of struct cnnelm_backend; the core checks
  * `abi_minor` and `table_size` before calling an appended slot. */
 #define CNNELM_BACKEND_ABI_MAJOR 1
-#define CNNELM_BACKEND_ABI_MINOR 0
+#define CNNELM_BACKEND_ABI_MINOR 1
 
 /* The one symbol a plugin exports; its type is cnnelm_backend_entry_fn. */
 #define CNNELM_BACKEND_ENTRY "cnnelm_backend_entry"
@@ -95,6 +95,39 @@ typedef struct cnnelm_pool_shape {
     int n, c, h, w; /* input; h and w are multiples of s */
     int s;          /* s x s non-overlapping blocks: output is c x h/s x w/s */
 } cnnelm_pool_shape;
+
+#include "cnnelm/backend_ops.h"
+
+/* One op call without its buffers, as supports() sees it: `op` says which shape fields
+ * matter (the op table's args column). */
+typedef struct cnnelm_op_params {
+    uint32_t struct_size;      /* sizeof(cnnelm_op_params) as the core was built */
+    cnnelm_op_id op;
+    cnnelm_conv_shape conv;    /* CONV, CONV_ACT, CONV_ACC */
+    cnnelm_pool_shape pool;    /* POOL */
+    cnnelm_activation act;     /* CONV_ACT, ACT */
+    cnnelm_pooling mode;       /* POOL */
+    size_t count;              /* ACT */
+    int n, l, c;               /* ELM (n unused by SOLVE) */
+    int accumulate;            /* CONV_ACC */
+    double lambda;             /* SOLVE */
+} cnnelm_op_params;
+
+/* ABI 1.1: plugin-level parameters, given to init() once per load. */
+typedef struct cnnelm_plugin_params {
+    uint32_t struct_size;      /* sizeof(cnnelm_plugin_params) as the core was built */
+    const char *cache_dir;     /* directory for compiled device code; NULL: backend default */
+    cnnelm_log_fn log;         /* never NULL when set by the core; callable from any thread */
+    void *log_user;
+} cnnelm_plugin_params;
+
+/* ABI 1.1: what a scheduler needs to size work for a device. 0 means "no limit / no opinion". */
+typedef struct cnnelm_device_limits {
+    uint32_t struct_size;      /* set by the core; the plugin fills the fields that fit */
+    uint64_t alignment;        /* bytes; buffers the plugin allocates are aligned to this */
+    uint64_t max_alloc_bytes;  /* largest single buffer_alloc */
+    uint32_t preferred_chunk;  /* images per chunk the device runs best at */
+} cnnelm_device_limits;
 
 typedef struct cnnelm_backend_ctx cnnelm_backend_ctx; /* a plugin's per-thread state */
 typedef struct cnnelm_buffer cnnelm_buffer;           /* a plugin's device allocation */
@@ -192,9 +225,53 @@ typedef struct cnnelm_backend {
      * the result is not finite. Implementations may compute in higher precision. */
     cnnelm_status (*elm_solve)(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
                                const cnnelm_buffer *U, const cnnelm_buffer *V, cnnelm_buffer *beta);
+
+    /* --- version 1.1 (every slot optional: NULL, or a 1.0 table, gets the 1.0 behaviour) --- */
+
+    /* Plugin state: init() once after loading, before any other slot; shutdown() once after
+     * every context is closed. `state` is passed to the 1.1 device slots below. On failure
+     * init returns a status (CNNELM_ERR_DEVICE when there is no usable runtime, ...) and a
+     * message in `error`; the core then refuses the plugin with that message. The plugin may
+     * keep `params` pointers (cache_dir, log) until shutdown. */
+    cnnelm_status (*init)(const cnnelm_plugin_params *params, void **state, char *error,
+                          size_t error_size);
+    void (*shutdown)(void *state);
+    /* Device slots with the plugin state and a reason on failure; used instead of
+     * device_count / device_info / context_open when present. */
+    cnnelm_status (*device_count_v11)(void *state, int *count, char *error, size_t error_size);
+    cnnelm_status (*device_info_v11)(void *state, int index, cnnelm_device_info *info);
+    cnnelm_status (*device_limits)(void *state, int index, cnnelm_device_limits *limits);
+    cnnelm_status (*context_open_v11)(void *state, int device, const cnnelm_context_params *params,
+                                      cnnelm_backend_ctx **out, char *error, size_t error_size);
+
+    /* Asked once per op and shape when a network opens (never per call): CNNELM_OK when this
+     * context runs the call, CNNELM_ERR_UNSUPPORTED when the core should run it on the CPU
+     * reference. An op whose slot is NULL is never asked. */
+    cnnelm_status (*supports)(cnnelm_backend_ctx *ctx, const cnnelm_op_params *op);
+
+    /* Asynchronous transfers: queued in order with the context's ops. The host memory must
+     * stay valid and unchanged (write) or untouched (read) until synchronize() returns. */
+    cnnelm_status (*buffer_write_async)(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
+                                        const void *src, size_t bytes);
+    cnnelm_status (*buffer_read_async)(cnnelm_backend_ctx *ctx, const cnnelm_buffer *src,
+                                       size_t offset, void *dst, size_t bytes);
+    /* Waits for every queued op and transfer of the context; returns the first failure. */
+    cnnelm_status (*synchronize)(cnnelm_backend_ctx *ctx);
+    /* Device-side copy of `bytes` (the two ranges do not overlap) and fill of `bytes` (a
+     * multiple of 4) with the float `value`; offsets in bytes; queued like ops. */
+    cnnelm_status (*buffer_copy)(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t dst_offset,
+                                 const cnnelm_buffer *src, size_t src_offset, size_t bytes);
+    cnnelm_status (*buffer_fill)(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
+                                 size_t bytes, float value);
 } cnnelm_backend;
 
 typedef const cnnelm_backend *(*cnnelm_backend_entry_fn)(void);
+
+/* Whether table `t` has the appended slot `f` filled: its minor and size say the slot exists
+ * (the rule the core follows before calling any slot after elm_solve). */
+#define CNNELM_BACKEND_HAS(t, f)                                                       \
+    ((t)->abi_minor >= 1 && (t)->table_size >= offsetof(cnnelm_backend, f) + sizeof((t)->f) && \
+     (t)->f != NULL)
 
 /* A plugin defines its entry with:  CNNELM_BACKEND_DEFINE_ENTRY(my_table)  */
 #define CNNELM_BACKEND_DEFINE_ENTRY(table)                                   \
