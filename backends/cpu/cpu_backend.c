@@ -1,5 +1,5 @@
 /* cnnelm CPU reference backend: the plugin table, the one "cpu" device, contexts, host buffers,
- * argument validation for every op, and fault injection for the core's failure tests. */
+ * and fault injection for the core's failure tests. */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <errno.h>
@@ -297,31 +297,6 @@ static cnnelm_status check_buf(cnnelm_backend_ctx *ctx, const char *op, const ch
     return CNNELM_OK;
 }
 
-/* check_buf, and the buffer holds at least `floats` floats (floats == SIZE_MAX: overflow). */
-static cnnelm_status need(cnnelm_backend_ctx *ctx, const char *op, const char *name,
-                          const cnnelm_buffer *b, size_t floats)
-{
-    cnnelm_status st = check_buf(ctx, op, name, b);
-    if (st != CNNELM_OK)
-        return st;
-    if (floats == SIZE_MAX || floats > b->bytes / sizeof(float))
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: buffer %s holds %zu bytes, the shape needs %s%zu", op, name, b->bytes,
-                        floats == SIZE_MAX ? "more than " : "",
-                        floats == SIZE_MAX ? (size_t)SIZE_MAX : floats * sizeof(float));
-    return CNNELM_OK;
-}
-
-/* Product of non-negative factors; SIZE_MAX on overflow (also in bytes). */
-static size_t prod(size_t a, size_t b)
-{
-    if (a == SIZE_MAX || b == SIZE_MAX)
-        return SIZE_MAX;
-    if (a != 0 && b > (SIZE_MAX / sizeof(float)) / a)
-        return SIZE_MAX;
-    return a * b;
-}
-
 static cnnelm_status range_ok(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_buffer *b,
                               size_t offset, size_t bytes)
 {
@@ -360,80 +335,10 @@ static cnnelm_status cpu_buffer_read(cnnelm_backend_ctx *ctx, const cnnelm_buffe
     return leave(ctx, st);
 }
 
-/* ---- shape checks ---------------------------------------------------------------------- */
+/* ---- ops ------------------------------------------------------------------------------- */
 
-static cnnelm_status check_conv(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_conv_shape *s)
-{
-    if (!s)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: NULL shape", op);
-    if (s->n <= 0 || s->c_in <= 0 || s->h <= 0 || s->w <= 0 || s->c_out <= 0 || s->k <= 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: shape n=%d c_in=%d h=%d w=%d c_out=%d k=%d has a non-positive size", op,
-                        s->n, s->c_in, s->h, s->w, s->c_out, s->k);
-    if (s->k > s->h || s->k > s->w)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: kernel %d is larger than the %dx%d input", op, s->k, s->h, s->w);
-    return CNNELM_OK;
-}
-
-static int conv_oh(const cnnelm_conv_shape *s) { return s->h - s->k + 1; }
-static int conv_ow(const cnnelm_conv_shape *s) { return s->w - s->k + 1; }
-
-static size_t conv_x_floats(const cnnelm_conv_shape *s)
-{
-    return prod(prod(prod((size_t)s->n, (size_t)s->c_in), (size_t)s->h), (size_t)s->w);
-}
-static size_t conv_y_floats(const cnnelm_conv_shape *s)
-{
-    return prod(prod(prod((size_t)s->n, (size_t)s->c_out), (size_t)conv_oh(s)), (size_t)conv_ow(s));
-}
-static size_t conv_w_floats(const cnnelm_conv_shape *s)
-{
-    return prod(prod(prod((size_t)s->c_out, (size_t)s->c_in), (size_t)s->k), (size_t)s->k);
-}
-
-static cnnelm_status check_act(cnnelm_backend_ctx *ctx, const char *op, cnnelm_activation act)
-{
-    if (act != CNNELM_ACT_IDENTITY && act != CNNELM_ACT_RELU && act != CNNELM_ACT_OPTTANH)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: unknown activation %d", op, (int)act);
-    return CNNELM_OK;
-}
-
-static cnnelm_status distinct(cnnelm_backend_ctx *ctx, const char *op, const char *out_name,
-                              const cnnelm_buffer *out, const cnnelm_buffer *in, const char *in_name)
-{
-    if (out == in)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: output %s aliases input %s", op,
-                        out_name, in_name);
-    return CNNELM_OK;
-}
-
-#define TRY(expr)                                                                           \
-    do {                                                                                    \
-        cnnelm_status st_ = (expr);                                                         \
-        if (st_ != CNNELM_OK)                                                               \
-            return st_;                                                                     \
-    } while (0)
-
-/* ---- convolution ----------------------------------------------------------------------- */
-
-static cnnelm_status conv_forward_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
-                                          cnnelm_activation act, const cnnelm_buffer *x,
-                                          const cnnelm_buffer *w, const cnnelm_buffer *b,
-                                          cnnelm_buffer *y)
-{
-    const char *op = "conv2d_forward";
-    TRY(check_conv(ctx, op, s));
-    TRY(check_act(ctx, op, act));
-    TRY(need(ctx, op, "x", x, conv_x_floats(s)));
-    TRY(need(ctx, op, "w", w, conv_w_floats(s)));
-    TRY(need(ctx, op, "b", b, (size_t)s->c_out));
-    TRY(need(ctx, op, "y", y, conv_y_floats(s)));
-    TRY(distinct(ctx, op, "y", y, x, "x"));
-    TRY(distinct(ctx, op, "y", y, w, "w"));
-    TRY(distinct(ctx, op, "y", y, b, "b"));
-    return cpu_conv_forward(ctx, s, act, x->data, w->data, b->data, y->data);
-}
+/* The core has checked every argument (shape rules, buffer sizes, ownership, aliasing: see
+ * backend.h); each op only enters (fault injection) and runs its kernel. */
 
 static cnnelm_status cpu_conv2d_forward(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
                                         cnnelm_activation act, const cnnelm_buffer *x,
@@ -441,21 +346,7 @@ static cnnelm_status cpu_conv2d_forward(cnnelm_backend_ctx *ctx, const cnnelm_co
                                         cnnelm_buffer *y)
 {
     ENTER(ctx);
-    return leave(ctx, conv_forward_checked(ctx, s, act, x, w, b, y));
-}
-
-static cnnelm_status conv_bdata_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
-                                        const cnnelm_buffer *dy, const cnnelm_buffer *w,
-                                        cnnelm_buffer *dx)
-{
-    const char *op = "conv2d_backward_data";
-    TRY(check_conv(ctx, op, s));
-    TRY(need(ctx, op, "dy", dy, conv_y_floats(s)));
-    TRY(need(ctx, op, "w", w, conv_w_floats(s)));
-    TRY(need(ctx, op, "dx", dx, conv_x_floats(s)));
-    TRY(distinct(ctx, op, "dx", dx, dy, "dy"));
-    TRY(distinct(ctx, op, "dx", dx, w, "w"));
-    return cpu_conv_backward_data(ctx, s, dy->data, w->data, dx->data);
+    return leave(ctx, cpu_conv_forward(ctx, s, act, x->data, w->data, b->data, y->data));
 }
 
 static cnnelm_status cpu_conv2d_backward_data(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
@@ -463,25 +354,7 @@ static cnnelm_status cpu_conv2d_backward_data(cnnelm_backend_ctx *ctx, const cnn
                                               cnnelm_buffer *dx)
 {
     ENTER(ctx);
-    return leave(ctx, conv_bdata_checked(ctx, s, dy, w, dx));
-}
-
-static cnnelm_status conv_bfilter_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
-                                          const cnnelm_buffer *x, const cnnelm_buffer *dy,
-                                          cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
-{
-    const char *op = "conv2d_backward_filter";
-    TRY(check_conv(ctx, op, s));
-    TRY(need(ctx, op, "x", x, conv_x_floats(s)));
-    TRY(need(ctx, op, "dy", dy, conv_y_floats(s)));
-    TRY(need(ctx, op, "dw", dw, conv_w_floats(s)));
-    TRY(need(ctx, op, "db", db, (size_t)s->c_out));
-    TRY(distinct(ctx, op, "dw", dw, x, "x"));
-    TRY(distinct(ctx, op, "dw", dw, dy, "dy"));
-    TRY(distinct(ctx, op, "db", db, x, "x"));
-    TRY(distinct(ctx, op, "db", db, dy, "dy"));
-    TRY(distinct(ctx, op, "db", db, dw, "dw"));
-    return cpu_conv_backward_filter(ctx, s, x->data, dy->data, dw->data, db->data, accumulate);
+    return leave(ctx, cpu_conv_backward_data(ctx, s, dy->data, w->data, dx->data));
 }
 
 static cnnelm_status cpu_conv2d_backward_filter(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
@@ -489,70 +362,15 @@ static cnnelm_status cpu_conv2d_backward_filter(cnnelm_backend_ctx *ctx, const c
                                                 cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
 {
     ENTER(ctx);
-    return leave(ctx, conv_bfilter_checked(ctx, s, x, dy, dw, db, accumulate));
-}
-
-/* ---- pooling --------------------------------------------------------------------------- */
-
-static cnnelm_status check_pool(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_pool_shape *s,
-                                cnnelm_pooling mode)
-{
-    if (!s)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: NULL shape", op);
-    if (s->n <= 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->s <= 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: shape n=%d c=%d h=%d w=%d s=%d has a non-positive size", op, s->n, s->c,
-                        s->h, s->w, s->s);
-    if (s->h % s->s != 0 || s->w % s->s != 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: the %dx%d input is not a multiple of the pool size %d", op, s->h, s->w,
-                        s->s);
-    if (mode != CNNELM_POOL_MEAN && mode != CNNELM_POOL_MAX)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: unknown pooling mode %d", op,
-                        (int)mode);
-    return CNNELM_OK;
-}
-
-static size_t pool_x_floats(const cnnelm_pool_shape *s)
-{
-    return prod(prod(prod((size_t)s->n, (size_t)s->c), (size_t)s->h), (size_t)s->w);
-}
-static size_t pool_y_floats(const cnnelm_pool_shape *s)
-{
-    return prod(prod(prod((size_t)s->n, (size_t)s->c), (size_t)(s->h / s->s)), (size_t)(s->w / s->s));
-}
-
-static cnnelm_status pool_forward_checked(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
-                                          cnnelm_pooling mode, const cnnelm_buffer *x,
-                                          cnnelm_buffer *y)
-{
-    const char *op = "pool_forward";
-    TRY(check_pool(ctx, op, s, mode));
-    TRY(need(ctx, op, "x", x, pool_x_floats(s)));
-    TRY(need(ctx, op, "y", y, pool_y_floats(s)));
-    TRY(distinct(ctx, op, "y", y, x, "x"));
-    return cpu_pool_forward(ctx, s, mode, x->data, y->data);
+    return leave(ctx, cpu_conv_backward_filter(ctx, s, x->data, dy->data, dw->data, db->data,
+                                               accumulate));
 }
 
 static cnnelm_status cpu_pool_forward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
                                          cnnelm_pooling mode, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
     ENTER(ctx);
-    return leave(ctx, pool_forward_checked(ctx, s, mode, x, y));
-}
-
-static cnnelm_status pool_backward_checked(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
-                                           cnnelm_pooling mode, const cnnelm_buffer *x,
-                                           const cnnelm_buffer *dy, cnnelm_buffer *dx)
-{
-    const char *op = "pool_backward";
-    TRY(check_pool(ctx, op, s, mode));
-    TRY(need(ctx, op, "x", x, pool_x_floats(s)));
-    TRY(need(ctx, op, "dy", dy, pool_y_floats(s)));
-    TRY(need(ctx, op, "dx", dx, pool_x_floats(s)));
-    TRY(distinct(ctx, op, "dx", dx, x, "x"));
-    TRY(distinct(ctx, op, "dx", dx, dy, "dy"));
-    return cpu_pool_backward(ctx, s, mode, x->data, dy->data, dx->data);
+    return leave(ctx, cpu_pool_forward(ctx, s, mode, x->data, y->data));
 }
 
 static cnnelm_status cpu_pool_backward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
@@ -560,43 +378,14 @@ static cnnelm_status cpu_pool_backward_op(cnnelm_backend_ctx *ctx, const cnnelm_
                                           const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
     ENTER(ctx);
-    return leave(ctx, pool_backward_checked(ctx, s, mode, x, dy, dx));
-}
-
-/* ---- activations ----------------------------------------------------------------------- */
-
-static cnnelm_status act_forward_checked(cnnelm_backend_ctx *ctx, cnnelm_activation act,
-                                         size_t count, const cnnelm_buffer *x, cnnelm_buffer *y)
-{
-    const char *op = "activation_forward";
-    TRY(check_act(ctx, op, act));
-    if (count == 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: count is 0", op);
-    TRY(need(ctx, op, "x", x, count));
-    TRY(need(ctx, op, "y", y, count));
-    return cpu_act_forward(ctx, act, count, x->data, y->data);
+    return leave(ctx, cpu_pool_backward(ctx, s, mode, x->data, dy->data, dx->data));
 }
 
 static cnnelm_status cpu_activation_forward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
                                             size_t count, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
     ENTER(ctx);
-    return leave(ctx, act_forward_checked(ctx, act, count, x, y));
-}
-
-static cnnelm_status act_backward_checked(cnnelm_backend_ctx *ctx, cnnelm_activation act,
-                                          size_t count, const cnnelm_buffer *y,
-                                          const cnnelm_buffer *dy, cnnelm_buffer *dx)
-{
-    const char *op = "activation_backward";
-    TRY(check_act(ctx, op, act));
-    if (count == 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: count is 0", op);
-    TRY(need(ctx, op, "y", y, count));
-    TRY(need(ctx, op, "dy", dy, count));
-    TRY(need(ctx, op, "dx", dx, count));
-    TRY(distinct(ctx, op, "dx", dx, y, "y"));
-    return cpu_act_backward(ctx, act, count, y->data, dy->data, dx->data);
+    return leave(ctx, cpu_act_forward(ctx, act, count, x->data, y->data));
 }
 
 static cnnelm_status cpu_activation_backward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
@@ -604,35 +393,7 @@ static cnnelm_status cpu_activation_backward(cnnelm_backend_ctx *ctx, cnnelm_act
                                              const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
     ENTER(ctx);
-    return leave(ctx, act_backward_checked(ctx, act, count, y, dy, dx));
-}
-
-/* ---- ELM ------------------------------------------------------------------------------- */
-
-static cnnelm_status check_elm(cnnelm_backend_ctx *ctx, const char *op, int n, int l, int c)
-{
-    if (n <= 0 || l <= 0 || c <= 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: n=%d l=%d c=%d must be positive", op,
-                        n, l, c);
-    return CNNELM_OK;
-}
-
-static cnnelm_status elm_accumulate_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
-                                            const cnnelm_buffer *H, const cnnelm_buffer *T,
-                                            cnnelm_buffer *U, cnnelm_buffer *V)
-{
-    const char *op = "elm_accumulate";
-    TRY(check_elm(ctx, op, n, l, c));
-    TRY(need(ctx, op, "H", H, prod((size_t)n, (size_t)l)));
-    TRY(need(ctx, op, "T", T, prod((size_t)n, (size_t)c)));
-    TRY(need(ctx, op, "U", U, prod((size_t)l, (size_t)l)));
-    TRY(need(ctx, op, "V", V, prod((size_t)l, (size_t)c)));
-    TRY(distinct(ctx, op, "U", U, H, "H"));
-    TRY(distinct(ctx, op, "U", U, T, "T"));
-    TRY(distinct(ctx, op, "V", V, H, "H"));
-    TRY(distinct(ctx, op, "V", V, T, "T"));
-    TRY(distinct(ctx, op, "V", V, U, "U"));
-    return cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data);
+    return leave(ctx, cpu_act_backward(ctx, act, count, y->data, dy->data, dx->data));
 }
 
 static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
@@ -640,21 +401,7 @@ static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l
                                            cnnelm_buffer *U, cnnelm_buffer *V)
 {
     ENTER(ctx);
-    return leave(ctx, elm_accumulate_checked(ctx, n, l, c, H, T, U, V));
-}
-
-static cnnelm_status elm_predict_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
-                                         const cnnelm_buffer *H, const cnnelm_buffer *beta,
-                                         cnnelm_buffer *Y)
-{
-    const char *op = "elm_predict";
-    TRY(check_elm(ctx, op, n, l, c));
-    TRY(need(ctx, op, "H", H, prod((size_t)n, (size_t)l)));
-    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
-    TRY(need(ctx, op, "Y", Y, prod((size_t)n, (size_t)c)));
-    TRY(distinct(ctx, op, "Y", Y, H, "H"));
-    TRY(distinct(ctx, op, "Y", Y, beta, "beta"));
-    return cpu_elm_predict(ctx, n, l, c, H->data, beta->data, Y->data);
+    return leave(ctx, cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data));
 }
 
 static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
@@ -662,21 +409,7 @@ static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, i
                                         cnnelm_buffer *Y)
 {
     ENTER(ctx);
-    return leave(ctx, elm_predict_checked(ctx, n, l, c, H, beta, Y));
-}
-
-static cnnelm_status elm_backprop_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
-                                          const cnnelm_buffer *E, const cnnelm_buffer *beta,
-                                          cnnelm_buffer *dH)
-{
-    const char *op = "elm_backprop";
-    TRY(check_elm(ctx, op, n, l, c));
-    TRY(need(ctx, op, "E", E, prod((size_t)n, (size_t)c)));
-    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
-    TRY(need(ctx, op, "dH", dH, prod((size_t)n, (size_t)l)));
-    TRY(distinct(ctx, op, "dH", dH, E, "E"));
-    TRY(distinct(ctx, op, "dH", dH, beta, "beta"));
-    return cpu_elm_backprop(ctx, n, l, c, E->data, beta->data, dH->data);
+    return leave(ctx, cpu_elm_predict(ctx, n, l, c, H->data, beta->data, Y->data));
 }
 
 static cnnelm_status cpu_elm_backprop_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
@@ -684,24 +417,7 @@ static cnnelm_status cpu_elm_backprop_op(cnnelm_backend_ctx *ctx, int n, int l, 
                                          cnnelm_buffer *dH)
 {
     ENTER(ctx);
-    return leave(ctx, elm_backprop_checked(ctx, n, l, c, E, beta, dH));
-}
-
-static cnnelm_status elm_solve_checked(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
-                                       const cnnelm_buffer *U, const cnnelm_buffer *V,
-                                       cnnelm_buffer *beta)
-{
-    const char *op = "elm_solve";
-    TRY(check_elm(ctx, op, 1, l, c));
-    if (!(lambda > 0) || lambda > 1e300)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: lambda = %g must be positive and finite", op, lambda);
-    TRY(need(ctx, op, "U", U, prod((size_t)l, (size_t)l)));
-    TRY(need(ctx, op, "V", V, prod((size_t)l, (size_t)c)));
-    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
-    TRY(distinct(ctx, op, "beta", beta, U, "U"));
-    TRY(distinct(ctx, op, "beta", beta, V, "V"));
-    return cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data);
+    return leave(ctx, cpu_elm_backprop(ctx, n, l, c, E->data, beta->data, dH->data));
 }
 
 static cnnelm_status cpu_elm_solve_op(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
@@ -709,7 +425,7 @@ static cnnelm_status cpu_elm_solve_op(cnnelm_backend_ctx *ctx, int l, int c, dou
                                       cnnelm_buffer *beta)
 {
     ENTER(ctx);
-    return leave(ctx, elm_solve_checked(ctx, l, c, lambda, U, V, beta));
+    return leave(ctx, cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data));
 }
 
 /* ---- the table ------------------------------------------------------------------------- */

@@ -87,7 +87,7 @@ cnnelm_status cpu_shared_reserve(cnnelm_backend_ctx *ctx, size_t bytes);
 void cpu_scratch_free(cnnelm_backend_ctx *ctx);
 void *cpu_aligned_alloc(size_t bytes);
 
-/* Kernels, called after cpu_backend.c has validated every argument. */
+/* Kernels, called with arguments the core has checked (see backend.h). */
 cnnelm_status cpu_conv_forward(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
                                cnnelm_activation act, const float *x, const float *w,
                                const float *b, float *y);
