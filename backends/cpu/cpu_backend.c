@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -140,7 +141,7 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
         return CNNELM_ERR_INVALID_ARGUMENT;
     }
     int threads = 0;
-    if (params && params->struct_size >= offsetof(cnnelm_context_params, threads) + sizeof(int))
+    if (CNNELM_PARAMS_HAS(params, threads))
         threads = params->threads;
     if (threads <= 0)
         threads = online_cores();
@@ -190,17 +191,19 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
     return CNNELM_OK;
 }
 
+static void release_buffer(cnnelm_buffer *b)
+{
+    b->magic = 0;
+    free(b->data);
+    free(b);
+}
+
 static void cpu_context_close(cnnelm_backend_ctx *ctx)
 {
     if (!ctx || ctx->magic != CPU_CTX_MAGIC)
         return;
     cpu_pool_stop(ctx);
-    for (cnnelm_buffer *b = ctx->buffers, *next; b; b = next) {
-        next = b->next;
-        b->magic = 0;
-        free(b->data);
-        free(b);
-    }
+    CNNELM_BUFFER_LIST_FREE_ALL(&ctx->buffers, release_buffer);
     cpu_scratch_free(ctx);
     ctx->magic = 0;
     free(ctx);
@@ -259,10 +262,7 @@ static cnnelm_status cpu_buffer_alloc(cnnelm_backend_ctx *ctx, size_t bytes, cnn
     b->magic = CPU_BUFFER_MAGIC;
     b->ctx = ctx;
     b->bytes = bytes;
-    b->next = ctx->buffers;
-    if (ctx->buffers)
-        ctx->buffers->prev = b;
-    ctx->buffers = b;
+    CNNELM_BUFFER_LIST_ADD(&ctx->buffers, b);
     *out = b;
     return CNNELM_OK;
 }
@@ -271,15 +271,8 @@ static void cpu_buffer_free(cnnelm_backend_ctx *ctx, cnnelm_buffer *b)
 {
     if (!ctx || ctx->magic != CPU_CTX_MAGIC || !b || b->magic != CPU_BUFFER_MAGIC || b->ctx != ctx)
         return;
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        ctx->buffers = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    b->magic = 0;
-    free(b->data);
-    free(b);
+    CNNELM_BUFFER_LIST_REMOVE(&ctx->buffers, b);
+    release_buffer(b);
 }
 
 /* A buffer of this context (not NULL, not freed, not another context's). */
@@ -428,6 +421,103 @@ static cnnelm_status cpu_elm_solve_op(cnnelm_backend_ctx *ctx, int l, int c, dou
     return leave(ctx, cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data));
 }
 
+/* ---- ABI 1.1 ------------------------------------------------------------------------------ */
+
+/* The CPU has no plugin-wide state worth keeping: init succeeds with none. */
+static cnnelm_status cpu_init(const cnnelm_plugin_params *params, void **state, char *error,
+                              size_t error_size)
+{
+    (void)params;
+    (void)error;
+    (void)error_size;
+    *state = NULL;
+    return CNNELM_OK;
+}
+
+static void cpu_shutdown(void *state) { (void)state; }
+
+static cnnelm_status cpu_device_count_v11(void *state, int *count, char *error, size_t error_size)
+{
+    (void)state;
+    (void)error;
+    (void)error_size;
+    return cpu_device_count(count);
+}
+
+static cnnelm_status cpu_device_info_v11(void *state, int index, cnnelm_device_info *info)
+{
+    (void)state;
+    return cpu_device_info(index, info);
+}
+
+static cnnelm_status cpu_device_limits(void *state, int index, cnnelm_device_limits *limits)
+{
+    (void)state;
+    if (index != 0)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    cnnelm_device_info info;
+    cpu_device_info(0, &info);
+    if (CNNELM_PARAMS_HAS(limits, alignment))
+        limits->alignment = CPU_ALIGN;
+    if (CNNELM_PARAMS_HAS(limits, max_alloc_bytes))
+        limits->max_alloc_bytes = info.max_alloc_bytes;
+    if (CNNELM_PARAMS_HAS(limits, preferred_chunk))
+        limits->preferred_chunk = 0; /* any: the kernels block images themselves */
+    return CNNELM_OK;
+}
+
+static cnnelm_status cpu_context_open_v11(void *state, int device, const cnnelm_context_params *params,
+                                          cnnelm_backend_ctx **out, char *error, size_t error_size)
+{
+    (void)state;
+    return cpu_context_open(device, params, out, error, error_size);
+}
+
+/* Every op, every shape the core accepts. */
+static cnnelm_status cpu_supports(cnnelm_backend_ctx *ctx, const cnnelm_op_params *op)
+{
+    (void)ctx;
+    (void)op;
+    return CNNELM_OK;
+}
+
+/* Host memory: "asynchronous" transfers are done on the call, which the contract allows
+ * (synchronize then has nothing left to wait for). */
+static cnnelm_status cpu_synchronize(cnnelm_backend_ctx *ctx)
+{
+    ENTER(ctx);
+    return CNNELM_OK;
+}
+
+static cnnelm_status cpu_buffer_copy(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t dst_offset,
+                                     const cnnelm_buffer *src, size_t src_offset, size_t bytes)
+{
+    ENTER(ctx);
+    cnnelm_status st = range_ok(ctx, "buffer_copy", dst, dst_offset, bytes);
+    if (st == CNNELM_OK)
+        st = range_ok(ctx, "buffer_copy", src, src_offset, bytes);
+    if (st == CNNELM_OK && bytes > 0)
+        memmove((char *)dst->data + dst_offset, (const char *)src->data + src_offset, bytes);
+    return leave(ctx, st);
+}
+
+static cnnelm_status cpu_buffer_fill(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
+                                     size_t bytes, float value)
+{
+    ENTER(ctx);
+    cnnelm_status st = range_ok(ctx, "buffer_fill", dst, offset, bytes);
+    if (st == CNNELM_OK) {
+        float *p = (float *)((char *)dst->data + offset);
+        size_t n = bytes / sizeof(float);
+        if (value == 0.0f && !signbit(value))
+            memset(p, 0, n * sizeof(float));
+        else
+            for (size_t i = 0; i < n; i++)
+                p[i] = value;
+    }
+    return leave(ctx, st);
+}
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 static const cnnelm_backend cpu_backend_table = {
@@ -456,6 +546,18 @@ static const cnnelm_backend cpu_backend_table = {
     .elm_predict = cpu_elm_predict_op,
     .elm_backprop = cpu_elm_backprop_op,
     .elm_solve = cpu_elm_solve_op,
+    .init = cpu_init,
+    .shutdown = cpu_shutdown,
+    .device_count_v11 = cpu_device_count_v11,
+    .device_info_v11 = cpu_device_info_v11,
+    .device_limits = cpu_device_limits,
+    .context_open_v11 = cpu_context_open_v11,
+    .supports = cpu_supports,
+    .buffer_write_async = cpu_buffer_write,
+    .buffer_read_async = cpu_buffer_read,
+    .synchronize = cpu_synchronize,
+    .buffer_copy = cpu_buffer_copy,
+    .buffer_fill = cpu_buffer_fill,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(cpu_backend_table)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cnnelm/backend.h"
+#include "cnnelm/backend_util.h"
 
 #define CPU_ALIGN 64
 #define CPU_MAX_THREADS 256
@@ -19,7 +20,7 @@ struct cnnelm_buffer {
     cnnelm_backend_ctx *ctx;     /* owner */
     size_t bytes;
     float *data;                 /* CPU_ALIGN-aligned, at least `bytes` long */
-    struct cnnelm_buffer *prev, *next;
+    CNNELM_BUFFER_LINKS;         /* in the context's list */
 };
 #define CPU_BUFFER_MAGIC 0x43505542u /* "CPUB" */
 

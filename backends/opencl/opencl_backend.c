@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cnnelm/backend.h"
+#include "cnnelm/backend_util.h"
 #include "cnnelm_kernels.h" /* generated: static const char cnnelm_cl_source[] */
 
 /* Tuning values, passed to the kernels as -D options (see cl/cnnelm.cl). */
@@ -38,7 +39,7 @@ static const char *const kernel_names[K_COUNT] = {
 struct cnnelm_buffer {
     cl_mem mem;
     size_t bytes;
-    struct cnnelm_buffer *prev, *next;  /* the context's live buffers, freed by context_close */
+    CNNELM_BUFFER_LINKS;  /* the context's live buffers, freed by context_close */
 };
 
 struct cnnelm_backend_ctx {
@@ -209,9 +210,7 @@ static void cache_path(cnnelm_backend_ctx *c, const cnnelm_context_params *param
 {
     out[0] = '\0';
     char dir[1024];
-    const char *given = params && params->struct_size >= offsetof(cnnelm_context_params, cache_dir) +
-                                                             sizeof params->cache_dir
-                            ? params->cache_dir : NULL;
+    const char *given = CNNELM_PARAMS_HAS(params, cache_dir) ? params->cache_dir : NULL;
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (given && *given)
         snprintf(dir, sizeof dir, "%s", given);
@@ -339,18 +338,19 @@ static cnnelm_status build_program(cnnelm_backend_ctx *c, const cnnelm_context_p
 
 /* ---- contexts ---- */
 
+static void release_buffer(cnnelm_buffer *b)
+{
+    clReleaseMemObject(b->mem);
+    free(b);
+}
+
 static void ocl_context_close(cnnelm_backend_ctx *c)
 {
     if (!c)
         return;
     if (c->queue)
         clFinish(c->queue);
-    while (c->buffers) {
-        cnnelm_buffer *b = c->buffers;
-        c->buffers = b->next;
-        clReleaseMemObject(b->mem);
-        free(b);
-    }
+    CNNELM_BUFFER_LIST_FREE_ALL(&c->buffers, release_buffer);
     for (int k = 0; k < K_COUNT; k++)
         if (c->kernel[k])
             clReleaseKernel(c->kernel[k]);
@@ -387,7 +387,7 @@ static cnnelm_status ocl_context_open(int device, const cnnelm_context_params *p
         return CNNELM_ERR_OUT_OF_MEMORY;
     }
     c->device = ds[device];
-    if (params && params->struct_size >= offsetof(cnnelm_context_params, log_user) + sizeof(void *)) {
+    if (CNNELM_PARAMS_HAS(params, log_user)) {
         c->log = params->log;
         c->log_user = params->log_user;
     }
@@ -457,10 +457,7 @@ static cnnelm_status ocl_buffer_alloc(cnnelm_backend_ctx *c, size_t bytes, cnnel
         return fail(c, cl_status(e), "%s: cannot allocate %zu bytes (OpenCL error %d)", c->name, bytes, e);
     }
     b->bytes = bytes;
-    b->next = c->buffers;
-    if (c->buffers)
-        c->buffers->prev = b;
-    c->buffers = b;
+    CNNELM_BUFFER_LIST_ADD(&c->buffers, b);
     *out = b;
     return CNNELM_OK;
 }
@@ -469,14 +466,8 @@ static void ocl_buffer_free(cnnelm_backend_ctx *c, cnnelm_buffer *b)
 {
     if (!c || !b)
         return;
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        c->buffers = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    clReleaseMemObject(b->mem);
-    free(b);
+    CNNELM_BUFFER_LIST_REMOVE(&c->buffers, b);
+    release_buffer(b);
 }
 
 static cnnelm_status ocl_buffer_write(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,

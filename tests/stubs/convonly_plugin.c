@@ -12,12 +12,13 @@
 #include <unistd.h>
 
 #include "cnnelm/backend.h"
+#include "cnnelm/backend_util.h"
 
 #ifndef STUB_NAME
 #define STUB_NAME "convonly"
 #endif
 
-struct cnnelm_buffer { struct cnnelm_buffer *prev, *next; size_t bytes; float data[]; };
+struct cnnelm_buffer { CNNELM_BUFFER_LINKS; size_t bytes; float data[]; };
 struct cnnelm_backend_ctx { char error[256]; struct cnnelm_buffer *buffers; /* all live ones */ };
 
 static cnnelm_status count(int *n) { *n = 1; return CNNELM_OK; }
@@ -40,11 +41,7 @@ static cnnelm_status open_(int dev, const cnnelm_context_params *p, cnnelm_backe
 }
 static void close_(cnnelm_backend_ctx *c) /* frees every buffer still allocated, as the ABI says */
 {
-    while (c->buffers) {
-        cnnelm_buffer *b = c->buffers;
-        c->buffers = b->next;
-        free(b);
-    }
+    CNNELM_BUFFER_LIST_FREE_ALL(&c->buffers, free);
     free(c);
 }
 static const char *last(const cnnelm_backend_ctx *c) { return c->error; }
@@ -54,23 +51,14 @@ static cnnelm_status alloc_(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o)
     if (!*o)
         return CNNELM_ERR_OUT_OF_MEMORY;
     (*o)->bytes = b;
-    (*o)->prev = NULL;
-    (*o)->next = c->buffers;
-    if (c->buffers)
-        c->buffers->prev = *o;
-    c->buffers = *o;
+    CNNELM_BUFFER_LIST_ADD(&c->buffers, *o);
     return CNNELM_OK;
 }
 static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b)
 {
     if (!b)
         return;
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        c->buffers = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
+    CNNELM_BUFFER_LIST_REMOVE(&c->buffers, b);
     free(b);
 }
 static cnnelm_status wr(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b)
