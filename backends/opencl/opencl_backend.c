@@ -136,6 +136,8 @@ static cnnelm_status ocl_device_count(int *count)
     return CNNELM_OK;
 }
 
+static void describe(cl_device_id d, cl_platform_id platform, cnnelm_device_info *info);
+
 static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
 {
     cl_device_id ds[256];
@@ -143,8 +145,13 @@ static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
     int n = list_devices(ds, ps, 256);
     if (!info || index < 0 || index >= n)
         return CNNELM_ERR_INVALID_ARGUMENT;
+    describe(ds[index], ps[index], info);
+    return CNNELM_OK;
+}
+
+static void describe(cl_device_id d, cl_platform_id platform, cnnelm_device_info *info)
+{
     memset(info, 0, sizeof *info);
-    cl_device_id d = ds[index];
     char text[1024] = "";
     clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof text - 1, text, NULL);
     snprintf(info->name, sizeof info->name, "%s", text);
@@ -154,7 +161,7 @@ static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
     /* a query fails (and leaves nothing) when the buffer is short: ask with room to spare,
      * the snprintf below truncates */
     char pn[256] = "", dv[256] = "", ver[256] = "";
-    clGetPlatformInfo(ps[index], CL_PLATFORM_NAME, sizeof pn - 1, pn, NULL);
+    clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof pn - 1, pn, NULL);
     clGetDeviceInfo(d, CL_DEVICE_VERSION, sizeof ver - 1, ver, NULL);
     clGetDeviceInfo(d, CL_DRIVER_VERSION, sizeof dv - 1, dv, NULL);
     char full[800];
@@ -175,7 +182,6 @@ static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
     info->memory_bytes = mem;
     info->max_alloc_bytes = alloc;
     info->compute_units = cu;
-    return CNNELM_OK;
 }
 
 /* ---- the program, built once per context and cached on disk ---- */
@@ -367,26 +373,40 @@ static void ocl_context_close(cnnelm_backend_ctx *c)
 
 static cnnelm_status warm_clblast(cnnelm_backend_ctx *c);
 
+static cnnelm_status open_on(cl_device_id dev, int device, const cnnelm_context_params *params,
+                             cnnelm_backend_ctx **out, char *error, size_t error_size);
+
+static cnnelm_status no_device(int device, int n, char *error, size_t error_size)
+{
+    if (error)
+        snprintf(error, error_size, n ? "no OpenCL device %d (there are %d)"
+                                      : "no OpenCL platform or device found (is an ICD such as "
+                                        "pocl-opencl-icd installed?)", device, n);
+    return CNNELM_ERR_INVALID_ARGUMENT;
+}
+
 static cnnelm_status ocl_context_open(int device, const cnnelm_context_params *params,
                                       cnnelm_backend_ctx **out, char *error, size_t error_size)
 {
     *out = NULL;
     cl_device_id ds[256];
     int n = list_devices(ds, NULL, 256);
-    if (device < 0 || device >= n) {
-        if (error)
-            snprintf(error, error_size, n ? "no OpenCL device %d (there are %d)"
-                                          : "no OpenCL platform or device found (is an ICD such as "
-                                            "pocl-opencl-icd installed?)", device, n);
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    }
+    if (device < 0 || device >= n)
+        return no_device(device, n, error, error_size);
+    return open_on(ds[device], device, params, out, error, error_size);
+}
+
+static cnnelm_status open_on(cl_device_id dev, int device, const cnnelm_context_params *params,
+                             cnnelm_backend_ctx **out, char *error, size_t error_size)
+{
+    *out = NULL;
     cnnelm_backend_ctx *c = calloc(1, sizeof *c);
     if (!c) {
         if (error)
             snprintf(error, error_size, "out of host memory");
         return CNNELM_ERR_OUT_OF_MEMORY;
     }
-    c->device = ds[device];
+    c->device = dev;
     if (CNNELM_PARAMS_HAS(params, log_user)) {
         c->log = params->log;
         c->log_user = params->log_user;
@@ -886,6 +906,136 @@ out:
     return st;
 }
 
+/* ---- ABI 1.1 ---- */
+
+/* Plugin state: the platforms and devices, enumerated once at init (not on every call). */
+typedef struct ocl_state {
+    int n;
+    cl_device_id dev[256];
+    cl_platform_id plat[256];
+    char why[256];     /* why enumeration failed, when it did */
+} ocl_state;
+
+static cnnelm_status ocl_init(const cnnelm_plugin_params *params, void **state, char *error,
+                              size_t error_size)
+{
+    (void)params;
+    (void)error;
+    (void)error_size;
+    ocl_state *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(error, error_size, "out of host memory");
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    }
+    cl_uint np = 0;
+    cl_int e = clGetPlatformIDs(0, NULL, &np);
+    if (e != CL_SUCCESS && e != -1001 /* CL_PLATFORM_NOT_FOUND_KHR: no ICD, no devices */)
+        snprintf(s->why, sizeof s->why, "clGetPlatformIDs failed (OpenCL error %d)", e);
+    else
+        s->n = list_devices(s->dev, s->plat, 256);
+    *state = s;
+    return CNNELM_OK;
+}
+
+static void ocl_shutdown(void *state) { free(state); }
+
+static cnnelm_status ocl_device_count_v11(void *state, int *count, char *error, size_t error_size)
+{
+    const ocl_state *s = state;
+    *count = s->n;
+    if (s->why[0]) {
+        snprintf(error, error_size, "%s", s->why);
+        return CNNELM_ERR_DEVICE;
+    }
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_device_info_v11(void *state, int index, cnnelm_device_info *info)
+{
+    const ocl_state *s = state;
+    if (index < 0 || index >= s->n)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    describe(s->dev[index], s->plat[index], info);
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_device_limits(void *state, int index, cnnelm_device_limits *limits)
+{
+    const ocl_state *s = state;
+    if (index < 0 || index >= s->n)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    cl_uint align_bits = 0;
+    cl_ulong alloc = 0;
+    clGetDeviceInfo(s->dev[index], CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+    clGetDeviceInfo(s->dev[index], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof alloc, &alloc, NULL);
+    if (CNNELM_PARAMS_HAS(limits, alignment))
+        limits->alignment = align_bits / 8;
+    if (CNNELM_PARAMS_HAS(limits, max_alloc_bytes))
+        limits->max_alloc_bytes = alloc;
+    if (CNNELM_PARAMS_HAS(limits, preferred_chunk))
+        limits->preferred_chunk = 0;
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_context_open_v11(void *state, int device, const cnnelm_context_params *params,
+                                          cnnelm_backend_ctx **out, char *error, size_t error_size)
+{
+    const ocl_state *s = state;
+    *out = NULL;
+    if (device < 0 || device >= s->n)
+        return no_device(device, s->n, error, error_size);
+    return open_on(s->dev[device], device, params, out, error, error_size);
+}
+
+/* The kernels index elements with int: larger activations run on the reference. */
+static cnnelm_status ocl_supports(cnnelm_backend_ctx *c, const cnnelm_op_params *op)
+{
+    (void)c;
+    if ((op->op == CNNELM_OP_ACT_FORWARD || op->op == CNNELM_OP_ACT_BACKWARD) && op->count > 0x7fffffff)
+        return CNNELM_ERR_UNSUPPORTED;
+    return CNNELM_OK;
+}
+
+/* Non-blocking transfers, in order with the kernels on the context's one queue; the host
+ * memory must stay valid until synchronize (clFinish). */
+static cnnelm_status ocl_buffer_write_async(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
+                                            const void *src, size_t bytes)
+{
+    CL_TRY(c, clEnqueueWriteBuffer(c->queue, dst->mem, CL_FALSE, offset, bytes, src, 0, NULL, NULL),
+           "clEnqueueWriteBuffer (non-blocking)");
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_buffer_read_async(cnnelm_backend_ctx *c, const cnnelm_buffer *src,
+                                           size_t offset, void *dst, size_t bytes)
+{
+    CL_TRY(c, clEnqueueReadBuffer(c->queue, src->mem, CL_FALSE, offset, bytes, dst, 0, NULL, NULL),
+           "clEnqueueReadBuffer (non-blocking)");
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_synchronize(cnnelm_backend_ctx *c)
+{
+    CL_TRY(c, clFinish(c->queue), "clFinish");
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_buffer_copy(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t dst_offset,
+                                     const cnnelm_buffer *src, size_t src_offset, size_t bytes)
+{
+    CL_TRY(c, clEnqueueCopyBuffer(c->queue, src->mem, dst->mem, src_offset, dst_offset, bytes, 0,
+                                  NULL, NULL), "clEnqueueCopyBuffer");
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_buffer_fill(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
+                                     size_t bytes, float value)
+{
+    CL_TRY(c, clEnqueueFillBuffer(c->queue, dst->mem, &value, sizeof value, offset, bytes, 0, NULL,
+                                  NULL), "clEnqueueFillBuffer");
+    return CNNELM_OK;
+}
+
 static const cnnelm_backend table = {
     .abi_major = CNNELM_BACKEND_ABI_MAJOR,
     .abi_minor = CNNELM_BACKEND_ABI_MINOR,
@@ -912,6 +1062,18 @@ static const cnnelm_backend table = {
     .elm_predict = ocl_elm_predict,
     .elm_backprop = ocl_elm_backprop,
     .elm_solve = ocl_elm_solve,
+    .init = ocl_init,
+    .shutdown = ocl_shutdown,
+    .device_count_v11 = ocl_device_count_v11,
+    .device_info_v11 = ocl_device_info_v11,
+    .device_limits = ocl_device_limits,
+    .context_open_v11 = ocl_context_open_v11,
+    .supports = ocl_supports,
+    .buffer_write_async = ocl_buffer_write_async,
+    .buffer_read_async = ocl_buffer_read_async,
+    .synchronize = ocl_synchronize,
+    .buffer_copy = ocl_buffer_copy,
+    .buffer_fill = ocl_buffer_fill,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(table)
