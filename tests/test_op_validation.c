@@ -310,6 +310,61 @@ START_TEST(missing_reference_is_an_error_naming_why)
 }
 END_TEST
 
+/* ---- the docs' op table, generated from the op table ------------------------------------- */
+
+static const char *const size_text[] = { "n·c_in·h·w", "c_out·c_in·k·k", "c_out", "n·c_out·oh·ow",
+                                         "n·c·h·w", "n·c·(h/s)·(w/s)", "count", "n·l", "n·c", "l·l", "l·c" };
+static const char *const role_text[] = { "in", "out", "inout", "acc" };
+static const char *const args_text[] = { "conv shape, activation", "conv shape", "conv shape; accumulate",
+                                         "pool shape, mode", "activation, count", "n, l, c", "l, c, lambda" };
+
+static void op_table_markdown(char *out, size_t cap)
+{
+    size_t len = (size_t)snprintf(out, cap, "| op | arguments | buffers (floats, role) | may alias | optional |\n"
+                                            "|----|-----------|------------------------|-----------|----------|\n");
+    for (int op = 0; op < CNNELM_OP_COUNT; op++) {
+        const cnnelm_op_desc *d = cnnelm_op_describe((cnnelm_op_id)op);
+        len += (size_t)snprintf(out + len, cap - len, "| `%s` | %s | ", d->name, args_text[d->args]);
+        char alias[64] = "";
+        for (int i = 0; i < d->n_buffers; i++) {
+            const cnnelm_op_buffer_desc *b = &d->buf[i];
+            len += (size_t)snprintf(out + len, cap - len, "%s`%s` %s %s", i ? ", " : "", b->name,
+                                    size_text[b->size], role_text[b->role]);
+            if (b->alias >= 0)
+                snprintf(alias, sizeof alias, "`%s` = `%s`", b->name, d->buf[b->alias].name);
+        }
+        len += (size_t)snprintf(out + len, cap - len, " | %s | %s |\n", alias[0] ? alias : "none",
+                                d->optional ? "yes" : "no");
+    }
+}
+
+START_TEST(docs_op_table_is_current)
+{
+    const char *path = CNNELM_SOURCE_DIR "/plugins/README.md";
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char doc[1 << 17], table[1 << 14], fresh[1 << 17];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const char *begin_mark = "<!-- BEGIN OP TABLE -->\n", *end_mark = "<!-- END OP TABLE -->";
+    char *begin = strstr(doc, begin_mark), *end = begin ? strstr(begin, end_mark) : NULL;
+    ck_assert_msg(begin && end, "%s: no op table markers", path);
+    begin += strlen(begin_mark);
+    op_table_markdown(table, sizeof table);
+    if ((size_t)(end - begin) == strlen(table) && memcmp(begin, table, strlen(table)) == 0)
+        return;
+    const char *update = getenv("CNNELM_UPDATE_DOCS");
+    ck_assert_msg(update && strcmp(update, "1") == 0,
+                  "%s: the op table is out of date (run with CNNELM_UPDATE_DOCS=1 to rewrite it)", path);
+    snprintf(fresh, sizeof fresh, "%.*s%s%s", (int)(begin - doc), doc, table, end);
+    f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs(fresh, f);
+    fclose(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("op_validation");
@@ -321,6 +376,7 @@ int main(void)
     tcase_add_test(tc, planned_fallback_keeps_its_buffers);
     tcase_add_test(tc, v10_table_keeps_working);
     tcase_add_test(tc, missing_reference_is_an_error_naming_why);
+    tcase_add_test(tc, docs_op_table_is_current);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

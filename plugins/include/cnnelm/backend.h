@@ -132,7 +132,41 @@ typedef struct cnnelm_device_limits {
 typedef struct cnnelm_backend_ctx cnnelm_backend_ctx; /* a plugin's per-thread state */
 typedef struct cnnelm_buffer cnnelm_buffer;           /* a plugin's device allocation */
 
-/* WARNING: the layout of this struct is the ABI. Never reorder or remove a member. New slots
+/* The contract in words (the questions a plugin author would otherwise guess at):
+ * - Transfers: offsets and sizes are in bytes; the core checks offset + bytes <= the buffer's
+ *   size (and a non-NULL host pointer) before calling, so a plugin never sees a range error.
+ * - Zero-size buffers: the core never allocates 0 bytes; a plugin may refuse 0 (INVALID_ARGUMENT).
+ * - Buffers larger than their tensor are normal: an op reads and writes only the tensor's first
+ *   bytes and leaves the rest of the buffer as it was.
+ * - No buffer argument is ever NULL (a bias included): every op has all of its buffers.
+ * - Shape rules are the core's: before any op it checks every size positive, k <= h and w,
+ *   h and w multiples of s, known activation and pooling modes, lambda > 0 and finite, buffer
+ *   sizes from the shape (64-bit, overflow refused), that every buffer belongs to the context,
+ *   and the aliasing rules of the op table (backend_ops.h). Plugins hold no such checks.
+ * - n = 0 (or any size <= 0, count = 0) never reaches a plugin: the core refuses the call.
+ * - A failed init() returns the status that says why (CNNELM_ERR_DEVICE: no usable runtime,
+ *   CNNELM_ERR_OUT_OF_MEMORY, ...) and a message in `error`; the core refuses the plugin with
+ *   it. No device at all is not a failure: init succeeds and device_count says 0.
+ * - last_error(ctx): the string stays valid until the next call on that context (or its close);
+ *   success need not clear it: the core reads it only right after a call that failed.
+ * - context_close(NULL) and buffer_free(ctx, NULL) are no-ops (the core does not make them).
+ * - A queued op's failure is reported by the next call on the context that waits for it
+ *   (synchronize, buffer_read, a blocking buffer_write) or by any later op, with its message
+ *   kept for last_error; CNNELM_ERR_DEVICE then means the context is lost.
+ * - log may be called from any thread, at any time until shutdown (plugin params) or
+ *   context_close (context params); a plugin may keep the pointers of either params struct
+ *   (log, log_user, cache_dir) that long, but not the struct itself.
+ * - The table's `name` should be the file's NAME (libcnnelm-NAME.so); the core does not enforce
+ *   it: the file name selects the plugin, `name` is what messages and reports show.
+ * - table_size = sizeof(struct cnnelm_backend) as the plugin was built. A newer minor's longer
+ *   table loads into an older core (which reads only what it knows); the core reads an
+ *   appended slot only when abi_minor and table_size say it is there (CNNELM_BACKEND_HAS); a
+ *   table shorter than 1.0's is refused.
+ * - elm_accumulate may keep float32 U and V (the core reads them back into double); it
+ *   must match the CPU reference to 1e-3 relative (plugin-check's tolerance) over one chunk,
+ *   so no half-precision sums.
+ *
+ * WARNING: the layout of this struct is the ABI. Never reorder or remove a member. New slots
  * are appended at the end with a minor version bump; the core calls an appended slot only when
  * abi_minor and table_size say the plugin has it.
  *
