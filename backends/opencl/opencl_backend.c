@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <lapacke.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -908,8 +909,12 @@ out:
 
 /* ---- ABI 1.1 ---- */
 
-/* Plugin state: the platforms and devices, enumerated once at init (not on every call). */
+/* Plugin state: the platforms and devices, enumerated once (not on every call), on first use
+ * rather than in init: OpenCL runtimes start threads that do not survive fork(), and the core
+ * loads plugins in processes that fork (plugin-check). */
 typedef struct ocl_state {
+    pthread_mutex_t lock;
+    int enumerated;
     int n;
     cl_device_id dev[256];
     cl_platform_id plat[256];
@@ -927,21 +932,40 @@ static cnnelm_status ocl_init(const cnnelm_plugin_params *params, void **state, 
         snprintf(error, error_size, "out of host memory");
         return CNNELM_ERR_OUT_OF_MEMORY;
     }
-    cl_uint np = 0;
-    cl_int e = clGetPlatformIDs(0, NULL, &np);
-    if (e != CL_SUCCESS && e != -1001 /* CL_PLATFORM_NOT_FOUND_KHR: no ICD, no devices */)
-        snprintf(s->why, sizeof s->why, "clGetPlatformIDs failed (OpenCL error %d)", e);
-    else
-        s->n = list_devices(s->dev, s->plat, 256);
+    pthread_mutex_init(&s->lock, NULL);
     *state = s;
     return CNNELM_OK;
 }
 
-static void ocl_shutdown(void *state) { free(state); }
+static void ocl_shutdown(void *state)
+{
+    ocl_state *s = state;
+    if (!s)
+        return;
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static ocl_state *enumerated(void *state)
+{
+    ocl_state *s = state;
+    pthread_mutex_lock(&s->lock);
+    if (!s->enumerated) {
+        s->enumerated = 1;
+        cl_uint np = 0;
+        cl_int e = clGetPlatformIDs(0, NULL, &np);
+        if (e != CL_SUCCESS && e != -1001 /* CL_PLATFORM_NOT_FOUND_KHR: no ICD, no devices */)
+            snprintf(s->why, sizeof s->why, "clGetPlatformIDs failed (OpenCL error %d)", e);
+        else
+            s->n = list_devices(s->dev, s->plat, 256);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return s;
+}
 
 static cnnelm_status ocl_device_count_v11(void *state, int *count, char *error, size_t error_size)
 {
-    const ocl_state *s = state;
+    const ocl_state *s = enumerated(state);
     *count = s->n;
     if (s->why[0]) {
         snprintf(error, error_size, "%s", s->why);
@@ -952,7 +976,7 @@ static cnnelm_status ocl_device_count_v11(void *state, int *count, char *error, 
 
 static cnnelm_status ocl_device_info_v11(void *state, int index, cnnelm_device_info *info)
 {
-    const ocl_state *s = state;
+    const ocl_state *s = enumerated(state);
     if (index < 0 || index >= s->n)
         return CNNELM_ERR_INVALID_ARGUMENT;
     describe(s->dev[index], s->plat[index], info);
@@ -961,7 +985,7 @@ static cnnelm_status ocl_device_info_v11(void *state, int index, cnnelm_device_i
 
 static cnnelm_status ocl_device_limits(void *state, int index, cnnelm_device_limits *limits)
 {
-    const ocl_state *s = state;
+    const ocl_state *s = enumerated(state);
     if (index < 0 || index >= s->n)
         return CNNELM_ERR_INVALID_ARGUMENT;
     cl_uint align_bits = 0;
@@ -980,7 +1004,7 @@ static cnnelm_status ocl_device_limits(void *state, int index, cnnelm_device_lim
 static cnnelm_status ocl_context_open_v11(void *state, int device, const cnnelm_context_params *params,
                                           cnnelm_backend_ctx **out, char *error, size_t error_size)
 {
-    const ocl_state *s = state;
+    const ocl_state *s = enumerated(state);
     *out = NULL;
     if (device < 0 || device >= s->n)
         return no_device(device, s->n, error, error_size);
