@@ -10,14 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnnelm/backend_util.h"
 #include "cnnelm/plugin.h"
 #include "network.h"
 #include "ops.h"
 
 /* ---- the counting stub: host buffers, every op counts and does nothing ------------------- */
 
-struct cnnelm_buffer { size_t bytes; float data[]; };
-struct cnnelm_backend_ctx { char err[64]; };
+struct cnnelm_buffer { CNNELM_BUFFER_LINKS; size_t bytes; float data[]; };
+struct cnnelm_backend_ctx { char err[64]; struct cnnelm_buffer *buffers; };
 
 static int op_calls, supports_calls, fills, async_writes, syncs;
 static int refuse_pool; /* supports() answers UNSUPPORTED for pooling */
@@ -27,12 +28,23 @@ static cnnelm_status s_info(int i, cnnelm_device_info *d) { (void)i; memset(d, 0
 static cnnelm_backend_ctx the_ctx;
 static cnnelm_status s_open(int dev, const cnnelm_context_params *p, cnnelm_backend_ctx **out, char *e, size_t n)
 { (void)dev; (void)p; (void)e; (void)n; *out = &the_ctx; return CNNELM_OK; }
-static void s_close(cnnelm_backend_ctx *c) { (void)c; }
+static void s_close(cnnelm_backend_ctx *c) { CNNELM_BUFFER_LIST_FREE_ALL(&c->buffers, free); }
 static const char *s_last(const cnnelm_backend_ctx *c) { return c->err; }
-/* Buffers are leaked on purpose: the tests are short, and the stub then needs no list. */
 static cnnelm_status s_alloc(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o)
-{ (void)c; *o = calloc(1, sizeof **o + b); if (!*o) return CNNELM_ERR_OUT_OF_MEMORY; (*o)->bytes = b; return CNNELM_OK; }
-static void s_free(cnnelm_backend_ctx *c, cnnelm_buffer *b) { (void)c; free(b); }
+{
+    *o = calloc(1, sizeof **o + b);
+    if (!*o)
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    (*o)->bytes = b;
+    CNNELM_BUFFER_LIST_ADD(&c->buffers, *o);
+    return CNNELM_OK;
+}
+static void s_free(cnnelm_backend_ctx *c, cnnelm_buffer *b)
+{
+    if (b)
+        CNNELM_BUFFER_LIST_REMOVE(&c->buffers, b);
+    free(b);
+}
 static cnnelm_status s_write(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b)
 { (void)c; memcpy((char *)d->data + o, s, b); return CNNELM_OK; }
 static cnnelm_status s_read(cnnelm_backend_ctx *c, const cnnelm_buffer *s, size_t o, void *d, size_t b)
@@ -97,7 +109,15 @@ static void setup(void)
     op_calls = supports_calls = fills = async_writes = syncs = refuse_pool = 0;
     o = (cnnelm_opctx){ .be = &stub, .ctx = &the_ctx };
 }
-static void teardown(void) { cnnelm_opctx_close(&o); }
+static cnnelm_plugin *cpu;
+
+static void teardown(void)
+{
+    cnnelm_opctx_close(&o);
+    s_close(&the_ctx);
+    cnnelm_plugin_unload(cpu);
+    cpu = NULL;
+}
 
 /* Runs the call; asserts it is refused with a message naming the op and `what`, and that the
  * plugin was not called. */
@@ -194,7 +214,6 @@ END_TEST
 /* ---- a network on the stub ---------------------------------------------------------------- */
 
 static int loads;
-static cnnelm_plugin *cpu;
 static const cnnelm_plugin *load_cpu(void *user, cnnelm_error *err)
 {
     (void)user;
