@@ -118,7 +118,9 @@ static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, c
             for (int p = 0; p < s->k; p++)
                 for (int q = 0; q < s->k; q++)
                     for (int i = 0; i < oh; i++) {
-                        memcpy(col, xn + ((size_t)ci * s->h + i + p) * s->w + q, (size_t)ow * sizeof(float));
+                        const float *xr = xn + ((size_t)ci * s->h + i + p) * s->w + q;
+                        for (int j = 0; j < ow; j++) /* rows of 8-24 floats: a loop beats memcpy */
+                            col[j] = xr[j];
                         col += ow;
                     }
         float *yn = y->data + (size_t)n * s->c_out * hw;
