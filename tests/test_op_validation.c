@@ -329,6 +329,29 @@ START_TEST(missing_reference_is_an_error_naming_why)
 }
 END_TEST
 
+static cnnelm_status failing_count(void *state, int *count, char *error, size_t size)
+{
+    (void)state;
+    *count = 0;
+    snprintf(error, size, "the driver refused: firmware 1.2 is too old");
+    return CNNELM_ERR_DEVICE;
+}
+
+START_TEST(failing_device_count_names_why)
+{
+    static cnnelm_backend t;
+    t = stub;
+    t.device_count_v11 = failing_count;
+    cnnelm_plugin plugin = { .ops = &t, .name = "failing" };
+    cnnelm_arch a = small_arch();
+    cnnelm_reference_source none = { .plugin = NULL };
+    cnnelm_net net;
+    cnnelm_error err = { "" };
+    ck_assert_int_ne(cnnelm_net_open_ex(&net, &plugin, 0, 1, &a, 8, &none, &err), 0);
+    ck_assert_msg(strstr(err.msg, "firmware 1.2 is too old") && !strstr(err.msg, "has no device"), "%s", err.msg);
+}
+END_TEST
+
 /* ---- the docs' op table, generated from the op table ------------------------------------- */
 
 static const char *const size_text[] = { "n·c_in·h·w", "c_out·c_in·k·k", "c_out", "n·c_out·oh·ow",
@@ -395,6 +418,7 @@ int main(void)
     tcase_add_test(tc, planned_fallback_keeps_its_buffers);
     tcase_add_test(tc, v10_table_keeps_working);
     tcase_add_test(tc, missing_reference_is_an_error_naming_why);
+    tcase_add_test(tc, failing_device_count_names_why);
     tcase_add_test(tc, docs_op_table_is_current);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
