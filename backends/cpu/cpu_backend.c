@@ -1,9 +1,10 @@
 /* cnnelm CPU reference backend: the plugin table, the one "cpu" device, contexts, host buffers,
- * argument validation for every op, and fault injection for the core's failure tests. */
+ * and fault injection for the core's failure tests. */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -140,7 +141,7 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
         return CNNELM_ERR_INVALID_ARGUMENT;
     }
     int threads = 0;
-    if (params && params->struct_size >= offsetof(cnnelm_context_params, threads) + sizeof(int))
+    if (CNNELM_PARAMS_HAS(params, threads))
         threads = params->threads;
     if (threads <= 0)
         threads = online_cores();
@@ -190,17 +191,19 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
     return CNNELM_OK;
 }
 
+static void release_buffer(cnnelm_buffer *b)
+{
+    b->magic = 0;
+    free(b->data);
+    free(b);
+}
+
 static void cpu_context_close(cnnelm_backend_ctx *ctx)
 {
     if (!ctx || ctx->magic != CPU_CTX_MAGIC)
         return;
     cpu_pool_stop(ctx);
-    for (cnnelm_buffer *b = ctx->buffers, *next; b; b = next) {
-        next = b->next;
-        b->magic = 0;
-        free(b->data);
-        free(b);
-    }
+    CNNELM_BUFFER_LIST_FREE_ALL(&ctx->buffers, release_buffer);
     cpu_scratch_free(ctx);
     ctx->magic = 0;
     free(ctx);
@@ -259,10 +262,7 @@ static cnnelm_status cpu_buffer_alloc(cnnelm_backend_ctx *ctx, size_t bytes, cnn
     b->magic = CPU_BUFFER_MAGIC;
     b->ctx = ctx;
     b->bytes = bytes;
-    b->next = ctx->buffers;
-    if (ctx->buffers)
-        ctx->buffers->prev = b;
-    ctx->buffers = b;
+    CNNELM_BUFFER_LIST_ADD(&ctx->buffers, b);
     *out = b;
     return CNNELM_OK;
 }
@@ -271,15 +271,8 @@ static void cpu_buffer_free(cnnelm_backend_ctx *ctx, cnnelm_buffer *b)
 {
     if (!ctx || ctx->magic != CPU_CTX_MAGIC || !b || b->magic != CPU_BUFFER_MAGIC || b->ctx != ctx)
         return;
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        ctx->buffers = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    b->magic = 0;
-    free(b->data);
-    free(b);
+    CNNELM_BUFFER_LIST_REMOVE(&ctx->buffers, b);
+    release_buffer(b);
 }
 
 /* A buffer of this context (not NULL, not freed, not another context's). */
@@ -295,31 +288,6 @@ static cnnelm_status check_buf(cnnelm_backend_ctx *ctx, const char *op, const ch
         return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
                         "%s: buffer %s belongs to another context", op, name);
     return CNNELM_OK;
-}
-
-/* check_buf, and the buffer holds at least `floats` floats (floats == SIZE_MAX: overflow). */
-static cnnelm_status need(cnnelm_backend_ctx *ctx, const char *op, const char *name,
-                          const cnnelm_buffer *b, size_t floats)
-{
-    cnnelm_status st = check_buf(ctx, op, name, b);
-    if (st != CNNELM_OK)
-        return st;
-    if (floats == SIZE_MAX || floats > b->bytes / sizeof(float))
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: buffer %s holds %zu bytes, the shape needs %s%zu", op, name, b->bytes,
-                        floats == SIZE_MAX ? "more than " : "",
-                        floats == SIZE_MAX ? (size_t)SIZE_MAX : floats * sizeof(float));
-    return CNNELM_OK;
-}
-
-/* Product of non-negative factors; SIZE_MAX on overflow (also in bytes). */
-static size_t prod(size_t a, size_t b)
-{
-    if (a == SIZE_MAX || b == SIZE_MAX)
-        return SIZE_MAX;
-    if (a != 0 && b > (SIZE_MAX / sizeof(float)) / a)
-        return SIZE_MAX;
-    return a * b;
 }
 
 static cnnelm_status range_ok(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_buffer *b,
@@ -360,80 +328,10 @@ static cnnelm_status cpu_buffer_read(cnnelm_backend_ctx *ctx, const cnnelm_buffe
     return leave(ctx, st);
 }
 
-/* ---- shape checks ---------------------------------------------------------------------- */
+/* ---- ops ------------------------------------------------------------------------------- */
 
-static cnnelm_status check_conv(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_conv_shape *s)
-{
-    if (!s)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: NULL shape", op);
-    if (s->n <= 0 || s->c_in <= 0 || s->h <= 0 || s->w <= 0 || s->c_out <= 0 || s->k <= 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: shape n=%d c_in=%d h=%d w=%d c_out=%d k=%d has a non-positive size", op,
-                        s->n, s->c_in, s->h, s->w, s->c_out, s->k);
-    if (s->k > s->h || s->k > s->w)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: kernel %d is larger than the %dx%d input", op, s->k, s->h, s->w);
-    return CNNELM_OK;
-}
-
-static int conv_oh(const cnnelm_conv_shape *s) { return s->h - s->k + 1; }
-static int conv_ow(const cnnelm_conv_shape *s) { return s->w - s->k + 1; }
-
-static size_t conv_x_floats(const cnnelm_conv_shape *s)
-{
-    return prod(prod(prod((size_t)s->n, (size_t)s->c_in), (size_t)s->h), (size_t)s->w);
-}
-static size_t conv_y_floats(const cnnelm_conv_shape *s)
-{
-    return prod(prod(prod((size_t)s->n, (size_t)s->c_out), (size_t)conv_oh(s)), (size_t)conv_ow(s));
-}
-static size_t conv_w_floats(const cnnelm_conv_shape *s)
-{
-    return prod(prod(prod((size_t)s->c_out, (size_t)s->c_in), (size_t)s->k), (size_t)s->k);
-}
-
-static cnnelm_status check_act(cnnelm_backend_ctx *ctx, const char *op, cnnelm_activation act)
-{
-    if (act != CNNELM_ACT_IDENTITY && act != CNNELM_ACT_RELU && act != CNNELM_ACT_OPTTANH)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: unknown activation %d", op, (int)act);
-    return CNNELM_OK;
-}
-
-static cnnelm_status distinct(cnnelm_backend_ctx *ctx, const char *op, const char *out_name,
-                              const cnnelm_buffer *out, const cnnelm_buffer *in, const char *in_name)
-{
-    if (out == in)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: output %s aliases input %s", op,
-                        out_name, in_name);
-    return CNNELM_OK;
-}
-
-#define TRY(expr)                                                                           \
-    do {                                                                                    \
-        cnnelm_status st_ = (expr);                                                         \
-        if (st_ != CNNELM_OK)                                                               \
-            return st_;                                                                     \
-    } while (0)
-
-/* ---- convolution ----------------------------------------------------------------------- */
-
-static cnnelm_status conv_forward_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
-                                          cnnelm_activation act, const cnnelm_buffer *x,
-                                          const cnnelm_buffer *w, const cnnelm_buffer *b,
-                                          cnnelm_buffer *y)
-{
-    const char *op = "conv2d_forward";
-    TRY(check_conv(ctx, op, s));
-    TRY(check_act(ctx, op, act));
-    TRY(need(ctx, op, "x", x, conv_x_floats(s)));
-    TRY(need(ctx, op, "w", w, conv_w_floats(s)));
-    TRY(need(ctx, op, "b", b, (size_t)s->c_out));
-    TRY(need(ctx, op, "y", y, conv_y_floats(s)));
-    TRY(distinct(ctx, op, "y", y, x, "x"));
-    TRY(distinct(ctx, op, "y", y, w, "w"));
-    TRY(distinct(ctx, op, "y", y, b, "b"));
-    return cpu_conv_forward(ctx, s, act, x->data, w->data, b->data, y->data);
-}
+/* The core has checked every argument (shape rules, buffer sizes, ownership, aliasing: see
+ * backend.h); each op only enters (fault injection) and runs its kernel. */
 
 static cnnelm_status cpu_conv2d_forward(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
                                         cnnelm_activation act, const cnnelm_buffer *x,
@@ -441,21 +339,7 @@ static cnnelm_status cpu_conv2d_forward(cnnelm_backend_ctx *ctx, const cnnelm_co
                                         cnnelm_buffer *y)
 {
     ENTER(ctx);
-    return leave(ctx, conv_forward_checked(ctx, s, act, x, w, b, y));
-}
-
-static cnnelm_status conv_bdata_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
-                                        const cnnelm_buffer *dy, const cnnelm_buffer *w,
-                                        cnnelm_buffer *dx)
-{
-    const char *op = "conv2d_backward_data";
-    TRY(check_conv(ctx, op, s));
-    TRY(need(ctx, op, "dy", dy, conv_y_floats(s)));
-    TRY(need(ctx, op, "w", w, conv_w_floats(s)));
-    TRY(need(ctx, op, "dx", dx, conv_x_floats(s)));
-    TRY(distinct(ctx, op, "dx", dx, dy, "dy"));
-    TRY(distinct(ctx, op, "dx", dx, w, "w"));
-    return cpu_conv_backward_data(ctx, s, dy->data, w->data, dx->data);
+    return leave(ctx, cpu_conv_forward(ctx, s, act, x->data, w->data, b->data, y->data));
 }
 
 static cnnelm_status cpu_conv2d_backward_data(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
@@ -463,25 +347,7 @@ static cnnelm_status cpu_conv2d_backward_data(cnnelm_backend_ctx *ctx, const cnn
                                               cnnelm_buffer *dx)
 {
     ENTER(ctx);
-    return leave(ctx, conv_bdata_checked(ctx, s, dy, w, dx));
-}
-
-static cnnelm_status conv_bfilter_checked(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
-                                          const cnnelm_buffer *x, const cnnelm_buffer *dy,
-                                          cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
-{
-    const char *op = "conv2d_backward_filter";
-    TRY(check_conv(ctx, op, s));
-    TRY(need(ctx, op, "x", x, conv_x_floats(s)));
-    TRY(need(ctx, op, "dy", dy, conv_y_floats(s)));
-    TRY(need(ctx, op, "dw", dw, conv_w_floats(s)));
-    TRY(need(ctx, op, "db", db, (size_t)s->c_out));
-    TRY(distinct(ctx, op, "dw", dw, x, "x"));
-    TRY(distinct(ctx, op, "dw", dw, dy, "dy"));
-    TRY(distinct(ctx, op, "db", db, x, "x"));
-    TRY(distinct(ctx, op, "db", db, dy, "dy"));
-    TRY(distinct(ctx, op, "db", db, dw, "dw"));
-    return cpu_conv_backward_filter(ctx, s, x->data, dy->data, dw->data, db->data, accumulate);
+    return leave(ctx, cpu_conv_backward_data(ctx, s, dy->data, w->data, dx->data));
 }
 
 static cnnelm_status cpu_conv2d_backward_filter(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
@@ -489,70 +355,15 @@ static cnnelm_status cpu_conv2d_backward_filter(cnnelm_backend_ctx *ctx, const c
                                                 cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
 {
     ENTER(ctx);
-    return leave(ctx, conv_bfilter_checked(ctx, s, x, dy, dw, db, accumulate));
-}
-
-/* ---- pooling --------------------------------------------------------------------------- */
-
-static cnnelm_status check_pool(cnnelm_backend_ctx *ctx, const char *op, const cnnelm_pool_shape *s,
-                                cnnelm_pooling mode)
-{
-    if (!s)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: NULL shape", op);
-    if (s->n <= 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->s <= 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: shape n=%d c=%d h=%d w=%d s=%d has a non-positive size", op, s->n, s->c,
-                        s->h, s->w, s->s);
-    if (s->h % s->s != 0 || s->w % s->s != 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: the %dx%d input is not a multiple of the pool size %d", op, s->h, s->w,
-                        s->s);
-    if (mode != CNNELM_POOL_MEAN && mode != CNNELM_POOL_MAX)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: unknown pooling mode %d", op,
-                        (int)mode);
-    return CNNELM_OK;
-}
-
-static size_t pool_x_floats(const cnnelm_pool_shape *s)
-{
-    return prod(prod(prod((size_t)s->n, (size_t)s->c), (size_t)s->h), (size_t)s->w);
-}
-static size_t pool_y_floats(const cnnelm_pool_shape *s)
-{
-    return prod(prod(prod((size_t)s->n, (size_t)s->c), (size_t)(s->h / s->s)), (size_t)(s->w / s->s));
-}
-
-static cnnelm_status pool_forward_checked(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
-                                          cnnelm_pooling mode, const cnnelm_buffer *x,
-                                          cnnelm_buffer *y)
-{
-    const char *op = "pool_forward";
-    TRY(check_pool(ctx, op, s, mode));
-    TRY(need(ctx, op, "x", x, pool_x_floats(s)));
-    TRY(need(ctx, op, "y", y, pool_y_floats(s)));
-    TRY(distinct(ctx, op, "y", y, x, "x"));
-    return cpu_pool_forward(ctx, s, mode, x->data, y->data);
+    return leave(ctx, cpu_conv_backward_filter(ctx, s, x->data, dy->data, dw->data, db->data,
+                                               accumulate));
 }
 
 static cnnelm_status cpu_pool_forward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
                                          cnnelm_pooling mode, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
     ENTER(ctx);
-    return leave(ctx, pool_forward_checked(ctx, s, mode, x, y));
-}
-
-static cnnelm_status pool_backward_checked(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
-                                           cnnelm_pooling mode, const cnnelm_buffer *x,
-                                           const cnnelm_buffer *dy, cnnelm_buffer *dx)
-{
-    const char *op = "pool_backward";
-    TRY(check_pool(ctx, op, s, mode));
-    TRY(need(ctx, op, "x", x, pool_x_floats(s)));
-    TRY(need(ctx, op, "dy", dy, pool_y_floats(s)));
-    TRY(need(ctx, op, "dx", dx, pool_x_floats(s)));
-    TRY(distinct(ctx, op, "dx", dx, x, "x"));
-    TRY(distinct(ctx, op, "dx", dx, dy, "dy"));
-    return cpu_pool_backward(ctx, s, mode, x->data, dy->data, dx->data);
+    return leave(ctx, cpu_pool_forward(ctx, s, mode, x->data, y->data));
 }
 
 static cnnelm_status cpu_pool_backward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
@@ -560,43 +371,14 @@ static cnnelm_status cpu_pool_backward_op(cnnelm_backend_ctx *ctx, const cnnelm_
                                           const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
     ENTER(ctx);
-    return leave(ctx, pool_backward_checked(ctx, s, mode, x, dy, dx));
-}
-
-/* ---- activations ----------------------------------------------------------------------- */
-
-static cnnelm_status act_forward_checked(cnnelm_backend_ctx *ctx, cnnelm_activation act,
-                                         size_t count, const cnnelm_buffer *x, cnnelm_buffer *y)
-{
-    const char *op = "activation_forward";
-    TRY(check_act(ctx, op, act));
-    if (count == 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: count is 0", op);
-    TRY(need(ctx, op, "x", x, count));
-    TRY(need(ctx, op, "y", y, count));
-    return cpu_act_forward(ctx, act, count, x->data, y->data);
+    return leave(ctx, cpu_pool_backward(ctx, s, mode, x->data, dy->data, dx->data));
 }
 
 static cnnelm_status cpu_activation_forward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
                                             size_t count, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
     ENTER(ctx);
-    return leave(ctx, act_forward_checked(ctx, act, count, x, y));
-}
-
-static cnnelm_status act_backward_checked(cnnelm_backend_ctx *ctx, cnnelm_activation act,
-                                          size_t count, const cnnelm_buffer *y,
-                                          const cnnelm_buffer *dy, cnnelm_buffer *dx)
-{
-    const char *op = "activation_backward";
-    TRY(check_act(ctx, op, act));
-    if (count == 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: count is 0", op);
-    TRY(need(ctx, op, "y", y, count));
-    TRY(need(ctx, op, "dy", dy, count));
-    TRY(need(ctx, op, "dx", dx, count));
-    TRY(distinct(ctx, op, "dx", dx, y, "y"));
-    return cpu_act_backward(ctx, act, count, y->data, dy->data, dx->data);
+    return leave(ctx, cpu_act_forward(ctx, act, count, x->data, y->data));
 }
 
 static cnnelm_status cpu_activation_backward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
@@ -604,35 +386,7 @@ static cnnelm_status cpu_activation_backward(cnnelm_backend_ctx *ctx, cnnelm_act
                                              const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
     ENTER(ctx);
-    return leave(ctx, act_backward_checked(ctx, act, count, y, dy, dx));
-}
-
-/* ---- ELM ------------------------------------------------------------------------------- */
-
-static cnnelm_status check_elm(cnnelm_backend_ctx *ctx, const char *op, int n, int l, int c)
-{
-    if (n <= 0 || l <= 0 || c <= 0)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "%s: n=%d l=%d c=%d must be positive", op,
-                        n, l, c);
-    return CNNELM_OK;
-}
-
-static cnnelm_status elm_accumulate_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
-                                            const cnnelm_buffer *H, const cnnelm_buffer *T,
-                                            cnnelm_buffer *U, cnnelm_buffer *V)
-{
-    const char *op = "elm_accumulate";
-    TRY(check_elm(ctx, op, n, l, c));
-    TRY(need(ctx, op, "H", H, prod((size_t)n, (size_t)l)));
-    TRY(need(ctx, op, "T", T, prod((size_t)n, (size_t)c)));
-    TRY(need(ctx, op, "U", U, prod((size_t)l, (size_t)l)));
-    TRY(need(ctx, op, "V", V, prod((size_t)l, (size_t)c)));
-    TRY(distinct(ctx, op, "U", U, H, "H"));
-    TRY(distinct(ctx, op, "U", U, T, "T"));
-    TRY(distinct(ctx, op, "V", V, H, "H"));
-    TRY(distinct(ctx, op, "V", V, T, "T"));
-    TRY(distinct(ctx, op, "V", V, U, "U"));
-    return cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data);
+    return leave(ctx, cpu_act_backward(ctx, act, count, y->data, dy->data, dx->data));
 }
 
 static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
@@ -640,21 +394,7 @@ static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l
                                            cnnelm_buffer *U, cnnelm_buffer *V)
 {
     ENTER(ctx);
-    return leave(ctx, elm_accumulate_checked(ctx, n, l, c, H, T, U, V));
-}
-
-static cnnelm_status elm_predict_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
-                                         const cnnelm_buffer *H, const cnnelm_buffer *beta,
-                                         cnnelm_buffer *Y)
-{
-    const char *op = "elm_predict";
-    TRY(check_elm(ctx, op, n, l, c));
-    TRY(need(ctx, op, "H", H, prod((size_t)n, (size_t)l)));
-    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
-    TRY(need(ctx, op, "Y", Y, prod((size_t)n, (size_t)c)));
-    TRY(distinct(ctx, op, "Y", Y, H, "H"));
-    TRY(distinct(ctx, op, "Y", Y, beta, "beta"));
-    return cpu_elm_predict(ctx, n, l, c, H->data, beta->data, Y->data);
+    return leave(ctx, cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data));
 }
 
 static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
@@ -662,21 +402,7 @@ static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, i
                                         cnnelm_buffer *Y)
 {
     ENTER(ctx);
-    return leave(ctx, elm_predict_checked(ctx, n, l, c, H, beta, Y));
-}
-
-static cnnelm_status elm_backprop_checked(cnnelm_backend_ctx *ctx, int n, int l, int c,
-                                          const cnnelm_buffer *E, const cnnelm_buffer *beta,
-                                          cnnelm_buffer *dH)
-{
-    const char *op = "elm_backprop";
-    TRY(check_elm(ctx, op, n, l, c));
-    TRY(need(ctx, op, "E", E, prod((size_t)n, (size_t)c)));
-    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
-    TRY(need(ctx, op, "dH", dH, prod((size_t)n, (size_t)l)));
-    TRY(distinct(ctx, op, "dH", dH, E, "E"));
-    TRY(distinct(ctx, op, "dH", dH, beta, "beta"));
-    return cpu_elm_backprop(ctx, n, l, c, E->data, beta->data, dH->data);
+    return leave(ctx, cpu_elm_predict(ctx, n, l, c, H->data, beta->data, Y->data));
 }
 
 static cnnelm_status cpu_elm_backprop_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
@@ -684,24 +410,7 @@ static cnnelm_status cpu_elm_backprop_op(cnnelm_backend_ctx *ctx, int n, int l, 
                                          cnnelm_buffer *dH)
 {
     ENTER(ctx);
-    return leave(ctx, elm_backprop_checked(ctx, n, l, c, E, beta, dH));
-}
-
-static cnnelm_status elm_solve_checked(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
-                                       const cnnelm_buffer *U, const cnnelm_buffer *V,
-                                       cnnelm_buffer *beta)
-{
-    const char *op = "elm_solve";
-    TRY(check_elm(ctx, op, 1, l, c));
-    if (!(lambda > 0) || lambda > 1e300)
-        return cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT,
-                        "%s: lambda = %g must be positive and finite", op, lambda);
-    TRY(need(ctx, op, "U", U, prod((size_t)l, (size_t)l)));
-    TRY(need(ctx, op, "V", V, prod((size_t)l, (size_t)c)));
-    TRY(need(ctx, op, "beta", beta, prod((size_t)l, (size_t)c)));
-    TRY(distinct(ctx, op, "beta", beta, U, "U"));
-    TRY(distinct(ctx, op, "beta", beta, V, "V"));
-    return cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data);
+    return leave(ctx, cpu_elm_backprop(ctx, n, l, c, E->data, beta->data, dH->data));
 }
 
 static cnnelm_status cpu_elm_solve_op(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
@@ -709,7 +418,104 @@ static cnnelm_status cpu_elm_solve_op(cnnelm_backend_ctx *ctx, int l, int c, dou
                                       cnnelm_buffer *beta)
 {
     ENTER(ctx);
-    return leave(ctx, elm_solve_checked(ctx, l, c, lambda, U, V, beta));
+    return leave(ctx, cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data));
+}
+
+/* ---- ABI 1.1 ------------------------------------------------------------------------------ */
+
+/* The CPU has no plugin-wide state worth keeping: init succeeds with none. */
+static cnnelm_status cpu_init(const cnnelm_plugin_params *params, void **state, char *error,
+                              size_t error_size)
+{
+    (void)params;
+    (void)error;
+    (void)error_size;
+    *state = NULL;
+    return CNNELM_OK;
+}
+
+static void cpu_shutdown(void *state) { (void)state; }
+
+static cnnelm_status cpu_device_count_v11(void *state, int *count, char *error, size_t error_size)
+{
+    (void)state;
+    (void)error;
+    (void)error_size;
+    return cpu_device_count(count);
+}
+
+static cnnelm_status cpu_device_info_v11(void *state, int index, cnnelm_device_info *info)
+{
+    (void)state;
+    return cpu_device_info(index, info);
+}
+
+static cnnelm_status cpu_device_limits(void *state, int index, cnnelm_device_limits *limits)
+{
+    (void)state;
+    if (index != 0)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    cnnelm_device_info info;
+    cpu_device_info(0, &info);
+    if (CNNELM_PARAMS_HAS(limits, alignment))
+        limits->alignment = CPU_ALIGN;
+    if (CNNELM_PARAMS_HAS(limits, max_alloc_bytes))
+        limits->max_alloc_bytes = info.max_alloc_bytes;
+    if (CNNELM_PARAMS_HAS(limits, preferred_chunk))
+        limits->preferred_chunk = 0; /* any: the kernels block images themselves */
+    return CNNELM_OK;
+}
+
+static cnnelm_status cpu_context_open_v11(void *state, int device, const cnnelm_context_params *params,
+                                          cnnelm_backend_ctx **out, char *error, size_t error_size)
+{
+    (void)state;
+    return cpu_context_open(device, params, out, error, error_size);
+}
+
+/* Every op, every shape the core accepts. */
+static cnnelm_status cpu_supports(cnnelm_backend_ctx *ctx, const cnnelm_op_params *op)
+{
+    (void)ctx;
+    (void)op;
+    return CNNELM_OK;
+}
+
+/* Host memory: "asynchronous" transfers are done on the call, which the contract allows
+ * (synchronize then has nothing left to wait for). */
+static cnnelm_status cpu_synchronize(cnnelm_backend_ctx *ctx)
+{
+    ENTER(ctx);
+    return CNNELM_OK;
+}
+
+static cnnelm_status cpu_buffer_copy(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t dst_offset,
+                                     const cnnelm_buffer *src, size_t src_offset, size_t bytes)
+{
+    ENTER(ctx);
+    cnnelm_status st = range_ok(ctx, "buffer_copy", dst, dst_offset, bytes);
+    if (st == CNNELM_OK)
+        st = range_ok(ctx, "buffer_copy", src, src_offset, bytes);
+    if (st == CNNELM_OK && bytes > 0)
+        memmove((char *)dst->data + dst_offset, (const char *)src->data + src_offset, bytes);
+    return leave(ctx, st);
+}
+
+static cnnelm_status cpu_buffer_fill(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
+                                     size_t bytes, float value)
+{
+    ENTER(ctx);
+    cnnelm_status st = range_ok(ctx, "buffer_fill", dst, offset, bytes);
+    if (st == CNNELM_OK) {
+        float *p = (float *)((char *)dst->data + offset);
+        size_t n = bytes / sizeof(float);
+        if (value == 0.0f && !signbit(value))
+            memset(p, 0, n * sizeof(float));
+        else
+            for (size_t i = 0; i < n; i++)
+                p[i] = value;
+    }
+    return leave(ctx, st);
 }
 
 /* ---- the table ------------------------------------------------------------------------- */
@@ -740,6 +546,18 @@ static const cnnelm_backend cpu_backend_table = {
     .elm_predict = cpu_elm_predict_op,
     .elm_backprop = cpu_elm_backprop_op,
     .elm_solve = cpu_elm_solve_op,
+    .init = cpu_init,
+    .shutdown = cpu_shutdown,
+    .device_count_v11 = cpu_device_count_v11,
+    .device_info_v11 = cpu_device_info_v11,
+    .device_limits = cpu_device_limits,
+    .context_open_v11 = cpu_context_open_v11,
+    .supports = cpu_supports,
+    .buffer_write_async = cpu_buffer_write,
+    .buffer_read_async = cpu_buffer_read,
+    .synchronize = cpu_synchronize,
+    .buffer_copy = cpu_buffer_copy,
+    .buffer_fill = cpu_buffer_fill,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(cpu_backend_table)

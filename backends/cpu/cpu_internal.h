@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cnnelm/backend.h"
+#include "cnnelm/backend_util.h"
 
 #define CPU_ALIGN 64
 #define CPU_MAX_THREADS 256
@@ -19,7 +20,7 @@ struct cnnelm_buffer {
     cnnelm_backend_ctx *ctx;     /* owner */
     size_t bytes;
     float *data;                 /* CPU_ALIGN-aligned, at least `bytes` long */
-    struct cnnelm_buffer *prev, *next;
+    CNNELM_BUFFER_LINKS;         /* in the context's list */
 };
 #define CPU_BUFFER_MAGIC 0x43505542u /* "CPUB" */
 
@@ -87,7 +88,7 @@ cnnelm_status cpu_shared_reserve(cnnelm_backend_ctx *ctx, size_t bytes);
 void cpu_scratch_free(cnnelm_backend_ctx *ctx);
 void *cpu_aligned_alloc(size_t bytes);
 
-/* Kernels, called after cpu_backend.c has validated every argument. */
+/* Kernels, called with arguments the core has checked (see backend.h). */
 cnnelm_status cpu_conv_forward(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
                                cnnelm_activation act, const float *x, const float *w,
                                const float *b, float *y);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <lapacke.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "cnnelm/backend.h"
+#include "cnnelm/backend_util.h"
 #include "cnnelm_kernels.h" /* generated: static const char cnnelm_cl_source[] */
 
 /* Tuning values, passed to the kernels as -D options (see cl/cnnelm.cl). */
@@ -38,7 +40,7 @@ static const char *const kernel_names[K_COUNT] = {
 struct cnnelm_buffer {
     cl_mem mem;
     size_t bytes;
-    struct cnnelm_buffer *prev, *next;  /* the context's live buffers, freed by context_close */
+    CNNELM_BUFFER_LINKS;  /* the context's live buffers, freed by context_close */
 };
 
 struct cnnelm_backend_ctx {
@@ -135,6 +137,8 @@ static cnnelm_status ocl_device_count(int *count)
     return CNNELM_OK;
 }
 
+static void describe(cl_device_id d, cl_platform_id platform, cnnelm_device_info *info);
+
 static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
 {
     cl_device_id ds[256];
@@ -142,8 +146,13 @@ static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
     int n = list_devices(ds, ps, 256);
     if (!info || index < 0 || index >= n)
         return CNNELM_ERR_INVALID_ARGUMENT;
+    describe(ds[index], ps[index], info);
+    return CNNELM_OK;
+}
+
+static void describe(cl_device_id d, cl_platform_id platform, cnnelm_device_info *info)
+{
     memset(info, 0, sizeof *info);
-    cl_device_id d = ds[index];
     char text[1024] = "";
     clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof text - 1, text, NULL);
     snprintf(info->name, sizeof info->name, "%s", text);
@@ -153,7 +162,7 @@ static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
     /* a query fails (and leaves nothing) when the buffer is short: ask with room to spare,
      * the snprintf below truncates */
     char pn[256] = "", dv[256] = "", ver[256] = "";
-    clGetPlatformInfo(ps[index], CL_PLATFORM_NAME, sizeof pn - 1, pn, NULL);
+    clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof pn - 1, pn, NULL);
     clGetDeviceInfo(d, CL_DEVICE_VERSION, sizeof ver - 1, ver, NULL);
     clGetDeviceInfo(d, CL_DRIVER_VERSION, sizeof dv - 1, dv, NULL);
     char full[800];
@@ -174,7 +183,6 @@ static cnnelm_status ocl_device_info(int index, cnnelm_device_info *info)
     info->memory_bytes = mem;
     info->max_alloc_bytes = alloc;
     info->compute_units = cu;
-    return CNNELM_OK;
 }
 
 /* ---- the program, built once per context and cached on disk ---- */
@@ -209,9 +217,7 @@ static void cache_path(cnnelm_backend_ctx *c, const cnnelm_context_params *param
 {
     out[0] = '\0';
     char dir[1024];
-    const char *given = params && params->struct_size >= offsetof(cnnelm_context_params, cache_dir) +
-                                                             sizeof params->cache_dir
-                            ? params->cache_dir : NULL;
+    const char *given = CNNELM_PARAMS_HAS(params, cache_dir) ? params->cache_dir : NULL;
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (given && *given)
         snprintf(dir, sizeof dir, "%s", given);
@@ -339,18 +345,19 @@ static cnnelm_status build_program(cnnelm_backend_ctx *c, const cnnelm_context_p
 
 /* ---- contexts ---- */
 
+static void release_buffer(cnnelm_buffer *b)
+{
+    clReleaseMemObject(b->mem);
+    free(b);
+}
+
 static void ocl_context_close(cnnelm_backend_ctx *c)
 {
     if (!c)
         return;
     if (c->queue)
         clFinish(c->queue);
-    while (c->buffers) {
-        cnnelm_buffer *b = c->buffers;
-        c->buffers = b->next;
-        clReleaseMemObject(b->mem);
-        free(b);
-    }
+    CNNELM_BUFFER_LIST_FREE_ALL(&c->buffers, release_buffer);
     for (int k = 0; k < K_COUNT; k++)
         if (c->kernel[k])
             clReleaseKernel(c->kernel[k]);
@@ -367,27 +374,41 @@ static void ocl_context_close(cnnelm_backend_ctx *c)
 
 static cnnelm_status warm_clblast(cnnelm_backend_ctx *c);
 
+static cnnelm_status open_on(cl_device_id dev, int device, const cnnelm_context_params *params,
+                             cnnelm_backend_ctx **out, char *error, size_t error_size);
+
+static cnnelm_status no_device(int device, int n, char *error, size_t error_size)
+{
+    if (error)
+        snprintf(error, error_size, n ? "no OpenCL device %d (there are %d)"
+                                      : "no OpenCL platform or device found (is an ICD such as "
+                                        "pocl-opencl-icd installed?)", device, n);
+    return CNNELM_ERR_INVALID_ARGUMENT;
+}
+
 static cnnelm_status ocl_context_open(int device, const cnnelm_context_params *params,
                                       cnnelm_backend_ctx **out, char *error, size_t error_size)
 {
     *out = NULL;
     cl_device_id ds[256];
     int n = list_devices(ds, NULL, 256);
-    if (device < 0 || device >= n) {
-        if (error)
-            snprintf(error, error_size, n ? "no OpenCL device %d (there are %d)"
-                                          : "no OpenCL platform or device found (is an ICD such as "
-                                            "pocl-opencl-icd installed?)", device, n);
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    }
+    if (device < 0 || device >= n)
+        return no_device(device, n, error, error_size);
+    return open_on(ds[device], device, params, out, error, error_size);
+}
+
+static cnnelm_status open_on(cl_device_id dev, int device, const cnnelm_context_params *params,
+                             cnnelm_backend_ctx **out, char *error, size_t error_size)
+{
+    *out = NULL;
     cnnelm_backend_ctx *c = calloc(1, sizeof *c);
     if (!c) {
         if (error)
             snprintf(error, error_size, "out of host memory");
         return CNNELM_ERR_OUT_OF_MEMORY;
     }
-    c->device = ds[device];
-    if (params && params->struct_size >= offsetof(cnnelm_context_params, log_user) + sizeof(void *)) {
+    c->device = dev;
+    if (CNNELM_PARAMS_HAS(params, log_user)) {
         c->log = params->log;
         c->log_user = params->log_user;
     }
@@ -457,10 +478,7 @@ static cnnelm_status ocl_buffer_alloc(cnnelm_backend_ctx *c, size_t bytes, cnnel
         return fail(c, cl_status(e), "%s: cannot allocate %zu bytes (OpenCL error %d)", c->name, bytes, e);
     }
     b->bytes = bytes;
-    b->next = c->buffers;
-    if (c->buffers)
-        c->buffers->prev = b;
-    c->buffers = b;
+    CNNELM_BUFFER_LIST_ADD(&c->buffers, b);
     *out = b;
     return CNNELM_OK;
 }
@@ -469,14 +487,8 @@ static void ocl_buffer_free(cnnelm_backend_ctx *c, cnnelm_buffer *b)
 {
     if (!c || !b)
         return;
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        c->buffers = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    clReleaseMemObject(b->mem);
-    free(b);
+    CNNELM_BUFFER_LIST_REMOVE(&c->buffers, b);
+    release_buffer(b);
 }
 
 static cnnelm_status ocl_buffer_write(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
@@ -501,38 +513,6 @@ static cnnelm_status ocl_buffer_read(cnnelm_backend_ctx *c, const cnnelm_buffer 
            "clEnqueueReadBuffer");
     return CNNELM_OK;
 }
-
-/* ---- argument checks shared by the ops ---- */
-
-static cnnelm_status need(cnnelm_backend_ctx *c, const cnnelm_buffer *b, size_t floats, const char *op,
-                          const char *what)
-{
-    if (!b)
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "%s: %s is NULL", op, what);
-    if (b->bytes < floats * sizeof(float))
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "%s: %s holds %zu bytes, the shape needs %zu", op,
-                    what, b->bytes, floats * sizeof(float));
-    return CNNELM_OK;
-}
-
-#define NEED(b, floats, op, what)                                   \
-    do {                                                            \
-        cnnelm_status s_ = need(c, (b), (floats), (op), (what));    \
-        if (s_ != CNNELM_OK)                                        \
-            return s_;                                              \
-    } while (0)
-
-static cnnelm_status conv_check(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, const char *op)
-{
-    if (!c)
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    if (!s || s->n < 1 || s->c_in < 1 || s->c_out < 1 || s->k < 1 || s->k > s->h || s->k > s->w)
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "%s: bad shape", op);
-    return CNNELM_OK;
-}
-
-static int bad_act(cnnelm_activation a) { return (unsigned)a > CNNELM_ACT_OPTTANH; }
-static int bad_pool(cnnelm_pooling p) { return (unsigned)p > CNNELM_POOL_MAX; }
 
 static size_t round_up(size_t v, size_t m)
 {
@@ -597,16 +577,7 @@ static cnnelm_status ocl_conv2d_forward(cnnelm_backend_ctx *c, const cnnelm_conv
                                         cnnelm_activation act, const cnnelm_buffer *x,
                                         const cnnelm_buffer *w, const cnnelm_buffer *b, cnnelm_buffer *y)
 {
-    cnnelm_status st = conv_check(c, s, "conv2d_forward");
-    if (st != CNNELM_OK)
-        return st;
-    if (bad_act(act))
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "conv2d_forward: unknown activation %d", (int)act);
     int oh = s->h - s->k + 1, ow = s->w - s->k + 1, a = (int)act;
-    NEED(x, (size_t)s->n * s->c_in * s->h * s->w, "conv2d_forward", "x");
-    NEED(w, (size_t)s->c_out * s->c_in * s->k * s->k, "conv2d_forward", "w");
-    NEED(b, (size_t)s->c_out, "conv2d_forward", "b");
-    NEED(y, (size_t)s->n * s->c_out * oh * ow, "conv2d_forward", "y");
     int vw = c->vw, nvx = (ow + vw - 1) / vw;
     size_t lbytes = (size_t)s->c_in * s->h * (size_t)(nvx * vw + s->k - 1) * sizeof(float);
     int nq = (s->c_out + 3) / 4, ob = fit_divisor(nq, (size_t)nvx * oh, local_cap(c, K_CONV_F_L));
@@ -657,13 +628,7 @@ static cnnelm_status ocl_conv2d_backward_data(cnnelm_backend_ctx *c, const cnnel
                                               const cnnelm_buffer *dy, const cnnelm_buffer *w,
                                               cnnelm_buffer *dx)
 {
-    cnnelm_status st = conv_check(c, s, "conv2d_backward_data");
-    if (st != CNNELM_OK)
-        return st;
-    int oh = s->h - s->k + 1, ow = s->w - s->k + 1;
-    NEED(dy, (size_t)s->n * s->c_out * oh * ow, "conv2d_backward_data", "dy");
-    NEED(w, (size_t)s->c_out * s->c_in * s->k * s->k, "conv2d_backward_data", "w");
-    NEED(dx, (size_t)s->n * s->c_in * s->h * s->w, "conv2d_backward_data", "dx");
+    int oh = s->h - s->k + 1;
     int vw = c->vw, nvx = (s->w + vw - 1) / vw;
     size_t lbytes = (size_t)s->c_out * (size_t)(oh + 2 * (s->k - 1)) * (size_t)(nvx * vw + s->k - 1) *
                     sizeof(float);
@@ -699,15 +664,9 @@ static cnnelm_status ocl_conv2d_backward_filter(cnnelm_backend_ctx *c, const cnn
                                                 const cnnelm_buffer *x, const cnnelm_buffer *dy,
                                                 cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
 {
-    cnnelm_status st = conv_check(c, s, "conv2d_backward_filter");
-    if (st != CNNELM_OK)
-        return st;
+    cnnelm_status st;
     int oh = s->h - s->k + 1, ow = s->w - s->k + 1, per = oh * ow, acc = accumulate != 0;
     size_t nw = (size_t)s->c_out * s->c_in * s->k * s->k;
-    NEED(x, (size_t)s->n * s->c_in * s->h * s->w, "conv2d_backward_filter", "x");
-    NEED(dy, (size_t)s->n * s->c_out * per, "conv2d_backward_filter", "dy");
-    NEED(dw, nw, "conv2d_backward_filter", "dw");
-    NEED(db, (size_t)s->c_out, "conv2d_backward_filter", "db");
     int kk = s->k * s->k, owv = (ow + c->vw - 1) / c->vw * c->vw, pitch = owv + s->k - 1;
     int ob = fit_divisor(s->c_out, (size_t)kk * s->c_in,
                          local_cap(c, K_CONV_BF_L) < 256 ? local_cap(c, K_CONV_BF_L) : 256);
@@ -775,27 +734,10 @@ static cnnelm_status ocl_conv2d_backward_filter(cnnelm_backend_ctx *c, const cnn
     return launch(c, K_CONV_BB, 1, &global, &local);
 }
 
-static cnnelm_status pool_check(cnnelm_backend_ctx *c, const cnnelm_pool_shape *s, const char *op)
-{
-    if (!c)
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    if (!s || s->n < 1 || s->c < 1 || s->s < 1 || s->h < s->s || s->w < s->s || s->h % s->s ||
-        s->w % s->s)
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "%s: bad shape", op);
-    return CNNELM_OK;
-}
-
 static cnnelm_status ocl_pool_forward(cnnelm_backend_ctx *c, const cnnelm_pool_shape *s,
                                       cnnelm_pooling mode, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
-    cnnelm_status st = pool_check(c, s, "pool_forward");
-    if (st != CNNELM_OK)
-        return st;
-    if (bad_pool(mode))
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "pool_forward: unknown pooling mode %d", (int)mode);
     int oh = s->h / s->s, ow = s->w / s->s, is_max = mode == CNNELM_POOL_MAX;
-    NEED(x, (size_t)s->n * s->c * s->h * s->w, "pool_forward", "x");
-    NEED(y, (size_t)s->n * s->c * oh * ow, "pool_forward", "y");
     ARG(K_POOL_F, 0, x->mem);
     ARG(K_POOL_F, 1, y->mem);
     ARG(K_POOL_F, 2, s->h);
@@ -811,15 +753,7 @@ static cnnelm_status ocl_pool_backward(cnnelm_backend_ctx *c, const cnnelm_pool_
                                        cnnelm_pooling mode, const cnnelm_buffer *x,
                                        const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
-    cnnelm_status st = pool_check(c, s, "pool_backward");
-    if (st != CNNELM_OK)
-        return st;
-    if (bad_pool(mode))
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "pool_backward: unknown pooling mode %d", (int)mode);
     int oh = s->h / s->s, ow = s->w / s->s, is_max = mode == CNNELM_POOL_MAX;
-    NEED(x, (size_t)s->n * s->c * s->h * s->w, "pool_backward", "x");
-    NEED(dy, (size_t)s->n * s->c * oh * ow, "pool_backward", "dy");
-    NEED(dx, (size_t)s->n * s->c * s->h * s->w, "pool_backward", "dx");
     ARG(K_POOL_B, 0, x->mem);
     ARG(K_POOL_B, 1, dy->mem);
     ARG(K_POOL_B, 2, dx->mem);
@@ -835,12 +769,8 @@ static cnnelm_status ocl_pool_backward(cnnelm_backend_ctx *c, const cnnelm_pool_
 static cnnelm_status ocl_activation_forward(cnnelm_backend_ctx *c, cnnelm_activation act, size_t count,
                                             const cnnelm_buffer *x, cnnelm_buffer *y)
 {
-    if (!c)
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    if (count == 0 || count > 0x7fffffff || bad_act(act))
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "activation_forward: bad count %zu or activation %d", count, (int)act);
-    NEED(x, count, "activation_forward", "x");
-    NEED(y, count, "activation_forward", "y");
+    if (count > 0x7fffffff) /* the kernels index with int: a device limit, not a bad call */
+        return fail(c, CNNELM_ERR_UNSUPPORTED, "activation_forward: %zu elements is more than 2^31 - 1", count);
     int a = (int)act, n = (int)count;
     ARG(K_ACT_F, 0, x->mem);
     ARG(K_ACT_F, 1, y->mem);
@@ -854,13 +784,8 @@ static cnnelm_status ocl_activation_backward(cnnelm_backend_ctx *c, cnnelm_activ
                                              const cnnelm_buffer *y, const cnnelm_buffer *dy,
                                              cnnelm_buffer *dx)
 {
-    if (!c)
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    if (count == 0 || count > 0x7fffffff || bad_act(act))
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "activation_backward: bad count %zu or activation %d", count, (int)act);
-    NEED(y, count, "activation_backward", "y");
-    NEED(dy, count, "activation_backward", "dy");
-    NEED(dx, count, "activation_backward", "dx");
+    if (count > 0x7fffffff) /* the kernels index with int: a device limit, not a bad call */
+        return fail(c, CNNELM_ERR_UNSUPPORTED, "activation_backward: %zu elements is more than 2^31 - 1", count);
     int a = (int)act, n = (int)count;
     ARG(K_ACT_B, 0, y->mem);
     ARG(K_ACT_B, 1, dy->mem);
@@ -910,28 +835,12 @@ static cnnelm_status warm_clblast(cnnelm_backend_ctx *c)
     return st;
 }
 
-static cnnelm_status elm_check(cnnelm_backend_ctx *c, int n, int l, int k, const char *op)
-{
-    if (!c)
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    if (n < 1 || l < 1 || k < 1)
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "%s: bad sizes n=%d l=%d c=%d", op, n, l, k);
-    return CNNELM_OK;
-}
-
 static cnnelm_status ocl_elm_accumulate(cnnelm_backend_ctx *c, int n, int l, int k,
                                         const cnnelm_buffer *H, const cnnelm_buffer *T,
                                         cnnelm_buffer *U, cnnelm_buffer *V)
 {
-    cnnelm_status st = elm_check(c, n, l, k, "elm_accumulate");
-    if (st != CNNELM_OK)
-        return st;
-    NEED(H, (size_t)n * l, "elm_accumulate", "H");
-    NEED(T, (size_t)n * k, "elm_accumulate", "T");
-    NEED(U, (size_t)l * l, "elm_accumulate", "U");
-    NEED(V, (size_t)l * k, "elm_accumulate", "V");
     /* full H^T H with beta = 1: both triangles, computed identically, stay exactly symmetric */
-    st = gemm(c, "elm_accumulate", CLBlastTransposeYes, CLBlastTransposeNo, (size_t)l, (size_t)l,
+    cnnelm_status st = gemm(c, "elm_accumulate", CLBlastTransposeYes, CLBlastTransposeNo, (size_t)l, (size_t)l,
               (size_t)n, H, (size_t)l, H, (size_t)l, 1.0f, U, (size_t)l);
     if (st == CNNELM_OK)
         st = gemm(c, "elm_accumulate", CLBlastTransposeYes, CLBlastTransposeNo, (size_t)l, (size_t)k,
@@ -942,12 +851,6 @@ static cnnelm_status ocl_elm_accumulate(cnnelm_backend_ctx *c, int n, int l, int
 static cnnelm_status ocl_elm_predict(cnnelm_backend_ctx *c, int n, int l, int k, const cnnelm_buffer *H,
                                      const cnnelm_buffer *beta, cnnelm_buffer *Y)
 {
-    cnnelm_status st = elm_check(c, n, l, k, "elm_predict");
-    if (st != CNNELM_OK)
-        return st;
-    NEED(H, (size_t)n * l, "elm_predict", "H");
-    NEED(beta, (size_t)l * k, "elm_predict", "beta");
-    NEED(Y, (size_t)n * k, "elm_predict", "Y");
     return gemm(c, "elm_predict", CLBlastTransposeNo, CLBlastTransposeNo, (size_t)n, (size_t)k, (size_t)l,
                 H, (size_t)l, beta, (size_t)k, 0.0f, Y, (size_t)k);
 }
@@ -955,12 +858,6 @@ static cnnelm_status ocl_elm_predict(cnnelm_backend_ctx *c, int n, int l, int k,
 static cnnelm_status ocl_elm_backprop(cnnelm_backend_ctx *c, int n, int l, int k, const cnnelm_buffer *E,
                                       const cnnelm_buffer *beta, cnnelm_buffer *dH)
 {
-    cnnelm_status st = elm_check(c, n, l, k, "elm_backprop");
-    if (st != CNNELM_OK)
-        return st;
-    NEED(E, (size_t)n * k, "elm_backprop", "E");
-    NEED(beta, (size_t)l * k, "elm_backprop", "beta");
-    NEED(dH, (size_t)n * l, "elm_backprop", "dH");
     return gemm(c, "elm_backprop", CLBlastTransposeNo, CLBlastTransposeYes, (size_t)n, (size_t)l, (size_t)k,
                 E, (size_t)k, beta, (size_t)k, 0.0f, dH, (size_t)l);
 }
@@ -969,14 +866,7 @@ static cnnelm_status ocl_elm_backprop(cnnelm_backend_ctx *c, int n, int l, int k
 static cnnelm_status ocl_elm_solve(cnnelm_backend_ctx *c, int l, int k, double lambda,
                                    const cnnelm_buffer *U, const cnnelm_buffer *V, cnnelm_buffer *beta)
 {
-    cnnelm_status st = elm_check(c, 1, l, k, "elm_solve");
-    if (st != CNNELM_OK)
-        return st;
-    if (!(lambda > 0) || !isfinite(lambda))
-        return fail(c, CNNELM_ERR_INVALID_ARGUMENT, "elm_solve: lambda must be > 0");
-    NEED(U, (size_t)l * l, "elm_solve", "U");
-    NEED(V, (size_t)l * k, "elm_solve", "V");
-    NEED(beta, (size_t)l * k, "elm_solve", "beta");
+    cnnelm_status st = CNNELM_OK;
     size_t L = (size_t)l, C = (size_t)k;
     float *uf = malloc(L * L * sizeof *uf), *vf = malloc(L * C * sizeof *vf);
     double *A = malloc(L * L * sizeof *A), *B = malloc(L * C * sizeof *B);
@@ -1017,6 +907,159 @@ out:
     return st;
 }
 
+/* ---- ABI 1.1 ---- */
+
+/* Plugin state: the platforms and devices, enumerated once (not on every call), on first use
+ * rather than in init: OpenCL runtimes start threads that do not survive fork(), and the core
+ * loads plugins in processes that fork (plugin-check). */
+typedef struct ocl_state {
+    pthread_mutex_t lock;
+    int enumerated;
+    int n;
+    cl_device_id dev[256];
+    cl_platform_id plat[256];
+    char why[256];     /* why enumeration failed, when it did */
+} ocl_state;
+
+static cnnelm_status ocl_init(const cnnelm_plugin_params *params, void **state, char *error,
+                              size_t error_size)
+{
+    (void)params;
+    (void)error;
+    (void)error_size;
+    ocl_state *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(error, error_size, "out of host memory");
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    *state = s;
+    return CNNELM_OK;
+}
+
+static void ocl_shutdown(void *state)
+{
+    ocl_state *s = state;
+    if (!s)
+        return;
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static ocl_state *enumerated(void *state)
+{
+    ocl_state *s = state;
+    pthread_mutex_lock(&s->lock);
+    if (!s->enumerated) {
+        s->enumerated = 1;
+        cl_uint np = 0;
+        cl_int e = clGetPlatformIDs(0, NULL, &np);
+        if (e != CL_SUCCESS && e != -1001 /* CL_PLATFORM_NOT_FOUND_KHR: no ICD, no devices */)
+            snprintf(s->why, sizeof s->why, "clGetPlatformIDs failed (OpenCL error %d)", e);
+        else
+            s->n = list_devices(s->dev, s->plat, 256);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return s;
+}
+
+static cnnelm_status ocl_device_count_v11(void *state, int *count, char *error, size_t error_size)
+{
+    const ocl_state *s = enumerated(state);
+    *count = s->n;
+    if (s->why[0]) {
+        snprintf(error, error_size, "%s", s->why);
+        return CNNELM_ERR_DEVICE;
+    }
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_device_info_v11(void *state, int index, cnnelm_device_info *info)
+{
+    const ocl_state *s = enumerated(state);
+    if (index < 0 || index >= s->n)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    describe(s->dev[index], s->plat[index], info);
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_device_limits(void *state, int index, cnnelm_device_limits *limits)
+{
+    const ocl_state *s = enumerated(state);
+    if (index < 0 || index >= s->n)
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    cl_uint align_bits = 0;
+    cl_ulong alloc = 0;
+    clGetDeviceInfo(s->dev[index], CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+    clGetDeviceInfo(s->dev[index], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof alloc, &alloc, NULL);
+    if (CNNELM_PARAMS_HAS(limits, alignment))
+        limits->alignment = align_bits / 8;
+    if (CNNELM_PARAMS_HAS(limits, max_alloc_bytes))
+        limits->max_alloc_bytes = alloc;
+    if (CNNELM_PARAMS_HAS(limits, preferred_chunk))
+        limits->preferred_chunk = 0;
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_context_open_v11(void *state, int device, const cnnelm_context_params *params,
+                                          cnnelm_backend_ctx **out, char *error, size_t error_size)
+{
+    const ocl_state *s = enumerated(state);
+    *out = NULL;
+    if (device < 0 || device >= s->n)
+        return no_device(device, s->n, error, error_size);
+    return open_on(s->dev[device], device, params, out, error, error_size);
+}
+
+/* The kernels index elements with int: larger activations run on the reference. */
+static cnnelm_status ocl_supports(cnnelm_backend_ctx *c, const cnnelm_op_params *op)
+{
+    (void)c;
+    if ((op->op == CNNELM_OP_ACT_FORWARD || op->op == CNNELM_OP_ACT_BACKWARD) && op->count > 0x7fffffff)
+        return CNNELM_ERR_UNSUPPORTED;
+    return CNNELM_OK;
+}
+
+/* Non-blocking transfers, in order with the kernels on the context's one queue; the host
+ * memory must stay valid until synchronize (clFinish). */
+static cnnelm_status ocl_buffer_write_async(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
+                                            const void *src, size_t bytes)
+{
+    CL_TRY(c, clEnqueueWriteBuffer(c->queue, dst->mem, CL_FALSE, offset, bytes, src, 0, NULL, NULL),
+           "clEnqueueWriteBuffer (non-blocking)");
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_buffer_read_async(cnnelm_backend_ctx *c, const cnnelm_buffer *src,
+                                           size_t offset, void *dst, size_t bytes)
+{
+    CL_TRY(c, clEnqueueReadBuffer(c->queue, src->mem, CL_FALSE, offset, bytes, dst, 0, NULL, NULL),
+           "clEnqueueReadBuffer (non-blocking)");
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_synchronize(cnnelm_backend_ctx *c)
+{
+    CL_TRY(c, clFinish(c->queue), "clFinish");
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_buffer_copy(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t dst_offset,
+                                     const cnnelm_buffer *src, size_t src_offset, size_t bytes)
+{
+    CL_TRY(c, clEnqueueCopyBuffer(c->queue, src->mem, dst->mem, src_offset, dst_offset, bytes, 0,
+                                  NULL, NULL), "clEnqueueCopyBuffer");
+    return CNNELM_OK;
+}
+
+static cnnelm_status ocl_buffer_fill(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
+                                     size_t bytes, float value)
+{
+    CL_TRY(c, clEnqueueFillBuffer(c->queue, dst->mem, &value, sizeof value, offset, bytes, 0, NULL,
+                                  NULL), "clEnqueueFillBuffer");
+    return CNNELM_OK;
+}
+
 static const cnnelm_backend table = {
     .abi_major = CNNELM_BACKEND_ABI_MAJOR,
     .abi_minor = CNNELM_BACKEND_ABI_MINOR,
@@ -1043,6 +1086,18 @@ static const cnnelm_backend table = {
     .elm_predict = ocl_elm_predict,
     .elm_backprop = ocl_elm_backprop,
     .elm_solve = ocl_elm_solve,
+    .init = ocl_init,
+    .shutdown = ocl_shutdown,
+    .device_count_v11 = ocl_device_count_v11,
+    .device_info_v11 = ocl_device_info_v11,
+    .device_limits = ocl_device_limits,
+    .context_open_v11 = ocl_context_open_v11,
+    .supports = ocl_supports,
+    .buffer_write_async = ocl_buffer_write_async,
+    .buffer_read_async = ocl_buffer_read_async,
+    .synchronize = ocl_synchronize,
+    .buffer_copy = ocl_buffer_copy,
+    .buffer_fill = ocl_buffer_fill,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(table)

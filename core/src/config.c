@@ -85,6 +85,9 @@ static const key_def schema[] = {
      .help = "Colon-separated directories searched first for backend plugins (libcnnelm-<backend>.so), "
              "before CNNELM_PLUGIN_PATH and the install directory (<prefix>/lib/cnnelm); a relative entry "
              "is relative to this config file's directory. \"\": none."},
+    {.path = "cache_dir", .kind = K_STRING, CF(cache_dir), .sdef = "",
+     .help = "Directory where backends keep compiled device programs (the OpenCL kernels), given to "
+             "every plugin. \"\": $XDG_CACHE_HOME/cnnelm, else ~/.cache/cnnelm."},
 
     {.path = "data.train_images", .kind = K_STRING, CF(data.train_images), .sdef = "",
      .help = "Training images: an IDX image file (magic 0x803), raw or gzipped (detected by content). "

@@ -30,7 +30,8 @@ static int op_fail(cnnelm_net *net, cnnelm_status st, const char *op, int layer,
 static int run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *err)
 {
     char why[512] = "";
-    cnnelm_status st = cnnelm_op_run(&net->ops, k, why, sizeof why);
+    cnnelm_status st = net->planning ? cnnelm_op_plan(&net->ops, k, why, sizeof why)
+                                     : cnnelm_op_run(&net->ops, k, why, sizeof why);
     if (st == CNNELM_OK)
         return 0;
     if (st == CNNELM_ERR_DEVICE)
@@ -44,13 +45,41 @@ static int run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *e
 
 static int alloc_buf(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_error *err)
 {
-    CALL(net->be->buffer_alloc(net->ctx, floats * sizeof(float), b), "buffer_alloc", -1);
+    CALL(cnnelm_op_alloc(&net->ops, floats * sizeof(float), b), "buffer_alloc", -1);
     return 0;
 }
+
+/* A transfer (or fill, sync) through the op layer, which checks its range. */
+static int xfer_fail(cnnelm_net *net, cnnelm_status st, const char *what, const char *why,
+                     cnnelm_error *err)
+{
+    net->device_lost |= st == CNNELM_ERR_DEVICE;
+    return cnnelm_fail(err, "%s: %s failed: %s: %s", net->where, what, cnnelm_status_name(st),
+                       why[0] ? why : "no detail");
+}
+#define XFER(what, fn, ...)                                                             \
+    do {                                                                                \
+        char why_[512] = "";                                                            \
+        cnnelm_status st_ = fn(&net->ops, __VA_ARGS__, why_, sizeof why_);              \
+        if (st_ != CNNELM_OK)                                                           \
+            return xfer_fail(net, st_, what, why_, err);                                \
+    } while (0)
+#define WRITE(buf, src, bytes) XFER("buffer_write", cnnelm_op_write, buf, 0, src, bytes)
+#define READ(buf, dst, bytes) XFER("buffer_read", cnnelm_op_read, buf, 0, dst, bytes)
 
 int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
                     const cnnelm_arch *arch, int chunk, const cnnelm_plugin *reference,
                     cnnelm_error *err)
+{
+    cnnelm_reference_source src = { .plugin = reference };
+    return cnnelm_net_open_ex(net, plugin, device, threads, arch, chunk, &src, err);
+}
+
+static int plan_all(cnnelm_net *net, cnnelm_error *err);
+
+int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
+                       const cnnelm_arch *arch, int chunk, const cnnelm_reference_source *reference,
+                       cnnelm_error *err)
 {
     memset(net, 0, sizeof *net);
     net->be = plugin->ops;
@@ -58,23 +87,33 @@ int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, in
     net->chunk = chunk;
     snprintf(net->where, sizeof net->where, "%s:%d", plugin->name, device);
     int count = 0;
-    if (net->be->device_count(&count) != CNNELM_OK || device < 0 || device >= count)
+    char why[512] = "";
+    cnnelm_status st = cnnelm_plugin_device_count(plugin, &count, why, sizeof why);
+    if (st != CNNELM_OK)
+        return cnnelm_fail(err, "backend '%s' cannot count its devices: %s: %s", plugin->name,
+                           cnnelm_status_name(st), why[0] ? why : "no detail");
+    if (device < 0 || device >= count)
         return cnnelm_fail(err, "backend '%s' has no device %d (it has %d; see `cnnelm devices`)",
                            plugin->name, device, count);
-    cnnelm_context_params params = { .struct_size = sizeof params, .threads = threads };
-    char why[512] = "";
-    cnnelm_status st = net->be->context_open(device, &params, &net->ctx, why, sizeof why);
+    st = cnnelm_plugin_context_open(plugin, device, threads, &net->ctx, why, sizeof why);
     if (st != CNNELM_OK || !net->ctx) {
         net->ctx = NULL;
         return cnnelm_fail(err, "%s: cannot open a context: %s: %s", net->where,
                            cnnelm_status_name(st), why[0] ? why : "no detail");
     }
-    net->ops = (cnnelm_opctx){ .be = net->be, .ctx = net->ctx, .reference = reference,
-                               .threads = threads };
+    net->ops = (cnnelm_opctx){ .be = net->be, .ctx = net->ctx, .source = *reference,
+                               .reference = reference->plugin, .threads = threads };
+    /* Two input buffers when uploads can be queued: chunk i+1 is converted and uploaded while
+     * the device still computes chunk i. */
+    net->n_slots = CNNELM_BACKEND_HAS(net->be, buffer_write_async) &&
+                   CNNELM_BACKEND_HAS(net->be, synchronize) ? 2 : 1;
     size_t C = (size_t)arch->classes, L = (size_t)arch->hidden, N = (size_t)chunk;
     size_t in = (size_t)arch->in_c * arch->in_h * arch->in_w;
-    if (alloc_buf(net, &net->x, N * in, err) != 0)
-        goto fail;
+    for (int s = 0; s < net->n_slots; s++)
+        if (alloc_buf(net, &net->xs[s], N * in, err) || alloc_buf(net, &net->ts[s], N * C, err))
+            goto fail;
+    net->x = net->xs[0];
+    net->t = net->ts[0];
     for (int i = 0; i < arch->n_layers; i++) {
         const cnnelm_layer *ly = &arch->layer[i];
         if (alloc_buf(net, &net->act[i], N * ly->out_c * ly->out_h * ly->out_w, err) != 0)
@@ -89,19 +128,29 @@ int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, in
     if (arch->elm_activation != CNNELM_ACT_IDENTITY && alloc_buf(net, &net->h, N * L, err) != 0)
         goto fail;
     if (alloc_buf(net, &net->g[0], N * arch->max_maps, err) ||
-        alloc_buf(net, &net->g[1], N * arch->max_maps, err) || alloc_buf(net, &net->t, N * C, err) ||
+        alloc_buf(net, &net->g[1], N * arch->max_maps, err) ||
         alloc_buf(net, &net->u, L * L, err) || alloc_buf(net, &net->v, L * C, err) ||
         alloc_buf(net, &net->beta, L * C, err) || alloc_buf(net, &net->y, N * C, err) ||
         alloc_buf(net, &net->e, N * C, err))
         goto fail;
-    net->host_x = malloc(N * in * sizeof(float));
-    net->host_t = malloc(N * C * sizeof(float));
+    for (int s = 0; s < net->n_slots; s++) {
+        net->host_xs[s] = malloc(N * in * sizeof(float));
+        net->host_ts[s] = malloc(N * C * sizeof(float));
+        if (!net->host_xs[s] || !net->host_ts[s]) {
+            cnnelm_fail(err, "out of memory for a chunk of %d examples", chunk);
+            goto fail;
+        }
+    }
+    net->host_x = net->host_xs[0];
+    net->host_t = net->host_ts[0];
     net->host_uv = malloc((L * L + L * C) * sizeof(float));
     net->labels = malloc(N);
-    if (!net->host_x || !net->host_t || !net->host_uv || !net->labels) {
+    if (!net->host_uv || !net->labels) {
         cnnelm_fail(err, "out of memory for a chunk of %d examples", chunk);
         goto fail;
     }
+    if (plan_all(net, err) != 0)
+        goto fail;
     return 0;
 fail:
     cnnelm_net_close(net);
@@ -113,8 +162,10 @@ void cnnelm_net_close(cnnelm_net *net)
     cnnelm_opctx_close(&net->ops);
     if (net->ctx)
         net->be->context_close(net->ctx); /* frees every buffer of the context */
-    free(net->host_x);
-    free(net->host_t);
+    for (int s = 0; s < 2; s++) {
+        free(net->host_xs[s]);
+        free(net->host_ts[s]);
+    }
     free(net->host_uv);
     free(net->labels);
     memset(net, 0, sizeof *net);
@@ -128,10 +179,8 @@ int cnnelm_net_set_params(cnnelm_net *net, const float *params, cnnelm_error *er
         if (ly->kind != CNNELM_LAYER_CONV)
             continue;
         size_t nw = (size_t)ly->out_c * ly->in_c * a->kernel * a->kernel;
-        CALL(net->be->buffer_write(net->ctx, net->w[i], 0, params + ly->w_offset, nw * sizeof(float)),
-             "buffer_write", i);
-        CALL(net->be->buffer_write(net->ctx, net->b[i], 0, params + ly->b_offset,
-                                   (size_t)ly->out_c * sizeof(float)), "buffer_write", i);
+        WRITE(net->w[i], params + ly->w_offset, nw * sizeof(float));
+        WRITE(net->b[i], params + ly->b_offset, (size_t)ly->out_c * sizeof(float));
     }
     return 0;
 }
@@ -139,7 +188,7 @@ int cnnelm_net_set_params(cnnelm_net *net, const float *params, cnnelm_error *er
 int cnnelm_net_set_beta(cnnelm_net *net, const float *beta, cnnelm_error *err)
 {
     size_t bytes = (size_t)net->arch.hidden * net->arch.classes * sizeof(float);
-    CALL(net->be->buffer_write(net->ctx, net->beta, 0, beta, bytes), "buffer_write", -1);
+    WRITE(net->beta, beta, bytes);
     return 0;
 }
 
@@ -148,6 +197,8 @@ static cnnelm_buffer *hidden_buffer(const cnnelm_net *net)
     return net->h ? net->h : net->act[net->arch.n_layers - 1];
 }
 
+static int forward_layers(cnnelm_net *net, cnnelm_error *err);
+
 int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows, size_t first,
                        int n, cnnelm_error *err)
 {
@@ -155,6 +206,8 @@ int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *
     if (n < 1 || n > net->chunk)
         return cnnelm_fail(err, "internal: chunk of %d examples (capacity %d)", n, net->chunk);
     size_t in = (size_t)a->in_c * a->in_h * a->in_w, C = (size_t)a->classes;
+    net->host_x = net->host_xs[net->slot];
+    net->host_t = net->host_ts[net->slot];
     memset(net->host_t, 0, (size_t)n * C * sizeof(float));
     for (int j = 0; j < n; j++) {
         size_t r = rows ? rows[first + (size_t)j] : first + (size_t)j;
@@ -168,10 +221,27 @@ int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *
             net->host_t[(size_t)j * C + lab] = 1.0f;
     }
     net->n = n;
-    CALL(net->be->buffer_write(net->ctx, net->x, 0, net->host_x, (size_t)n * in * sizeof(float)),
-         "buffer_write", -1);
-    CALL(net->be->buffer_write(net->ctx, net->t, 0, net->host_t, (size_t)n * C * sizeof(float)),
-         "buffer_write", -1);
+    /* Converting this chunk overlapped the device's work on the previous one; that work (and
+     * the upload from these host buffers two chunks ago) must be done before they are reused. */
+    char why[512] = "";
+    cnnelm_status st = cnnelm_op_sync(&net->ops, why, sizeof why);
+    if (st != CNNELM_OK)
+        return xfer_fail(net, st, "synchronize", why, err);
+    net->x = net->xs[net->slot];
+    net->t = net->ts[net->slot];
+    XFER("buffer_write", cnnelm_op_write_async, net->x, 0, net->host_x, (size_t)n * in * sizeof(float));
+    XFER("buffer_write", cnnelm_op_write_async, net->t, 0, net->host_t, (size_t)n * C * sizeof(float));
+    if (forward_layers(net, err) != 0)
+        return -1;
+    /* the next chunk goes to the other input buffers while this one computes */
+    net->slot = (net->slot + 1) % net->n_slots;
+    return 0;
+}
+
+static int forward_layers(cnnelm_net *net, cnnelm_error *err)
+{
+    const cnnelm_arch *a = &net->arch;
+    int n = net->n;
     const cnnelm_buffer *src = net->x;
     for (int i = 0; i < a->n_layers; i++) {
         const cnnelm_layer *ly = &a->layer[i];
@@ -202,11 +272,8 @@ int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *
 int cnnelm_net_reset_uv(cnnelm_net *net, cnnelm_error *err)
 {
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    memset(net->host_uv, 0, (L * L + L * C) * sizeof(float));
-    CALL(net->be->buffer_write(net->ctx, net->u, 0, net->host_uv, L * L * sizeof(float)),
-         "buffer_write", -1);
-    CALL(net->be->buffer_write(net->ctx, net->v, 0, net->host_uv + L * L, L * C * sizeof(float)),
-         "buffer_write", -1);
+    XFER("buffer_fill", cnnelm_op_fill, net->u, 0, L * L * sizeof(float), 0.0f);
+    XFER("buffer_fill", cnnelm_op_fill, net->v, 0, L * C * sizeof(float), 0.0f);
     return 0;
 }
 
@@ -220,10 +287,8 @@ int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err)
 int cnnelm_net_read_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err)
 {
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    CALL(net->be->buffer_read(net->ctx, net->u, 0, net->host_uv, L * L * sizeof(float)),
-         "buffer_read", -1);
-    CALL(net->be->buffer_read(net->ctx, net->v, 0, net->host_uv + L * L, L * C * sizeof(float)),
-         "buffer_read", -1);
+    READ(net->u, net->host_uv, L * L * sizeof(float));
+    READ(net->v, net->host_uv + L * L, L * C * sizeof(float));
     for (size_t i = 0; i < L * L; i++)
         U[i] = net->host_uv[i];
     for (size_t i = 0; i < L * C; i++)
@@ -238,10 +303,8 @@ int cnnelm_net_write_uv(cnnelm_net *net, const double *U, const double *V, cnnel
         net->host_uv[i] = (float)U[i];
     for (size_t i = 0; i < L * C; i++)
         net->host_uv[L * L + i] = (float)V[i];
-    CALL(net->be->buffer_write(net->ctx, net->u, 0, net->host_uv, L * L * sizeof(float)),
-         "buffer_write", -1);
-    CALL(net->be->buffer_write(net->ctx, net->v, 0, net->host_uv + L * L, L * C * sizeof(float)),
-         "buffer_write", -1);
+    WRITE(net->u, net->host_uv, L * L * sizeof(float));
+    WRITE(net->v, net->host_uv + L * L, L * C * sizeof(float));
     return 0;
 }
 
@@ -262,8 +325,7 @@ int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_err
         return cnnelm_fail(err, "%s: elm_solve failed: %s: %s", net->where, cnnelm_status_name(st), why);
     }
     if (beta_out)
-        CALL(net->be->buffer_read(net->ctx, net->beta, 0, beta_out, L * C * sizeof(float)),
-             "buffer_read", -1);
+        READ(net->beta, beta_out, L * C * sizeof(float));
     return 0;
 }
 
@@ -274,17 +336,23 @@ int cnnelm_net_predict(cnnelm_net *net, float *Y, cnnelm_error *err)
                          .buf = { hidden_buffer(net), net->beta, net->y } };
     if (run_op(net, &k, -1, err))
         return -1;
-    CALL(net->be->buffer_read(net->ctx, net->y, 0, Y, (size_t)net->n * C * sizeof(float)),
-         "buffer_read", -1);
+    READ(net->y, Y, (size_t)net->n * C * sizeof(float));
     return 0;
 }
+
+static int backward_layers(cnnelm_net *net, int accumulate, cnnelm_error *err);
 
 int cnnelm_net_backward(cnnelm_net *net, const float *E, int accumulate, cnnelm_error *err)
 {
     const cnnelm_arch *a = &net->arch;
+    WRITE(net->e, E, (size_t)net->n * a->classes * sizeof(float));
+    return backward_layers(net, accumulate, err);
+}
+
+static int backward_layers(cnnelm_net *net, int accumulate, cnnelm_error *err)
+{
+    const cnnelm_arch *a = &net->arch;
     int n = net->n, C = a->classes, L = a->hidden;
-    CALL(net->be->buffer_write(net->ctx, net->e, 0, E, (size_t)n * C * sizeof(float)),
-         "buffer_write", -1);
     int cur = 0;
     cnnelm_op_call bp = { .op = CNNELM_OP_ELM_BACKPROP, .n = n, .l = L, .c = C,
                           .buf = { net->e, net->beta, net->g[cur] } };
@@ -340,10 +408,41 @@ int cnnelm_net_read_grads(cnnelm_net *net, float *grads, cnnelm_error *err)
         if (ly->kind != CNNELM_LAYER_CONV)
             continue;
         size_t nw = (size_t)ly->out_c * ly->in_c * a->kernel * a->kernel;
-        CALL(net->be->buffer_read(net->ctx, net->dw[i], 0, grads + ly->w_offset, nw * sizeof(float)),
-             "buffer_read", i);
-        CALL(net->be->buffer_read(net->ctx, net->db[i], 0, grads + ly->b_offset,
-                                  (size_t)ly->out_c * sizeof(float)), "buffer_read", i);
+        READ(net->dw[i], grads + ly->w_offset, nw * sizeof(float));
+        READ(net->db[i], grads + ly->b_offset, (size_t)ly->out_c * sizeof(float));
     }
     return 0;
+}
+
+/* Every call a run makes, at the full chunk, checked and planned once: where each op runs is
+ * decided here (supports()), and the fallbacks' reference buffers are made now, not per call. */
+static int plan_all(cnnelm_net *net, cnnelm_error *err)
+{
+    net->planning = 1;
+    net->n = net->chunk;
+    const cnnelm_arch *a = &net->arch;
+    int rc = 0;
+    for (int s = 0; s < net->n_slots && rc == 0; s++) {
+        net->x = net->xs[s];
+        net->t = net->ts[s];
+        cnnelm_op_call acc = { .op = CNNELM_OP_ELM_ACCUMULATE, .n = net->n, .l = a->hidden,
+                               .c = a->classes, .buf = { hidden_buffer(net), net->t, net->u, net->v } };
+        cnnelm_op_call pr = { .op = CNNELM_OP_ELM_PREDICT, .n = net->n, .l = a->hidden,
+                              .c = a->classes, .buf = { hidden_buffer(net), net->beta, net->y } };
+        cnnelm_op_call sv = { .op = CNNELM_OP_ELM_SOLVE, .l = a->hidden, .c = a->classes,
+                              .lambda = 1.0, .buf = { net->u, net->v, net->beta } };
+        rc = forward_layers(net, err) || run_op(net, &acc, -1, err) || run_op(net, &pr, -1, err) ||
+             run_op(net, &sv, -1, err) || backward_layers(net, 0, err) ||
+             backward_layers(net, 1, err);
+    }
+    net->planning = 0;
+    net->n = 0;
+    net->x = net->xs[0];
+    net->t = net->ts[0];
+    return rc ? -1 : 0;
+}
+
+uint32_t cnnelm_net_planned_fallbacks(const cnnelm_net *net)
+{
+    return net->ops.planned_fallback;
 }

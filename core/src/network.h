@@ -19,14 +19,18 @@ typedef struct cnnelm_net {
     int chunk;                          /* capacity in examples */
     int n;                              /* examples in the loaded chunk */
     int device_lost;                    /* an op returned CNNELM_ERR_DEVICE: the context is unusable */
-    cnnelm_buffer *x;                   /* input chunk */
+    cnnelm_buffer *x;                   /* input chunk (one of xs) */
+    cnnelm_buffer *xs[2], *ts[2];       /* inputs and targets, double-buffered when async */
+    int n_slots, slot;                  /* 2 when the backend queues uploads; the next slot */
+    int planning;                       /* ops are being planned (cnnelm_op_plan), not run */
     cnnelm_buffer *act[CNNELM_MAX_LAYERS]; /* each layer's output (after activation) */
     cnnelm_buffer *h;                   /* H after the ELM activation (NULL: H is the last act) */
     cnnelm_buffer *w[CNNELM_MAX_LAYERS], *b[CNNELM_MAX_LAYERS];
     cnnelm_buffer *dw[CNNELM_MAX_LAYERS], *db[CNNELM_MAX_LAYERS];
     cnnelm_buffer *g[2];                /* gradient ping-pong */
     cnnelm_buffer *t, *u, *v, *beta, *y, *e;
-    float *host_x, *host_t, *host_uv;
+    float *host_x, *host_t, *host_uv;   /* host_x, host_t: the current slot's */
+    float *host_xs[2], *host_ts[2];
     unsigned char *labels;              /* labels of the loaded chunk */
 } cnnelm_net;
 
@@ -35,7 +39,15 @@ typedef struct cnnelm_net {
 int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
                     const cnnelm_arch *arch, int chunk, const cnnelm_plugin *reference,
                     cnnelm_error *err);
+/* The same, with the reference loaded only when a fallback needs it (see ops.h). Every call the
+ * network will make is checked and planned here: supports() is asked once per op and shape. */
+int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
+                       const cnnelm_arch *arch, int chunk, const cnnelm_reference_source *reference,
+                       cnnelm_error *err);
 void cnnelm_net_close(cnnelm_net *net);
+
+/* Ops decided at open to run on the CPU reference (bit per cnnelm_op_id). */
+uint32_t cnnelm_net_planned_fallbacks(const cnnelm_net *net);
 
 int cnnelm_net_set_params(cnnelm_net *net, const float *params, cnnelm_error *err);
 int cnnelm_net_set_beta(cnnelm_net *net, const float *beta, cnnelm_error *err);

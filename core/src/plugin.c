@@ -23,6 +23,20 @@
 
 #define MAX_DIRS CNNELM_PLUGIN_MAX_DIRS
 
+/* What every plugin is given (cnnelm_plugin_set_host): part of the plugin registry. */
+static struct {
+    cnnelm_log_fn log;
+    void *log_user;
+    char cache_dir[4096];
+} host;
+
+static void host_params(cnnelm_plugin_params *p)
+{
+    p->cache_dir = host.cache_dir[0] ? host.cache_dir : NULL;
+    p->log = host.log;
+    p->log_user = host.log_user;
+}
+
 const char *cnnelm_status_name(cnnelm_status s)
 {
     switch (s) {
@@ -288,6 +302,18 @@ int cnnelm_plugin_load_file(const char *file, cnnelm_plugin **out, cnnelm_error 
         dlclose(h);
         return cnnelm_fail(err, "%s: out of memory", file);
     }
+    if (CNNELM_BACKEND_HAS(t, init)) {
+        cnnelm_plugin_params params = { .struct_size = sizeof params };
+        host_params(&params);
+        char why[512] = "";
+        cnnelm_status ist = t->init(&params, &p->state, why, sizeof why);
+        if (ist != CNNELM_OK) {
+            free(p);
+            dlclose(h);
+            return cnnelm_fail(err, "%s: plugin '%s' failed to start: %s: %s", file, t->name,
+                               cnnelm_status_name(ist), why[0] ? why : "no detail");
+        }
+    }
     p->ops = t;
     p->handle = h;
     snprintf(p->name, sizeof p->name, "%s", t->name);
@@ -340,6 +366,8 @@ void cnnelm_plugin_unload(cnnelm_plugin *p)
 {
     if (!p)
         return;
+    if (p->ops && CNNELM_BACKEND_HAS(p->ops, shutdown))
+        p->ops->shutdown(p->state);
     if (p->handle)
         dlclose(p->handle);
     free(p);
@@ -394,4 +422,49 @@ int cnnelm_plugin_scan(const cnnelm_plugin_dirs *dirs, void (*fn)(const char *pa
     for (int s = 0; s < n_seen; s++)
         free(seen[s]);
     return found;
+}
+
+void cnnelm_plugin_set_host(cnnelm_log_fn log, void *log_user, const char *cache_dir)
+{
+    host.log = log;
+    host.log_user = log_user;
+    snprintf(host.cache_dir, sizeof host.cache_dir, "%s", cache_dir ? cache_dir : "");
+}
+
+cnnelm_status cnnelm_plugin_device_count(const cnnelm_plugin *p, int *count, char *why,
+                                         size_t why_size)
+{
+    *count = 0;
+    if (why_size)
+        why[0] = '\0';
+    cnnelm_status st;
+    if (CNNELM_BACKEND_HAS(p->ops, device_count_v11))
+        st = p->ops->device_count_v11(p->state, count, why, why_size);
+    else
+        st = p->ops->device_count(count);
+    if (st != CNNELM_OK && why_size && !why[0])
+        snprintf(why, why_size, "device_count returned %s", cnnelm_status_name(st));
+    return st;
+}
+
+cnnelm_status cnnelm_plugin_device_info(const cnnelm_plugin *p, int index, cnnelm_device_info *info)
+{
+    if (CNNELM_BACKEND_HAS(p->ops, device_info_v11))
+        return p->ops->device_info_v11(p->state, index, info);
+    return p->ops->device_info(index, info);
+}
+
+cnnelm_status cnnelm_plugin_context_open(const cnnelm_plugin *p, int device, int threads,
+                                         cnnelm_backend_ctx **out, char *why, size_t why_size)
+{
+    cnnelm_context_params params = { .struct_size = sizeof params, .threads = threads };
+    cnnelm_plugin_params hp;
+    host_params(&hp);
+    params.cache_dir = hp.cache_dir;
+    params.log = hp.log;
+    params.log_user = hp.log_user;
+    *out = NULL;
+    if (CNNELM_BACKEND_HAS(p->ops, context_open_v11))
+        return p->ops->context_open_v11(p->state, device, &params, out, why, why_size);
+    return p->ops->context_open(device, &params, out, why, why_size);
 }

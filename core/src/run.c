@@ -23,6 +23,7 @@
 #include "progress.h"
 #include "experiment.h"
 #include "partition.h"
+#include "plugin_log.h"
 #include "train.h"
 #include "workers.h"
 
@@ -582,6 +583,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
             goto out;
         }
     }
+    cnnelm_plugin_log_begin(o->verbose, c->cache_dir);
     if (cnnelm_pool_open(&j.pool, c, &arch, err))
         goto out;
     j.pool_open = 1;
@@ -655,6 +657,10 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
             cnnelm_json_end(&js, ']');
             cnnelm_json_end(&js, '}');
         }
+        cnnelm_json_end(&js, ']');
+        cnnelm_json_array(&js, "plugin_messages");
+        for (size_t m = 0; m < cnnelm_plugin_log_count(); m++)
+            cnnelm_json_string(&js, NULL, cnnelm_plugin_log_at(m, NULL));
         cnnelm_json_end(&js, ']');
         cnnelm_json_int(&js, "partitions", s.k);
         cnnelm_json_string(&js, "partitioning", cnnelm_partitioning_name(c->train.partitioning));
@@ -755,6 +761,7 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
         goto out;
     }
     j.cfg.n_workers = 1; /* evaluation runs on the first worker */
+    cnnelm_plugin_log_begin(o->verbose, j.cfg.cache_dir);
     if (cnnelm_pool_open(&j.pool, &j.cfg, a, err))
         goto out;
     j.pool_open = 1;

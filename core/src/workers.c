@@ -1,4 +1,5 @@
 /* cnnelm workers (see workers.h). */
+#define _POSIX_C_SOURCE 200809L
 #include "workers.h"
 
 #include <pthread.h>
@@ -14,12 +15,15 @@ static int pick_device(const cnnelm_plugin *p, const cnnelm_worker_config *wc, i
     if (!wc->match[0])
         return 0;
     int n = 0;
-    if (p->ops->device_count(&n) != CNNELM_OK)
-        n = 0;
+    char why[512] = "";
+    cnnelm_status st = cnnelm_plugin_device_count(p, &n, why, sizeof why);
+    if (st != CNNELM_OK)
+        return cnnelm_fail(err, "backend '%s' cannot count its devices: %s: %s", p->name,
+                           cnnelm_status_name(st), why);
     for (int d = 0; d < n; d++) {
         cnnelm_device_info info;
         memset(&info, 0, sizeof info);
-        if (p->ops->device_info(d, &info) != CNNELM_OK)
+        if (cnnelm_plugin_device_info(p, d, &info) != CNNELM_OK)
             continue;
         info.name[sizeof info.name - 1] = info.vendor[sizeof info.vendor - 1] = '\0';
         if (strstr(info.name, wc->match) || strstr(info.vendor, wc->match)) {
@@ -31,17 +35,39 @@ static int pick_device(const cnnelm_plugin *p, const cnnelm_worker_config *wc, i
                        "(%d device%s; see `cnnelm devices`)", p->name, wc->match, n, n == 1 ? "" : "s");
 }
 
+/* The CPU reference, loaded the first time any worker's fallback needs it (from any thread). */
+static const cnnelm_plugin *load_reference(void *user, cnnelm_error *err)
+{
+    cnnelm_pool *pool = user;
+    pthread_mutex_lock(&pool->reference_lock);
+    if (!pool->reference_tried) {
+        pool->reference_tried = 1;
+        if (cnnelm_plugin_load("cpu", pool->plugin_path, &pool->reference, &pool->reference_err) != 0)
+            pool->reference = NULL;
+    }
+    const cnnelm_plugin *ref = pool->reference;
+    if (!ref)
+        *err = pool->reference_err;
+    pthread_mutex_unlock(&pool->reference_lock);
+    return ref;
+}
+
 int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
                      cnnelm_error *err)
 {
     memset(pool, 0, sizeof *pool);
+    pthread_mutex_init(&pool->reference_lock, NULL);
     pool->w = calloc((size_t)cfg->n_workers, sizeof *pool->w);
-    if (!pool->w)
+    pool->plugin_path = strdup(cfg->plugin_path);
+    if (!pool->w || !pool->plugin_path) {
+        free(pool->w);
+        free(pool->plugin_path);
+        pthread_mutex_destroy(&pool->reference_lock);
+        memset(pool, 0, sizeof *pool);
         return cnnelm_fail(err, "out of memory");
+    }
     pool->n = cfg->n_workers;
-    cnnelm_error ignored;
-    if (cnnelm_plugin_load("cpu", cfg->plugin_path, &pool->reference, &ignored) != 0)
-        pool->reference = NULL; /* no fallback: a missing op is then an error when it is called */
+    cnnelm_reference_source ref = { .load = load_reference, .user = pool };
     for (int i = 0; i < cfg->n_workers; i++) {
         cnnelm_worker *w = &pool->w[i];
         w->index = i;
@@ -49,8 +75,8 @@ int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_a
         int device = 0;
         if (cnnelm_plugin_load(w->cfg.backend, cfg->plugin_path, &w->plugin, err) ||
             pick_device(w->plugin, &w->cfg, &device, err) ||
-            cnnelm_net_open(&w->net, w->plugin, device, w->cfg.threads, arch, cfg->train.chunk,
-                            pool->reference, err)) {
+            cnnelm_net_open_ex(&w->net, w->plugin, device, w->cfg.threads, arch, cfg->train.chunk,
+                               &ref, err)) {
             cnnelm_fail_prefix(err, "worker %d", i + 1);
             cnnelm_pool_close(pool);
             return -1;
@@ -70,6 +96,8 @@ void cnnelm_pool_close(cnnelm_pool *pool)
         cnnelm_plugin_unload(pool->w[i].plugin);
     cnnelm_plugin_unload(pool->reference);
     free(pool->w);
+    free(pool->plugin_path);
+    pthread_mutex_destroy(&pool->reference_lock);
     memset(pool, 0, sizeof *pool);
 }
 

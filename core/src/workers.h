@@ -6,6 +6,8 @@
 #include "cnnelm/config.h"
 #include "cnnelm/model.h"
 #include "cnnelm/plugin.h"
+#include <pthread.h>
+
 #include "network.h"
 
 typedef struct cnnelm_worker {
@@ -20,13 +22,19 @@ typedef struct cnnelm_worker {
 typedef struct cnnelm_pool {
     int n;
     cnnelm_worker *w;
-    cnnelm_plugin *reference;  /* the CPU plugin, for ops another backend lacks; may be NULL */
+    cnnelm_plugin *reference;  /* the CPU plugin, for ops another backend lacks; loaded only
+                                  when a fallback needs it (NULL until then) */
+    char *plugin_path;         /* where the reference is looked for */
+    cnnelm_error reference_err; /* why it could not be loaded, once tried */
+    int reference_tried;
+    pthread_mutex_t reference_lock;
     void (*note)(void *user, const char *line); /* where worker failures are told; may be NULL */
     void *note_user;
 } cnnelm_pool;
 
 /* Loads each worker's backend and opens its device with buffers for cfg->train.chunk examples.
- * The CPU backend is loaded too, when it can be, as the fallback for ops a plugin lacks. */
+ * The CPU backend is loaded as the fallback for ops a plugin lacks only when one needs it; when
+ * it is needed and cannot be loaded, that is an error naming why. */
 int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
                      cnnelm_error *err);
 void cnnelm_pool_close(cnnelm_pool *pool);

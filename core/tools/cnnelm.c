@@ -57,6 +57,7 @@ static const char *usage_train =
     "      --report FILE     write a JSON report (results, per-iteration series, timings, config)\n"
     "      --resume          reuse the partitions already trained in train.checkpoint_dir\n"
     "  -q, --quiet           no progress on stderr\n"
+    "  -v, --verbose         also show the backends' messages (program cache, build logs)\n"
     "  -h, --help            this help\n"
     "\n"
     "Under mpirun (mpirun -np N cnnelm train ...) the partitions are dealt to the N processes;\n"
@@ -170,6 +171,7 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
         { "output", required_argument, NULL, 'o' }, { "model", required_argument, NULL, 'm' },
         { "report", required_argument, NULL, OPT_REPORT }, { "quiet", no_argument, NULL, 'q' },
         { "resume", no_argument, NULL, OPT_RESUME },  { "help", no_argument, NULL, 'h' },
+        { "verbose", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
     };
     cnnelm_run_options o = { 0 };
@@ -179,7 +181,7 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
         return 1;
     int n_sets = 0, ch, rc;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, is_train ? "c:s:o:qh" : "c:s:m:qh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, is_train ? "c:s:o:qvh" : "c:s:m:qvh", opts, NULL)) != -1) {
         switch (ch) {
         case 'c': o.config_path = optarg; break;
         case 's':
@@ -200,6 +202,7 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
             o.resume = 1;
             break;
         case 'q': o.quiet = 1; break;
+        case 'v': o.verbose = 1; break;
         case 'h': fputs(usage, stdout); free(sets); return 0;
         default:
             free(sets);

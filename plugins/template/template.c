@@ -5,13 +5,15 @@
  * the data), so training works at every step. Replace the STEPs with your device's code, one
  * at a time, and run
  * `cnnelm plugin-check build/libcnnelm-mydevice.so` after each. The contract of every slot is
- * in cnnelm/backend.h. */
+ * in cnnelm/backend.h. The core checks every argument before a slot is called (shapes, buffer
+ * sizes and owners, aliasing, transfer ranges): this file holds only device code. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cnnelm/backend.h>
+#include <cnnelm/backend_util.h> /* the buffer list, CNNELM_PARAMS_HAS */
 
 /* STEP 1: your per-thread state. One context per worker thread; keep the last error message
  * here (plugins never print). A real device adds its handle, queue, compiled programs. */
@@ -22,7 +24,7 @@ struct cnnelm_backend_ctx {
 
 /* STEP 2: your device memory. Here: host memory. A real device keeps its allocation handle. */
 struct cnnelm_buffer {
-    struct cnnelm_buffer *prev, *next;
+    CNNELM_BUFFER_LINKS; /* in its context's list */
     size_t bytes;
     float data[];
 };
@@ -63,11 +65,8 @@ static cnnelm_status my_context_open(int device, const cnnelm_context_params *pa
 
 static void my_context_close(cnnelm_backend_ctx *c)
 {
-    while (c && c->buffers) {
-        struct cnnelm_buffer *b = c->buffers;
-        c->buffers = b->next;
-        free(b);
-    }
+    if (c)
+        CNNELM_BUFFER_LIST_FREE_ALL(&c->buffers, free);
     free(c);
 }
 
@@ -86,11 +85,7 @@ static cnnelm_status my_buffer_alloc(cnnelm_backend_ctx *c, size_t bytes, cnnelm
         return CNNELM_ERR_OUT_OF_MEMORY;
     }
     (*out)->bytes = bytes;
-    (*out)->prev = NULL;
-    (*out)->next = c->buffers;
-    if (c->buffers)
-        c->buffers->prev = *out;
-    c->buffers = *out;
+    CNNELM_BUFFER_LIST_ADD(&c->buffers, *out);
     return CNNELM_OK;
 }
 
@@ -98,22 +93,14 @@ static void my_buffer_free(cnnelm_backend_ctx *c, cnnelm_buffer *b)
 {
     if (!b)
         return;
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        c->buffers = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
+    CNNELM_BUFFER_LIST_REMOVE(&c->buffers, b);
     free(b);
 }
 
 static cnnelm_status my_buffer_write(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
                                      const void *src, size_t bytes)
 {
-    if (offset + bytes > dst->bytes) {
-        snprintf(c->error, sizeof c->error, "write past the end of a buffer");
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    }
+    (void)c; /* the core has checked that the range fits */
     memcpy((char *)dst->data + offset, src, bytes);
     return CNNELM_OK;
 }
@@ -121,11 +108,57 @@ static cnnelm_status my_buffer_write(cnnelm_backend_ctx *c, cnnelm_buffer *dst, 
 static cnnelm_status my_buffer_read(cnnelm_backend_ctx *c, const cnnelm_buffer *src, size_t offset,
                                     void *dst, size_t bytes)
 {
-    if (offset + bytes > src->bytes) {
-        snprintf(c->error, sizeof c->error, "read past the end of a buffer");
-        return CNNELM_ERR_INVALID_ARGUMENT;
-    }
+    (void)c;
     memcpy(dst, (const char *)src->data + offset, bytes);
+    return CNNELM_OK;
+}
+
+/* STEP 5b (ABI 1.1, each optional): transfers your device queues (here: done at once, which
+ * is correct, since synchronize then has nothing to wait for), device-side copy and fill (the
+ * core zeroes U and V with a fill instead of uploading zeros), and the wait. */
+static cnnelm_status my_buffer_write_async(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
+                                           const void *src, size_t bytes)
+{
+    return my_buffer_write(c, dst, offset, src, bytes);
+}
+
+static cnnelm_status my_buffer_read_async(cnnelm_backend_ctx *c, const cnnelm_buffer *src,
+                                          size_t offset, void *dst, size_t bytes)
+{
+    return my_buffer_read(c, src, offset, dst, bytes);
+}
+
+static cnnelm_status my_synchronize(cnnelm_backend_ctx *c)
+{
+    (void)c; /* a device: wait for its queue; report a failed queued op here */
+    return CNNELM_OK;
+}
+
+static cnnelm_status my_buffer_copy(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t dst_offset,
+                                    const cnnelm_buffer *src, size_t src_offset, size_t bytes)
+{
+    (void)c;
+    memcpy((char *)dst->data + dst_offset, (const char *)src->data + src_offset, bytes);
+    return CNNELM_OK;
+}
+
+static cnnelm_status my_buffer_fill(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
+                                    size_t bytes, float value)
+{
+    (void)c;
+    float *p = (float *)((char *)dst->data + offset);
+    for (size_t i = 0; i < bytes / sizeof(float); i++)
+        p[i] = value;
+    return CNNELM_OK;
+}
+
+/* STEP 5c (ABI 1.1, optional): which calls this device runs, asked once per op and shape
+ * when a network opens. Answer CNNELM_ERR_UNSUPPORTED for shapes your hardware cannot do
+ * (a kernel size your bitstream lacks, ...): those calls run on the CPU reference. */
+static cnnelm_status my_supports(cnnelm_backend_ctx *c, const cnnelm_op_params *op)
+{
+    (void)c;
+    (void)op;
     return CNNELM_OK;
 }
 
@@ -441,6 +474,14 @@ static const cnnelm_backend table = {
     .elm_predict = my_elm_predict,
     .elm_backprop = my_elm_backprop,
     .elm_solve = my_elm_solve,
+    /* ABI 1.1 (each may be NULL). init/shutdown and the *_v11 device slots are for plugin-wide
+     * state (a loaded bitstream, enumerated devices); this template needs none. */
+    .supports = my_supports,
+    .buffer_write_async = my_buffer_write_async,
+    .buffer_read_async = my_buffer_read_async,
+    .synchronize = my_synchronize,
+    .buffer_copy = my_buffer_copy,
+    .buffer_fill = my_buffer_fill,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(table)

@@ -1,24 +1,31 @@
-/* A partial backend for the fallback tests: host-memory buffers and convolution forward in plain
- * loops, every other op left NULL, as an FPGA team's first plugin would be. The core must run
+/* A partial backend for the fallback tests: host-memory buffers and convolution forward (im2col
+ * and SGEMM), every other op left NULL, as an FPGA team's first plugin would be. The core must run
  * the missing ops on the CPU reference and train to the CPU backend's accuracy.
  * Built again for the conformance checker's tests, one variant per -D flag:
  *   -DBROKEN_WRONG       conv2d_forward adds 0.01 to every output (plugin-check must FAIL it)
  *   -DBROKEN_CRASH       conv2d_forward dereferences NULL (a crash must be reported, not fatal)
  *   -DWITH_POOL          pool_forward in plain loops too, so a check can pass beside a failure
  *   -DBROKEN_CRASH_POOL  (with WITH_POOL) pool_forward dereferences NULL */
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cnnelm/backend.h"
+#include "cnnelm/backend_util.h"
 
 #ifndef STUB_NAME
 #define STUB_NAME "convonly"
 #endif
 
-struct cnnelm_buffer { struct cnnelm_buffer *prev, *next; size_t bytes; float data[]; };
-struct cnnelm_backend_ctx { char error[256]; struct cnnelm_buffer *buffers; /* all live ones */ };
+struct cnnelm_buffer { CNNELM_BUFFER_LINKS; size_t bytes; float data[]; };
+struct cnnelm_backend_ctx {
+    char error[256];
+    struct cnnelm_buffer *buffers; /* all live ones */
+    float *col;                    /* im2col scratch of conv_f */
+    size_t col_bytes;
+};
 
 static cnnelm_status count(int *n) { *n = 1; return CNNELM_OK; }
 static cnnelm_status info(int i, cnnelm_device_info *d)
@@ -40,11 +47,8 @@ static cnnelm_status open_(int dev, const cnnelm_context_params *p, cnnelm_backe
 }
 static void close_(cnnelm_backend_ctx *c) /* frees every buffer still allocated, as the ABI says */
 {
-    while (c->buffers) {
-        cnnelm_buffer *b = c->buffers;
-        c->buffers = b->next;
-        free(b);
-    }
+    CNNELM_BUFFER_LIST_FREE_ALL(&c->buffers, free);
+    free(c->col);
     free(c);
 }
 static const char *last(const cnnelm_backend_ctx *c) { return c->error; }
@@ -54,23 +58,14 @@ static cnnelm_status alloc_(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o)
     if (!*o)
         return CNNELM_ERR_OUT_OF_MEMORY;
     (*o)->bytes = b;
-    (*o)->prev = NULL;
-    (*o)->next = c->buffers;
-    if (c->buffers)
-        c->buffers->prev = *o;
-    c->buffers = *o;
+    CNNELM_BUFFER_LIST_ADD(&c->buffers, *o);
     return CNNELM_OK;
 }
 static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b)
 {
     if (!b)
         return;
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        c->buffers = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
+    CNNELM_BUFFER_LIST_REMOVE(&c->buffers, b);
     free(b);
 }
 static cnnelm_status wr(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b)
@@ -103,24 +98,45 @@ static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, c
         snprintf(c->error, sizeof c->error, "optimal tanh not implemented");
         return CNNELM_ERR_UNSUPPORTED;
     }
-    int oh = s->h - s->k + 1, ow = s->w - s->k + 1;
-    for (int n = 0; n < s->n; n++)
+    /* im2col and one SGEMM per image (an FPGA team would call its own engine here): fast
+     * enough that this plugin's training step measures what the core's fallback costs. */
+    int oh = s->h - s->k + 1, ow = s->w - s->k + 1, kk = s->c_in * s->k * s->k, hw = oh * ow;
+    size_t need = (size_t)kk * hw * sizeof(float);
+    if (need > c->col_bytes) {
+        float *col = realloc(c->col, need);
+        if (!col) {
+            snprintf(c->error, sizeof c->error, "out of host memory for im2col");
+            return CNNELM_ERR_OUT_OF_MEMORY;
+        }
+        c->col = col;
+        c->col_bytes = need;
+    }
+    for (int n = 0; n < s->n; n++) {
+        const float *xn = x->data + (size_t)n * s->c_in * s->h * s->w;
+        float *col = c->col;
+        for (int ci = 0; ci < s->c_in; ci++)
+            for (int p = 0; p < s->k; p++)
+                for (int q = 0; q < s->k; q++)
+                    for (int i = 0; i < oh; i++) {
+                        const float *xr = xn + ((size_t)ci * s->h + i + p) * s->w + q;
+                        for (int j = 0; j < ow; j++) /* rows of 8-24 floats: a loop beats memcpy */
+                            col[j] = xr[j];
+                        col += ow;
+                    }
+        float *yn = y->data + (size_t)n * s->c_out * hw;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, hw, kk, 1.0f, w->data, kk,
+                    c->col, hw, 0.0f, yn, hw);
         for (int o = 0; o < s->c_out; o++)
-            for (int i = 0; i < oh; i++)
-                for (int j = 0; j < ow; j++) {
-                    float v = b->data[o];
-                    for (int ci = 0; ci < s->c_in; ci++)
-                        for (int p = 0; p < s->k; p++)
-                            for (int q = 0; q < s->k; q++)
-                                v += x->data[((size_t)(n * s->c_in + ci) * s->h + i + p) * s->w + j + q] *
-                                     w->data[((size_t)(o * s->c_in + ci) * s->k + p) * s->k + q];
-                    if (a == CNNELM_ACT_RELU && v < 0)
-                        v = 0;
+            for (int e = 0; e < hw; e++) {
+                float v = yn[(size_t)o * hw + e] + b->data[o];
+                if (a == CNNELM_ACT_RELU && v < 0)
+                    v = 0;
 #ifdef BROKEN_WRONG
-                    v += 0.01f;
+                v += 0.01f;
 #endif
-                    y->data[((size_t)(n * s->c_out + o) * oh + i) * ow + j] = v;
-                }
+                yn[(size_t)o * hw + e] = v;
+            }
+    }
     return CNNELM_OK;
 }
 

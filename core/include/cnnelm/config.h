@@ -59,6 +59,7 @@ typedef struct cnnelm_worker_config {
 typedef struct cnnelm_config {
     char path[CNNELM_PATH_MAX];         /* the file it was read from */
     char plugin_path[CNNELM_PATH_MAX];  /* plugin_path: colon-separated directories, may be "" */
+    char cache_dir[CNNELM_PATH_MAX];    /* cache_dir: backends' compiled programs; "": XDG default */
     struct {
         char train_images[CNNELM_PATH_MAX], train_labels[CNNELM_PATH_MAX];
         char test_images[CNNELM_PATH_MAX], test_labels[CNNELM_PATH_MAX]; /* "" = no test set */

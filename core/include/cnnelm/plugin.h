@@ -17,6 +17,7 @@ typedef struct cnnelm_plugin {
     void *handle;               /* dlopen handle */
     char name[64];              /* ops->name */
     char path[4096];            /* the file it was loaded from, symlinks resolved */
+    void *state;                /* from the plugin's init() (ABI 1.1); NULL otherwise */
 } cnnelm_plugin;
 
 /* The plugin search path, owned by the caller (free with cnnelm_plugin_dirs_free). In order:
@@ -62,6 +63,19 @@ int cnnelm_plugin_scan(const cnnelm_plugin_dirs *dirs, void (*fn)(const char *pa
                        void *user);
 
 const char *cnnelm_status_name(cnnelm_status s);
+
+/* What the core gives every plugin it loads from now on: a log callback (NULL: messages are
+ * dropped; called from any thread) and the program-cache directory (NULL: each backend's
+ * default). Call before loading plugins; the strings are copied. */
+void cnnelm_plugin_set_host(cnnelm_log_fn log, void *log_user, const char *cache_dir);
+
+/* The device slots through the plugin's state when it has the 1.1 slots, the 1.0 ones otherwise;
+ * on failure `why` says why. context_open passes the log callback and the cache directory. */
+cnnelm_status cnnelm_plugin_device_count(const cnnelm_plugin *p, int *count, char *why,
+                                         size_t why_size);
+cnnelm_status cnnelm_plugin_device_info(const cnnelm_plugin *p, int index, cnnelm_device_info *info);
+cnnelm_status cnnelm_plugin_context_open(const cnnelm_plugin *p, int device, int threads,
+                                         cnnelm_backend_ctx **out, char *why, size_t why_size);
 
 #ifdef __cplusplus
 }

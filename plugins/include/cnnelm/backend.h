@@ -14,7 +14,7 @@ extern "C" {
  * Minor changes only append slots at the end of struct cnnelm_backend; the core checks
  * `abi_minor` and `table_size` before calling an appended slot. */
 #define CNNELM_BACKEND_ABI_MAJOR 1
-#define CNNELM_BACKEND_ABI_MINOR 0
+#define CNNELM_BACKEND_ABI_MINOR 1
 
 /* The one symbol a plugin exports; its type is cnnelm_backend_entry_fn. */
 #define CNNELM_BACKEND_ENTRY "cnnelm_backend_entry"
@@ -99,10 +99,77 @@ typedef struct cnnelm_pool_shape {
     int s;          /* s x s non-overlapping blocks: output is c x h/s x w/s */
 } cnnelm_pool_shape;
 
+#include "cnnelm/backend_ops.h"
+
+/* One op call without its buffers, as supports() sees it: `op` says which shape fields
+ * matter (the op table's args column). */
+typedef struct cnnelm_op_params {
+    uint32_t struct_size;      /* sizeof(cnnelm_op_params) as the core was built */
+    cnnelm_op_id op;
+    cnnelm_conv_shape conv;    /* CONV, CONV_ACT, CONV_ACC */
+    cnnelm_pool_shape pool;    /* POOL */
+    cnnelm_activation act;     /* CONV_ACT, ACT */
+    cnnelm_pooling mode;       /* POOL */
+    size_t count;              /* ACT */
+    int n, l, c;               /* ELM (n unused by SOLVE) */
+    int accumulate;            /* CONV_ACC */
+    double lambda;             /* SOLVE */
+} cnnelm_op_params;
+
+/* ABI 1.1: plugin-level parameters, given to init() once per load. */
+typedef struct cnnelm_plugin_params {
+    uint32_t struct_size;      /* sizeof(cnnelm_plugin_params) as the core was built */
+    const char *cache_dir;     /* directory for compiled device code; NULL: backend default */
+    cnnelm_log_fn log;         /* never NULL when set by the core; callable from any thread */
+    void *log_user;
+} cnnelm_plugin_params;
+
+/* ABI 1.1: what a scheduler needs to size work for a device. 0 means "no limit / no opinion". */
+typedef struct cnnelm_device_limits {
+    uint32_t struct_size;      /* set by the core; the plugin fills the fields that fit */
+    uint64_t alignment;        /* bytes; buffers the plugin allocates are aligned to this */
+    uint64_t max_alloc_bytes;  /* largest single buffer_alloc */
+    uint32_t preferred_chunk;  /* images per chunk the device runs best at */
+} cnnelm_device_limits;
+
 typedef struct cnnelm_backend_ctx cnnelm_backend_ctx; /* a plugin's per-thread state */
 typedef struct cnnelm_buffer cnnelm_buffer;           /* a plugin's device allocation */
 
-/* WARNING: the layout of this struct is the ABI. Never reorder or remove a member. New slots
+/* The contract in words (the questions a plugin author would otherwise guess at):
+ * - Transfers: offsets and sizes are in bytes; the core checks offset + bytes <= the buffer's
+ *   size (and a non-NULL host pointer) before calling, so a plugin never sees a range error.
+ * - Zero-size buffers: the core never allocates 0 bytes; a plugin may refuse 0 (INVALID_ARGUMENT).
+ * - Buffers larger than their tensor are normal: an op reads and writes only the tensor's first
+ *   bytes and leaves the rest of the buffer as it was.
+ * - No buffer argument is ever NULL (a bias included): every op has all of its buffers.
+ * - Shape rules are the core's: before any op it checks every size positive, k <= h and w,
+ *   h and w multiples of s, known activation and pooling modes, lambda > 0 and finite, buffer
+ *   sizes from the shape (64-bit, overflow refused), that every buffer belongs to the context,
+ *   and the aliasing rules of the op table (backend_ops.h). Plugins hold no such checks.
+ * - n = 0 (or any size <= 0, count = 0) never reaches a plugin: the core refuses the call.
+ * - A failed init() returns the status that says why (CNNELM_ERR_DEVICE: no usable runtime,
+ *   CNNELM_ERR_OUT_OF_MEMORY, ...) and a message in `error`; the core refuses the plugin with
+ *   it. No device at all is not a failure: init succeeds and device_count says 0.
+ * - last_error(ctx): the string stays valid until the next call on that context (or its close);
+ *   success need not clear it: the core reads it only right after a call that failed.
+ * - context_close(NULL) and buffer_free(ctx, NULL) are no-ops (the core does not make them).
+ * - A queued op's failure is reported by the next call on the context that waits for it
+ *   (synchronize, buffer_read, a blocking buffer_write) or by any later op, with its message
+ *   kept for last_error; CNNELM_ERR_DEVICE then means the context is lost.
+ * - log may be called from any thread, at any time until shutdown (plugin params) or
+ *   context_close (context params); a plugin may keep the pointers of either params struct
+ *   (log, log_user, cache_dir) that long, but not the struct itself.
+ * - The table's `name` should be the file's NAME (libcnnelm-NAME.so); the core does not enforce
+ *   it: the file name selects the plugin, `name` is what messages and reports show.
+ * - table_size = sizeof(struct cnnelm_backend) as the plugin was built. A newer minor's longer
+ *   table loads into an older core (which reads only what it knows); the core reads an
+ *   appended slot only when abi_minor and table_size say it is there (CNNELM_BACKEND_HAS); a
+ *   table shorter than 1.0's is refused.
+ * - elm_accumulate may keep float32 U and V (the core reads them back into double); it
+ *   must match the CPU reference to 1e-3 relative (plugin-check's tolerance) over one chunk,
+ *   so no half-precision sums.
+ *
+ * WARNING: the layout of this struct is the ABI. Never reorder or remove a member. New slots
  * are appended at the end with a minor version bump; the core calls an appended slot only when
  * abi_minor and table_size say the plugin has it.
  *
@@ -195,9 +262,53 @@ typedef struct cnnelm_backend {
      * the result is not finite. Implementations may compute in higher precision. */
     cnnelm_status (*elm_solve)(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
                                const cnnelm_buffer *U, const cnnelm_buffer *V, cnnelm_buffer *beta);
+
+    /* --- version 1.1 (every slot optional: NULL, or a 1.0 table, gets the 1.0 behaviour) --- */
+
+    /* Plugin state: init() once after loading, before any other slot; shutdown() once after
+     * every context is closed. `state` is passed to the 1.1 device slots below. On failure
+     * init returns a status (CNNELM_ERR_DEVICE when there is no usable runtime, ...) and a
+     * message in `error`; the core then refuses the plugin with that message. The plugin may
+     * keep `params` pointers (cache_dir, log) until shutdown. */
+    cnnelm_status (*init)(const cnnelm_plugin_params *params, void **state, char *error,
+                          size_t error_size);
+    void (*shutdown)(void *state);
+    /* Device slots with the plugin state and a reason on failure; used instead of
+     * device_count / device_info / context_open when present. */
+    cnnelm_status (*device_count_v11)(void *state, int *count, char *error, size_t error_size);
+    cnnelm_status (*device_info_v11)(void *state, int index, cnnelm_device_info *info);
+    cnnelm_status (*device_limits)(void *state, int index, cnnelm_device_limits *limits);
+    cnnelm_status (*context_open_v11)(void *state, int device, const cnnelm_context_params *params,
+                                      cnnelm_backend_ctx **out, char *error, size_t error_size);
+
+    /* Asked once per op and shape when a network opens (never per call): CNNELM_OK when this
+     * context runs the call, CNNELM_ERR_UNSUPPORTED when the core should run it on the CPU
+     * reference. An op whose slot is NULL is never asked. */
+    cnnelm_status (*supports)(cnnelm_backend_ctx *ctx, const cnnelm_op_params *op);
+
+    /* Asynchronous transfers: queued in order with the context's ops. The host memory must
+     * stay valid and unchanged (write) or untouched (read) until synchronize() returns. */
+    cnnelm_status (*buffer_write_async)(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
+                                        const void *src, size_t bytes);
+    cnnelm_status (*buffer_read_async)(cnnelm_backend_ctx *ctx, const cnnelm_buffer *src,
+                                       size_t offset, void *dst, size_t bytes);
+    /* Waits for every queued op and transfer of the context; returns the first failure. */
+    cnnelm_status (*synchronize)(cnnelm_backend_ctx *ctx);
+    /* Device-side copy of `bytes` (the two ranges do not overlap) and fill of `bytes` (a
+     * multiple of 4) with the float `value`; offsets in bytes; queued like ops. */
+    cnnelm_status (*buffer_copy)(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t dst_offset,
+                                 const cnnelm_buffer *src, size_t src_offset, size_t bytes);
+    cnnelm_status (*buffer_fill)(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
+                                 size_t bytes, float value);
 } cnnelm_backend;
 
 typedef const cnnelm_backend *(*cnnelm_backend_entry_fn)(void);
+
+/* Whether table `t` has the appended slot `f` filled: its minor and size say the slot exists
+ * (the rule the core follows before calling any slot after elm_solve). */
+#define CNNELM_BACKEND_HAS(t, f)                                                       \
+    ((t)->abi_minor >= 1 && (t)->table_size >= offsetof(cnnelm_backend, f) + sizeof((t)->f) && \
+     (t)->f != NULL)
 
 /* A plugin defines its entry with:  CNNELM_BACKEND_DEFINE_ENTRY(my_table)  */
 #define CNNELM_BACKEND_DEFINE_ENTRY(table)                                   \
