@@ -847,6 +847,29 @@ static int eval_one_task(cnnelm_worker *w, int task, void *user, cnnelm_error *e
     return cnnelm_evaluate(&w->net, e->m, e->test, e->confusion, e->prog, "test", err);
 }
 
+/* eval: what the model file is (its own architecture wins over the config's model.*, which is
+ * said when they differ), how far it was trained, and whether fine-tuning diverged. */
+static void describe_loaded_model(job *j, const char *path)
+{
+    const cnnelm_model *m = &j->model;
+    const cnnelm_arch *a = &m->arch;
+    const cnnelm_config *c = &j->cfg;
+    int diverged = (m->flags & CNNELM_MODEL_DIVERGED) != 0;
+    cnnelm_progress_note(&j->prog, "model %s: %s, kernel %d, %s, %s pooling, %d hidden units; trained on %llu "
+                         "examples, %u fine-tuning iteration%s%s", path, a->layers, a->kernel,
+                         cnnelm_activation_name(a->activation), cnnelm_pooling_name(a->pooling), a->hidden,
+                         (unsigned long long)m->n_examples, m->iterations, m->iterations == 1 ? "" : "s",
+                         diverged ? " (diverged: the last good iteration was kept)" : "");
+    if (strcmp(c->model.layers, a->layers) != 0 || c->model.kernel != a->kernel ||
+        c->model.activation != a->activation || c->model.pooling != a->pooling ||
+        c->model.elm_activation != a->elm_activation || c->model.lambda != m->lambda)
+        cnnelm_progress_note(&j->prog, "the config's model.* settings differ from the model file's and are "
+                             "ignored: eval uses the architecture stored in %s", path);
+    if (diverged)
+        cnnelm_progress_warn(&j->prog, "%s: fine-tuning of this model diverged; it is iteration %u, the last "
+                             "good one", path, m->iterations);
+}
+
 int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
 {
     job j;
@@ -859,6 +882,7 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
     if (cnnelm_model_load(&j.model, o->model_path, err))
         goto out;
     const cnnelm_arch *a = &j.model.arch;
+    describe_loaded_model(&j, o->model_path);
     if (cnnelm_dataset_load_config(&j.test, &j.cfg, 1, a->classes, err))
         goto out;
     if (j.test.n == 0) {

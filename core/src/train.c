@@ -177,12 +177,11 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
         }
         cnnelm_error solve_err;
         if (cnnelm_net_solve(net, m->lambda, NULL, &solve_err) != 0) {
-            /* the backend's words (a LAPACK code) mean nothing to a user: say what happened */
+            /* the backend's words (a LAPACK return code) mean nothing to a user: say what happened */
             snprintf(log->divergence, sizeof log->divergence,
                      "iteration %d: the ELM system could not be solved: the hidden activations grew "
                      "too large or non-finite with learning rate %g, so I/lambda + U is no longer a "
-                     "usable positive definite matrix; try a smaller train.learning_rate (the backend "
-                     "said: %.200s)", it, lr, solve_err.msg);
+                     "usable positive definite matrix; try a smaller train.learning_rate", it, lr);
             return 1;
         }
         double jb = 0;
