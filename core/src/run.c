@@ -337,7 +337,7 @@ static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm
     cnnelm_json_number(js, "seconds", r->seconds);
     if (r->test.n)
         json_metrics(js, "test", &r->test, NULL, 0);
-    if (k > 1 || r->log.n > 1)
+    if (k > 1 || r->log.n > 1 || r->log.diverged) /* a run that diverged at once has only iteration 0 */
         json_series(js, &r->log);
     cnnelm_json_end(js, '}');
 }
