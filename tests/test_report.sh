@@ -136,5 +136,14 @@ if command -v gnuplot >/dev/null; then
   if [ $? = 1 ] && echo "$out" | grep -q "no training runs to plot"; then ok; else bad "plot of an eval report: $out"; fi
 fi
 
+# 8. MPI: each rank's lines carry its prefix once (was "rank 1: rank 1: map: ...")
+if command -v mpirun >/dev/null; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe -np 2 "$CNNELM" train \
+    -c "$def" -s data.train_limit=2000 -s data.test_limit=500 -s train.partitions=2 -o "$tmp/mpi.model" >"$tmp/out" 2>&1
+  code=$?
+  if [ $code = 0 ] && grep -q "^[0-9:]* \[[^]]*\] rank 1: map: 1 of 2 partitions" "$tmp/out" && ! grep -q "rank 1: rank 1" "$tmp/out"; then ok
+  else bad "mpirun -np 2: exit $code, rank prefix: $(grep -m2 "rank 1" "$tmp/out")"; fi
+fi
+
 echo "test_report: $passed passed, $failed failed"
 [ $failed = 0 ]

@@ -345,8 +345,8 @@ static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm
 /* The work of one experiment in forward-pass units and in images, for the whole-run ETA; it
  * follows what cnnelm_experiment_run and cnnelm_train_model do. `share`: the fraction of the
  * partitions this process trains (MPI). */
-static void experiment_work(const cnnelm_config *c, int k, size_t n_train, size_t n_test, int single,
-                            double share, double *forward, double *tune)
+static void experiment_work(const cnnelm_config *c, int k, size_t n_train, size_t n_test, int rank0,
+                            int single, double share, double *forward, double *tune)
 {
     double E = c->train.iterations, N = (double)n_train, T = (double)n_test;
     /* a model: the iteration-0 fit, with fine-tuning its training (and test, k = 1) accuracy,
@@ -356,9 +356,10 @@ static void experiment_work(const cnnelm_config *c, int k, size_t n_train, size_
     double fwd = fit * share + (k == 1 ? series_test : T * k * share);
     if (k > 1 && c->train.reduce == CNNELM_REDUCE_REFIT)
         fwd += N * share;
-    fwd += T; /* the reduced model's evaluation */
+    if (rank0)
+        fwd += T; /* the reduced model's evaluation */
     double ft = tuning * share;
-    if (single && k > 1) {
+    if (rank0 && single && k > 1) {
         fwd += fit + series_test + T;
         ft += tuning;
     }
@@ -486,21 +487,21 @@ static void set_run_work(job *j, int folds)
         share = (double)mine / k;
     }
     double fwd = 0, tune = 0, f1, t1;
-    int single = c->train.compare_single && j->rank == 0;
+    int rank0 = j->rank == 0;
     for (int t = 0; t < c->train.trials; t++) {
         if (folds > 1) {
             size_t held = j->train.n / (size_t)folds;
-            experiment_work(c, k, j->train.n - held, held, single, share, &f1, &t1);
+            experiment_work(c, k, j->train.n - held, held, rank0, c->train.compare_single, share, &f1, &t1);
             fwd += folds * f1;
             tune += folds * t1;
         } else {
-            experiment_work(c, k, j->train.n, j->test.n, single, share, &f1, &t1);
+            experiment_work(c, k, j->train.n, j->test.n, rank0, c->train.compare_single, share, &f1, &t1);
             fwd += f1;
             tune += t1;
         }
     }
     if (folds > 1) { /* the final model on all the data, no test set, no single model */
-        experiment_work(c, k, j->train.n, 0, 0, share, &f1, &t1);
+        experiment_work(c, k, j->train.n, 0, rank0, 0, share, &f1, &t1);
         fwd += f1;
         tune += t1;
     }
@@ -608,11 +609,15 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
     }
     /* k-fold: the folds estimate; the model kept is trained on all the training data */
     if (rc == 0 && folds > 1) {
-        cnnelm_config final_cfg = *c; /* shallow: only read, never freed */
-        final_cfg.train.compare_single = 0;
+        /* a shallow copy (only read, its text never freed), on the heap: the config is large */
+        cnnelm_config *final_cfg = malloc(sizeof *final_cfg);
+        if (!final_cfg)
+            return cnnelm_fail(err, "out of memory");
+        *final_cfg = *c;
+        final_cfg->train.compare_single = 0;
         cnnelm_experiment x;
         memset(&x, 0, sizeof x);
-        x.cfg = &final_cfg;
+        x.cfg = final_cfg;
         x.seed = c->train.seed;
         x.prog = &j->prog;
         x.pool = &j->pool;
@@ -635,6 +640,7 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
             s->final_examples = j->train.n;
         }
         cnnelm_experiment_free(&x);
+        free(final_cfg);
     }
     if (js)
         cnnelm_json_end(js, ']');
