@@ -136,6 +136,10 @@ if command -v gnuplot >/dev/null; then
   if [ $? = 1 ] && echo "$out" | grep -q "no training runs to plot"; then ok; else bad "plot of an eval report: $out"; fi
 fi
 
+# --resume with nowhere to resume from is said, not ignored
+"$CNNELM" train -q --resume -c "$def" -s data.train_limit=1000 -s data.test_limit=300 -o "$tmp/r.model" >"$tmp/out" 2>"$tmp/err"
+if [ $? = 0 ] && has "^cnnelm: warning: --resume without train.checkpoint_dir" "$tmp/err"; then ok; else bad "--resume without checkpoint_dir: $(head -2 "$tmp/err")"; fi
+
 # 8. MPI: each rank's lines carry its prefix once (was "rank 1: rank 1: map: ...")
 if command -v mpirun >/dev/null; then
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe -np 2 "$CNNELM" train \

@@ -161,7 +161,9 @@ static void prefix_name(const cnnelm_progress *p, char *out, size_t cap)
 
 static void stage_text(const cnnelm_progress *p, char *out, size_t cap)
 {
-    if (p->total)
+    if (!p->stage[0])
+        snprintf(out, cap, "between stages");
+    else if (p->total)
         snprintf(out, cap, "%s %.0f%%", p->stage, 100.0 * (double)(p->done < p->total ? p->done : p->total) /
                                                       (double)p->total);
     else

@@ -702,6 +702,9 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
                  j.train.n, j.test.n, j.train.rows, j.train.cols, arch.classes);
         cnnelm_progress_end(&j.prog, detail);
     }
+    if (j.resume && !c->train.checkpoint_dir[0] && j.rank == 0)
+        job_warn(&j, "--resume without train.checkpoint_dir: there is nothing to resume from, every "
+                 "partition is trained (set train.checkpoint_dir to keep and reuse them)");
     if (c->train.checkpoint_dir[0] && mkdir(c->train.checkpoint_dir, 0777) != 0 && errno != EEXIST) {
         cnnelm_fail(err, "%s: train.checkpoint_dir: cannot create %s: %s", c->path,
                     c->train.checkpoint_dir, strerror(errno));
