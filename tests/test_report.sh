@@ -140,6 +140,22 @@ fi
 "$CNNELM" train -q --resume -c "$def" -s data.train_limit=1000 -s data.test_limit=300 -o "$tmp/r.model" >"$tmp/out" 2>"$tmp/err"
 if [ $? = 0 ] && has "^cnnelm: warning: --resume without train.checkpoint_dir" "$tmp/err"; then ok; else bad "--resume without checkpoint_dir: $(head -2 "$tmp/err")"; fi
 
+# on a terminal the live line is gone before the results are printed (they must not overwrite it)
+if command -v script >/dev/null; then
+  script -qfec "$(printf '%q ' "$CNNELM" train -c "$ft" -s train.partitions=2 -s data.train_limit=1000 -s data.test_limit=300 \
+    -s train.iterations=1 -o "$tmp/tty.model")" /dev/null >"$tmp/tty" 2>&1
+  if python3 - "$tmp/tty" <<'PY'
+import sys
+d = open(sys.argv[1], "rb").read().decode("utf8", "replace")
+i = d.index("test results")
+before = d[:i]
+# the last thing before the results: the erased live line, a "run done" line and a newline
+assert "run done: " in before[before.rindex("\x1b[J"):] and before.endswith("\n"), repr(before[-200:])
+assert d.count("run ") > 3  # the live line was drawn
+PY
+  then ok; else bad "on a terminal the results land on the live line"; fi
+fi
+
 # 8. MPI: each rank's lines carry its prefix once (was "rank 1: rank 1: map: ...")
 if command -v mpirun >/dev/null; then
   # leaks inside the MPI runtime are not what this checks (LeakSanitizer reports them at exit)

@@ -119,7 +119,9 @@ static void run_state(const cnnelm_progress *r, double now, double *fraction, do
     double el = now - r->run_start;
     /* the rate over the whole run so far: steadier than a recent window, and every stage of the
      * run is in it in the proportion it will have to the end */
-    if (done > 0 && el > 0.5)
+    if (done >= total)
+        *eta = 0;
+    else if (done > 0 && el > 0.5)
         *eta = (total - done) * el / done;
 }
 
@@ -368,5 +370,22 @@ void cnnelm_progress_warn(cnnelm_progress *p, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     line_end(r);
+    unlock(p);
+}
+
+void cnnelm_progress_finish(cnnelm_progress *p)
+{
+    lock(p);
+    cnnelm_progress *r = p->root;
+    if (r->run_images > 0 && r->mode != CNNELM_PROGRESS_QUIET) {
+        double el = cnnelm_now() - r->run_start;
+        line_start(r);
+        fprintf(stderr, "%srun done: %zu images in %.1f s (%.0f images/s)\n", r->prefix, r->run_images_done, el,
+                el > 0 ? (double)r->run_images_done / el : 0.0);
+    }
+    r->run_images = 0; /* no live line any more */
+    r->run_planned[0] = r->run_planned[1] = 0;
+    r->stage[0] = '\0';
+    fflush(stderr);
     unlock(p);
 }

@@ -71,6 +71,9 @@ void cnnelm_progress_warn(cnnelm_progress *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* The run is over: the live line goes (so what is printed next starts on a clean line) and a
+ * summary line says how many images took how long. */
+void cnnelm_progress_finish(cnnelm_progress *p);
 /* Whole-run fraction done (0..1) and ETA in seconds (< 0: unknown yet). */
 void cnnelm_progress_run_state(cnnelm_progress *p, double *fraction, double *eta);
 

@@ -732,6 +732,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     }
     if (run_experiments(&j, &arch, &s, body ? &js : NULL, err))
         goto out;
+    cnnelm_progress_finish(&j.prog); /* stdout's results must not land on the live line */
     j.t_train = cnnelm_now() - tt;
     cnnelm_pool_report_fallbacks(&j.pool, note_line, &j.prog);
     if (j.rank != 0) { /* rank 0 alone writes the model and the report */
