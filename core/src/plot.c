@@ -380,8 +380,12 @@ static void script_series(FILE *gp, const figure *f)
     char band_note[64] = "";
     if (bands)
         snprintf(band_note, sizeof band_note, " (mean +- std, %d runs)", f->runs);
-    fprintf(gp, "set multiplot layout 1,2 title 'cnnelm: %d partition%s, reduce = %s%s' font ',12'\n", f->k,
-            f->k == 1 ? "" : "s", f->reduce, band_note);
+    if (f->k == 1)
+        fprintf(gp, "set multiplot layout 1,2 title 'cnnelm: one model on all the training data%s' font ',12'\n",
+                band_note);
+    else
+        fprintf(gp, "set multiplot layout 1,2 title 'cnnelm: %d partitions, reduce = %s%s' font ',12'\n", f->k,
+                f->reduce, band_note);
     fprintf(gp, "set key below maxrows 4 font ',9' samplen 2 spacing 0.9\nset grid\n"
                 "unset xlabel\nset xrange [-0.2:%g]\n"
                 "set style fill transparent solid 0.15 noborder\n",
@@ -456,7 +460,7 @@ static void script_series(FILE *gp, const figure *f)
                              "lw 2 title 'reduced (%s): test %.1f%%'", f->reduce, m);
                 else
                     snprintf(c->spec, sizeof c->spec, "'-' using 1:2:3 with yerrorbars lc rgb 'red' pt 3 ps 2.5 "
-                             "lw 2 title 'model: test %.1f%%'", m);
+                             "lw 2 title 'saved model: test %.1f%%'", m);
                 c->t = &f->reduced;
                 c->what = 3;
                 c->x = f->iterations + 0.4;
