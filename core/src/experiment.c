@@ -16,6 +16,18 @@
 #include "cnnelm/cluster.h"
 #include "cnnelm/reduce.h"
 
+void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap)
+{
+    /* "cpu:0", or "cpu:0#1" when another worker has the same device, so lines tell them apart */
+    int shared = 0;
+    for (int i = 0; i < pool->n; i++)
+        shared += i != w->index && strcmp(pool->w[i].net.where, w->net.where) == 0;
+    if (shared)
+        snprintf(out, cap, "%.40s#%d", w->net.where, w->index);
+    else
+        snprintf(out, cap, "%.40s", w->net.where);
+}
+
 typedef struct map_job {
     cnnelm_experiment *x;
     const cnnelm_model *init;
@@ -270,12 +282,12 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
     /* a task may run again after a device failure: start from nothing */
     cnnelm_model_free(&r->model);
     cnnelm_train_log_free(&r->log);
-    char prefix[96];
+    char prefix[96], label[64];
     cnnelm_progress child, *prog = x->prog;
     if (j->n > 1) {
-        snprintf(prefix, sizeof prefix, "%s%s %d/%d [%.40s]: ", x->rank_prefix, j->what, p + 1, j->n,
-                 w->net.where);
-        cnnelm_progress_init_child(&child, x->prog, prefix);
+        cnnelm_worker_label(x->pool, w, label, sizeof label);
+        snprintf(prefix, sizeof prefix, "%s%s %d/%d [%s]: ", x->rank_prefix, j->what, p + 1, j->n, label);
+        cnnelm_progress_init_worker(&child, x->prog, prefix, w->index);
         prog = &child;
     }
     double t0 = cnnelm_now();
@@ -317,20 +329,23 @@ typedef struct refit_job {
     double *U, *V, *n;            /* per partition: L*L, L*C, 1 */
     cnnelm_progress *prog;
     int k;
+    const cnnelm_pool *pool;
 } refit_job;
 
 static int refit_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
 {
     refit_job *j = user;
     int p = j->ids[task];
+    char label[64];
+    cnnelm_worker_label(j->pool, w, label, sizeof label);
     size_t L = (size_t)j->avg->arch.hidden, C = (size_t)j->avg->arch.classes;
     cnnelm_model m;
     if (cnnelm_model_copy(&m, j->avg, err))
         return -1;
-    char stage[96];
-    snprintf(stage, sizeof stage, "refit: U, V of partition %d/%d [%.40s]", p + 1, j->k, w->net.where);
+    char stage[160];
+    snprintf(stage, sizeof stage, "refit: U, V of partition %d/%d [%s]", p + 1, j->k, label);
     cnnelm_progress child;
-    cnnelm_progress_init_child(&child, j->prog, "");
+    cnnelm_progress_init_worker(&child, j->prog, "", w->index);
     int rc = cnnelm_elm_fit(&w->net, &m, &j->parts[p], &child, stage, err);
     cnnelm_progress_destroy(&child);
     if (rc == 0) {
@@ -365,7 +380,7 @@ int cnnelm_refit(cnnelm_pool *pool, const cnnelm_cluster *cluster, const cnnelm_
     size_t L = (size_t)out->arch.hidden, C = (size_t)out->arch.classes;
     refit_job j = { out, parts, NULL, calloc((size_t)n_parts * L * L, sizeof(double)),
                     calloc((size_t)n_parts * L * C, sizeof(double)), calloc((size_t)n_parts, sizeof(double)),
-                    prog, n_parts };
+                    prog, n_parts, pool };
     int *ids = calloc((size_t)n_parts, sizeof *ids);
     int rc = -1;
     if (!j.U || !j.V || !j.n || !ids) {
@@ -419,7 +434,7 @@ static int eval_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
 {
     eval_job *j = user;
     cnnelm_progress child;
-    cnnelm_progress_init_child(&child, j->prog, "");
+    cnnelm_progress_init_worker(&child, j->prog, "", w->index);
     int rc = evaluate_into(&w->net, j->m[task], j->test, &child, j->out[task],
                            task == 0 ? j->confusion : NULL, err);
     cnnelm_progress_destroy(&child);
@@ -538,8 +553,8 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
     double t0 = cnnelm_now();
     int mine = local_ids(x->cluster, k, ids);
     if (k > 1)
-        cnnelm_progress_note(x->prog, "%smap: %d of %d partitions (%s) on %d worker%s", x->rank_prefix,
-                             mine, k, cnnelm_partitioning_name(c->train.partitioning), x->pool->n,
+        /* x->prog already carries the rank's prefix */
+        cnnelm_progress_note(x->prog, "map: %d of %d partitions (%s) on %d worker%s", mine, k, cnnelm_partitioning_name(c->train.partitioning), x->pool->n,
                              x->pool->n == 1 ? "" : "s");
     map_job mj = { x, &init, subs, x->parts, k, ids, c->train.checkpoint_dir[0] != '\0', "partition" };
     if (mine > 0 && cnnelm_pool_run(x->pool, mine, train_task, &mj, err))

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,31 @@ typedef struct job {
     uint64_t *confusion;
     cnnelm_metrics test_metrics;
     double t_load, t_train, t_eval;
+    char **warnings;             /* every warning of the run, for the report */
+    int n_warnings;
 } job;
+
+/* A warning on stderr (even with --quiet) and in the report. */
+static void job_warn(job *j, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void job_warn(job *j, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cnnelm_progress_warn(&j->prog, "%s", msg);
+    char **nw = realloc(j->warnings, (size_t)(j->n_warnings + 1) * sizeof *nw);
+    if (!nw)
+        return;
+    j->warnings = nw;
+    if ((j->warnings[j->n_warnings] = strdup(msg)) != NULL)
+        j->n_warnings++;
+}
 
 static void job_free(job *j)
 {
@@ -55,6 +80,9 @@ static void job_free(job *j)
     cnnelm_dataset_free(&j->train);
     cnnelm_dataset_free(&j->test);
     free(j->confusion);
+    for (int i = 0; i < j->n_warnings; i++)
+        free(j->warnings[i]);
+    free(j->warnings);
     cnnelm_config_free(&j->cfg);
     cnnelm_progress_destroy(&j->prog);
 }
@@ -274,7 +302,7 @@ static int save_model_keeping(const cnnelm_model *m, const char *path, const cha
     return cnnelm_fail(err, "%s; saving it beside the checkpoints or in $TMPDIR failed too", first);
 }
 
-/* ---- train: runs (trials x folds) of Map + Reduce, a table, the first run's model saved ---- */
+/* ---- train: runs (trials x folds) of Map + Reduce, a table, the model saved ---- */
 
 /* Accuracy and kappa of one table row over the runs. */
 typedef struct row_stats {
@@ -300,11 +328,26 @@ static double std_of(double sum, double sq, int n)
     return v > 0 ? sqrt(v) : 0;
 }
 
+/* One run's line in the table: which run, and its reduced model's result. */
+typedef struct run_row {
+    int trial, fold;
+    cnnelm_metrics reduced;
+    int has_test;
+} run_row;
+
 typedef struct train_summary {
     int runs, k;
     row_stats *part;    /* k */
     row_stats reduced, single;
+    run_row *run;       /* runs (the estimating runs, not the final all-data fit of k-fold) */
+    int n_run;
+    int final_all_data; /* k-fold: the saved model was trained afterwards on all the data */
+    size_t final_examples;
 } train_summary;
+
+/* Tables with more partitions than this list min / median / max and the worst ones instead. */
+#define TABLE_MAX_PARTITIONS 20
+#define TABLE_WORST 3
 
 static void print_row(const char *name, const row_stats *r)
 {
@@ -318,13 +361,69 @@ static void print_row(const char *name, const row_stats *r)
                std_of(r->kappa_sum, r->kappa_sq, r->n));
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Many partitions: their mean accuracies as min / median / max and the worst few by number. */
+static void print_partition_summary(const train_summary *s)
+{
+    int k = s->k;
+    double *acc = malloc((size_t)k * sizeof *acc);
+    int *worst = malloc((size_t)k * sizeof *worst);
+    if (!acc || !worst) {
+        free(acc);
+        free(worst);
+        return;
+    }
+    int n = 0;
+    for (int p = 0; p < k; p++)
+        if (s->part[p].n)
+            acc[n++] = mean_of(s->part[p].acc_sum, s->part[p].n);
+    if (n == 0) {
+        free(acc);
+        free(worst);
+        return;
+    }
+    qsort(acc, (size_t)n, sizeof *acc, cmp_double);
+    double median = n % 2 ? acc[n / 2] : 0.5 * (acc[n / 2 - 1] + acc[n / 2]);
+    printf("  %d partitions (listed in the JSON report): accuracy min %.2f%%, median %.2f%%, max %.2f%%\n",
+           k, 100 * acc[0], 100 * median, 100 * acc[n - 1]);
+    /* the worst ones, lowest first (ties by partition number) */
+    int nw = 0;
+    for (int p = 0; p < k; p++)
+        if (s->part[p].n)
+            worst[nw++] = p;
+    for (int a = 0; a < nw && a < TABLE_WORST; a++)
+        for (int b = a + 1; b < nw; b++)
+            if (mean_of(s->part[worst[b]].acc_sum, s->part[worst[b]].n) <
+                mean_of(s->part[worst[a]].acc_sum, s->part[worst[a]].n)) {
+                int t = worst[a];
+                worst[a] = worst[b];
+                worst[b] = t;
+            }
+    char name[64];
+    for (int a = 0; a < nw && a < TABLE_WORST; a++) {
+        snprintf(name, sizeof name, "worst: partition %d", worst[a] + 1);
+        print_row(name, &s->part[worst[a]]);
+    }
+    free(acc);
+    free(worst);
+}
+
 static void print_table(const train_summary *s, const cnnelm_config *c)
 {
+    int cv = c->train.folds > 1;
     printf("%s results (accuracy, Cohen's kappa%s):\n",
-           c->train.folds > 1 ? "cross-validation" : "test",
-           s->runs > 1 ? "; mean +- standard deviation over the runs" : "");
+           cv ? "cross-validation" : "test",
+           s->runs > 1 ? (cv ? "; mean +- standard deviation over the folds"
+                             : "; mean +- standard deviation over the runs") : "");
     char name[64];
-    if (s->k > 1)
+    if (s->k > TABLE_MAX_PARTITIONS)
+        print_partition_summary(s);
+    else if (s->k > 1)
         for (int p = 0; p < s->k; p++) {
             snprintf(name, sizeof name, "partition %d", p + 1);
             print_row(name, &s->part[p]);
@@ -335,6 +434,20 @@ static void print_table(const train_summary *s, const cnnelm_config *c)
         snprintf(name, sizeof name, "model");
     print_row(name, &s->reduced);
     print_row("single model (all data)", &s->single);
+    /* each run (fold) on its own line, so the spread behind the +- is visible */
+    if (s->n_run > 1 && s->n_run <= TABLE_MAX_PARTITIONS)
+        for (int i = 0; i < s->n_run; i++) {
+            const run_row *r = &s->run[i];
+            if (!r->has_test)
+                continue;
+            if (cv && c->train.trials > 1)
+                snprintf(name, sizeof name, "  trial %d, fold %d", r->trial, r->fold);
+            else if (cv)
+                snprintf(name, sizeof name, "  fold %d", r->fold);
+            else
+                snprintf(name, sizeof name, "  trial %d", r->trial);
+            printf("  %-28s %8.2f%%   %7.4f\n", name, 100 * r->reduced.accuracy, r->reduced.kappa);
+        }
 }
 
 static void json_row(cnnelm_json *js, const char *key, const row_stats *r)
@@ -355,16 +468,186 @@ static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm
     cnnelm_json_int(js, "rank", r->rank);
     cnnelm_json_int(js, "worker", r->worker + 1);
     /* every rank runs the same worker list, so the device name is the same on each */
-    if (r->worker >= 0 && r->worker < pool->n)
+    if (r->worker >= 0 && r->worker < pool->n) {
+        char label[64];
         cnnelm_json_string(js, "device", pool->w[r->worker].net.where);
+        cnnelm_worker_label(pool, &pool->w[r->worker], label, sizeof label);
+        cnnelm_json_string(js, "worker_label", label);
+    }
     cnnelm_json_bool(js, "resumed", r->resumed);
     cnnelm_json_number(js, "seconds", r->seconds);
     if (r->test.n)
         json_metrics(js, "test", &r->test, NULL, 0);
-    if (k > 1 || r->log.n > 1)
+    if (k > 1 || r->log.n > 1 || r->log.diverged) /* a run that diverged at once has only iteration 0 */
         json_series(js, &r->log);
     json_partition_classes(js, r, pool->n > 0 ? pool->w[0].net.arch.classes : 0);
     cnnelm_json_end(js, '}');
+}
+
+/* The work of one experiment in forward-pass units and in images, for the whole-run ETA; it
+ * follows what cnnelm_experiment_run and cnnelm_train_model do. `share`: the fraction of the
+ * partitions this process trains (MPI). */
+static void experiment_work(const cnnelm_config *c, int k, size_t n_train, size_t n_test, int rank0,
+                            int single, double share, double *forward, double *tune)
+{
+    double E = c->train.iterations, N = (double)n_train, T = (double)n_test;
+    /* a model: the iteration-0 fit, with fine-tuning its training (and test, k = 1) accuracy,
+     * then per iteration the fine-tuning pass, the re-fit and (k = 1) the test accuracy */
+    double fit = N * (1 + (E > 0) + E), tuning = E * N;
+    double series_test = E > 0 ? T * (1 + E) : 0;
+    double fwd = fit * share + (k == 1 ? series_test : T * k * share);
+    if (k > 1 && c->train.reduce == CNNELM_REDUCE_REFIT)
+        fwd += N * share;
+    if (rank0)
+        fwd += T; /* the reduced model's evaluation */
+    double ft = tuning * share;
+    if (rank0 && single && k > 1) {
+        fwd += fit + series_test + T;
+        ft += tuning;
+    }
+    *forward = fwd;
+    *tune = ft;
+}
+
+/* Divergence as a sentence: "at iteration N: why; what to try" from the log's message. */
+static void divergence_text(const cnnelm_train_log *log, char *out, size_t cap)
+{
+    int it = -1, used = 0;
+    if (sscanf(log->divergence, "iteration %d: %n", &it, &used) == 1 && used > 0)
+        snprintf(out, cap, "at iteration %d: %s", it, log->divergence + used);
+    else
+        snprintf(out, cap, "%s", log->divergence);
+}
+
+/* Warnings a user must see about one run, in every mode: divergence of any partition or of the
+ * single model, and a reduced model worse than every partition. Returns the latter (for the
+ * report). */
+static int check_experiment(job *j, const cnnelm_experiment *x, const char *run)
+{
+    const cnnelm_config *c = &j->cfg;
+    char why[700];
+    for (int p = 0; p < x->k; p++) {
+        const cnnelm_part_result *r = &x->parts[p];
+        if (!r->log.diverged)
+            continue;
+        divergence_text(&r->log, why, sizeof why);
+        if (x->k == 1)
+            job_warn(j, "%sfine-tuning diverged %s; the saved model is iteration %u, the last good one",
+                     run, why, r->model.iterations);
+        else
+            job_warn(j, "%spartition %d/%d diverged %s; its model is iteration %u, the last good one, "
+                     "and goes into the reduced model as such", run, p + 1, x->k, why, r->model.iterations);
+    }
+    if (x->has_single && x->single.log.diverged) {
+        divergence_text(&x->single.log, why, sizeof why);
+        job_warn(j, "%sthe single model diverged %s; its model is iteration %u, the last good one", run, why,
+                 x->single.model.iterations);
+    }
+    if (x->k < 2 || x->test.n == 0)
+        return 0;
+    int lowest = 0;
+    for (int p = 1; p < x->k; p++)
+        if (x->parts[p].test.accuracy < x->parts[lowest].test.accuracy)
+            lowest = p;
+    if (!(x->reduced_test.accuracy < x->parts[lowest].test.accuracy))
+        return 0;
+    const char *hint = c->train.reduce == CNNELM_REDUCE_REFIT
+        ? "the averaged kernels fit none of the partitions; try fewer train.iterations, a smaller "
+          "train.learning_rate or fewer partitions"
+        : c->train.iterations > 0
+            ? "partitions fine-tuned apart learn different hidden units, so the mean of their beta "
+              "matches none of them; try train.reduce = \"refit\" (beta solved once on the averaged "
+              "kernels)"
+            : "the mean of beta solved per partition is not the solution for all the data; try "
+              "train.reduce = \"refit\" (exactly the single model without fine-tuning)";
+    job_warn(j, "%sthe reduced model (%s) has %s accuracy %.2f%%, worse than every partition (the lowest, "
+             "partition %d, has %.2f%%): %s", run, cnnelm_reduce_name(c->train.reduce),
+             c->train.folds > 1 ? "validation" : "test", 100 * x->reduced_test.accuracy, lowest + 1,
+             100 * x->parts[lowest].test.accuracy, hint);
+    return 1;
+}
+
+static void json_run(job *j, cnnelm_json *js, const cnnelm_experiment *x, int trial, int fold,
+                     uint64_t seed, int worse)
+{
+    cnnelm_json_object(js, NULL);
+    cnnelm_json_int(js, "trial", trial);
+    if (fold > 0)
+        cnnelm_json_int(js, "fold", fold);
+    if (fold < 0)
+        cnnelm_json_bool(js, "all_training_data", 1); /* k-fold's final model */
+    cnnelm_json_int(js, "seed", (long long)seed);
+    cnnelm_json_int(js, "training_examples", (long long)x->train.n);
+    cnnelm_json_int(js, "test_examples", (long long)x->test.n);
+    cnnelm_json_number(js, "map_seconds", x->map_seconds);
+    cnnelm_json_number(js, "reduce_seconds", x->reduce_seconds);
+    cnnelm_json_array(js, "partitions");
+    for (int p = 0; p < x->k; p++)
+        json_part(js, &x->parts[p], &j->pool, x->k);
+    cnnelm_json_end(js, ']');
+    if (x->test.n)
+        json_metrics(js, "reduced", &x->reduced_test, NULL, 0);
+    cnnelm_json_bool(js, "reduced_worse_than_every_partition", worse);
+    if (x->has_single) {
+        cnnelm_json_object(js, "single");
+        if (x->single.test.n)
+            json_metrics(js, "test", &x->single.test, NULL, 0);
+        json_series(js, &x->single.log);
+        cnnelm_json_end(js, '}');
+    }
+    cnnelm_json_end(js, '}');
+}
+
+/* Keeps x's reduced model as the one saved, with its test results. */
+static int keep_model(job *j, const cnnelm_experiment *x, int classes, cnnelm_error *err)
+{
+    if (cnnelm_model_copy(&j->model, &x->reduced, err))
+        return -1;
+    j->test_metrics = x->reduced_test;
+    if (x->test.n) {
+        j->confusion = malloc((size_t)classes * classes * sizeof *j->confusion);
+        if (!j->confusion)
+            return cnnelm_fail(err, "out of memory");
+        memcpy(j->confusion, x->reduced_confusion, (size_t)classes * classes * sizeof *j->confusion);
+    }
+    return 0;
+}
+
+/* The work of the whole run, set on the progress before the first experiment. */
+static void set_run_work(job *j, int folds)
+{
+    const cnnelm_config *c = &j->cfg;
+    int k = c->train.partitioning == CNNELM_PART_BY_SOURCE ? j->train.n_sources : c->train.partitions;
+    if (k < 1)
+        k = 1;
+    double share = 1;
+    if (j->cluster && j->cluster->size > 1) {
+        /* each rank follows its own partitions (rank 0's share stands for the whole job) */
+        int mine = 0;
+        for (int p = 0; p < k; p++)
+            mine += cnnelm_cluster_owner(j->cluster, p) == j->rank;
+        share = (double)mine / k;
+    }
+    double fwd = 0, tune = 0, f1, t1;
+    int rank0 = j->rank == 0;
+    for (int t = 0; t < c->train.trials; t++) {
+        if (folds > 1) {
+            size_t held = j->train.n / (size_t)folds;
+            experiment_work(c, k, j->train.n - held, held, rank0, c->train.compare_single, share, &f1, &t1);
+            fwd += folds * f1;
+            tune += folds * t1;
+        } else {
+            experiment_work(c, k, j->train.n, j->test.n, rank0, c->train.compare_single, share, &f1, &t1);
+            fwd += f1;
+            tune += t1;
+        }
+    }
+    if (folds > 1) { /* the final model on all the data, no test set, no single model */
+        experiment_work(c, k, j->train.n, 0, rank0, 0, share, &f1, &t1);
+        fwd += f1;
+        tune += t1;
+    }
+    cnnelm_progress_set_run(&j->prog, fwd, tune, cnnelm_finetune_weight(c, j->pool.w[0].net.chunk));
 }
 
 static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cnnelm_json *js,
@@ -374,6 +657,10 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
     int folds = c->train.folds > 1 ? c->train.folds : 1;
     int runs = c->train.trials * folds;
     s->runs = runs;
+    s->run = calloc((size_t)runs, sizeof *s->run);
+    if (!s->run)
+        return cnnelm_fail(err, "out of memory");
+    set_run_work(j, folds);
     int rc = 0;
     if (js)
         cnnelm_json_array(js, "runs");
@@ -416,9 +703,18 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
                 x.train = (cnnelm_subset){ &j->train, NULL, j->train.n };
                 x.test = (cnnelm_subset){ &j->test, NULL, j->test.n };
             }
+            char run[96] = "";
+            int r_no = t * folds + f + 1;
+            if (folds > 1 && c->train.trials > 1)
+                snprintf(run, sizeof run, "run %d/%d (trial %d, fold %d/%d): ", r_no, runs, t + 1, f + 1, folds);
+            else if (folds > 1)
+                snprintf(run, sizeof run, "fold %d/%d: ", f + 1, folds);
+            else if (runs > 1)
+                snprintf(run, sizeof run, "trial %d/%d: ", t + 1, runs);
             if (runs > 1)
-                cnnelm_progress_note(&j->prog, "run %d/%d: seed %llu%s", t * folds + f + 1, runs,
-                                     (unsigned long long)seed, folds > 1 ? ", cross-validation fold" : "");
+                cnnelm_progress_note(&j->prog, "%sseed %llu, %zu training examples, %zu %s examples", run,
+                                     (unsigned long long)seed, x.train.n, x.test.n,
+                                     folds > 1 ? "validation" : "test");
             rc = cnnelm_experiment_run(&x, arch, err);
             if (rc == 0 && j->rank != 0) {
                 cnnelm_experiment_free(&x);
@@ -433,6 +729,7 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
                 }
             }
             if (rc == 0) {
+                int worse = check_experiment(j, &x, run);
                 for (int p = 0; p < x.k && p < s->k; p++)
                     if (x.test.n)
                         row_add(&s->part[p], &x.parts[p].test);
@@ -440,52 +737,52 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
                     row_add(&s->reduced, &x.reduced_test);
                 if (x.has_single && x.test.n)
                     row_add(&s->single, &x.single.test);
-                if (js) {
-                    cnnelm_json_object(js, NULL);
-                    cnnelm_json_int(js, "trial", t + 1);
-                    if (folds > 1)
-                        cnnelm_json_int(js, "fold", f + 1);
-                    cnnelm_json_int(js, "seed", (long long)seed);
-                    cnnelm_json_int(js, "training_examples", (long long)x.train.n);
-                    cnnelm_json_int(js, "test_examples", (long long)x.test.n);
-                    cnnelm_json_number(js, "map_seconds", x.map_seconds);
-                    cnnelm_json_number(js, "reduce_seconds", x.reduce_seconds);
-                    cnnelm_json_array(js, "partitions");
-                    for (int p = 0; p < x.k; p++)
-                        json_part(js, &x.parts[p], &j->pool, x.k);
-                    cnnelm_json_end(js, ']');
-                    if (x.test.n)
-                        json_metrics(js, "reduced", &x.reduced_test, NULL, 0);
-                    if (x.has_single) {
-                        cnnelm_json_object(js, "single");
-                        if (x.single.test.n)
-                            json_metrics(js, "test", &x.single.test, NULL, 0);
-                        json_series(js, &x.single.log);
-                        cnnelm_json_end(js, '}');
-                    }
-                    cnnelm_json_end(js, '}');
-                }
-                if (t == 0 && f == 0) { /* the first run's reduced model is the one saved */
-                    rc = cnnelm_model_copy(&j->model, &x.reduced, err);
-                    int C = arch->classes;
-                    j->test_metrics = x.reduced_test;
-                    if (rc == 0 && x.test.n) {
-                        j->confusion = malloc((size_t)C * C * sizeof *j->confusion);
-                        if (!j->confusion)
-                            rc = cnnelm_fail(err, "out of memory");
-                        else
-                            memcpy(j->confusion, x.reduced_confusion, (size_t)C * C * sizeof *j->confusion);
-                    }
-                    if (x.k == 1 && x.parts[0].log.diverged)
-                        fprintf(stderr, "cnnelm: warning: fine-tuning diverged: %s; the saved model is "
-                                "iteration %u, the last good one\n", x.parts[0].log.divergence,
-                                x.parts[0].model.iterations);
-                }
+                s->run[s->n_run++] = (run_row){ t + 1, folds > 1 ? f + 1 : 0, x.reduced_test, x.test.n > 0 };
+                if (js)
+                    json_run(j, js, &x, t + 1, folds > 1 ? f + 1 : 0, seed, worse);
+                /* the first run's reduced model is saved, except with k-fold (below) */
+                if (t == 0 && f == 0 && folds == 1)
+                    rc = keep_model(j, &x, arch->classes, err);
             }
             cnnelm_experiment_free(&x);
         }
         free(train_rows);
         cnnelm_partitions_free(&fold_parts);
+    }
+    /* k-fold: the folds estimate; the model kept is trained on all the training data */
+    if (rc == 0 && folds > 1) {
+        /* a shallow copy (only read, its text never freed), on the heap: the config is large */
+        cnnelm_config *final_cfg = malloc(sizeof *final_cfg);
+        if (!final_cfg)
+            return cnnelm_fail(err, "out of memory");
+        *final_cfg = *c;
+        final_cfg->train.compare_single = 0;
+        cnnelm_experiment x;
+        memset(&x, 0, sizeof x);
+        x.cfg = final_cfg;
+        x.seed = c->train.seed;
+        x.prog = &j->prog;
+        x.pool = &j->pool;
+        x.cluster = j->cluster;
+        x.fold = 0;
+        x.resume = j->resume;
+        x.rank_prefix = j->rank_prefix;
+        x.train = (cnnelm_subset){ &j->train, NULL, j->train.n };
+        x.test = (cnnelm_subset){ &j->train, NULL, 0 };
+        cnnelm_progress_note(&j->prog, "final model: trained on all %zu training examples, seed %llu (the %d "
+                             "folds above only estimate its accuracy)", j->train.n,
+                             (unsigned long long)x.seed, folds);
+        rc = cnnelm_experiment_run(&x, arch, err);
+        if (rc == 0 && j->rank == 0) {
+            check_experiment(j, &x, "final model: ");
+            if (js)
+                json_run(j, js, &x, 1, -1, x.seed, 0);
+            rc = keep_model(j, &x, arch->classes, err);
+            s->final_all_data = 1;
+            s->final_examples = j->train.n;
+        }
+        cnnelm_experiment_free(&x);
+        free(final_cfg);
     }
     if (js)
         cnnelm_json_end(js, ']');
@@ -508,9 +805,10 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         snprintf(j.rank_prefix, sizeof j.rank_prefix, "rank %d: ", j.rank);
     cnnelm_progress_init(&j.prog, o->quiet);
     if (j.rank != 0) {
-        cnnelm_progress parent = j.prog;
-        cnnelm_progress_destroy(&j.prog);
-        cnnelm_progress_init_child(&j.prog, &parent, j.rank_prefix);
+        /* other ranks log plain lines with their prefix; rank 0's live line is the job's */
+        if (j.prog.mode == CNNELM_PROGRESS_TTY)
+            j.prog.mode = CNNELM_PROGRESS_LINES;
+        snprintf(j.prog.prefix, sizeof j.prog.prefix, "%s", j.rank_prefix);
     }
     train_summary s;
     memset(&s, 0, sizeof s);
@@ -606,6 +904,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     }
     if (run_experiments(&j, &arch, &s, body ? &js : NULL, err))
         goto out;
+    cnnelm_progress_finish(&j.prog); /* stdout's results must not land on the live line */
     j.t_train = cnnelm_now() - tt;
     cnnelm_pool_report_fallbacks(&j.pool, note_line, &j.prog);
     if (j.rank != 0) { /* rank 0 alone writes the model and the report */
@@ -617,6 +916,9 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         goto out;
     if (j.test.n || c->train.folds > 1) {
         print_table(&s, c);
+        if (s.final_all_data)
+            printf("saved model: trained on all %zu training examples after the %d folds (their "
+                   "results above estimate its accuracy)\n", s.final_examples, c->train.folds);
         if (j.confusion) {
             printf("%s: test accuracy %.2f%% (%llu examples), kappa %.4f (standard error %.4f)\n",
                    s.runs > 1 ? (s.k > 1 ? "first run's reduced model" : "first run's model")
@@ -670,6 +972,13 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         if (j.confusion)
             json_metrics(&js, "test", &j.test_metrics, j.confusion, arch.classes);
         json_class_metrics(&js, j.confusion, arch.classes, j.train.class_names);
+        cnnelm_json_int(&js, "warning_count", j.n_warnings);
+        cnnelm_json_array(&js, "warnings");
+        for (int w = 0; w < j.n_warnings; w++)
+            cnnelm_json_string(&js, NULL, j.warnings[w]);
+        cnnelm_json_end(&js, ']');
+        if (s.final_all_data)
+            cnnelm_json_bool(&js, "model_trained_on_all_training_data", 1);
         cnnelm_json_object(&js, "summary");
         cnnelm_json_array(&js, "partitions");
         for (int p = 0; p < s.k && s.k > 1; p++)
@@ -700,11 +1009,15 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         printf("report written to %s\n", o->report_path);
     }
     rc = 0;
+    if (o->strict && j.n_warnings > 0)
+        rc = cnnelm_fail(err, "%d warning%s (see above) and --strict: failing the run (model and report "
+                         "are written)", j.n_warnings, j.n_warnings == 1 ? "" : "s");
 out:
     if (body)
         fclose(body);
     free(body_text);
     free(s.part);
+    free(s.run);
     job_free(&j);
     return rc;
 }
@@ -723,6 +1036,29 @@ static int eval_one_task(cnnelm_worker *w, int task, void *user, cnnelm_error *e
     return cnnelm_evaluate(&w->net, e->m, e->test, e->confusion, e->prog, "test", err);
 }
 
+/* eval: what the model file is (its own architecture wins over the config's model.*, which is
+ * said when they differ), how far it was trained, and whether fine-tuning diverged. */
+static void describe_loaded_model(job *j, const char *path)
+{
+    const cnnelm_model *m = &j->model;
+    const cnnelm_arch *a = &m->arch;
+    const cnnelm_config *c = &j->cfg;
+    int diverged = (m->flags & CNNELM_MODEL_DIVERGED) != 0;
+    cnnelm_progress_note(&j->prog, "model %s: %s, kernel %d, %s, %s pooling, %d hidden units; trained on %llu "
+                         "examples, %u fine-tuning iteration%s%s", path, a->layers, a->kernel,
+                         cnnelm_activation_name(a->activation), cnnelm_pooling_name(a->pooling), a->hidden,
+                         (unsigned long long)m->n_examples, m->iterations, m->iterations == 1 ? "" : "s",
+                         diverged ? " (diverged: the last good iteration was kept)" : "");
+    if (strcmp(c->model.layers, a->layers) != 0 || c->model.kernel != a->kernel ||
+        c->model.activation != a->activation || c->model.pooling != a->pooling ||
+        c->model.elm_activation != a->elm_activation || c->model.lambda != m->lambda)
+        cnnelm_progress_note(&j->prog, "the config's model.* settings differ from the model file's and are "
+                             "ignored: eval uses the architecture stored in %s", path);
+    if (diverged)
+        cnnelm_progress_warn(&j->prog, "%s: fine-tuning of this model diverged; it is iteration %u, the last "
+                             "good one", path, m->iterations);
+}
+
 int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
 {
     job j;
@@ -737,6 +1073,7 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
     if (cnnelm_model_load(&j.model, o->model_path, err))
         goto out;
     const cnnelm_arch *a = &j.model.arch;
+    describe_loaded_model(&j, o->model_path);
     if (cnnelm_dataset_load_config(&j.test, &j.cfg, 1, a->classes, err))
         goto out;
     if (j.test.n == 0) {

@@ -58,6 +58,9 @@ int cnnelm_evaluate(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset 
  * final kernels (so the saved model is consistent, and the series shows what would be saved).
  * `test` (n = 0: none) is evaluated after every iteration for the log. Divergence is not an
  * error: training stops, m holds the last good iteration, log->diverged says why. */
+/* Cost of one fine-tuning image in forward passes, for the whole-run ETA. */
+double cnnelm_finetune_weight(const cnnelm_config *cfg, int chunk);
+
 int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
                        const cnnelm_subset *test, const cnnelm_config *cfg, cnnelm_progress *prog,
                        cnnelm_train_log *log, cnnelm_error *err);

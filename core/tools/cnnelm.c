@@ -44,7 +44,7 @@ static const char *usage_main =
 
 static const char *usage_train =
     "usage: cnnelm train -c CONFIG [-s KEY=VALUE]... [-o MODEL] [--report FILE.json] [--resume]\n"
-    "                    [--quiet]\n"
+    "                    [--strict] [--quiet]\n"
     "\n"
     "Train a CNN-ELM as CONFIG says (see conf/default.cfg and docs/config.md), evaluate it on the\n"
     "configured test set, print accuracy, kappa and the confusion matrix, and save the model.\n"
@@ -56,7 +56,10 @@ static const char *usage_train =
     "  -o, --output MODEL    model file to write (default: cnnelm.model)\n"
     "      --report FILE     write a JSON report (results, per-iteration series, timings, config)\n"
     "      --resume          reuse the partitions already trained in train.checkpoint_dir\n"
-    "  -q, --quiet           no progress on stderr\n"
+    "      --strict          exit 1 when the run warned (a diverged partition, a reduced model\n"
+    "                        worse than every partition); the model and report are still written\n"
+    "  -q, --quiet           no progress on stderr (warnings are still printed)\n"
+    "  -q, --quiet           no progress on stderr (warnings are still printed)\n"
     "  -v, --verbose         also show the backends' messages (program cache, build logs)\n"
     "  -h, --help            this help\n"
     "\n"
@@ -153,7 +156,7 @@ static const char *usage_info =
     "lambda, examples seen, iterations, diverged flag, reduce, partitions, CRC-32 and format version.\n";
 
 enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE, OPT_DEVICE, OPT_TOP, OPT_SCORES,
-       OPT_LABELS, OPT_RESIZE, OPT_JSON };
+       OPT_LABELS, OPT_RESIZE, OPT_JSON, OPT_STRICT };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -172,6 +175,7 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
         { "report", required_argument, NULL, OPT_REPORT }, { "quiet", no_argument, NULL, 'q' },
         { "resume", no_argument, NULL, OPT_RESUME },  { "help", no_argument, NULL, 'h' },
         { "verbose", no_argument, NULL, 'v' },
+        { "strict", no_argument, NULL, OPT_STRICT },
         { NULL, 0, NULL, 0 },
     };
     cnnelm_run_options o = { 0 };
@@ -200,6 +204,13 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
                 return usage_error(usage, "%s", "--resume is an option of train");
             }
             o.resume = 1;
+            break;
+        case OPT_STRICT:
+            if (!is_train) {
+                free(sets);
+                return usage_error(usage, "%s", "--strict is an option of train");
+            }
+            o.strict = 1;
             break;
         case 'q': o.quiet = 1; break;
         case 'v': o.verbose = 1; break;

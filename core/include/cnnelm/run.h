@@ -20,6 +20,8 @@ typedef struct cnnelm_run_options {
     int resume;                     /* train --resume: reuse partitions in train.checkpoint_dir */
     const struct cnnelm_cluster *cluster; /* the MPI job, or NULL for one process */
     int verbose;                    /* -v: plugin messages (program cache, build logs) on stderr */
+    int strict;                     /* train --strict: any warning makes the run fail (after the
+                                     * model and report are written) */
 } cnnelm_run_options;
 
 /* Train as the config says, evaluate on its test set, save the model and the report.
