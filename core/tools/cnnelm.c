@@ -85,12 +85,15 @@ static const char *usage_extend =
     "into DIR as IDX files (train-images-idx3-ubyte.gz, ...), for other tools.\n";
 
 static const char *usage_check =
-    "usage: cnnelm plugin-check PATH/TO/libcnnelm-NAME.so [--device N] [-v]\n"
+    "usage: cnnelm plugin-check PATH/TO/libcnnelm-NAME.so [--device N] [--timeout SECONDS] [-v]\n"
     "\n"
-    "Run every op the plugin has on random inputs of several shapes against the CPU reference,\n"
-    "each in its own process (a crash or a hang is reported, not fatal), and print op, shape,\n"
-    "max relative error, tolerance, speed relative to the reference and the result. Ops the\n"
+    "Load the plugin and query its devices, then run every op the plugin has on random inputs of\n"
+    "many shapes against the CPU reference (writes past the end, unwritten outputs, repeated\n"
+    "accumulating calls, two threads at once), each case in its own process (a crash or a hang\n"
+    "is reported, not fatal), and print op, shape, max relative error, tolerance, speed relative\n"
+    "to the reference and the result; the last line names the ops that failed and why. Ops the\n"
     "plugin leaves out run on the CPU reference in a training run and are listed as such.\n"
+    "--timeout: the limit per case (default 60 s; the end-to-end training gets 10x).\n"
     "Exit status 0 only when every check passes.\n";
 
 static const char *usage_eval =
@@ -116,7 +119,7 @@ static const char *usage_devices =
     "      --plugin-path D   directories to search first\n"
     "  -h, --help            this help\n";
 
-enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE, OPT_DEVICE };
+enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE, OPT_DEVICE, OPT_TIMEOUT, OPT_STRICT };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -323,9 +326,11 @@ static int cmd_plugin_check(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "device", required_argument, NULL, OPT_DEVICE }, { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },                { NULL, 0, NULL, 0 },
+        { "help", no_argument, NULL, 'h' },                { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { NULL, 0, NULL, 0 },
     };
     int device = 0, verbose = 0, ch;
+    double timeout = 60;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         switch (ch) {
@@ -337,6 +342,13 @@ static int cmd_plugin_check(int argc, char **argv)
             device = (int)d;
             break;
         }
+        case OPT_TIMEOUT: {
+            char *end;
+            timeout = strtod(optarg, &end);
+            if (*end || end == optarg || !(timeout > 0) || timeout > 86400)
+                return usage_error(usage_check, "--timeout %s: expected seconds (> 0, at most 86400)", optarg);
+            break;
+        }
         case 'v': verbose = 1; break;
         case 'h': fputs(usage_check, stdout); return 0;
         default: return usage_error(usage_check, "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -345,7 +357,8 @@ static int cmd_plugin_check(int argc, char **argv)
     if (optind != argc - 1)
         return usage_error(usage_check, "%s", "expected one plugin file");
     cnnelm_error err = { "" };
-    int rc = cnnelm_plugin_check(argv[optind], device, verbose, stdout, &err);
+    cnnelm_plugin_check_options copts = { .device = device, .verbose = verbose, .timeout_s = timeout };
+    int rc = cnnelm_plugin_check_run(argv[optind], &copts, stdout, &err);
     if (rc < 0) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
