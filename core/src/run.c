@@ -5,12 +5,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "atomic_file.h"
+#include "child.h"
 #include "cnnelm/cluster.h"
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -626,41 +628,118 @@ static const char *kind_name(cnnelm_device_kind k)
     return (unsigned)k <= CNNELM_DEVICE_OTHER ? names[k] : "unknown";
 }
 
+/* What a child learns of one plugin file: loading it, its devices, and how far it got (in
+ * memory shared with the parent, so a crash still says where). */
+#define PROBE_TIMEOUT_S 30
+#define PROBE_DEVICES 16
+typedef struct probe_reply {
+    int loaded;
+    char message[512];
+    char name[64], description[256];
+    unsigned abi_major, abi_minor;
+    int count_status, count;
+    int info_status[PROBE_DEVICES];
+    cnnelm_device_info info[PROBE_DEVICES];
+} probe_reply;
+
+typedef struct probe_arg {
+    const char *path;
+    char *stage;  /* shared with the parent */
+} probe_arg;
+
+static void probe_child(void *arg, void *reply, size_t size)
+{
+    (void)size;
+    const probe_arg *a = arg;
+    probe_reply *r = reply;
+    cnnelm_plugin *p;
+    cnnelm_error e = { "" };
+    snprintf(a->stage, 64, "loading it (its entry function)");
+    if (cnnelm_plugin_load_file(a->path, &p, &e) != 0) {
+        snprintf(r->message, sizeof r->message, "%.500s", e.msg);
+        return;
+    }
+    r->loaded = 1;
+    snprintf(r->name, sizeof r->name, "%s", p->name);
+    snprintf(r->description, sizeof r->description, "%s", p->ops->description ? p->ops->description : "");
+    r->abi_major = p->ops->abi_major;
+    r->abi_minor = p->ops->abi_minor;
+    snprintf(a->stage, 64, "device_count");
+    r->count_status = p->ops->device_count(&r->count);
+    for (int i = 0; r->count_status == CNNELM_OK && i < r->count && i < PROBE_DEVICES; i++) {
+        snprintf(a->stage, 64, "device_info of device %d", i);
+        r->info_status[i] = p->ops->device_info(i, &r->info[i]);
+    }
+}
+
+/* Is the file name libcnnelm-<name>.so with a name the loader accepts? */
+static int plugin_file_name_ok(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strlen(base);
+    if (strncmp(base, "libcnnelm-", 10) != 0 || len <= 13 || strcmp(base + len - 3, ".so") != 0)
+        return 0;
+    for (const char *c = base + 10; c < base + len - 3; c++)
+        if (!(*c == '-' || *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9')))
+            return 0;
+    return 1;
+}
+
+/* Lists one plugin, probed in a child process: a plugin that crashes or hangs while loading or
+ * describing its devices is listed as broken, and the listing goes on. */
 static void list_plugin(const char *path, void *user)
 {
     scan_ctx *s = user;
-    cnnelm_plugin *p;
-    cnnelm_error e;
-    if (cnnelm_plugin_load_file(path, &p, &e) != 0) {
-        printf("%s: unusable: %s\n", path, e.msg);
+    if (!plugin_file_name_ok(path))
+        return;
+    char *stage = mmap(NULL, 64, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (stage == MAP_FAILED) {
+        printf("%s: broken: cannot probe it: %s\n", path, strerror(errno));
         return;
     }
-    s->backends++;
-    int n = 0;
-    cnnelm_status st = p->ops->device_count(&n);
-    printf("backend %s (%s, ABI %u.%u): %s\n", p->name, p->path, p->ops->abi_major,
-           p->ops->abi_minor, p->ops->description ? p->ops->description : "");
-    if (st != CNNELM_OK)
-        printf("  cannot count devices: %s\n", cnnelm_status_name(st));
-    else if (n == 0)
-        printf("  no devices\n");
-    for (int i = 0; i < n; i++) {
-        cnnelm_device_info info;
-        memset(&info, 0, sizeof info);
-        if (p->ops->device_info(i, &info) != CNNELM_OK) {
-            printf("  device %d: cannot describe it\n", i);
-            continue;
+    stage[0] = '\0';
+    probe_arg a = { path, stage };
+    probe_reply *r = calloc(1, sizeof *r);
+    char why[256];
+    if (!r) {
+        printf("%s: broken: cannot probe it: out of memory\n", path);
+    } else if (cnnelm_child_run(probe_child, &a, r, sizeof *r, PROBE_TIMEOUT_S, NULL, why, sizeof why) != 0) {
+        stage[63] = '\0';
+        printf("%s: broken: %s%s%s\n", path, why, stage[0] ? " in " : "", stage[0] ? stage : "");
+    } else if (!r->loaded) {
+        printf("%s: unusable: %s\n", path, r->message);
+    } else {
+        s->backends++;
+        printf("backend %s (%s, ABI %u.%u): %s\n", r->name, path, r->abi_major, r->abi_minor, r->description);
+        if (r->count_status != CNNELM_OK)
+            printf("  cannot count devices: %s\n", cnnelm_status_name((cnnelm_status)r->count_status));
+        else if (r->count == 0)
+            printf("  no devices\n");
+        for (int i = 0; r->count_status == CNNELM_OK && i < r->count; i++) {
+            if (i >= PROBE_DEVICES) {
+                printf("  ... and %d more devices\n", r->count - PROBE_DEVICES);
+                break;
+            }
+            cnnelm_device_info *info = &r->info[i];
+            if (r->info_status[i] != CNNELM_OK) {
+                printf("  device %d: cannot describe it\n", i);
+                continue;
+            }
+            info->name[sizeof info->name - 1] = info->vendor[sizeof info->vendor - 1] = '\0';
+            info->driver[sizeof info->driver - 1] = '\0';
+            printf("  device %d: %s [%s], vendor %s, %u compute units, %.1f GiB memory", i, info->name,
+                   kind_name(info->kind), info->vendor, info->compute_units,
+                   (double)info->memory_bytes / (1024.0 * 1024 * 1024));
+            if (s->verbose && info->driver[0])
+                printf(", driver %s", info->driver);
+            printf("\n");
         }
-        info.name[sizeof info.name - 1] = info.vendor[sizeof info.vendor - 1] = '\0';
-        info.driver[sizeof info.driver - 1] = '\0';
-        printf("  device %d: %s [%s], vendor %s, %u compute units, %.1f GiB memory", i, info.name,
-               kind_name(info.kind), info.vendor, info.compute_units,
-               (double)info.memory_bytes / (1024.0 * 1024 * 1024));
-        if (s->verbose && info.driver[0])
-            printf(", driver %s", info.driver);
-        printf("\n");
     }
-    cnnelm_plugin_unload(p);
+    fflush(stdout);
+    free(r);
+    munmap(stage, 64);
 }
 
 int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err)

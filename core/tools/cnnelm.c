@@ -393,6 +393,17 @@ static int cmd_devices(int argc, char **argv)
     return 0;
 }
 
+/* A device whose call never returned leaves a thread inside its plugin: end without running
+ * library destructors under it (the output is flushed, files are already committed). */
+static int end_after_job(int rc)
+{
+    if (cnnelm_workers_abandoned()) {
+        fflush(NULL);
+        _Exit(rc);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -409,7 +420,7 @@ int main(int argc, char **argv)
     }
     /* getopt_long permutes from argv[1]: hand it the command's own arguments. */
     if (!strcmp(cmd, "eval"))
-        return cmd_job(argc - 1, argv + 1, 0, NULL);
+        return end_after_job(cmd_job(argc - 1, argv + 1, 0, NULL));
     if (!strcmp(cmd, "train")) {
         cnnelm_cluster cluster;
         cnnelm_error err = { "" };
@@ -419,7 +430,7 @@ int main(int argc, char **argv)
         }
         int rc = cmd_job(argc - 1, argv + 1, 1, &cluster);
         cnnelm_cluster_finalize(&cluster);
-        return rc;
+        return end_after_job(rc);
     }
     if (!strcmp(cmd, "average"))
         return cmd_average(argc - 1, argv + 1);

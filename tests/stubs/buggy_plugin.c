@@ -58,7 +58,7 @@ static cnnelm_status my_device_info(int index, cnnelm_device_info *info)
 #endif
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "buggy test device (%s)", STUB_NAME);
-    snprintf(info->vendor, sizeof info->vendor, "my company");
+    snprintf(info->vendor, sizeof info->vendor, "cnnelm tests");
     info->kind = CNNELM_DEVICE_FPGA;
     info->compute_units = 1;
     return CNNELM_OK;

@@ -47,6 +47,10 @@ int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err);
  * PNG or SVG file (chosen by the extension of `out`) through gnuplot. */
 int cnnelm_run_plot(const char *report, const char *out, cnnelm_error *err);
 
+/* Nonzero when a worker's watchdog (workers[i].op_timeout) gave up on a device in this
+ * process: a thread may still be inside its plugin, so end with _Exit() after flushing. */
+int cnnelm_workers_abandoned(void);
+
 /* Print every backend found and its devices; returns the number of backends. */
 int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err);
 
