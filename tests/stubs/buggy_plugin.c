@@ -11,7 +11,8 @@
  *   -DBUG_BIAS_ONE_MAP     conv2d_forward adds map 0's bias to the last output map
  *   -DBUG_DEVICE_INFO_CRASH device_info dereferences NULL
  *   -DBUG_ENTRY_CRASH      the entry function dereferences NULL
- *   -DBUG_HANG             pool_forward never returns */
+ *   -DBUG_HANG             pool_forward never returns (with CNNELM_BUGGY_HANG_RANK=r set, only in
+ *                          the MPI rank r: one hung rank of a job) */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <unistd.h>
@@ -275,8 +276,10 @@ static cnnelm_status my_pool_forward(cnnelm_backend_ctx *c, const cnnelm_pool_sh
 {
     (void)c;
 #ifdef BUG_HANG
-    for (;;)
-        sleep(1);
+    const char *only = getenv("CNNELM_BUGGY_HANG_RANK"), *rank = getenv("OMPI_COMM_WORLD_RANK");
+    if (!only || (rank && strcmp(only, rank) == 0))
+        for (;;)
+            sleep(1);
 #endif
     int oh = s->h / s->s, ow = s->w / s->s;
     for (int m = 0; m < s->n * s->c; m++)
