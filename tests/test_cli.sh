@@ -210,6 +210,18 @@ if [ -n "$STUBS" ] && [ -f "$STUBS/libcnnelm-buggyok.so" ]; then
     # with a second worker the partition moves and the run succeeds
     expect 0 "task 1 goes back to the queue, 1 worker left" -- timeout 60 "$CNNELM" train "${hang[@]}" -s train.partitions=2 -s 'workers=({backend="buggyhang";op_timeout=1;},{backend="cpu";})' -o "$tmp/moved.model"
     if grep -q "partition 1/2 \[cpu:0\]" "$tmp/out" && [ -s "$tmp/moved.model" ]; then ok; else bad "the hung worker's partition did not move to the CPU worker"; fi
+    # a model at chance level (an op that never writes its output) warns, is marked in the
+    # report, and --strict makes it a failure after writing everything
+    nowrite=(-c "$cfg" -s data.train_limit=1000 -s data.test_limit=200 -s train.partitions=2 -s "plugin_path=\"$STUBS\"" -s 'workers=({backend="buggynowrite";})')
+    expect 0 "warning: partition 1 is at chance level .*cnnelm plugin-check" -- "$CNNELM" train -q "${nowrite[@]}" -o "$tmp/chance.model" --report "$tmp/chance.json"
+    if grep -q "warning: the reduced model (mean) is at chance level" "$tmp/out"; then ok; else bad "no chance-level warning for the reduced model"; fi
+    if python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["chance_level"]; sys.exit(0 if c["models"] == 3 and c["listed"][2]["model"].startswith("reduced") else 1)' "$tmp/chance.json"; then ok; else bad "the report does not mark the chance-level models"; fi
+    expect 1 "error: --strict: 3 models at chance level" -- "$CNNELM" train -q "${nowrite[@]}" -o "$tmp/chance2.model" --report "$tmp/chance2.json" --strict
+    if [ -s "$tmp/chance2.model" ] && [ -s "$tmp/chance2.json" ]; then ok; else bad "--strict lost the model or the report"; fi
+    expect 0 "" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=1000 -s data.test_limit=200 -s train.partitions=2 -o "$tmp/fine.model" --report "$tmp/fine.json" --strict
+    if grep -q "chance level" "$tmp/out"; then bad "a good model warned of chance level"; else ok; fi
+    if grep -q '"models": 0' "$tmp/fine.json"; then ok; else bad "a good run's report lacks chance_level.models = 0"; fi
+    expect 2 "--strict is an option of train" -- "$CNNELM" eval --strict -m "$tmp/fine.model" -c "$cfg"
     expect 1 "workers\[0\]\.op_timeout = -1 is out of range" -- "$CNNELM" train -q -c "$cfg" -s 'workers=({backend="cpu";op_timeout=-1;})'
   fi
 fi

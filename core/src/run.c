@@ -352,6 +352,93 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
     return rc;
 }
 
+/* ---- chance level (issue 11): a model that predicts no better than guessing says so ---- */
+
+#define CHANCE_KAPPA 0.05  /* Cohen's kappa below this: at chance level */
+#define CHANCE_LISTED 16
+
+typedef struct chance_list {
+    int n;                              /* models at chance level */
+    char name[CHANCE_LISTED][48];       /* the first few, for the report */
+    double accuracy[CHANCE_LISTED], kappa[CHANCE_LISTED];
+} chance_list;
+
+static void chance_add(chance_list *cl, const char *name, const row_stats *r)
+{
+    if (cl->n < CHANCE_LISTED) {
+        snprintf(cl->name[cl->n], sizeof cl->name[0], "%s", name);
+        cl->accuracy[cl->n] = mean_of(r->acc_sum, r->n);
+        cl->kappa[cl->n] = mean_of(r->kappa_sum, r->n);
+    }
+    cl->n++;
+}
+
+/* Warns (stderr, even with --quiet) about every partition model and the reduced model whose
+ * mean kappa is at chance level, with the likely cause and the fix; fills `cl` for the report
+ * and for --strict. */
+static void warn_chance_level(const train_summary *s, const cnnelm_config *c, const cnnelm_pool *pool,
+                              chance_list *cl)
+{
+    memset(cl, 0, sizeof *cl);
+    char devices[512] = "";
+    for (int w = 0; w < pool->n; w++) {
+        size_t len = strlen(devices);
+        snprintf(devices + len, sizeof devices - len, "%s%s", w ? ", " : "", pool->w[w].net.where);
+    }
+    int parts_at_chance = 0;
+    char name[48];
+    for (int p = 0; p < s->k && s->k > 1; p++) {
+        const row_stats *r = &s->part[p];
+        if (r->n == 0 || !(mean_of(r->kappa_sum, r->n) < CHANCE_KAPPA))
+            continue;
+        snprintf(name, sizeof name, "partition %d", p + 1);
+        chance_add(cl, name, r);
+        parts_at_chance++;
+        fprintf(stderr, "cnnelm: warning: %s is at chance level (accuracy %.2f%%, kappa %.4f): it predicts "
+                "no better than guessing. Likely cause: a backend op that returns without writing its "
+                "output or computes wrong results, or fine-tuning that diverged; run `cnnelm plugin-check` "
+                "on the workers' plugins (%s), or lower train.learning_rate\n", name,
+                100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n), devices);
+    }
+    const row_stats *r = &s->reduced;
+    if (r->n > 0 && mean_of(r->kappa_sum, r->n) < CHANCE_KAPPA) {
+        if (s->k > 1)
+            snprintf(name, sizeof name, "reduced model (%s)", cnnelm_reduce_name(c->train.reduce));
+        else
+            snprintf(name, sizeof name, "model");
+        chance_add(cl, name, r);
+        if (s->k > 1 && parts_at_chance < s->k)
+            fprintf(stderr, "cnnelm: warning: the %s is at chance level (accuracy %.2f%%, kappa %.4f) "
+                    "although partitions are not: their models are too different to combine this way "
+                    "(non-IID partitions?); try train.reduce = \"refit\"\n", name,
+                    100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n));
+        else
+            fprintf(stderr, "cnnelm: warning: the %s is at chance level (accuracy %.2f%%, kappa %.4f): it "
+                    "predicts no better than guessing. Likely cause: a backend op that returns without "
+                    "writing its output or computes wrong results (run `cnnelm plugin-check` on the "
+                    "workers' plugins: %s), fine-tuning that diverged (lower train.learning_rate), or labels "
+                    "that do not belong to the images (check data.train_labels)\n", name,
+                    100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n), devices);
+    }
+}
+
+static void json_chance_level(cnnelm_json *js, const chance_list *cl)
+{
+    cnnelm_json_object(js, "chance_level");
+    cnnelm_json_number(js, "kappa_below", CHANCE_KAPPA);
+    cnnelm_json_int(js, "models", cl->n);
+    cnnelm_json_array(js, "listed");
+    for (int i = 0; i < cl->n && i < CHANCE_LISTED; i++) {
+        cnnelm_json_object(js, NULL);
+        cnnelm_json_string(js, "model", cl->name[i]);
+        cnnelm_json_number(js, "accuracy", cl->accuracy[i]);
+        cnnelm_json_number(js, "kappa", cl->kappa[i]);
+        cnnelm_json_end(js, '}');
+    }
+    cnnelm_json_end(js, ']');
+    cnnelm_json_end(js, '}');
+}
+
 static void note_line(void *user, const char *line)
 {
     cnnelm_progress_note(user, "%s", line);
@@ -441,8 +528,11 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     }
     if (cnnelm_model_save(&j.model, o->model_path, err))
         goto out;
+    chance_list chance;
+    memset(&chance, 0, sizeof chance);
     if (j.test.n || c->train.folds > 1) {
         print_table(&s, c);
+        warn_chance_level(&s, c, &j.pool, &chance);
         if (j.confusion) {
             printf("%s: test accuracy %.2f%% (%llu examples), kappa %.4f (standard error %.4f)\n",
                    s.runs > 1 ? (s.k > 1 ? "first run's reduced model" : "first run's model")
@@ -499,6 +589,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         if (s.single.n)
             json_row(&js, "single", &s.single);
         cnnelm_json_end(&js, '}');
+        json_chance_level(&js, &chance);
         cnnelm_json_object(&js, "timings");
         cnnelm_json_number(&js, "load_s", j.t_load);
         cnnelm_json_number(&js, "train_s", j.t_train);
@@ -518,6 +609,11 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         if (cnnelm_atomic_commit(&af, err))
             goto out;
         printf("report written to %s\n", o->report_path);
+    }
+    if (o->strict && chance.n) { /* everything is written: --strict only changes the exit status */
+        cnnelm_fail(err, "--strict: %d model%s at chance level (kappa < %.2f), see the warnings", chance.n,
+                    chance.n == 1 ? "" : "s", CHANCE_KAPPA);
+        goto out;
     }
     rc = 0;
 out:

@@ -38,7 +38,7 @@ static const char *usage_main =
 
 static const char *usage_train =
     "usage: cnnelm train -c CONFIG [-s KEY=VALUE]... [-o MODEL] [--report FILE.json] [--resume]\n"
-    "                    [--quiet]\n"
+    "                    [--quiet] [--strict]\n"
     "\n"
     "Train a CNN-ELM as CONFIG says (see conf/default.cfg and docs/config.md), evaluate it on the\n"
     "configured test set, print accuracy, kappa and the confusion matrix, and save the model.\n"
@@ -51,6 +51,8 @@ static const char *usage_train =
     "      --report FILE     write a JSON report (results, per-iteration series, timings, config)\n"
     "      --resume          reuse the partitions already trained in train.checkpoint_dir\n"
     "  -q, --quiet           no progress on stderr\n"
+    "      --strict          exit 1 when a model is at chance level (kappa < 0.05; it is always\n"
+    "                        warned about and marked in the report), after writing the outputs\n"
     "  -h, --help            this help\n"
     "\n"
     "Under mpirun (mpirun -np N cnnelm train ...) the partitions are dealt to the N processes;\n"
@@ -137,7 +139,7 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
         { "output", required_argument, NULL, 'o' }, { "model", required_argument, NULL, 'm' },
         { "report", required_argument, NULL, OPT_REPORT }, { "quiet", no_argument, NULL, 'q' },
         { "resume", no_argument, NULL, OPT_RESUME },  { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        { "strict", no_argument, NULL, OPT_STRICT },  { NULL, 0, NULL, 0 },
     };
     cnnelm_run_options o = { 0 };
     o.cluster = cluster;
@@ -165,6 +167,13 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
                 return usage_error(usage, "%s", "--resume is an option of train");
             }
             o.resume = 1;
+            break;
+        case OPT_STRICT:
+            if (!is_train) {
+                free(sets);
+                return usage_error(usage, "%s", "--strict is an option of train");
+            }
+            o.strict = 1;
             break;
         case 'q': o.quiet = 1; break;
         case 'h': fputs(usage, stdout); free(sets); return 0;

@@ -19,6 +19,7 @@ typedef struct cnnelm_run_options {
     int quiet;                      /* no progress on stderr */
     int resume;                     /* train --resume: reuse partitions in train.checkpoint_dir */
     const struct cnnelm_cluster *cluster; /* the MPI job, or NULL for one process */
+    int strict;                     /* train --strict: a model at chance level fails the run */
 } cnnelm_run_options;
 
 /* Train as the config says, evaluate on its test set, save the model and the report.
