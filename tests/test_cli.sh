@@ -199,6 +199,10 @@ if [ -n "$STUBS" ] && [ -f "$STUBS/libcnnelm-buggyok.so" ]; then
   expect 0 "libcnnelm-buggydeviceinfocrash.so: broken: crashed \(signal 11.*in device_info of device 0" -- "$CNNELM" devices -v --plugin-path "$tmp/plugins"
   if grep -q "libcnnelm-buggyentrycrash.so: broken: crashed .*entry function" "$tmp/out" && grep -q "^backend buggyok" "$tmp/out" && grep -q "^backend cpu" "$tmp/out"; then ok; else bad "devices: broken plugins not listed beside the good ones: $(cat "$tmp/out")"; fi
   if grep -q "bad name" "$tmp/out"; then bad "devices probed a file outside the naming rule"; else ok; fi
+  cp "$STUBS/libcnnelm-buggydevicecounthang.so" "$tmp/plugins/"
+  expect 0 "libcnnelm-buggydevicecounthang.so: broken: timed out after 1 s in device_count" -- timeout 60 "$CNNELM" devices --timeout 1 --plugin-path "$tmp/plugins"
+  if grep -q "^backend buggyok" "$tmp/out"; then ok; else bad "devices: a hanging plugin hid the others"; fi
+  expect 2 "--timeout x: expected seconds" -- "$CNNELM" devices --timeout x
   expect 2 "--timeout 0: expected seconds" -- "$CNNELM" plugin-check --timeout 0 "$STUBS/libcnnelm-buggyok.so"
   expect 1 "failed: pool_forward .*timed out after 1 s" -- "$CNNELM" plugin-check --timeout 1 "$STUBS/libcnnelm-buggyhang.so"
   if [ -f "$FASHION/train-images-idx3-ubyte.gz" ]; then

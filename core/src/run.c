@@ -716,6 +716,7 @@ out:
 
 typedef struct scan_ctx {
     int verbose, backends;
+    double timeout_s;
 } scan_ctx;
 
 static const char *kind_name(cnnelm_device_kind k)
@@ -801,7 +802,7 @@ static void list_plugin(const char *path, void *user)
     char why[256];
     if (!r) {
         printf("%s: broken: cannot probe it: out of memory\n", path);
-    } else if (cnnelm_child_run(probe_child, &a, r, sizeof *r, PROBE_TIMEOUT_S, NULL, why, sizeof why) != 0) {
+    } else if (cnnelm_child_run(probe_child, &a, r, sizeof *r, s->timeout_s, NULL, why, sizeof why) != 0) {
         stage[63] = '\0';
         printf("%s: broken: %s%s%s\n", path, why, stage[0] ? " in " : "", stage[0] ? stage : "");
     } else if (!r->loaded) {
@@ -840,7 +841,12 @@ static void list_plugin(const char *path, void *user)
 
 int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err)
 {
-    scan_ctx s = { verbose, 0 };
+    return cnnelm_run_devices_timeout(plugin_path, verbose, PROBE_TIMEOUT_S, err);
+}
+
+int cnnelm_run_devices_timeout(const char *plugin_path, int verbose, double timeout_s, cnnelm_error *err)
+{
+    scan_ctx s = { verbose, 0, timeout_s > 0 ? timeout_s : PROBE_TIMEOUT_S };
     const char *dirs[32];
     int nd = cnnelm_plugin_search_path(plugin_path, dirs, 32);
     if (verbose) {

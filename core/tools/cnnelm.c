@@ -112,13 +112,15 @@ static const char *usage_eval =
     "  -h, --help            this help\n";
 
 static const char *usage_devices =
-    "usage: cnnelm devices [-v] [--plugin-path DIRS]\n"
+    "usage: cnnelm devices [-v] [--plugin-path DIRS] [--timeout SECONDS]\n"
     "\n"
     "List every backend plugin (libcnnelm-NAME.so) on the search path and its devices. The search\n"
     "path is DIRS (colon-separated), then $CNNELM_PLUGIN_PATH, the build tree, the install directory.\n"
     "\n"
     "  -v, --verbose         also print the search path and driver versions\n"
     "      --plugin-path D   directories to search first\n"
+    "      --timeout S       a plugin that takes longer to load and list its devices is listed\n"
+    "                        as broken (each is probed in a child process; default 30 s)\n"
     "  -h, --help            this help\n";
 
 enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE, OPT_DEVICE, OPT_TIMEOUT, OPT_STRICT };
@@ -379,15 +381,24 @@ static int cmd_devices(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "verbose", no_argument, NULL, 'v' }, { "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
-        { "help", no_argument, NULL, 'h' },    { NULL, 0, NULL, 0 },
+        { "help", no_argument, NULL, 'h' },    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { NULL, 0, NULL, 0 },
     };
     int verbose = 0, ch;
+    double timeout = 30;
     const char *path = NULL;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         switch (ch) {
         case 'v': verbose = 1; break;
         case OPT_PLUGIN_PATH: path = optarg; break;
+        case OPT_TIMEOUT: {
+            char *end;
+            timeout = strtod(optarg, &end);
+            if (*end || end == optarg || !(timeout > 0) || timeout > 86400)
+                return usage_error(usage_devices, "--timeout %s: expected seconds (> 0, at most 86400)", optarg);
+            break;
+        }
         case 'h': fputs(usage_devices, stdout); return 0;
         default: return usage_error(usage_devices, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -395,7 +406,7 @@ static int cmd_devices(int argc, char **argv)
     if (optind < argc)
         return usage_error(usage_devices, "unexpected argument '%s'", argv[optind]);
     cnnelm_error err = { "" };
-    if (cnnelm_run_devices(path, verbose, &err) < 0) {
+    if (cnnelm_run_devices_timeout(path, verbose, timeout, &err) < 0) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }

@@ -11,6 +11,7 @@
  *   -DBUG_BIAS_ONE_MAP     conv2d_forward adds map 0's bias to the last output map
  *   -DBUG_DEVICE_INFO_CRASH device_info dereferences NULL
  *   -DBUG_ENTRY_CRASH      the entry function dereferences NULL
+ *   -DBUG_DEVICE_COUNT_HANG device_count never returns
  *   -DBUG_HANG             pool_forward never returns (with CNNELM_BUGGY_HANG_RANK=r set, only in
  *                          the MPI rank r: one hung rank of a job) */
 #define _GNU_SOURCE
@@ -45,6 +46,10 @@ struct cnnelm_buffer {
 /* STEP 3: devices. Count and describe what this plugin can drive. */
 static cnnelm_status my_device_count(int *count)
 {
+#ifdef BUG_DEVICE_COUNT_HANG
+    for (;;)
+        sleep(1);
+#endif
     *count = 1;
     return CNNELM_OK;
 }
