@@ -163,11 +163,21 @@ static void result_free(case_result *r)
  * it reads every output back with its tail into res. With `seconds`, then TIMED_CALLS more
  * calls, their median time. */
 static cnnelm_status exec_case(const cnnelm_backend *be, cnnelm_backend_ctx *ctx, const check_case *cc,
-                               const case_layout *lay, int variant, case_result *res, double *seconds)
+                               const case_layout *lay, int variant, case_result *res, double *seconds,
+                               char *changed, size_t changed_size)
 {
     cnnelm_buffer *b[6] = { 0 };
-    float *host[6] = { 0 };
+    float *host[6] = { 0 }, *back = NULL;
     cnnelm_status st = CNNELM_OK;
+    if (changed) {
+        changed[0] = '\0';
+        size_t most = 0;
+        for (int i = 0; i < lay->nb; i++)
+            most = alloc_floats(lay, i) > most ? alloc_floats(lay, i) : most;
+        back = malloc(most * sizeof(float));
+        if (!back)
+            return CNNELM_ERR_OUT_OF_MEMORY;
+    }
     for (int i = 0; i < lay->nb && st == CNNELM_OK; i++) {
         host[i] = malloc(alloc_floats(lay, i) * sizeof(float));
         st = host[i] ? be->buffer_alloc(ctx, alloc_floats(lay, i) * sizeof(float), &b[i])
@@ -186,6 +196,18 @@ static cnnelm_status exec_case(const cnnelm_backend *be, cnnelm_backend_ctx *ctx
         for (int i = 0; i < lay->nb && st == CNNELM_OK; i++)
             if (lay->out >> i & 1u)
                 st = be->buffer_read(ctx, b[i], 0, res->out[k][i], alloc_floats(lay, i) * sizeof(float));
+        /* inputs are const: an op that writes into one corrupts the caller's data */
+        for (int i = 0; back && !changed[0] && i < lay->nb && st == CNNELM_OK; i++) {
+            if ((lay->out >> i & 1u) || !(lay->in >> i & 1u))
+                continue;
+            st = be->buffer_read(ctx, b[i], 0, back, alloc_floats(lay, i) * sizeof(float));
+            size_t diff = 0;
+            for (size_t j = 0; st == CNNELM_OK && j < alloc_floats(lay, i); j++)
+                diff += bits_of(back[j]) != bits_of(host[i][j]);
+            if (diff)
+                snprintf(changed, changed_size, "wrote into its input %s (%zu floats changed)%s", lay->names[i],
+                         diff, cc->calls > 1 ? " on a call" : "");
+        }
     }
     if (seconds && st == CNNELM_OK) {
         double t[TIMED_CALLS];
@@ -209,6 +231,7 @@ static cnnelm_status exec_case(const cnnelm_backend *be, cnnelm_backend_ctx *ctx
         be->buffer_free(ctx, b[i]);
         free(host[i]);
     }
+    free(back);
     return st;
 }
 
@@ -397,12 +420,19 @@ static void *race_main(void *arg)
         pthread_barrier_wait(t->start); /* both threads call the op at the same moment */
         if (t->status != CNNELM_OK || !t->pass)
             continue;
-        t->status = exec_case(t->be, t->ctx, a->cc, a->lay, t->variant, &got, NULL);
+        char changed[160];
+        t->status = exec_case(t->be, t->ctx, a->cc, a->lay, t->variant, &got, NULL, changed, sizeof changed);
         if (t->status != CNNELM_OK) {
             snprintf(t->message, sizeof t->message, "%.400s", t->be->last_error(t->ctx));
             continue;
         }
         snprintf(where, sizeof where, " (thread %d, round %d of %d)", t->variant + 1, round + 1, RACE_ROUNDS);
+        if (changed[0]) {
+            snprintf(t->message, sizeof t->message, "%s%s", changed, where);
+            t->pass = 0;
+            t->worst = INFINITY;
+            continue;
+        }
         double w = 0;
         t->pass = judge(a->cc, a->lay, a->ref[t->variant], &got, where, &w, t->message, sizeof t->message);
         t->worst = fmax(t->worst, w);
@@ -441,11 +471,17 @@ static void child_op(void *arg, void *reply, size_t size)
             snprintf(r->message, sizeof r->message, "out of host memory");
             return;
         }
-        r->status = exec_case(p->ops, ctx[0], a->cc, a->lay, 0, &got, &r->seconds);
+        char changed[160];
+        r->status = exec_case(p->ops, ctx[0], a->cc, a->lay, 0, &got, &r->seconds, changed, sizeof changed);
         if (r->status != CNNELM_OK)
             snprintf(r->message, sizeof r->message, "%.470s", p->ops->last_error(ctx[0]));
         else
             r->pass = judge(a->cc, a->lay, a->ref[0], &got, "", &r->worst, r->message, sizeof r->message);
+        if (r->status == CNNELM_OK && r->pass && changed[0]) {
+            snprintf(r->message, sizeof r->message, "%s", changed);
+            r->pass = 0;
+            r->worst = INFINITY;
+        }
         result_free(&got);
     } else {
         pthread_barrier_t start;
@@ -864,7 +900,7 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
         for (int v = 0; v < cc->threads && rst == CNNELM_OK; v++) {
             rst = result_alloc(&refres[v], cc, &lay) ? CNNELM_ERR_OUT_OF_MEMORY : CNNELM_OK;
             if (rst == CNNELM_OK)
-                rst = exec_case(ref->ops, rctx, cc, &lay, v, &refres[v], v == 0 ? &ref_s : NULL);
+                rst = exec_case(ref->ops, rctx, cc, &lay, v, &refres[v], v == 0 ? &ref_s : NULL, NULL, 0);
         }
         char result[600] = "";
         double worst = NAN, speed = NAN, secs = 0;

@@ -12,6 +12,7 @@
  *   -DBUG_DEVICE_INFO_CRASH device_info dereferences NULL
  *   -DBUG_ENTRY_CRASH      the entry function dereferences NULL
  *   -DBUG_DEVICE_COUNT_HANG device_count never returns
+ *   -DBUG_WRITES_INPUT     activation_forward works in place in x, then copies to y
  *   -DBUG_HANG             pool_forward never returns (with CNNELM_BUGGY_HANG_RANK=r set, only in
  *                          the MPI rank r: one hung rank of a job) */
 #define _GNU_SOURCE
@@ -340,6 +341,13 @@ static cnnelm_status my_activation_forward(cnnelm_backend_ctx *c, cnnelm_activat
                                            const cnnelm_buffer *x, cnnelm_buffer *y)
 {
     (void)c;
+#ifdef BUG_WRITES_INPUT
+    float *in = ((cnnelm_buffer *)x)->data; /* casts const away: the bug */
+    for (size_t i = 0; i < count; i++)
+        in[i] = act_f(act, in[i]);
+    memcpy(y->data, in, count * sizeof(float));
+    return CNNELM_OK;
+#endif
     for (size_t i = 0; i < count; i++)
         y->data[i] = act_f(act, x->data[i]);
     return CNNELM_OK;

@@ -7,6 +7,7 @@
  *   - guard regions: the tail past the tensor holds a pattern that must survive the op (a write
  *     past the end is named: op, shape, buffer, how many floats);
  *   - sentinels: outputs are pre-filled with a NaN pattern; one left is an unwritten output;
+ *   - inputs: read back after the op, they must be unchanged (inputs are const);
  *   - values: max |plugin - reference| / (1 + |reference|) over the outputs within
  *       activations, pooling            1e-4
  *       convolution (all three), ELM GEMM-like products   1e-3
