@@ -41,5 +41,16 @@ done
 timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_CPU_FAIL_AFTER=15 "$CNNELM" "${run[@]}" -o "$tmp/fail.model" >"$tmp/out" 2>&1
 code=$?
 if [ $code != 0 ] && [ $code != 124 ] && grep -q "cnnelm: error: rank [01]: .*injected device failure" "$tmp/out" && [ ! -e "$tmp/fail.model" ]; then ok; else bad "failing ranks: exit $code: $(head -3 "$tmp/out")"; fi
+# one rank's device hangs in an op (tests/stubs/buggy_plugin.c): its watchdog ends the whole
+# job within workers[i].op_timeout, naming the op; the other rank does not wait forever
+STUBS="$(dirname "$CNNELM")/../tests/stubs"
+if [ -f "$STUBS/libcnnelm-buggyhang.so" ]; then
+  start=$(date +%s)
+  timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_BUGGY_HANG_RANK=1 "$CNNELM" "${run[@]}" -s "plugin_path=\"$STUBS\"" \
+    -s train.chunk=50 -s 'workers=({backend="buggyhang";op_timeout=4;})' -o "$tmp/hang.model" >"$tmp/out" 2>&1
+  code=$?
+  took=$(( $(date +%s) - start ))
+  if [ $code != 0 ] && [ $code != 124 ] && [ $took -lt 60 ] && grep -q "cnnelm: error: rank 1: .*pool_forward .*did not return within 4 s" "$tmp/out" && [ ! -e "$tmp/hang.model" ]; then ok; else bad "hung rank: exit $code after $took s: $(head -3 "$tmp/out")"; fi
+fi
 echo "mpi: $passed passed, $failed failed"
 [ "$failed" = 0 ]

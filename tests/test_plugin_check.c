@@ -1,12 +1,14 @@
 /* Tests of the plugin conformance checker (cnnelm_plugin_check): the CPU plugin and a partial
  * plugin pass; wrong results, a crashing op and plugins that do not load are failures with a
- * clear report, and the checker itself always returns. */
+ * clear report, and the checker itself always returns. The deliberately broken plugins of
+ * tests/stubs/buggy_plugin.c (one real-world bug each) all fail, each naming the op. */
 #define _GNU_SOURCE
 #include <check.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cnnelm/plugin_check.h"
 
@@ -24,6 +26,32 @@ static int check_report(const char *file, char **report)
     fclose(out);
     ck_assert_msg(rc >= 0, "the checker could not run: %s", err.msg);
     return rc;
+}
+
+/* The same with a per-case time limit. */
+static int check_report_timeout(const char *file, double timeout_s, char **report)
+{
+    size_t size = 0;
+    FILE *out = open_memstream(report, &size);
+    ck_assert_ptr_nonnull(out);
+    cnnelm_error err = { "" };
+    cnnelm_plugin_check_options o = { .device = 0, .verbose = 0, .timeout_s = timeout_s };
+    int rc = cnnelm_plugin_check_run(file, &o, out, &err);
+    fclose(out);
+    ck_assert_msg(rc >= 0, "the checker could not run: %s", err.msg);
+    return rc;
+}
+
+/* The report's last line ("plugin-check: N passed, M failed: ..."). */
+static const char *last_line(const char *report)
+{
+    const char *end = report + strlen(report);
+    while (end > report && end[-1] == '\n')
+        end--;
+    const char *p = end;
+    while (p > report && p[-1] != '\n')
+        p--;
+    return p;
 }
 
 /* Is there a line of the report containing every one of the (NULL-terminated) needles? */
@@ -48,7 +76,30 @@ static int has_line(const char *report, ...)
 START_TEST(cpu_plugin_passes)
 {
     char *r = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = check_report(CPU_PLUGIN, &r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    /* the whole check on the reference stays well inside a minute on a small machine */
+    ck_assert_msg(secs < 60, "plugin-check of the CPU plugin took %.1f s", secs);
+    ck_assert_msg(has_line(r, "device_count", "PASS", NULL) && has_line(r, "device_info", "device 0", "PASS", NULL),
+                  "%s", r);
+    /* the new kinds of case are there: accumulating calls, two threads, every pooling size */
+    ck_assert_msg(has_line(r, "elm_accumulate", "x3", "PASS", NULL), "%s", r);
+    ck_assert_msg(has_line(r, "conv2d_backward_filter", "accumulate x3", "PASS", NULL), "%s", r);
+    ck_assert_msg(has_line(r, "conv2d_forward", "2 threads", "PASS", NULL), "%s", r);
+    for (int s = 1; s <= 4; s++) {
+        char sz[8];
+        snprintf(sz, sizeof sz, " s%d ", s);
+        ck_assert_msg(has_line(r, "pool_backward", sz, "max", "PASS", NULL), "s=%d:\n%s", s, r);
+    }
+    for (int k = 1; k <= 7; k++) {
+        char kz[8];
+        snprintf(kz, sizeof kz, " k%d", k);
+        ck_assert_msg(has_line(r, "conv2d_backward_data", kz, "PASS", NULL), "k=%d:\n%s", k, r);
+    }
+    ck_assert_msg(strstr(r, "slowest case: ") != NULL, "%s", r);
     ck_assert_msg(rc == 0, "the CPU plugin failed its own check:\n%s", r);
     ck_assert_msg(strstr(r, " 0 failed") != NULL, "%s", r);
     ck_assert_msg(has_line(r, "conv2d_forward", "PASS", NULL), "%s", r);
@@ -128,6 +179,135 @@ START_TEST(missing_file_fails)
 }
 END_TEST
 
+START_TEST(buggy_ok_passes)
+{
+    char *r = NULL;
+    int rc = check_report(STUB("buggyok"), &r);
+    ck_assert_msg(rc == 0, "the correct build of buggy_plugin.c failed:\n%s", r);
+    ck_assert_msg(!strstr(r, "FAIL") && !strstr(r, "CRASH"), "%s", r);
+    ck_assert_msg(!strstr(r, "not implemented"), "%s", r);
+    free(r);
+}
+END_TEST
+
+/* A buggy variant fails; a row of `op` says `phrase`, and the last line names the op. */
+static void expect_bug(const char *variant, double timeout_s, const char *op, const char *phrase,
+                       const char *shape_part)
+{
+    char file[512], *r = NULL;
+    snprintf(file, sizeof file, CNNELM_STUB_DIR "/libcnnelm-buggy%s.so", variant);
+    int rc = check_report_timeout(file, timeout_s, &r);
+    ck_assert_msg(rc == 1, "%s passed:\n%s", variant, r);
+    ck_assert_msg(has_line(r, op, phrase, shape_part ? shape_part : "", NULL), "%s: no '%s' row saying '%s':\n%s",
+                  variant, op, phrase, r);
+    const char *last = last_line(r);
+    ck_assert_msg(strncmp(last, "plugin-check: ", 14) == 0 && strstr(last, "failed: ") && strstr(last, op),
+                  "%s: the last line does not name %s: %s", variant, op, last);
+    free(r);
+}
+
+START_TEST(accumulate_that_overwrites_fails)
+{
+    expect_bug("accumoverwrite", 60, "elm_accumulate", "after call 2 of 3", "x3");
+}
+END_TEST
+
+START_TEST(ignored_accumulate_flag_fails)
+{
+    expect_bug("filteraccum", 60, "conv2d_backward_filter", "after call 1 of 3", "accumulate");
+}
+END_TEST
+
+START_TEST(thread_unsafe_plugin_fails)
+{
+    char *r = NULL;
+    int rc = check_report(STUB("buggythreadunsafe"), &r);
+    ck_assert_msg(rc == 1, "%s", r);
+    ck_assert_msg(has_line(r, "conv2d_forward", "2 threads", "FAIL", NULL), "%s", r);
+    /* one context at a time it is right: only the two-thread case fails */
+    ck_assert_msg(has_line(r, "conv2d_forward", "n16 1->6 28x28 k5 relu ", "PASS", NULL), "%s", r);
+    ck_assert_msg(strstr(last_line(r), "failed: conv2d_forward"), "%s", last_line(r));
+    free(r);
+}
+END_TEST
+
+START_TEST(mean_pooling_wrong_on_odd_sizes_fails)
+{
+    char *r = NULL;
+    int rc = check_report(STUB("buggymeanodd"), &r);
+    ck_assert_msg(rc == 1, "%s", r);
+    ck_assert_msg(has_line(r, "pool_forward", "5x7 s1 mean", "outside the tolerance", NULL), "%s", r);
+    ck_assert_msg(has_line(r, "pool_forward", "24x24 s2 mean", "PASS", NULL), "%s", r); /* even: right */
+    ck_assert_msg(strstr(last_line(r), "pool_forward"), "%s", last_line(r));
+    free(r);
+}
+END_TEST
+
+START_TEST(write_past_the_end_is_named)
+{
+    expect_bug("writepastend", 60, "conv2d_forward", "wrote 1 float past the end of y", "n16 1->6 28x28 k5");
+}
+END_TEST
+
+START_TEST(unwritten_output_is_named)
+{
+    expect_bug("nowrite", 60, "elm_predict", "output Y not written", "n64 l192 c10");
+}
+END_TEST
+
+START_TEST(forgotten_last_rows_fail)
+{
+    /* blocks of four rows: n = 64 is right, n = 37 leaves its last row */
+    expect_bug("lastrow", 60, "elm_predict", "10 of 370 floats", "n37");
+    char *r = NULL;
+    check_report(STUB("buggylastrow"), &r);
+    ck_assert_msg(has_line(r, "elm_predict", "n64 l192 c10 ", "PASS", NULL), "%s", r);
+    free(r);
+}
+END_TEST
+
+START_TEST(one_maps_bias_fails)
+{
+    expect_bug("biasonemap", 60, "conv2d_forward", "outside the tolerance", "->");
+    char *r = NULL;
+    check_report(STUB("buggybiasonemap"), &r);
+    /* one output map: nothing to confuse */
+    ck_assert_msg(has_line(r, "conv2d_forward", "1->1 7x7 k1", "PASS", NULL), "%s", r);
+    free(r);
+}
+END_TEST
+
+START_TEST(crashing_device_info_fails)
+{
+    expect_bug("deviceinfocrash", 60, "device_info", "CRASH", "device 0");
+}
+END_TEST
+
+START_TEST(crashing_entry_fails)
+{
+    /* the entry runs in a child: the checker survives and says so */
+    expect_bug("entrycrash", 60, "load", "CRASH", "");
+}
+END_TEST
+
+START_TEST(writing_into_an_input_fails)
+{
+    /* identity leaves x as it was: only relu and opttanh show it */
+    expect_bug("writesinput", 60, "activation_forward", "wrote into its input x", "relu");
+}
+END_TEST
+
+START_TEST(hanging_op_times_out)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    expect_bug("hang", 1, "pool_forward", "timed out after 1 s", "mean");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* one timeout per op, not one per case */
+    ck_assert_msg(t1.tv_sec - t0.tv_sec < 30, "took %ld s", (long)(t1.tv_sec - t0.tv_sec));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plugin_check");
@@ -140,6 +320,19 @@ int main(void)
     tcase_add_test(tc, no_entry_fails_with_loader_message);
     tcase_add_test(tc, bad_abi_fails_with_loader_message);
     tcase_add_test(tc, missing_file_fails);
+    tcase_add_test(tc, buggy_ok_passes);
+    tcase_add_test(tc, accumulate_that_overwrites_fails);
+    tcase_add_test(tc, ignored_accumulate_flag_fails);
+    tcase_add_test(tc, thread_unsafe_plugin_fails);
+    tcase_add_test(tc, mean_pooling_wrong_on_odd_sizes_fails);
+    tcase_add_test(tc, write_past_the_end_is_named);
+    tcase_add_test(tc, unwritten_output_is_named);
+    tcase_add_test(tc, forgotten_last_rows_fail);
+    tcase_add_test(tc, one_maps_bias_fails);
+    tcase_add_test(tc, crashing_device_info_fails);
+    tcase_add_test(tc, crashing_entry_fails);
+    tcase_add_test(tc, writing_into_an_input_fails);
+    tcase_add_test(tc, hanging_op_times_out);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -207,6 +207,11 @@ static const key_def schema[] = {
              "this text (e.g. \"NVIDIA\", \"gfx90a\"). \"\": use device."},
     {.path = "workers.threads", .kind = K_INT, .worker = 1, WF(threads), .imin = 0, .imax = INT_MAX,
      .idef = 0, .help = "Host threads for this worker. 0: the backend's default."},
+    {.path = "workers.op_timeout", .kind = K_FLOAT, .worker = 1, WF(op_timeout), .fmin = 0, .fmax = 1e6,
+     .fdef = 600.0,
+     .help = "Seconds one device call (an op or a transfer) may take. A call that takes longer makes "
+             "the device lost: its partition goes to another worker, or the run ends with an error "
+             "naming the plugin, the op and the shape. 0: no limit."},
 };
 
 #define N_KEYS (sizeof schema / sizeof schema[0])

@@ -19,19 +19,41 @@ static int op_fail(cnnelm_net *net, cnnelm_status st, const char *op, int layer,
                        why && *why ? why : "no detail");
 }
 
+/* Every device call is watched (watchdog.h): a call the pool gave up on reads as a lost device. */
 #define CALL(expr, op, layer)                                            \
     do {                                                                 \
+        cnnelm_watch_begin(&net->watch, op, layer, NULL);                \
         cnnelm_status st_ = (expr);                                      \
+        if (cnnelm_watch_end(&net->watch) != 0)                          \
+            return watch_fail(net, op, err);                             \
         if (st_ != CNNELM_OK)                                            \
             return op_fail(net, st_, op, layer, err);                    \
     } while (0)
+
+static int watch_fail(cnnelm_net *net, const char *op, cnnelm_error *err)
+{
+    net->device_lost = 1;
+    return cnnelm_fail(err, "%s: %s: the device was given up on (workers[i].op_timeout)", net->where, op);
+}
+
+/* cnnelm_op_run under the watchdog. */
+static cnnelm_status watched_op_run(cnnelm_net *net, cnnelm_op_call *k, int layer, char *why, size_t why_size)
+{
+    cnnelm_watch_begin(&net->watch, cnnelm_op_name(k->op), layer, k);
+    cnnelm_status st = cnnelm_op_run(&net->ops, k, why, why_size);
+    if (cnnelm_watch_end(&net->watch) != 0) {
+        snprintf(why, why_size, "the device was given up on (workers[i].op_timeout)");
+        return CNNELM_ERR_DEVICE;
+    }
+    return st;
+}
 
 /* Runs one op through the dispatcher (which falls back to the CPU reference when it must). */
 static int run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *err)
 {
     char why[512] = "";
     cnnelm_status st = net->planning ? cnnelm_op_plan(&net->ops, k, why, sizeof why)
-                                     : cnnelm_op_run(&net->ops, k, why, sizeof why);
+                                     : watched_op_run(net, k, layer, why, sizeof why);
     if (st == CNNELM_OK)
         return 0;
     if (st == CNNELM_ERR_DEVICE)
@@ -314,7 +336,7 @@ int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_err
     cnnelm_op_call k = { .op = CNNELM_OP_ELM_SOLVE, .l = (int)L, .c = (int)C, .lambda = lambda,
                          .buf = { net->u, net->v, net->beta } };
     char why[512] = "";
-    cnnelm_status st = cnnelm_op_run(&net->ops, &k, why, sizeof why);
+    cnnelm_status st = watched_op_run(net, &k, -1, why, sizeof why);
     if (st == CNNELM_ERR_NOT_POSITIVE_DEFINITE) {
         cnnelm_fail(err, "%s: the ELM system I/lambda + U is not positive definite (lambda = %g): %s",
                     net->where, lambda, why);

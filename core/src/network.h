@@ -9,6 +9,7 @@
 #include "cnnelm/model.h"
 #include "cnnelm/plugin.h"
 #include "ops.h"
+#include "watchdog.h"
 
 typedef struct cnnelm_net {
     const cnnelm_backend *be;
@@ -32,6 +33,7 @@ typedef struct cnnelm_net {
     float *host_x, *host_t, *host_uv;   /* host_x, host_t: the current slot's */
     float *host_xs[2], *host_ts[2];
     unsigned char *labels;              /* labels of the loaded chunk */
+    cnnelm_watch watch;                 /* the device call in progress, for the pool's watchdog */
 } cnnelm_net;
 
 /* Opens a context on `device` of the plugin and allocates buffers for `chunk` examples. Ops the

@@ -1,19 +1,20 @@
 /* cnnelm plugin-check: every op of a plugin against the CPU reference on random inputs, then a
- * short end-to-end training, each case in a forked child so that a crash or a hang becomes a
- * row of the report (see plugin_check.h for the tolerances). */
+ * short end-to-end training; loading, the entry and the device queries too. Each case runs in a
+ * forked child with a time limit so that a crash or a hang becomes a row of the report (see
+ * plugin_check.h for what is checked and the tolerances). The plugin's code never runs in this
+ * process: runtimes such as OpenCL's do not survive fork, so each child starts its own. */
 #define _GNU_SOURCE
 #include "cnnelm/plugin_check.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "child.h"
 #include "cnnelm/config.h"
 #include "cnnelm/metrics.h"
 #include "cnnelm/plugin.h"
@@ -22,14 +23,55 @@
 #include "rng.h"
 #include "train.h"
 
-#define CASE_TIMEOUT_S 60
+#define DEFAULT_TIMEOUT_S 60
 #define TIMED_CALLS 5
+#define MAX_CALLS 3          /* accumulating ops: calls on one context, compared after each */
+#define RACE_ROUNDS 4        /* two-thread cases: rounds, every one compared */
+#define GUARD_FLOATS 16      /* tail past every tensor that an op must leave alone */
+#define GUARD_BITS 0x7f8dead1u   /* a signalling NaN no op computes */
+#define SENTINEL_BITS 0x7fc0feedu /* a quiet NaN with a payload: "never written" */
+#define MAX_CASES 160
 
 typedef struct check_case {
     cnnelm_op_call call;
-    char shape[64];
+    char shape[80];
     double tol;
+    int calls;    /* times called on one context, outputs compared after each */
+    int threads;  /* 2: the same op on two contexts in two threads at once */
 } check_case;
+
+/* An op's buffer arguments: sizes, which it reads and writes, names for messages. The one
+ * place that knows them here, so that an op table can replace cnnelm_op_layout later. */
+typedef struct case_layout {
+    int nb;
+    size_t bytes[6];
+    unsigned in, out;
+    const char *names[6];
+} case_layout;
+
+static void layout_of(const cnnelm_op_call *call, case_layout *lay)
+{
+    static const char *const names[CNNELM_OP_COUNT][6] = {
+        [CNNELM_OP_CONV_FORWARD] = { "x", "w", "b", "y" },
+        [CNNELM_OP_CONV_BACKWARD_DATA] = { "dy", "w", "dx" },
+        [CNNELM_OP_CONV_BACKWARD_FILTER] = { "x", "dy", "dw", "db" },
+        [CNNELM_OP_POOL_FORWARD] = { "x", "y" },
+        [CNNELM_OP_POOL_BACKWARD] = { "x", "dy", "dx" },
+        [CNNELM_OP_ACT_FORWARD] = { "x", "y" },
+        [CNNELM_OP_ACT_BACKWARD] = { "y", "dy", "dx" },
+        [CNNELM_OP_ELM_ACCUMULATE] = { "H", "T", "U", "V" },
+        [CNNELM_OP_ELM_PREDICT] = { "H", "beta", "Y" },
+        [CNNELM_OP_ELM_BACKPROP] = { "E", "beta", "dH" },
+        [CNNELM_OP_ELM_SOLVE] = { "U", "V", "beta" },
+    };
+    memset(lay, 0, sizeof *lay);
+    lay->nb = cnnelm_op_layout(call, lay->bytes, &lay->in, &lay->out);
+    for (int i = 0; i < 6; i++)
+        lay->names[i] = (unsigned)call->op < CNNELM_OP_COUNT && names[call->op][i] ? names[call->op][i] : "?";
+}
+
+static size_t floats_of(const case_layout *lay, int i) { return lay->bytes[i] / sizeof(float); }
+static size_t alloc_floats(const case_layout *lay, int i) { return floats_of(lay, i) + GUARD_FLOATS; }
 
 static double now_s(void)
 {
@@ -44,199 +86,425 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The inputs of a case, the same on both sides: uniform in [-1, 1] (never zeros), except the
- * solve's U, which must be symmetric positive definite: H^T H of a random H. */
-static float **make_inputs(const check_case *cc, const size_t *bytes, int nb, unsigned in)
+static float from_bits(uint32_t u)
 {
-    float **v = calloc((size_t)nb, sizeof *v);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint32_t bits_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* What buffer i holds before call k: inputs uniform in [-1, 1] (never zeros), different for
+ * every (op, variant, call, buffer); the solve's U symmetric positive definite (H^T H of a
+ * random H); outputs the sentinel; every tail the guard pattern. In-out buffers (U and V of
+ * elm_accumulate, dw and db with accumulate) are written before the first call only. */
+static void fill_buffer(const check_case *cc, const case_layout *lay, int variant, int k, int i, float *h)
+{
+    size_t n = floats_of(lay, i);
     cnnelm_rng r;
-    cnnelm_rng_seed(&r, 20261124, (uint64_t)cc->call.op + 1);
-    for (int i = 0; v && i < nb; i++) {
-        size_t n = bytes[i] / sizeof(float);
-        v[i] = malloc(bytes[i] ? bytes[i] : sizeof(float));
-        for (size_t j = 0; v[i] && j < n; j++)
-            v[i][j] = (in >> i & 1u) ? (float)(2 * cnnelm_rng_uniform(&r) - 1) : 0.0f;
-    }
-    if (v && cc->call.op == CNNELM_OP_ELM_SOLVE) {
+    cnnelm_rng_seed(&r, 20261124, (uint64_t)cc->call.op * 1000 + (uint64_t)variant * 100 + (uint64_t)k * 10 + (uint64_t)i);
+    if (lay->in >> i & 1u)
+        for (size_t j = 0; j < n; j++)
+            h[j] = (float)(2 * cnnelm_rng_uniform(&r) - 1);
+    else
+        for (size_t j = 0; j < n; j++)
+            h[j] = from_bits(SENTINEL_BITS);
+    for (size_t j = n; j < n + GUARD_FLOATS; j++)
+        h[j] = from_bits(GUARD_BITS);
+    if (cc->call.op == CNNELM_OP_ELM_SOLVE && i == 0) {
         int l = cc->call.l, rows = 2 * l;
-        double *h = malloc((size_t)rows * l * sizeof *h);
-        for (int j = 0; h && j < rows * l; j++)
-            h[j] = 2 * cnnelm_rng_uniform(&r) - 1;
-        for (int a = 0; h && a < l; a++)
+        double *g = malloc((size_t)rows * l * sizeof *g);
+        for (int j = 0; g && j < rows * l; j++)
+            g[j] = 2 * cnnelm_rng_uniform(&r) - 1;
+        for (int a = 0; g && a < l; a++)
             for (int b = 0; b < l; b++) {
                 double s = 0;
                 for (int t = 0; t < rows; t++)
-                    s += h[t * l + a] * h[t * l + b];
-                v[0][a * l + b] = (float)s;
+                    s += g[t * l + a] * g[t * l + b];
+                h[a * l + b] = (float)s;
             }
-        free(h);
+        free(g);
     }
-    return v;
 }
 
-/* Runs the case on one backend: writes the inputs, calls the op once (results) and then
- * TIMED_CALLS more times (median seconds), reads the outputs into `outs`. */
-static cnnelm_status run_case(const cnnelm_backend *be, cnnelm_backend_ctx *ctx, const check_case *cc,
-                              float **inputs, float **outs, double *seconds)
+/* The outputs of a case's calls: out[k][i] holds buffer i (with its tail) after call k. */
+typedef struct case_result {
+    float *out[MAX_CALLS][6];
+} case_result;
+
+static int result_alloc(case_result *r, const check_case *cc, const case_layout *lay)
 {
-    size_t bytes[6];
-    unsigned in = 0, out = 0;
-    int nb = cnnelm_op_layout(&cc->call, bytes, &in, &out);
-    cnnelm_buffer *b[6] = { 0 };
-    cnnelm_status st = CNNELM_OK;
-    for (int i = 0; i < nb && st == CNNELM_OK; i++) {
-        st = be->buffer_alloc(ctx, bytes[i] ? bytes[i] : sizeof(float), &b[i]);
-        if (st == CNNELM_OK)
-            st = be->buffer_write(ctx, b[i], 0, inputs[i], bytes[i]);
-    }
-    if (st == CNNELM_OK)
-        st = cnnelm_op_dispatch(be, ctx, &cc->call, b);
-    for (int i = 0; i < nb && st == CNNELM_OK; i++)
-        if (out >> i & 1u)
-            st = be->buffer_read(ctx, b[i], 0, outs[i], bytes[i]);
-    double t[TIMED_CALLS];
-    for (int k = 0; k < TIMED_CALLS && st == CNNELM_OK; k++) {
-        float sink;
-        double t0 = now_s();
-        st = cnnelm_op_dispatch(be, ctx, &cc->call, b);
-        for (int i = 0; i < nb && st == CNNELM_OK; i++) /* a read waits for queued work */
-            if (out >> i & 1u) {
-                st = be->buffer_read(ctx, b[i], 0, &sink, sizeof sink);
-                break;
+    memset(r, 0, sizeof *r);
+    for (int k = 0; k < cc->calls; k++)
+        for (int i = 0; i < lay->nb; i++)
+            if (lay->out >> i & 1u) {
+                r->out[k][i] = malloc(alloc_floats(lay, i) * sizeof(float));
+                if (!r->out[k][i])
+                    return -1;
             }
-        t[k] = now_s() - t0;
+    return 0;
+}
+
+static void result_free(case_result *r)
+{
+    for (int k = 0; k < MAX_CALLS; k++)
+        for (int i = 0; i < 6; i++)
+            free(r->out[k][i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* Runs the case's calls on one context: before each call writes what fill_buffer says, after
+ * it reads every output back with its tail into res. With `seconds`, then TIMED_CALLS more
+ * calls, their median time. */
+static cnnelm_status exec_case(const cnnelm_backend *be, cnnelm_backend_ctx *ctx, const check_case *cc,
+                               const case_layout *lay, int variant, case_result *res, double *seconds,
+                               char *changed, size_t changed_size)
+{
+    cnnelm_buffer *b[6] = { 0 };
+    float *host[6] = { 0 }, *back = NULL;
+    cnnelm_status st = CNNELM_OK;
+    if (changed) {
+        changed[0] = '\0';
+        size_t most = 0;
+        for (int i = 0; i < lay->nb; i++)
+            most = alloc_floats(lay, i) > most ? alloc_floats(lay, i) : most;
+        back = malloc(most * sizeof(float));
+        if (!back)
+            return CNNELM_ERR_OUT_OF_MEMORY;
     }
-    if (st == CNNELM_OK) {
-        qsort(t, TIMED_CALLS, sizeof t[0], cmp_double);
-        *seconds = t[TIMED_CALLS / 2];
+    for (int i = 0; i < lay->nb && st == CNNELM_OK; i++) {
+        host[i] = malloc(alloc_floats(lay, i) * sizeof(float));
+        st = host[i] ? be->buffer_alloc(ctx, alloc_floats(lay, i) * sizeof(float), &b[i])
+                     : CNNELM_ERR_OUT_OF_MEMORY;
     }
-    for (int i = 0; i < nb; i++)
+    for (int k = 0; k < cc->calls && st == CNNELM_OK; k++) {
+        for (int i = 0; i < lay->nb && st == CNNELM_OK; i++) {
+            int in = lay->in >> i & 1u, out = lay->out >> i & 1u;
+            if (k > 0 && in && out)
+                continue; /* accumulating: the device keeps the running sum */
+            fill_buffer(cc, lay, variant, k, i, host[i]);
+            st = be->buffer_write(ctx, b[i], 0, host[i], alloc_floats(lay, i) * sizeof(float));
+        }
+        if (st == CNNELM_OK)
+            st = cnnelm_op_dispatch(be, ctx, &cc->call, b);
+        for (int i = 0; i < lay->nb && st == CNNELM_OK; i++)
+            if (lay->out >> i & 1u)
+                st = be->buffer_read(ctx, b[i], 0, res->out[k][i], alloc_floats(lay, i) * sizeof(float));
+        /* inputs are const: an op that writes into one corrupts the caller's data */
+        for (int i = 0; back && !changed[0] && i < lay->nb && st == CNNELM_OK; i++) {
+            if ((lay->out >> i & 1u) || !(lay->in >> i & 1u))
+                continue;
+            st = be->buffer_read(ctx, b[i], 0, back, alloc_floats(lay, i) * sizeof(float));
+            size_t diff = 0;
+            for (size_t j = 0; st == CNNELM_OK && j < alloc_floats(lay, i); j++)
+                diff += bits_of(back[j]) != bits_of(host[i][j]);
+            if (diff)
+                snprintf(changed, changed_size, "wrote into its input %s (%zu floats changed)%s", lay->names[i],
+                         diff, cc->calls > 1 ? " on a call" : "");
+        }
+    }
+    if (seconds && st == CNNELM_OK) {
+        double t[TIMED_CALLS];
+        for (int k = 0; k < TIMED_CALLS && st == CNNELM_OK; k++) {
+            float sink;
+            double t0 = now_s();
+            st = cnnelm_op_dispatch(be, ctx, &cc->call, b);
+            for (int i = 0; i < lay->nb && st == CNNELM_OK; i++) /* a read waits for queued work */
+                if (lay->out >> i & 1u) {
+                    st = be->buffer_read(ctx, b[i], 0, &sink, sizeof sink);
+                    break;
+                }
+            t[k] = now_s() - t0;
+        }
+        if (st == CNNELM_OK) {
+            qsort(t, TIMED_CALLS, sizeof t[0], cmp_double);
+            *seconds = t[TIMED_CALLS / 2];
+        }
+    }
+    for (int i = 0; i < lay->nb; i++) {
         be->buffer_free(ctx, b[i]);
+        free(host[i]);
+    }
+    free(back);
     return st;
 }
 
-/* What a child sends back: status, seconds, message, then the output buffers. */
-typedef struct child_head {
-    int status;
-    double seconds;
-    char message[256];
-} child_head;
-
-static int write_all(int fd, const void *p, size_t n)
+/* Compares a run with the reference's: writes past the end first (the worst bug), then
+ * unwritten outputs, then values. Returns 1 when it passes; else the reason in `why`. */
+static int judge(const check_case *cc, const case_layout *lay, const case_result *ref, const case_result *got,
+                 const char *where, double *worst, char *why, size_t why_size)
 {
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *p, size_t n)
-{
-    char *c = p;
-    while (n) {
-        ssize_t r = read(fd, c, n);
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-/* In the child: load the plugin afresh, open the device, run the case, report, exit. */
-static void child_main(int fd, const char *file, int device, const check_case *cc, float **inputs,
-                       const size_t *bytes, int nb, unsigned out)
-{
-    alarm(CASE_TIMEOUT_S);
-    signal(SIGPIPE, SIG_IGN); /* a parent that stopped reading is not a crash of the plugin */
-    child_head h = { .status = CNNELM_ERR_INTERNAL };
-    cnnelm_plugin *p = NULL;
-    cnnelm_error e = { "" };
-    float *outs[6] = { 0 };
-    for (int i = 0; i < nb; i++)
-        outs[i] = calloc(1, bytes[i] ? bytes[i] : sizeof(float));
-    if (cnnelm_plugin_load_file(file, &p, &e) != 0) {
-        snprintf(h.message, sizeof h.message, "%.250s", e.msg);
-    } else {
-        cnnelm_backend_ctx *ctx = NULL;
-        cnnelm_context_params params = { .struct_size = sizeof params, .threads = 0 };
-        char why[256] = "";
-        cnnelm_status st = p->ops->context_open(device, &params, &ctx, why, sizeof why);
-        if (st != CNNELM_OK) {
-            h.status = st;
-            snprintf(h.message, sizeof h.message, "context_open: %.230s", why);
-        } else {
-            h.status = run_case(p->ops, ctx, cc, inputs, outs, &h.seconds);
-            if (h.status != CNNELM_OK)
-                snprintf(h.message, sizeof h.message, "%.250s", p->ops->last_error(ctx));
-            p->ops->context_close(ctx);
+    char when[64] = "";
+    *worst = 0;
+    for (int k = 0; k < cc->calls; k++) {
+        if (cc->calls > 1)
+            snprintf(when, sizeof when, " after call %d of %d", k + 1, cc->calls);
+        for (int i = 0; i < lay->nb; i++) {
+            if (!(lay->out >> i & 1u))
+                continue;
+            size_t n = floats_of(lay, i), past = 0, unwritten = 0;
+            for (size_t j = n; j < n + GUARD_FLOATS; j++)
+                past += bits_of(got->out[k][i][j]) != GUARD_BITS;
+            if (past) {
+                snprintf(why, why_size, "wrote %zu float%s past the end of %s (%zu floats)%s%s", past,
+                         past == 1 ? "" : "s", lay->names[i], n, when, where);
+                *worst = INFINITY;
+                return 0;
+            }
+            for (size_t j = 0; j < n; j++)
+                unwritten += bits_of(got->out[k][i][j]) == SENTINEL_BITS &&
+                             bits_of(ref->out[k][i][j]) != SENTINEL_BITS;
+            if (unwritten) {
+                snprintf(why, why_size, "output %s not written: %zu of %zu floats left as they were%s%s",
+                         lay->names[i], unwritten, n, when, where);
+                *worst = INFINITY;
+                return 0;
+            }
+            double scale = 0;
+            if (cc->call.op == CNNELM_OP_ELM_SOLVE) /* beta: relative to its largest value */
+                for (size_t j = 0; j < n; j++)
+                    scale = fmax(scale, fabs(ref->out[k][i][j]));
+            size_t at = 0;
+            double bad = 0;
+            for (size_t j = 0; j < n; j++) {
+                double d = fabs((double)got->out[k][i][j] - ref->out[k][i][j]) /
+                           (cc->call.op == CNNELM_OP_ELM_SOLVE ? scale : 1 + fabs(ref->out[k][i][j]));
+                if (isnan(d))
+                    d = INFINITY;
+                if (d > bad) {
+                    bad = d;
+                    at = j;
+                }
+            }
+            if (bad > *worst)
+                *worst = bad;
+            if (bad > cc->tol) {
+                snprintf(why, why_size, "outside the tolerance: %s[%zu] is %g, the reference %g%s%s",
+                         lay->names[i], at, (double)got->out[k][i][at], (double)ref->out[k][i][at], when, where);
+                return 0;
+            }
         }
     }
-    int bad = write_all(fd, &h, sizeof h);
-    for (int i = 0; i < nb && !bad && h.status == CNNELM_OK; i++) /* the parent reads no more otherwise */
-        if (out >> i & 1u)
-            bad = write_all(fd, outs[i], bytes[i]);
-    _exit(bad ? 3 : 0);
+    return 1;
 }
 
-static void add(check_case *cases, int *n, cnnelm_op_call call, double tol, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void add(check_case *cases, int *n, cnnelm_op_call call, double tol, const char *fmt, ...)
+/* ---- the children ---- */
+
+/* Is the op's slot filled in the plugin's table? */
+static int has_op(const cnnelm_backend *be, cnnelm_op_id op)
 {
-    check_case *c = &cases[(*n)++];
-    c->call = call;
-    c->tol = tol;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->shape, sizeof c->shape, fmt, ap);
-    va_end(ap);
+    switch (op) {
+    case CNNELM_OP_CONV_FORWARD: return be->conv2d_forward != NULL;
+    case CNNELM_OP_CONV_BACKWARD_DATA: return be->conv2d_backward_data != NULL;
+    case CNNELM_OP_CONV_BACKWARD_FILTER: return be->conv2d_backward_filter != NULL;
+    case CNNELM_OP_POOL_FORWARD: return be->pool_forward != NULL;
+    case CNNELM_OP_POOL_BACKWARD: return be->pool_backward != NULL;
+    case CNNELM_OP_ACT_FORWARD: return be->activation_forward != NULL;
+    case CNNELM_OP_ACT_BACKWARD: return be->activation_backward != NULL;
+    case CNNELM_OP_ELM_ACCUMULATE: return be->elm_accumulate != NULL;
+    case CNNELM_OP_ELM_PREDICT: return be->elm_predict != NULL;
+    case CNNELM_OP_ELM_BACKPROP: return be->elm_backprop != NULL;
+    case CNNELM_OP_ELM_SOLVE: return be->elm_solve != NULL;
+    case CNNELM_OP_COUNT: break;
+    }
+    return 0;
 }
 
-static int build_cases(check_case *cases)
+/* Loading: dlopen, the entry, the table's checks; what the parent needs to know of the table. */
+typedef struct load_reply {
+    int ok;
+    char message[512];
+    char name[64], description[256];
+    unsigned abi_major, abi_minor;
+    uint32_t ops;  /* bit per cnnelm_op_id: slot filled */
+} load_reply;
+
+static void child_load(void *arg, void *reply, size_t size)
 {
-    int n = 0;
-    static const cnnelm_conv_shape convs[3] = { { 16, 1, 28, 28, 6, 5 }, { 16, 6, 12, 12, 12, 5 },
-                                                { 3, 2, 9, 7, 3, 3 } };
-    static const cnnelm_activation acts[3] = { CNNELM_ACT_RELU, CNNELM_ACT_OPTTANH, CNNELM_ACT_IDENTITY };
-    for (int i = 0; i < 3; i++) {
-        const cnnelm_conv_shape *s = &convs[i];
-        char d[48];
-        snprintf(d, sizeof d, "n%d %d->%d %dx%d k%d", s->n, s->c_in, s->c_out, s->h, s->w, s->k);
-        static const char *const an[3] = { "relu", "opttanh", "identity" };
-        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_FORWARD, .conv = *s, .act = acts[i] }, 1e-3,
-            "%s %s", d, an[i]);
-        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_BACKWARD_DATA, .conv = *s }, 1e-3, "%s", d);
-        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_BACKWARD_FILTER, .conv = *s, .accumulate = i == 1 },
-            1e-3, "%s%s", d, i == 1 ? " accumulate" : "");
+    (void)size;
+    load_reply *r = reply;
+    cnnelm_plugin *p = NULL;
+    cnnelm_error e = { "" };
+    if (cnnelm_plugin_load_file(arg, &p, &e) != 0) {
+        snprintf(r->message, sizeof r->message, "%.500s", e.msg);
+        return;
     }
-    static const cnnelm_pool_shape pools[3] = { { 16, 6, 24, 24, 2 }, { 16, 6, 24, 24, 2 }, { 3, 2, 9, 9, 3 } };
-    for (int i = 0; i < 3; i++) {
-        const cnnelm_pool_shape *s = &pools[i];
-        cnnelm_pooling mode = i == 0 ? CNNELM_POOL_MEAN : CNNELM_POOL_MAX;
-        const char *m = mode == CNNELM_POOL_MEAN ? "mean" : "max";
-        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_POOL_FORWARD, .pool = *s, .mode = mode }, 1e-4,
-            "n%d c%d %dx%d s%d %s", s->n, s->c, s->h, s->w, s->s, m);
-        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_POOL_BACKWARD, .pool = *s, .mode = mode }, 1e-4,
-            "n%d c%d %dx%d s%d %s", s->n, s->c, s->h, s->w, s->s, m);
+    r->ok = 1;
+    snprintf(r->name, sizeof r->name, "%s", p->name);
+    snprintf(r->description, sizeof r->description, "%s", p->ops->description ? p->ops->description : "");
+    r->abi_major = p->ops->abi_major;
+    r->abi_minor = p->ops->abi_minor;
+    for (int op = 0; op < CNNELM_OP_COUNT; op++)
+        if (has_op(p->ops, (cnnelm_op_id)op))
+            r->ops |= 1u << op;
+}
+
+/* device_count, or device_info of one device (index >= 0). */
+typedef struct device_arg {
+    const char *file;
+    int index;
+} device_arg;
+
+typedef struct device_reply {
+    int status;  /* a cnnelm_status, or -1: the plugin did not load */
+    int count;
+    cnnelm_device_info info;
+    char message[512];
+} device_reply;
+
+static void child_device(void *arg, void *reply, size_t size)
+{
+    (void)size;
+    const device_arg *a = arg;
+    device_reply *r = reply;
+    cnnelm_plugin *p = NULL;
+    cnnelm_error e = { "" };
+    r->status = -1;
+    if (cnnelm_plugin_load_file(a->file, &p, &e) != 0) {
+        snprintf(r->message, sizeof r->message, "%.500s", e.msg);
+        return;
     }
-    static const char *const act_names[3] = { "relu", "opttanh", "identity" };
-    for (int i = 0; i < 3; i++) {
-        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ACT_FORWARD, .act = acts[i], .count = 1000 }, 1e-4,
-            "1000 %s", act_names[i]);
-        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ACT_BACKWARD, .act = acts[i], .count = 1000 }, 1e-4,
-            "1000 %s", act_names[i]);
+    if (a->index < 0)
+        r->status = p->ops->device_count(&r->count);
+    else
+        r->status = p->ops->device_info(a->index, &r->info);
+    r->info.name[sizeof r->info.name - 1] = r->info.vendor[sizeof r->info.vendor - 1] = '\0';
+}
+
+/* One op case: the reference's results are in this process's memory (computed before the
+ * fork), so the child judges its own run and sends back only the verdict. */
+typedef struct op_arg {
+    const char *file;
+    int device;
+    const check_case *cc;
+    const case_layout *lay;
+    const case_result *ref[2];  /* variant 0 and, for two threads, variant 1 */
+} op_arg;
+
+typedef struct op_reply {
+    int status;    /* of the plugin's calls */
+    int pass;
+    double worst, seconds;
+    char message[480];
+} op_reply;
+
+typedef struct race_thread {
+    const op_arg *a;
+    const cnnelm_backend *be;
+    cnnelm_backend_ctx *ctx;
+    pthread_barrier_t *start;
+    int variant, pass;
+    cnnelm_status status;
+    double worst;
+    char message[480];
+} race_thread;
+
+static void *race_main(void *arg)
+{
+    race_thread *t = arg;
+    const op_arg *a = t->a;
+    t->pass = 1;
+    case_result got;
+    if (result_alloc(&got, a->cc, a->lay) != 0) {
+        t->status = CNNELM_ERR_OUT_OF_MEMORY;
+        snprintf(t->message, sizeof t->message, "out of host memory");
     }
-    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_ACCUMULATE, .n = 64, .l = 192, .c = 10 }, 1e-3, "n64 l192 c10");
-    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_PREDICT, .n = 64, .l = 192, .c = 10 }, 1e-3, "n64 l192 c10");
-    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_BACKPROP, .n = 64, .l = 192, .c = 10 }, 1e-3, "n64 l192 c10");
-    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_SOLVE, .l = 192, .c = 10, .lambda = 100 }, 1e-3,
-        "l192 c10 lambda 100");
-    return n;
+    char where[64];
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        pthread_barrier_wait(t->start); /* both threads call the op at the same moment */
+        if (t->status != CNNELM_OK || !t->pass)
+            continue;
+        char changed[160];
+        t->status = exec_case(t->be, t->ctx, a->cc, a->lay, t->variant, &got, NULL, changed, sizeof changed);
+        if (t->status != CNNELM_OK) {
+            snprintf(t->message, sizeof t->message, "%.400s", t->be->last_error(t->ctx));
+            continue;
+        }
+        snprintf(where, sizeof where, " (thread %d, round %d of %d)", t->variant + 1, round + 1, RACE_ROUNDS);
+        if (changed[0]) {
+            snprintf(t->message, sizeof t->message, "%s%s", changed, where);
+            t->pass = 0;
+            t->worst = INFINITY;
+            continue;
+        }
+        double w = 0;
+        t->pass = judge(a->cc, a->lay, a->ref[t->variant], &got, where, &w, t->message, sizeof t->message);
+        t->worst = fmax(t->worst, w);
+    }
+    result_free(&got);
+    return NULL;
+}
+
+static void child_op(void *arg, void *reply, size_t size)
+{
+    (void)size;
+    const op_arg *a = arg;
+    op_reply *r = reply;
+    cnnelm_plugin *p = NULL;
+    cnnelm_error e = { "" };
+    r->status = CNNELM_ERR_INTERNAL;
+    if (cnnelm_plugin_load_file(a->file, &p, &e) != 0) {
+        snprintf(r->message, sizeof r->message, "%.470s", e.msg);
+        return;
+    }
+    cnnelm_backend_ctx *ctx[2] = { 0 };
+    cnnelm_context_params params = { .struct_size = sizeof params, .threads = 0 };
+    int nctx = a->cc->threads > 1 ? 2 : 1;
+    for (int t = 0; t < nctx; t++) {
+        char why[256] = "";
+        cnnelm_status st = p->ops->context_open(a->device, &params, &ctx[t], why, sizeof why);
+        if (st != CNNELM_OK) {
+            r->status = st;
+            snprintf(r->message, sizeof r->message, "context_open%s: %.400s", t ? " (a second context)" : "", why);
+            return; /* the process ends: no cleanup needed */
+        }
+    }
+    if (nctx == 1) {
+        case_result got;
+        if (result_alloc(&got, a->cc, a->lay) != 0) {
+            snprintf(r->message, sizeof r->message, "out of host memory");
+            return;
+        }
+        char changed[160];
+        r->status = exec_case(p->ops, ctx[0], a->cc, a->lay, 0, &got, &r->seconds, changed, sizeof changed);
+        if (r->status != CNNELM_OK)
+            snprintf(r->message, sizeof r->message, "%.470s", p->ops->last_error(ctx[0]));
+        else
+            r->pass = judge(a->cc, a->lay, a->ref[0], &got, "", &r->worst, r->message, sizeof r->message);
+        if (r->status == CNNELM_OK && r->pass && changed[0]) {
+            snprintf(r->message, sizeof r->message, "%s", changed);
+            r->pass = 0;
+            r->worst = INFINITY;
+        }
+        result_free(&got);
+    } else {
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, 2);
+        race_thread t[2];
+        pthread_t tid[2];
+        for (int i = 0; i < 2; i++)
+            t[i] = (race_thread){ .a = a, .be = p->ops, .ctx = ctx[i], .start = &start, .variant = i };
+        if (pthread_create(&tid[1], NULL, race_main, &t[1]) != 0) {
+            snprintf(r->message, sizeof r->message, "cannot start a second thread");
+            return;
+        }
+        race_main(&t[0]);
+        pthread_join(tid[1], NULL);
+        r->status = t[0].status != CNNELM_OK ? t[0].status : t[1].status;
+        r->pass = t[0].pass && t[1].pass;
+        r->worst = fmax(t[0].worst, t[1].worst);
+        const race_thread *bad = t[0].status != CNNELM_OK || !t[0].pass ? &t[0] : &t[1];
+        snprintf(r->message, sizeof r->message, "%s", bad->message);
+    }
+    for (int i = 0; i < nctx; i++)
+        p->ops->context_close(ctx[i]);
+    cnnelm_plugin_unload(p);
 }
 
 /* The end-to-end check: a short training (ELM fit and one fine-tuning iteration of
@@ -295,195 +563,370 @@ out:
     return rc ? -1 : 0;
 }
 
-/* Runs the end-to-end check in a child (crash-safe) and compares with the reference. */
-static int check_end_to_end(const char *file, int device, const cnnelm_plugin *ref, FILE *out)
+typedef struct e2e_arg {
+    const char *file;
+    int device;
+    const cnnelm_plugin *ref;
+} e2e_arg;
+
+typedef struct e2e_reply {
+    int status;
+    char message[256];
+    int pred[E2E_N];
+} e2e_reply;
+
+static void child_e2e(void *arg, void *reply, size_t size)
 {
-    static int want[E2E_N], got[E2E_N];
+    (void)size;
+    const e2e_arg *a = arg;
+    e2e_reply *r = reply;
+    cnnelm_plugin *p = NULL;
     cnnelm_error e = { "" };
-    const char *name = "end-to-end training";
-    const char *shape = "6c-2s-12c-2s, 300 images";
-    if (train_small(ref, 0, NULL, want, &e) != 0) {
-        fprintf(out, "  %-24s %-30s SKIP: the reference failed: %s\n", name, shape, e.msg);
-        return 1;
+    if (cnnelm_plugin_load_file(a->file, &p, &e) != 0 || train_small(p, a->device, a->ref, r->pred, &e) != 0) {
+        r->status = 1;
+        snprintf(r->message, sizeof r->message, "%.250s", e.msg);
     }
-    int fds[2];
-    if (pipe(fds) != 0)
-        return 0;
-    fflush(out);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        alarm(10 * CASE_TIMEOUT_S);
-        signal(SIGPIPE, SIG_IGN);
-        cnnelm_plugin *p = NULL;
-        child_head h = { .status = 0 };
-        if (cnnelm_plugin_load_file(file, &p, &e) != 0 || train_small(p, device, ref, got, &e) != 0) {
-            h.status = 1;
-            snprintf(h.message, sizeof h.message, "%.250s", e.msg);
-        }
-        int bad = write_all(fds[1], &h, sizeof h) || (h.status == 0 && write_all(fds[1], got, sizeof got));
-        _exit(bad ? 3 : 0);
-    }
-    close(fds[1]);
-    child_head h;
-    int ok_read = pid > 0 && read_all(fds[0], &h, sizeof h) == 0 &&
-                  (h.status != 0 || read_all(fds[0], got, sizeof got) == 0);
-    close(fds[0]);
-    int status = 0;
-    if (pid > 0)
-        waitpid(pid, &status, 0);
-    if (pid < 0 || !ok_read || WIFSIGNALED(status)) {
-        fprintf(out, "  %-24s %-30s %12s %9s %11s  CRASH: crashed (%s)\n", name, shape, "-", "-", "-",
-                WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited before reporting");
-        return 0;
-    }
-    if (h.status != 0) {
-        fprintf(out, "  %-24s %-30s %12s %9s %11s  FAIL: %s\n", name, shape, "-", "-", "-", h.message);
-        return 0;
-    }
-    int same = 0;
-    for (int i = 0; i < E2E_N; i++)
-        same += want[i] == got[i];
-    int ok = same * 100 >= E2E_N * 97;
-    char agree[32];
-    snprintf(agree, sizeof agree, "%d/%d same", same, E2E_N);
-    fprintf(out, "  %-24s %-30s %12s %9s %11s  %s\n", name, shape, agree, ">= 97%", "-",
-            ok ? "PASS" : "FAIL: predictions differ from the reference's");
-    return ok;
 }
 
-/* Is the op's slot filled in the plugin's table? */
-static int has_op(const cnnelm_backend *be, cnnelm_op_id op)
+/* ---- the cases ---- */
+
+static void add(check_case *cases, int *n, cnnelm_op_call call, double tol, int calls, int threads,
+                const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static void add(check_case *cases, int *n, cnnelm_op_call call, double tol, int calls, int threads,
+                const char *fmt, ...)
 {
-    switch (op) {
-    case CNNELM_OP_CONV_FORWARD: return be->conv2d_forward != NULL;
-    case CNNELM_OP_CONV_BACKWARD_DATA: return be->conv2d_backward_data != NULL;
-    case CNNELM_OP_CONV_BACKWARD_FILTER: return be->conv2d_backward_filter != NULL;
-    case CNNELM_OP_POOL_FORWARD: return be->pool_forward != NULL;
-    case CNNELM_OP_POOL_BACKWARD: return be->pool_backward != NULL;
-    case CNNELM_OP_ACT_FORWARD: return be->activation_forward != NULL;
-    case CNNELM_OP_ACT_BACKWARD: return be->activation_backward != NULL;
-    case CNNELM_OP_ELM_ACCUMULATE: return be->elm_accumulate != NULL;
-    case CNNELM_OP_ELM_PREDICT: return be->elm_predict != NULL;
-    case CNNELM_OP_ELM_BACKPROP: return be->elm_backprop != NULL;
-    case CNNELM_OP_ELM_SOLVE: return be->elm_solve != NULL;
-    case CNNELM_OP_COUNT: break;
+    if (*n >= MAX_CASES)
+        return;
+    check_case *c = &cases[(*n)++];
+    c->call = call;
+    c->tol = tol;
+    c->calls = calls;
+    c->threads = threads;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->shape, sizeof c->shape, fmt, ap);
+    va_end(ap);
+    if (threads > 1) {
+        size_t len = strlen(c->shape);
+        snprintf(c->shape + len, sizeof c->shape - len, ", 2 threads");
+    }
+}
+
+static const char *act_name(cnnelm_activation a)
+{
+    return a == CNNELM_ACT_RELU ? "relu" : a == CNNELM_ACT_OPTTANH ? "opttanh" : "identity";
+}
+
+/* Every op's cases, grouped by op: odd and even sizes, n = 1 and partial chunks (17, 37: not a
+ * multiple of any block size), kernels 1..7, several channel counts, every pooling mode with
+ * s = 1..4, every activation; accumulating calls three times; one case per op on two threads. */
+static int build_cases(check_case *cases)
+{
+    int n = 0;
+    static const cnnelm_conv_shape convs[] = {
+        { 16, 1, 28, 28, 6, 5 }, { 16, 6, 12, 12, 12, 5 }, { 1, 1, 7, 7, 1, 1 }, { 3, 2, 9, 7, 3, 3 },
+        { 5, 3, 8, 10, 4, 2 },   { 2, 4, 11, 9, 2, 4 },    { 7, 2, 13, 12, 5, 6 }, { 17, 3, 14, 15, 3, 7 },
+    };
+    enum { NCONV = sizeof convs / sizeof convs[0] };
+    static const cnnelm_activation acts[3] = { CNNELM_ACT_RELU, CNNELM_ACT_OPTTANH, CNNELM_ACT_IDENTITY };
+    char d[NCONV][48];
+    for (int i = 0; i < NCONV; i++) {
+        const cnnelm_conv_shape *s = &convs[i];
+        snprintf(d[i], sizeof d[i], "n%d %d->%d %dx%d k%d", s->n, s->c_in, s->c_out, s->h, s->w, s->k);
+    }
+    for (int i = 0; i < NCONV; i++)
+        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_FORWARD, .conv = convs[i], .act = acts[i % 3] },
+            1e-3, 1, 1, "%s %s", d[i], act_name(acts[i % 3]));
+    for (int a = 1; a < 3; a++) /* the small odd shape with every activation */
+        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_FORWARD, .conv = convs[3], .act = acts[(3 + a) % 3] },
+            1e-3, 1, 1, "%s %s", d[3], act_name(acts[(3 + a) % 3]));
+    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_FORWARD, .conv = convs[0], .act = CNNELM_ACT_RELU },
+        1e-3, 1, 2, "%s relu", d[0]);
+    for (int i = 0; i < NCONV; i++)
+        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_BACKWARD_DATA, .conv = convs[i] }, 1e-3, 1, 1, "%s", d[i]);
+    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_BACKWARD_DATA, .conv = convs[1] }, 1e-3, 1, 2, "%s", d[1]);
+    for (int i = 0; i < NCONV; i++)
+        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_BACKWARD_FILTER, .conv = convs[i] }, 1e-3, 1, 1, "%s", d[i]);
+    for (int i = 1; i < 4; i += 2)
+        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_BACKWARD_FILTER, .conv = convs[i], .accumulate = 1 },
+            1e-3, MAX_CALLS, 1, "%s accumulate x%d", d[i], MAX_CALLS);
+    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_CONV_BACKWARD_FILTER, .conv = convs[1], .accumulate = 1 },
+        1e-3, MAX_CALLS, 2, "%s accumulate x%d", d[1], MAX_CALLS);
+
+    static const cnnelm_pool_shape pools[] = {
+        { 2, 3, 5, 7, 1 }, { 16, 6, 24, 24, 2 }, { 1, 2, 6, 10, 2 }, { 3, 2, 9, 9, 3 }, { 5, 3, 8, 12, 4 },
+    };
+    static const cnnelm_pooling modes[2] = { CNNELM_POOL_MEAN, CNNELM_POOL_MAX };
+    for (int op = CNNELM_OP_POOL_FORWARD; op <= CNNELM_OP_POOL_BACKWARD; op++) {
+        for (int m = 0; m < 2; m++)
+            for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+                const cnnelm_pool_shape *s = &pools[i];
+                add(cases, &n, (cnnelm_op_call){ .op = (cnnelm_op_id)op, .pool = *s, .mode = modes[m] }, 1e-4, 1, 1,
+                    "n%d c%d %dx%d s%d %s", s->n, s->c, s->h, s->w, s->s, m ? "max" : "mean");
+            }
+        add(cases, &n, (cnnelm_op_call){ .op = (cnnelm_op_id)op, .pool = pools[1], .mode = CNNELM_POOL_MEAN }, 1e-4,
+            1, 2, "n16 c6 24x24 s2 mean");
+    }
+
+    static const size_t counts[] = { 1, 1001, 4096 };
+    for (int op = CNNELM_OP_ACT_FORWARD; op <= CNNELM_OP_ACT_BACKWARD; op++) {
+        for (int a = 0; a < 3; a++)
+            for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+                add(cases, &n, (cnnelm_op_call){ .op = (cnnelm_op_id)op, .act = acts[a], .count = counts[i] }, 1e-4, 1,
+                    1, "%zu %s", counts[i], act_name(acts[a]));
+        add(cases, &n, (cnnelm_op_call){ .op = (cnnelm_op_id)op, .act = CNNELM_ACT_OPTTANH, .count = 4096 }, 1e-4, 1,
+            2, "4096 opttanh");
+    }
+
+    static const int elm[][3] = { { 64, 192, 10 }, { 1, 13, 3 }, { 37, 50, 10 } };
+    for (int op = CNNELM_OP_ELM_ACCUMULATE; op <= CNNELM_OP_ELM_BACKPROP; op++) {
+        int calls = op == CNNELM_OP_ELM_ACCUMULATE ? MAX_CALLS : 1;
+        for (int i = 0; i < 3; i++)
+            add(cases, &n, (cnnelm_op_call){ .op = (cnnelm_op_id)op, .n = elm[i][0], .l = elm[i][1], .c = elm[i][2] },
+                1e-3, calls, 1, "n%d l%d c%d%s", elm[i][0], elm[i][1], elm[i][2], calls > 1 ? " x3" : "");
+        add(cases, &n, (cnnelm_op_call){ .op = (cnnelm_op_id)op, .n = 64, .l = 192, .c = 10 }, 1e-3, calls, 2,
+            "n64 l192 c10%s", calls > 1 ? " x3" : "");
+    }
+    static const int solves[][2] = { { 192, 10 }, { 13, 3 }, { 50, 10 } };
+    for (int i = 0; i < 3; i++)
+        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_SOLVE, .l = solves[i][0], .c = solves[i][1], .lambda = 100 },
+            1e-3, 1, 1, "l%d c%d lambda 100", solves[i][0], solves[i][1]);
+    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_SOLVE, .l = 50, .c = 10, .lambda = 100 }, 1e-3, 1, 2,
+        "l50 c10 lambda 100");
+    return n;
+}
+
+/* ---- the report ---- */
+
+typedef struct tally {
+    int passed, failed;
+    char failures[1024];       /* "op (why); ..." for the last line, one entry per op */
+    uint32_t failed_ops;
+    double slowest_s;
+    char slowest[160];
+} tally;
+
+static void note_result(tally *t, const char *what, const char *shape, int ok, const char *why, double seconds,
+                        int op)
+{
+    if (ok)
+        t->passed++;
+    else
+        t->failed++;
+    if (!ok && (op < 0 || !(t->failed_ops >> op & 1u))) {
+        if (op >= 0)
+            t->failed_ops |= 1u << op;
+        size_t len = strlen(t->failures);
+        snprintf(t->failures + len, sizeof t->failures - len, "%s%s%s%.60s (%.120s)", len ? "; " : "", what,
+                 shape[0] ? " " : "", shape, why);
+    }
+    if (seconds > t->slowest_s) {
+        t->slowest_s = seconds;
+        snprintf(t->slowest, sizeof t->slowest, "%s %.100s", what, shape);
+    }
+}
+
+static void row(FILE *out, const char *what, const char *shape, const char *result)
+{
+    fprintf(out, "  %-24s %-34s %12s %9s %11s  %s\n", what, shape, "-", "-", "-", result);
+    fflush(out);
+}
+
+static void finish(FILE *out, const tally *t)
+{
+    if (t->slowest[0])
+        fprintf(out, "  slowest case: %s, %.2f s\n", t->slowest, t->slowest_s);
+    fprintf(out, "plugin-check: %d passed, %d failed%s%s\n", t->passed, t->failed, t->failed ? ": " : "",
+            t->failed ? t->failures : "");
+}
+
+/* Loading, the entry, device_count and device_info of every device, each in a child.
+ * Returns 0 when the plugin loaded (*lr filled), -1 when nothing more can be checked. */
+static int check_loading(const char *file, double timeout, FILE *out, tally *t, load_reply *lr)
+{
+    char why[256];
+    double secs = 0;
+    memset(lr, 0, sizeof *lr);
+    if (cnnelm_child_run(child_load, (void *)file, lr, sizeof *lr, timeout, &secs, why, sizeof why) != 0) {
+        char res[400];
+        snprintf(res, sizeof res, "CRASH: loading it (its entry function) %s", why);
+        row(out, "load", "", res);
+        note_result(t, "load", "", 0, why, secs, -1);
+        return -1;
+    }
+    if (!lr->ok) {
+        char res[600];
+        snprintf(res, sizeof res, "FAIL: %s", lr->message);
+        row(out, "load", "", res);
+        note_result(t, "load", "", 0, lr->message, secs, -1);
+        return -1;
+    }
+    fprintf(out, "  plugin '%s' (ABI %u.%u): %s\n", lr->name, lr->abi_major, lr->abi_minor, lr->description);
+    row(out, "load", "entry, table", "PASS");
+    note_result(t, "load", "", 1, "", secs, -1);
+    device_arg da = { file, -1 };
+    device_reply dr;
+    int count = 0;
+    if (cnnelm_child_run(child_device, &da, &dr, sizeof dr, timeout, &secs, why, sizeof why) != 0) {
+        char res[400];
+        snprintf(res, sizeof res, "CRASH: %s", why);
+        row(out, "device_count", "", res);
+        note_result(t, "device_count", "", 0, why, secs, -1);
+    } else if (dr.status != CNNELM_OK || dr.count < 0 || dr.count > 4096) {
+        char res[600];
+        snprintf(res, sizeof res, "FAIL: %s", dr.status == -1 ? dr.message
+                 : dr.status != CNNELM_OK ? cnnelm_status_name((cnnelm_status)dr.status) : "an impossible count");
+        row(out, "device_count", "", res);
+        note_result(t, "device_count", "", 0, res + 6, secs, -1);
+    } else {
+        char res[64];
+        snprintf(res, sizeof res, "PASS: %d device%s", dr.count, dr.count == 1 ? "" : "s");
+        row(out, "device_count", "", res);
+        note_result(t, "device_count", "", 1, "", secs, -1);
+        count = dr.count;
+    }
+    for (int i = 0; i < count && i < 64; i++) {
+        char shape[32], res[600];
+        snprintf(shape, sizeof shape, "device %d", i);
+        da.index = i;
+        int ok = 0;
+        if (cnnelm_child_run(child_device, &da, &dr, sizeof dr, timeout, &secs, why, sizeof why) != 0)
+            snprintf(res, sizeof res, "CRASH: %s", why);
+        else if (dr.status != CNNELM_OK)
+            snprintf(res, sizeof res, "FAIL: %s", dr.status == -1 ? dr.message : cnnelm_status_name((cnnelm_status)dr.status));
+        else if (!dr.info.name[0])
+            snprintf(res, sizeof res, "FAIL: no device name");
+        else {
+            snprintf(res, sizeof res, "PASS: %.120s", dr.info.name);
+            ok = 1;
+        }
+        row(out, "device_info", shape, res);
+        note_result(t, "device_info", shape, ok, strchr(res, ' ') + 1, secs, -1);
     }
     return 0;
 }
 
-int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *out, cnnelm_error *err)
+/* The end-to-end training in a child, compared with the reference's predictions. */
+static void check_end_to_end(const char *file, int device, const cnnelm_plugin *ref, double timeout, FILE *out,
+                             tally *t)
 {
-    cnnelm_plugin *ref = NULL, *p = NULL;
+    static int want[E2E_N];
+    static e2e_reply r;
     cnnelm_error e = { "" };
+    const char *name = "end-to-end training";
+    const char *shape = "6c-2s-12c-2s, 300 images";
+    if (train_small(ref, 0, NULL, want, &e) != 0) {
+        char res[400];
+        snprintf(res, sizeof res, "SKIP: the reference failed: %.300s", e.msg);
+        row(out, name, shape, res);
+        return;
+    }
+    e2e_arg a = { file, device, ref };
+    char why[256];
+    double secs = 0;
+    if (cnnelm_child_run(child_e2e, &a, &r, sizeof r, timeout, &secs, why, sizeof why) != 0) {
+        char res[300];
+        snprintf(res, sizeof res, "CRASH: %s", why);
+        row(out, name, shape, res);
+        note_result(t, name, shape, 0, why, secs, -1);
+        return;
+    }
+    if (r.status != 0) {
+        char res[300];
+        snprintf(res, sizeof res, "FAIL: %s", r.message);
+        row(out, name, shape, res);
+        note_result(t, name, shape, 0, r.message, secs, -1);
+        return;
+    }
+    int same = 0;
+    for (int i = 0; i < E2E_N; i++)
+        same += want[i] == r.pred[i];
+    int ok = same * 100 >= E2E_N * 97;
+    char agree[32];
+    snprintf(agree, sizeof agree, "%d/%d same", same, E2E_N);
+    fprintf(out, "  %-24s %-34s %12s %9s %11s  %s\n", name, shape, agree, ">= 97%", "-",
+            ok ? "PASS" : "FAIL: predictions differ from the reference's");
+    note_result(t, name, shape, ok, "predictions differ from the reference's", secs, -1);
+}
+
+int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_options *opts, FILE *out,
+                            cnnelm_error *err)
+{
+    double timeout = opts && opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT_S;
+    int device = opts ? opts->device : 0, verbose = opts ? opts->verbose : 0;
+    cnnelm_plugin *ref = NULL;
     if (cnnelm_plugin_load("cpu", NULL, &ref, err) != 0)
         return cnnelm_fail_prefix(err, "plugin-check needs the CPU reference");
-    fprintf(out, "plugin-check: %s, device %d, against %s\n", plugin_file, device, ref->path);
-    int passed = 0, failed = 0;
-    /* Loading only reads the table: nothing of the plugin runs in this process, so its runtime
-     * (threads that would not survive fork) starts in the children. */
-    if (cnnelm_plugin_load_file(plugin_file, &p, &e) != 0) {
-        fprintf(out, "  %-24s %-30s FAIL: %s\n", "load", "", e.msg);
-        fprintf(out, "plugin-check: 0 passed, 1 failed\n");
+    fprintf(out, "plugin-check: %s, device %d, against %s, %g s per case\n", plugin_file, device, ref->path,
+            timeout);
+    tally t;
+    memset(&t, 0, sizeof t);
+    load_reply lr;
+    if (check_loading(plugin_file, timeout, out, &t, &lr) != 0) {
+        finish(out, &t);
         cnnelm_plugin_unload(ref);
         return 1;
     }
-    fprintf(out, "  plugin '%s' (ABI %u.%u): %s\n", p->name, p->ops->abi_major, p->ops->abi_minor,
-            p->ops->description ? p->ops->description : "");
     cnnelm_backend_ctx *rctx = NULL;
     cnnelm_context_params params = { .struct_size = sizeof params, .threads = 1 };
     char why[256] = "";
     if (ref->ops->context_open(0, &params, &rctx, why, sizeof why) != CNNELM_OK) {
-        cnnelm_plugin_unload(p);
         cnnelm_plugin_unload(ref);
         return cnnelm_fail(err, "cannot open the CPU reference: %s", why);
     }
-    check_case cases[64];
+    static check_case cases[MAX_CASES];
     int n = build_cases(cases);
-    fprintf(out, "  %-24s %-30s %12s %9s %11s  %s\n", "op", "shape", "max rel err", "tolerance",
-            "speed/ref", "result");
+    fprintf(out, "  %-24s %-34s %12s %9s %11s  %s\n", "op", "shape", "max rel err", "tolerance", "speed/ref",
+            "result");
     fflush(out);
+    uint32_t timed_out = 0;
     for (int ci = 0; ci < n; ci++) {
         const check_case *cc = &cases[ci];
         const char *name = cnnelm_op_name(cc->call.op);
-        if (!has_op(p->ops, cc->call.op)) {
-            fprintf(out, "  %-24s %-30s %12s %9s %11s  not implemented: runs on the CPU reference\n", name,
-                    cc->shape, "-", "-", "-");
+        if (!(lr.ops >> cc->call.op & 1u)) {
+            row(out, name, cc->shape, "not implemented: runs on the CPU reference");
             continue;
         }
-        size_t bytes[6];
-        unsigned in = 0, outm = 0;
-        int nb = cnnelm_op_layout(&cc->call, bytes, &in, &outm);
-        float **inputs = make_inputs(cc, bytes, nb, in);
-        float *ref_out[6] = { 0 }, *got[6] = { 0 };
-        for (int i = 0; i < nb; i++) {
-            ref_out[i] = calloc(1, bytes[i] ? bytes[i] : sizeof(float));
-            got[i] = calloc(1, bytes[i] ? bytes[i] : sizeof(float));
+        if (timed_out >> cc->call.op & 1u) {
+            row(out, name, cc->shape, "SKIP: an earlier case of this op timed out");
+            continue;
         }
+        case_layout lay;
+        layout_of(&cc->call, &lay);
+        case_result refres[2];
+        memset(refres, 0, sizeof refres);
         double ref_s = 0;
-        cnnelm_status rst = run_case(ref->ops, rctx, cc, inputs, ref_out, &ref_s);
-        int fds[2];
-        char result[320] = "";
-        double worst = NAN, speed = NAN;
+        cnnelm_status rst = CNNELM_OK;
+        for (int v = 0; v < cc->threads && rst == CNNELM_OK; v++) {
+            rst = result_alloc(&refres[v], cc, &lay) ? CNNELM_ERR_OUT_OF_MEMORY : CNNELM_OK;
+            if (rst == CNNELM_OK)
+                rst = exec_case(ref->ops, rctx, cc, &lay, v, &refres[v], v == 0 ? &ref_s : NULL, NULL, 0);
+        }
+        char result[600] = "";
+        double worst = NAN, speed = NAN, secs = 0;
         int ok = 0;
         if (rst != CNNELM_OK) {
             snprintf(result, sizeof result, "SKIP: the reference failed: %.200s", ref->ops->last_error(rctx));
-        } else if (pipe(fds) != 0) {
-            snprintf(result, sizeof result, "FAIL: cannot create a pipe");
+            ok = 2;
         } else {
-            fflush(out);
-            pid_t pid = fork();
-            if (pid == 0) {
-                close(fds[0]);
-                child_main(fds[1], plugin_file, device, cc, inputs, bytes, nb, outm);
-            }
-            close(fds[1]);
-            child_head h;
-            int got_all = pid > 0 && read_all(fds[0], &h, sizeof h) == 0;
-            for (int i = 0; i < nb && got_all && h.status == CNNELM_OK; i++)
-                if (outm >> i & 1u)
-                    got_all = read_all(fds[0], got[i], bytes[i]) == 0;
-            close(fds[0]);
-            int status = 0;
-            if (pid > 0)
-                waitpid(pid, &status, 0);
-            if (pid < 0) {
-                snprintf(result, sizeof result, "FAIL: cannot fork");
-            } else if (WIFSIGNALED(status)) {
-                int sig = WTERMSIG(status);
-                snprintf(result, sizeof result, sig == SIGALRM ? "CRASH: timed out after %d s"
-                                                               : "CRASH: crashed (signal %d, %s)",
-                         sig == SIGALRM ? CASE_TIMEOUT_S : sig, strsignal(sig));
-            } else if (!got_all) {
-                /* e.g. AddressSanitizer catching the fault and exiting */
-                snprintf(result, sizeof result, "CRASH: crashed (its process exited with status %d "
-                         "before reporting)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-            } else if (h.status == CNNELM_ERR_UNSUPPORTED) {
+            op_arg a = { plugin_file, device, cc, &lay, { &refres[0], &refres[1] } };
+            op_reply r;
+            double limit = cc->threads > 1 ? timeout * RACE_ROUNDS : timeout;
+            if (cnnelm_child_run(child_op, &a, &r, sizeof r, limit, &secs, why, sizeof why) != 0) {
+                snprintf(result, sizeof result, "CRASH: %s", why);
+                if (strstr(why, "timed out"))
+                    timed_out |= 1u << cc->call.op;
+            } else if (r.status == CNNELM_ERR_UNSUPPORTED) {
                 snprintf(result, sizeof result, "unsupported for this shape: runs on the CPU reference");
                 ok = 2;
-            } else if (h.status != CNNELM_OK) {
-                snprintf(result, sizeof result, "FAIL: %s: %.200s", cnnelm_status_name((cnnelm_status)h.status),
-                         h.message);
+            } else if (r.status != CNNELM_OK) {
+                snprintf(result, sizeof result, "FAIL: %s: %.400s", cnnelm_status_name((cnnelm_status)r.status),
+                         r.message);
             } else {
-                worst = 0;
-                for (int i = 0; i < nb; i++) {
-                    if (!(outm >> i & 1u))
-                        continue;
-                    size_t m = bytes[i] / sizeof(float);
-                    double scale = 0;
-                    if (cc->call.op == CNNELM_OP_ELM_SOLVE) /* beta: relative to its largest value */
-                        for (size_t j = 0; j < m; j++)
-                            scale = fmax(scale, fabs(ref_out[i][j]));
-                    for (size_t j = 0; j < m; j++) {
-                        double d = fabs((double)got[i][j] - ref_out[i][j]) /
-                                   (cc->call.op == CNNELM_OP_ELM_SOLVE ? scale : 1 + fabs(ref_out[i][j]));
-                        if (!(d <= worst))
-                            worst = isnan(d) ? INFINITY : d;
-                    }
-                }
-                speed = h.seconds > 0 ? ref_s / h.seconds : NAN;
-                ok = worst <= cc->tol;
-                snprintf(result, sizeof result, ok ? "PASS" : "FAIL: outside the tolerance");
+                worst = r.worst;
+                speed = r.seconds > 0 ? ref_s / r.seconds : NAN;
+                ok = r.pass;
+                snprintf(result, sizeof result, ok ? "PASS" : "FAIL: %.560s", r.message);
             }
         }
         char errs[32] = "-", speeds[32] = "-";
@@ -491,28 +934,28 @@ int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *
             snprintf(errs, sizeof errs, "%.2e", worst);
         if (!isnan(speed))
             snprintf(speeds, sizeof speeds, "%.2fx", speed);
-        if (ok)
-            passed++;
-        else
-            failed++;
-        fprintf(out, "  %-24s %-30s %12s %9.0e %11s  %s\n", name, cc->shape, errs, cc->tol, speeds, result);
+        if (ok != 2)
+            note_result(&t, name, cc->shape, ok, strchr(result, ' ') ? strchr(result, ' ') + 1 : result, secs,
+                        cc->call.op);
+        fprintf(out, "  %-24s %-34s %12s %9.0e %11s  %s\n", name, cc->shape, errs, cc->tol, speeds, result);
         if (verbose && !isnan(speed))
-            fprintf(out, "  %-24s %-30s reference %.3f ms per call\n", "", "", 1e3 * ref_s);
+            fprintf(out, "  %-24s %-34s reference %.3f ms per call\n", "", "", 1e3 * ref_s);
         fflush(out);
-        for (int i = 0; i < nb; i++) {
-            free(inputs[i]);
-            free(ref_out[i]);
-            free(got[i]);
-        }
-        free(inputs);
+        result_free(&refres[0]);
+        result_free(&refres[1]);
     }
-    if (check_end_to_end(plugin_file, device, ref, out))
-        passed++;
+    if (timed_out)
+        row(out, "end-to-end training", "6c-2s-12c-2s, 300 images", "SKIP: an op timed out");
     else
-        failed++;
+        check_end_to_end(plugin_file, device, ref, 10 * timeout, out, &t);
     ref->ops->context_close(rctx);
-    cnnelm_plugin_unload(p);
     cnnelm_plugin_unload(ref);
-    fprintf(out, "plugin-check: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    finish(out, &t);
+    return t.failed ? 1 : 0;
+}
+
+int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *out, cnnelm_error *err)
+{
+    cnnelm_plugin_check_options o = { .device = device, .verbose = verbose, .timeout_s = DEFAULT_TIMEOUT_S };
+    return cnnelm_plugin_check_run(plugin_file, &o, out, err);
 }

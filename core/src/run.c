@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "child.h"
 #include "cnnelm/cluster.h"
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -789,6 +791,93 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
     return rc;
 }
 
+/* ---- chance level (issue 11): a model that predicts no better than guessing says so ---- */
+
+#define CHANCE_KAPPA 0.05  /* Cohen's kappa below this: at chance level */
+#define CHANCE_LISTED 16
+
+typedef struct chance_list {
+    int n;                              /* models at chance level */
+    char name[CHANCE_LISTED][48];       /* the first few, for the report */
+    double accuracy[CHANCE_LISTED], kappa[CHANCE_LISTED];
+} chance_list;
+
+static void chance_add(chance_list *cl, const char *name, const row_stats *r)
+{
+    if (cl->n < CHANCE_LISTED) {
+        snprintf(cl->name[cl->n], sizeof cl->name[0], "%s", name);
+        cl->accuracy[cl->n] = mean_of(r->acc_sum, r->n);
+        cl->kappa[cl->n] = mean_of(r->kappa_sum, r->n);
+    }
+    cl->n++;
+}
+
+/* Warns (stderr, even with --quiet) about every partition model and the reduced model whose
+ * mean kappa is at chance level, with the likely cause and the fix; fills `cl` for the report
+ * and for --strict. */
+static void warn_chance_level(const train_summary *s, const cnnelm_config *c, const cnnelm_pool *pool,
+                              chance_list *cl)
+{
+    memset(cl, 0, sizeof *cl);
+    char devices[512] = "";
+    for (int w = 0; w < pool->n; w++) {
+        size_t len = strlen(devices);
+        snprintf(devices + len, sizeof devices - len, "%s%s", w ? ", " : "", pool->w[w].net.where);
+    }
+    int parts_at_chance = 0;
+    char name[48];
+    for (int p = 0; p < s->k && s->k > 1; p++) {
+        const row_stats *r = &s->part[p];
+        if (r->n == 0 || !(mean_of(r->kappa_sum, r->n) < CHANCE_KAPPA))
+            continue;
+        snprintf(name, sizeof name, "partition %d", p + 1);
+        chance_add(cl, name, r);
+        parts_at_chance++;
+        fprintf(stderr, "cnnelm: warning: %s is at chance level (accuracy %.2f%%, kappa %.4f): it predicts "
+                "no better than guessing. Likely cause: a backend op that returns without writing its "
+                "output or computes wrong results, or fine-tuning that diverged; run `cnnelm plugin-check` "
+                "on the workers' plugins (%s), or lower train.learning_rate\n", name,
+                100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n), devices);
+    }
+    const row_stats *r = &s->reduced;
+    if (r->n > 0 && mean_of(r->kappa_sum, r->n) < CHANCE_KAPPA) {
+        if (s->k > 1)
+            snprintf(name, sizeof name, "reduced model (%s)", cnnelm_reduce_name(c->train.reduce));
+        else
+            snprintf(name, sizeof name, "model");
+        chance_add(cl, name, r);
+        if (s->k > 1 && parts_at_chance < s->k)
+            fprintf(stderr, "cnnelm: warning: the %s is at chance level (accuracy %.2f%%, kappa %.4f) "
+                    "although partitions are not: their models are too different to combine this way "
+                    "(non-IID partitions?); try train.reduce = \"refit\"\n", name,
+                    100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n));
+        else
+            fprintf(stderr, "cnnelm: warning: the %s is at chance level (accuracy %.2f%%, kappa %.4f): it "
+                    "predicts no better than guessing. Likely cause: a backend op that returns without "
+                    "writing its output or computes wrong results (run `cnnelm plugin-check` on the "
+                    "workers' plugins: %s), fine-tuning that diverged (lower train.learning_rate), or labels "
+                    "that do not belong to the images (check data.train_labels)\n", name,
+                    100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n), devices);
+    }
+}
+
+static void json_chance_level(cnnelm_json *js, const chance_list *cl)
+{
+    cnnelm_json_object(js, "chance_level");
+    cnnelm_json_number(js, "kappa_below", CHANCE_KAPPA);
+    cnnelm_json_int(js, "models", cl->n);
+    cnnelm_json_array(js, "listed");
+    for (int i = 0; i < cl->n && i < CHANCE_LISTED; i++) {
+        cnnelm_json_object(js, NULL);
+        cnnelm_json_string(js, "model", cl->name[i]);
+        cnnelm_json_number(js, "accuracy", cl->accuracy[i]);
+        cnnelm_json_number(js, "kappa", cl->kappa[i]);
+        cnnelm_json_end(js, '}');
+    }
+    cnnelm_json_end(js, ']');
+    cnnelm_json_end(js, '}');
+}
+
 static void note_line(void *user, const char *line)
 {
     cnnelm_progress_note(user, "%s", line);
@@ -914,11 +1003,14 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     if (model_set_provenance(&j.model, s.k, c, &j.train, err) ||
         save_model_keeping(&j.model, o->model_path, c->train.checkpoint_dir, err))
         goto out;
+    chance_list chance;
+    memset(&chance, 0, sizeof chance);
     if (j.test.n || c->train.folds > 1) {
         print_table(&s, c);
         if (s.final_all_data)
             printf("saved model: trained on all %zu training examples after the %d folds (their "
                    "results above estimate its accuracy)\n", s.final_examples, c->train.folds);
+        warn_chance_level(&s, c, &j.pool, &chance);
         if (j.confusion) {
             printf("%s: test accuracy %.2f%% (%llu examples), kappa %.4f (standard error %.4f)\n",
                    s.runs > 1 ? (s.k > 1 ? "first run's reduced model" : "first run's model")
@@ -988,6 +1080,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         if (s.single.n)
             json_row(&js, "single", &s.single);
         cnnelm_json_end(&js, '}');
+        json_chance_level(&js, &chance);
         cnnelm_json_object(&js, "timings");
         cnnelm_json_number(&js, "load_s", j.t_load);
         cnnelm_json_number(&js, "train_s", j.t_train);
@@ -1007,6 +1100,11 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         if (cnnelm_atomic_commit(&af, err))
             goto out;
         printf("report written to %s\n", o->report_path);
+    }
+    if (o->strict && chance.n) { /* everything is written: --strict only changes the exit status */
+        cnnelm_fail(err, "--strict: %d model%s at chance level (kappa < %.2f), see the warnings", chance.n,
+                    chance.n == 1 ? "" : "s", CHANCE_KAPPA);
+        goto out;
     }
     rc = 0;
     if (o->strict && j.n_warnings > 0)
@@ -1154,6 +1252,7 @@ out:
 
 typedef struct scan_ctx {
     int verbose, backends;
+    double timeout_s;
 } scan_ctx;
 
 static const char *kind_name(cnnelm_device_kind k)
@@ -1162,46 +1261,128 @@ static const char *kind_name(cnnelm_device_kind k)
     return (unsigned)k <= CNNELM_DEVICE_OTHER ? names[k] : "unknown";
 }
 
+/* What a child learns of one plugin file: loading it, its devices, and how far it got (in
+ * memory shared with the parent, so a crash still says where). */
+#define PROBE_TIMEOUT_S 30
+#define PROBE_DEVICES 16
+typedef struct probe_reply {
+    int loaded;
+    char message[512];
+    char name[64], description[256];
+    unsigned abi_major, abi_minor;
+    int count_status, count;
+    int info_status[PROBE_DEVICES];
+    cnnelm_device_info info[PROBE_DEVICES];
+} probe_reply;
+
+typedef struct probe_arg {
+    const char *path;
+    char *stage;  /* shared with the parent */
+} probe_arg;
+
+static void probe_child(void *arg, void *reply, size_t size)
+{
+    (void)size;
+    const probe_arg *a = arg;
+    probe_reply *r = reply;
+    cnnelm_plugin *p;
+    cnnelm_error e = { "" };
+    snprintf(a->stage, 64, "loading it (its entry function)");
+    if (cnnelm_plugin_load_file(a->path, &p, &e) != 0) {
+        snprintf(r->message, sizeof r->message, "%.500s", e.msg);
+        return;
+    }
+    r->loaded = 1;
+    snprintf(r->name, sizeof r->name, "%s", p->name);
+    snprintf(r->description, sizeof r->description, "%s", p->ops->description ? p->ops->description : "");
+    r->abi_major = p->ops->abi_major;
+    r->abi_minor = p->ops->abi_minor;
+    snprintf(a->stage, 64, "device_count");
+    r->count_status = p->ops->device_count(&r->count);
+    for (int i = 0; r->count_status == CNNELM_OK && i < r->count && i < PROBE_DEVICES; i++) {
+        snprintf(a->stage, 64, "device_info of device %d", i);
+        r->info_status[i] = p->ops->device_info(i, &r->info[i]);
+    }
+}
+
+/* Is the file name libcnnelm-<name>.so with a name the loader accepts? */
+static int plugin_file_name_ok(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strlen(base);
+    if (strncmp(base, "libcnnelm-", 10) != 0 || len <= 13 || strcmp(base + len - 3, ".so") != 0)
+        return 0;
+    for (const char *c = base + 10; c < base + len - 3; c++)
+        if (!(*c == '-' || *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9')))
+            return 0;
+    return 1;
+}
+
+/* Lists one plugin, probed in a child process: a plugin that crashes or hangs while loading or
+ * describing its devices is listed as broken, and the listing goes on. */
 static void list_plugin(const char *path, void *user)
 {
     scan_ctx *s = user;
-    cnnelm_plugin *p;
-    cnnelm_error e;
-    if (cnnelm_plugin_load_file(path, &p, &e) != 0) {
-        printf("%s: unusable: %s\n", path, e.msg);
+    if (!plugin_file_name_ok(path))
+        return;
+    char *stage = mmap(NULL, 64, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (stage == MAP_FAILED) {
+        printf("%s: broken: cannot probe it: %s\n", path, strerror(errno));
         return;
     }
-    s->backends++;
-    int n = 0;
-    cnnelm_status st = p->ops->device_count(&n);
-    printf("backend %s (%s, ABI %u.%u): %s\n", p->name, p->path, p->ops->abi_major,
-           p->ops->abi_minor, p->ops->description ? p->ops->description : "");
-    if (st != CNNELM_OK)
-        printf("  cannot count devices: %s\n", cnnelm_status_name(st));
-    else if (n == 0)
-        printf("  no devices\n");
-    for (int i = 0; i < n; i++) {
-        cnnelm_device_info info;
-        memset(&info, 0, sizeof info);
-        if (p->ops->device_info(i, &info) != CNNELM_OK) {
-            printf("  device %d: cannot describe it\n", i);
-            continue;
+    stage[0] = '\0';
+    probe_arg a = { path, stage };
+    probe_reply *r = calloc(1, sizeof *r);
+    char why[256];
+    if (!r) {
+        printf("%s: broken: cannot probe it: out of memory\n", path);
+    } else if (cnnelm_child_run(probe_child, &a, r, sizeof *r, s->timeout_s, NULL, why, sizeof why) != 0) {
+        stage[63] = '\0';
+        printf("%s: broken: %s%s%s\n", path, why, stage[0] ? " in " : "", stage[0] ? stage : "");
+    } else if (!r->loaded) {
+        printf("%s: unusable: %s\n", path, r->message);
+    } else {
+        s->backends++;
+        printf("backend %s (%s, ABI %u.%u): %s\n", r->name, path, r->abi_major, r->abi_minor, r->description);
+        if (r->count_status != CNNELM_OK)
+            printf("  cannot count devices: %s\n", cnnelm_status_name((cnnelm_status)r->count_status));
+        else if (r->count == 0)
+            printf("  no devices\n");
+        for (int i = 0; r->count_status == CNNELM_OK && i < r->count; i++) {
+            if (i >= PROBE_DEVICES) {
+                printf("  ... and %d more devices\n", r->count - PROBE_DEVICES);
+                break;
+            }
+            cnnelm_device_info *info = &r->info[i];
+            if (r->info_status[i] != CNNELM_OK) {
+                printf("  device %d: cannot describe it\n", i);
+                continue;
+            }
+            info->name[sizeof info->name - 1] = info->vendor[sizeof info->vendor - 1] = '\0';
+            info->driver[sizeof info->driver - 1] = '\0';
+            printf("  device %d: %s [%s], vendor %s, %u compute units, %.1f GiB memory", i, info->name,
+                   kind_name(info->kind), info->vendor, info->compute_units,
+                   (double)info->memory_bytes / (1024.0 * 1024 * 1024));
+            if (s->verbose && info->driver[0])
+                printf(", driver %s", info->driver);
+            printf("\n");
         }
-        info.name[sizeof info.name - 1] = info.vendor[sizeof info.vendor - 1] = '\0';
-        info.driver[sizeof info.driver - 1] = '\0';
-        printf("  device %d: %s [%s], vendor %s, %u compute units, %.1f GiB memory", i, info.name,
-               kind_name(info.kind), info.vendor, info.compute_units,
-               (double)info.memory_bytes / (1024.0 * 1024 * 1024));
-        if (s->verbose && info.driver[0])
-            printf(", driver %s", info.driver);
-        printf("\n");
     }
-    cnnelm_plugin_unload(p);
+    fflush(stdout);
+    free(r);
+    munmap(stage, 64);
 }
 
 int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err)
 {
-    scan_ctx s = { verbose, 0 };
+    return cnnelm_run_devices_timeout(plugin_path, verbose, PROBE_TIMEOUT_S, err);
+}
+
+int cnnelm_run_devices_timeout(const char *plugin_path, int verbose, double timeout_s, cnnelm_error *err)
+{
+    scan_ctx s = { verbose, 0, timeout_s > 0 ? timeout_s : PROBE_TIMEOUT_S };
     cnnelm_plugin_dirs dirs;
     if (cnnelm_plugin_dirs_get(plugin_path, &dirs, err))
         return -1;

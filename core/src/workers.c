@@ -1,11 +1,29 @@
 /* cnnelm workers (see workers.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include "workers.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Pools whose watchdog gave up on a device: their thread may still be inside plugin code, so
+ * the workers, their plugins and the reference are kept (never freed or unloaded) for the
+ * rest of the process; this list keeps them reachable for leak checkers. */
+#define MAX_KEPT 64
+static void *kept[MAX_KEPT];
+static atomic_int n_kept;
+
+static void keep(void *p)
+{
+    int i = atomic_fetch_add(&n_kept, 1);
+    if (i < MAX_KEPT)
+        kept[i] = p;
+}
+
+int cnnelm_workers_abandoned(void) { return atomic_load(&n_kept) > 0; }
 
 /* The device index of a worker: its `match` text against device names and vendors, or `device`. */
 static int pick_device(const cnnelm_plugin *p, const cnnelm_worker_config *wc, int *device,
@@ -88,6 +106,22 @@ int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_a
 
 void cnnelm_pool_close(cnnelm_pool *pool)
 {
+    int hung = 0;
+    for (int i = 0; i < pool->n; i++)
+        hung |= pool->w[i].open && cnnelm_watch_abandoned(&pool->w[i].net.watch);
+    if (hung) {
+        /* a thread may still be inside a plugin (or the reference, in a fallback): close the
+         * contexts of the others, keep everything it could touch */
+        for (int i = 0; i < pool->n; i++)
+            if (pool->w[i].open && !cnnelm_watch_abandoned(&pool->w[i].net.watch))
+                cnnelm_net_close(&pool->w[i].net);
+        keep(pool->w);
+        for (int i = 0; i < pool->n; i++)
+            keep(pool->w[i].plugin);
+        keep(pool->reference);
+        memset(pool, 0, sizeof *pool);
+        return;
+    }
     /* contexts first, libraries last: no plugin code may run after its dlclose */
     for (int i = 0; i < pool->n; i++)
         if (pool->w[i].open)
@@ -137,11 +171,13 @@ typedef struct run_state {
 typedef struct thread_arg {
     run_state *s;
     cnnelm_worker *w;
+    int task;       /* the task it runs, -1: none (guarded by s->lock) */
+    int finished;   /* its thread is done with the run state (guarded by s->lock) */
 } thread_arg;
 
 /* Next task for a worker: a requeued one first; -1 when there is none left to start (a worker
  * waits while others still run tasks that could come back). */
-static int take_task(run_state *s)
+static int take_task(run_state *s, thread_arg *a)
 {
     pthread_mutex_lock(&s->lock);
     int task = -1;
@@ -162,6 +198,7 @@ static int take_task(run_state *s)
     }
     if (task >= 0)
         s->busy++;
+    a->task = task;
     pthread_mutex_unlock(&s->lock);
     return task;
 }
@@ -171,13 +208,17 @@ static void *worker_main(void *arg)
     thread_arg *a = arg;
     run_state *s = a->s;
     for (;;) {
-        int task = take_task(s);
+        int task = take_task(s, a);
         if (task < 0)
             break;
         cnnelm_error e = { "" };
         int rc = s->fn(a->w, task, s->user, &e);
+        /* given up on by the watchdog while in a device call: the run (and *s) may be gone */
+        if (cnnelm_watch_abandoned(&a->w->net.watch))
+            return NULL;
         pthread_mutex_lock(&s->lock);
         s->busy--;
+        a->task = -1;
         int stop = 0;
         if (rc != 0 && a->w->net.device_lost && s->alive > 1) {
             /* the device is gone: give the task back, leave the run to the other workers */
@@ -204,7 +245,107 @@ static void *worker_main(void *arg)
         if (stop)
             break;
     }
+    pthread_mutex_lock(&s->lock);
+    a->finished = 1;
+    pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->lock);
     return NULL;
+}
+
+/* The watchdog, on the calling thread while the workers run (s->lock held): a worker whose
+ * device call has run past its op_timeout is given up on. Its task goes back to the queue when
+ * another worker is left; otherwise the run fails with a message naming the call. */
+static void watch_workers(run_state *s, thread_arg *args, int n)
+{
+    for (int i = 0; i < n; i++) {
+        thread_arg *a = &args[i];
+        char what[200];
+        if (a->finished || !cnnelm_watch_expire(&a->w->net.watch, a->w->cfg.op_timeout, what, sizeof what))
+            continue;
+        a->finished = 1; /* its thread will not touch the run state again */
+        a->w->failed = 1;
+        a->w->net.device_lost = 1;
+        s->alive--;
+        char line[1024];
+        snprintf(line, sizeof line, "worker %d (%s): %s did not return within %g s (workers[%d].op_timeout); "
+                 "the device is treated as lost", a->w->index + 1, a->w->net.where, what, a->w->cfg.op_timeout,
+                 a->w->index);
+        if (a->task >= 0) {
+            s->busy--;
+            if (s->alive > 0) {
+                s->requeued[s->n_requeued++] = a->task;
+                if (s->note) {
+                    char note[1400];
+                    snprintf(note, sizeof note, "%s; task %d goes back to the queue, %d worker%s left", line,
+                             a->task + 1, s->alive, s->alive == 1 ? "" : "s");
+                    s->note(s->note_user, note);
+                }
+            } else if (a->task < s->failed_task) {
+                s->failed_task = a->task;
+                snprintf(s->first.msg, sizeof s->first.msg, "%s", line);
+            }
+        }
+        pthread_cond_broadcast(&s->changed);
+    }
+}
+
+/* Starts a thread per usable worker and waits for them, watching their device calls. A thread
+ * given up on is detached and its arguments are kept: it may still be running. */
+static int run_watched(run_state *s, cnnelm_pool *pool, const int *usable, int n_usable)
+{
+    thread_arg *args = calloc((size_t)n_usable, sizeof *args);
+    pthread_t *tid = calloc((size_t)n_usable, sizeof *tid);
+    if (!args || !tid) {
+        free(args);
+        free(tid);
+        return -1;
+    }
+    int started = 0;
+    for (int i = 0; i < n_usable; i++) {
+        args[i] = (thread_arg){ s, &pool->w[usable[i]], -1, 0 };
+        if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0)
+            break; /* run on the threads we have; the queue still drains */
+        started++;
+    }
+    if (started == 0) {
+        free(args);
+        free(tid);
+        return -1;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->alive = started;
+    for (;;) {
+        int running = 0;
+        for (int i = 0; i < started; i++)
+            running += !args[i].finished;
+        if (running == 0)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000000L; /* a tenth of a second: timeouts are seconds */
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->changed, &s->lock, &until);
+        watch_workers(s, args, started);
+    }
+    pthread_mutex_unlock(&s->lock);
+    int abandoned = 0;
+    for (int i = 0; i < started; i++) {
+        if (cnnelm_watch_abandoned(&args[i].w->net.watch) && args[i].task >= 0) {
+            pthread_detach(tid[i]);
+            abandoned = 1;
+        } else {
+            pthread_join(tid[i], NULL);
+        }
+    }
+    if (abandoned)
+        keep(args); /* the detached thread still holds a pointer to its argument */
+    else
+        free(args);
+    free(tid);
+    return 0;
 }
 
 int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
@@ -228,13 +369,18 @@ int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *use
         free(s.requeued);
         return cnnelm_fail(err, "no worker left: every device has failed");
     }
-    if (n_usable == 1 || n_tasks <= 1) {
-        args[0] = (thread_arg){ &s, &pool->w[usable[0]] };
+    int watched = 0;
+    for (int i = 0; i < n_usable; i++)
+        watched |= pool->w[usable[i]].cfg.op_timeout > 0;
+    if (watched && run_watched(&s, pool, usable, n_usable) == 0) {
+        /* done: every worker on its own thread, this one the watchdog */
+    } else if (n_usable == 1 || n_tasks <= 1) {
+        args[0] = (thread_arg){ &s, &pool->w[usable[0]], -1, 0 };
         s.alive = 1; /* one worker runs everything: nothing to hand tasks back to */
         worker_main(&args[0]);
     } else {
         for (int i = 0; i < n_usable; i++) {
-            args[i] = (thread_arg){ &s, &pool->w[usable[i]] };
+            args[i] = (thread_arg){ &s, &pool->w[usable[i]], -1, 0 };
             if (pthread_create(&tid[i], NULL, worker_main, &args[i]) != 0)
                 break; /* run on the threads we have; the queue still drains */
             started++;
@@ -243,7 +389,7 @@ int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *use
         s.alive = started > 0 ? started : 1;
         pthread_mutex_unlock(&s.lock);
         if (started == 0) {
-            args[0] = (thread_arg){ &s, &pool->w[usable[0]] };
+            args[0] = (thread_arg){ &s, &pool->w[usable[0]], -1, 0 };
             worker_main(&args[0]);
         }
         for (int i = 0; i < started; i++)

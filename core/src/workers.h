@@ -50,9 +50,19 @@ typedef int (*cnnelm_task_fn)(cnnelm_worker *w, int task, void *user, cnnelm_err
  * whose device fails (an op returned CNNELM_ERR_DEVICE) gives its task back to the queue and
  * stops, and the run goes on with the others; the run fails only when no worker is left. Any
  * other failure stops the run: the other workers finish their current task, and the error
- * returned is that of the lowest-numbered failed task. With one worker the tasks run on this
- * thread. A task may run more than once (after a device failure): it must reset its outputs. */
+ * returned is that of the lowest-numbered failed task. A task may run more than once (after a
+ * device failure): it must reset its outputs.
+ * Watchdog: when a worker has an op_timeout, every worker runs on its own thread and this
+ * thread watches their device calls; a call that runs past its worker's op_timeout makes that
+ * device lost for good (its thread is abandoned: a hung call cannot be interrupted), its task
+ * goes back to the queue when another worker is left, or the run fails with a message naming
+ * the worker, op and shape. Without op_timeouts, one worker runs the tasks on this thread. */
 int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
                     cnnelm_error *err);
+
+/* Nonzero when a watchdog gave up on a device in this process: a thread may still be inside
+ * plugin code, so the process should end with _Exit() after flushing its output rather than
+ * run library destructors under it. */
+int cnnelm_workers_abandoned(void);
 
 #endif

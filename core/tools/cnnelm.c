@@ -56,9 +56,9 @@ static const char *usage_train =
     "  -o, --output MODEL    model file to write (default: cnnelm.model)\n"
     "      --report FILE     write a JSON report (results, per-iteration series, timings, config)\n"
     "      --resume          reuse the partitions already trained in train.checkpoint_dir\n"
-    "      --strict          exit 1 when the run warned (a diverged partition, a reduced model\n"
-    "                        worse than every partition); the model and report are still written\n"
-    "  -q, --quiet           no progress on stderr (warnings are still printed)\n"
+    "      --strict          exit 1 when the run warned (a diverged partition, a model at chance\n"
+    "                        level, a reduced model worse than every partition); the model and\n"
+    "                        report are still written\n"
     "  -q, --quiet           no progress on stderr (warnings are still printed)\n"
     "  -v, --verbose         also show the backends' messages (program cache, build logs)\n"
     "  -h, --help            this help\n"
@@ -95,12 +95,15 @@ static const char *usage_extend =
     "into DIR as IDX files (train-images-idx3-ubyte.gz, ...), for other tools.\n";
 
 static const char *usage_check =
-    "usage: cnnelm plugin-check PATH/TO/libcnnelm-NAME.so [--device N] [-v]\n"
+    "usage: cnnelm plugin-check PATH/TO/libcnnelm-NAME.so [--device N] [--timeout SECONDS] [-v]\n"
     "\n"
-    "Run every op the plugin has on random inputs of several shapes against the CPU reference,\n"
-    "each in its own process (a crash or a hang is reported, not fatal), and print op, shape,\n"
-    "max relative error, tolerance, speed relative to the reference and the result. Ops the\n"
+    "Load the plugin and query its devices, then run every op the plugin has on random inputs of\n"
+    "many shapes against the CPU reference (writes past the end, unwritten outputs, repeated\n"
+    "accumulating calls, two threads at once), each case in its own process (a crash or a hang\n"
+    "is reported, not fatal), and print op, shape, max relative error, tolerance, speed relative\n"
+    "to the reference and the result; the last line names the ops that failed and why. Ops the\n"
     "plugin leaves out run on the CPU reference in a training run and are listed as such.\n"
+    "--timeout: the limit per case (default 60 s; the end-to-end training gets 10x).\n"
     "Exit status 0 only when every check passes.\n";
 
 static const char *usage_eval =
@@ -117,7 +120,7 @@ static const char *usage_eval =
     "  -h, --help            this help\n";
 
 static const char *usage_devices =
-    "usage: cnnelm devices [-v] [--plugin-path DIRS]\n"
+    "usage: cnnelm devices [-v] [--plugin-path DIRS] [--timeout SECONDS]\n"
     "\n"
     "List every backend plugin (libcnnelm-NAME.so) on the search path and its devices. The search\n"
     "path is DIRS (colon-separated; relative to the working directory), then $CNNELM_PLUGIN_PATH\n"
@@ -126,6 +129,8 @@ static const char *usage_devices =
     "\n"
     "  -v, --verbose         also print the search path and driver versions\n"
     "      --plugin-path D   directories to search first\n"
+    "      --timeout S       a plugin that takes longer to load and list its devices is listed\n"
+    "                        as broken (each is probed in a child process; default 30 s)\n"
     "  -h, --help            this help\n";
 
 static const char *usage_predict =
@@ -156,7 +161,7 @@ static const char *usage_info =
     "lambda, examples seen, iterations, diverged flag, reduce, partitions, CRC-32 and format version.\n";
 
 enum { OPT_REPORT = 256, OPT_PLUGIN_PATH, OPT_RESUME, OPT_REDUCE, OPT_DEVICE, OPT_TOP, OPT_SCORES,
-       OPT_LABELS, OPT_RESIZE, OPT_JSON, OPT_STRICT };
+       OPT_LABELS, OPT_RESIZE, OPT_JSON, OPT_STRICT, OPT_TIMEOUT };
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -373,9 +378,11 @@ static int cmd_plugin_check(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "device", required_argument, NULL, OPT_DEVICE }, { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },                { NULL, 0, NULL, 0 },
+        { "help", no_argument, NULL, 'h' },                { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { NULL, 0, NULL, 0 },
     };
     int device = 0, verbose = 0, ch;
+    double timeout = 60;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         switch (ch) {
@@ -387,6 +394,13 @@ static int cmd_plugin_check(int argc, char **argv)
             device = (int)d;
             break;
         }
+        case OPT_TIMEOUT: {
+            char *end;
+            timeout = strtod(optarg, &end);
+            if (*end || end == optarg || !(timeout > 0) || timeout > 86400)
+                return usage_error(usage_check, "--timeout %s: expected seconds (> 0, at most 86400)", optarg);
+            break;
+        }
         case 'v': verbose = 1; break;
         case 'h': fputs(usage_check, stdout); return 0;
         default: return usage_error(usage_check, "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -395,7 +409,8 @@ static int cmd_plugin_check(int argc, char **argv)
     if (optind != argc - 1)
         return usage_error(usage_check, "%s", "expected one plugin file");
     cnnelm_error err = { "" };
-    int rc = cnnelm_plugin_check(argv[optind], device, verbose, stdout, &err);
+    cnnelm_plugin_check_options copts = { .device = device, .verbose = verbose, .timeout_s = timeout };
+    int rc = cnnelm_plugin_check_run(argv[optind], &copts, stdout, &err);
     if (rc < 0) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
@@ -407,15 +422,24 @@ static int cmd_devices(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "verbose", no_argument, NULL, 'v' }, { "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
-        { "help", no_argument, NULL, 'h' },    { NULL, 0, NULL, 0 },
+        { "help", no_argument, NULL, 'h' },    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { NULL, 0, NULL, 0 },
     };
     int verbose = 0, ch;
+    double timeout = 30;
     const char *path = NULL;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         switch (ch) {
         case 'v': verbose = 1; break;
         case OPT_PLUGIN_PATH: path = optarg; break;
+        case OPT_TIMEOUT: {
+            char *end;
+            timeout = strtod(optarg, &end);
+            if (*end || end == optarg || !(timeout > 0) || timeout > 86400)
+                return usage_error(usage_devices, "--timeout %s: expected seconds (> 0, at most 86400)", optarg);
+            break;
+        }
         case 'h': fputs(usage_devices, stdout); return 0;
         default: return usage_error(usage_devices, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -423,7 +447,7 @@ static int cmd_devices(int argc, char **argv)
     if (optind < argc)
         return usage_error(usage_devices, "unexpected argument '%s'", argv[optind]);
     cnnelm_error err = { "" };
-    if (cnnelm_run_devices(path, verbose, &err) < 0) {
+    if (cnnelm_run_devices_timeout(path, verbose, timeout, &err) < 0) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }
@@ -543,6 +567,17 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
+/* A device whose call never returned leaves a thread inside its plugin: end without running
+ * library destructors under it (the output is flushed, files are already committed). */
+static int end_after_job(int rc)
+{
+    if (cnnelm_workers_abandoned()) {
+        fflush(NULL);
+        _Exit(rc);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     argc = take_insecure_plugins_flag(argc, argv);
@@ -560,7 +595,7 @@ int main(int argc, char **argv)
     }
     /* getopt_long permutes from argv[1]: hand it the command's own arguments. */
     if (!strcmp(cmd, "eval"))
-        return cmd_job(argc - 1, argv + 1, 0, NULL);
+        return end_after_job(cmd_job(argc - 1, argv + 1, 0, NULL));
     if (!strcmp(cmd, "train")) {
         cnnelm_cluster cluster;
         cnnelm_error err = { "" };
@@ -570,7 +605,7 @@ int main(int argc, char **argv)
         }
         int rc = cmd_job(argc - 1, argv + 1, 1, &cluster);
         cnnelm_cluster_finalize(&cluster);
-        return rc;
+        return end_after_job(rc);
     }
     if (!strcmp(cmd, "average"))
         return cmd_average(argc - 1, argv + 1);

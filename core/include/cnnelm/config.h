@@ -54,6 +54,7 @@ typedef struct cnnelm_worker_config {
     int device;             /* device index within the backend */
     char match[128];        /* non-empty: the first device whose name or vendor contains it */
     int threads;            /* host threads for this worker; 0: backend default */
+    double op_timeout;      /* seconds one device call may take before the device is lost; 0: no limit */
 } cnnelm_worker_config;
 
 typedef struct cnnelm_config {

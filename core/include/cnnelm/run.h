@@ -50,8 +50,15 @@ int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err);
  * PNG or SVG file (chosen by the extension of `out`) through gnuplot. */
 int cnnelm_run_plot(const char *report, const char *out, cnnelm_error *err);
 
-/* Print every backend found and its devices; returns the number of backends. */
+/* Nonzero when a worker's watchdog (workers[i].op_timeout) gave up on a device in this
+ * process: a thread may still be inside its plugin, so end with _Exit() after flushing. */
+int cnnelm_workers_abandoned(void);
+
+/* Print every backend found and its devices; returns the number of backends. Each plugin is
+ * probed in a child process: one that crashes, or takes longer than timeout_s seconds (<= 0:
+ * 30), is listed as broken. */
 int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err);
+int cnnelm_run_devices_timeout(const char *plugin_path, int verbose, double timeout_s, cnnelm_error *err);
 
 #ifdef __cplusplus
 }
