@@ -4,12 +4,20 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu_internal.h"
 
-/* A worker spins this many times for the next job before sleeping on the condition variable:
- * ops come back to back during training, and a futex wake costs tens of microseconds. */
-#define CPU_SPIN 20000
+/* A waiting thread spins this long for the next job (or the end of the current one) before it
+ * sleeps on a condition variable: ops come back to back during training and a futex wake costs
+ * tens of microseconds, but a spinner takes a core from whatever else runs there (another
+ * process, or the pool's own thread holding the next task), so the spin is short and bounded. */
+#define CPU_SPIN_NS 30000L
+/* Tasks are claimed in ranges of about tasks / (threads * CPU_CHUNKS_PER_THREAD): small enough
+ * that a late thread leaves its share to the others, large enough that claiming is rare. */
+#define CPU_CHUNKS_PER_THREAD 8
+/* The low half of `state` while a job is being set up: no claim can succeed. */
+#define CPU_CLOSED 0xffffffffull
 
 static inline void cpu_relax(void)
 {
@@ -18,44 +26,68 @@ static inline void cpu_relax(void)
 #endif
 }
 
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Spins until cond(ctx, v) holds or CPU_SPIN_NS pass; returns whether it holds. */
+static int spin_until(int (*cond)(cnnelm_backend_ctx *, unsigned long long), cnnelm_backend_ctx *ctx,
+                      unsigned long long v)
+{
+    long long deadline = 0;
+    for (int i = 0;; i++) {
+        if (cond(ctx, v))
+            return 1;
+        cpu_relax();
+        if ((i & 63) == 63) {
+            long long t = now_ns();
+            if (deadline == 0)
+                deadline = t + CPU_SPIN_NS;
+            else if (t >= deadline)
+                return cond(ctx, v);
+        }
+    }
+}
+
+static int job_changed(cnnelm_backend_ctx *ctx, unsigned long long gen)
+{
+    return (atomic_load(&ctx->state) >> 32) != gen || atomic_load(&ctx->quit);
+}
+
+static int job_done(cnnelm_backend_ctx *ctx, unsigned long long tasks)
+{
+    return (unsigned long long)atomic_load(&ctx->done_tasks) == tasks;
+}
+
 typedef struct worker_arg {
     cnnelm_backend_ctx *ctx;
     int index;
 } worker_arg;
 
-static void run_range(cnnelm_backend_ctx *ctx, int t)
+/* Claims and runs ranges of job `gen` until none is left (or the job is no longer `gen`: a
+ * thread that wakes late finds the state changed and its compare-and-swap fails). The job's
+ * fields are read before the claim and used only when the claim on `gen` succeeds: the caller
+ * rewrites them only after it has closed `gen`, which makes every such claim fail. */
+static void work(cnnelm_backend_ctx *ctx, unsigned long long gen, int thread)
 {
-    int T = ctx->threads, n = ctx->job_tasks;
-    int begin = (int)((long long)n * t / T), end = (int)((long long)n * (t + 1) / T);
-    if (begin < end)
-        ctx->job_fn(ctx->job_arg, begin, end, t);
-}
-
-static void *worker_main(void *p)
-{
-    worker_arg wa = *(worker_arg *)p;
-    free(p);
-    cnnelm_backend_ctx *ctx = wa.ctx;
-    _Atomic unsigned long *gen = &ctx->generation;
-    _Atomic int *pending = &ctx->pending;
-    unsigned long seen = 0;
     for (;;) {
-        unsigned long g = atomic_load_explicit(gen, memory_order_acquire);
-        for (int i = 0; g == seen && i < CPU_SPIN; i++) {
-            cpu_relax();
-            g = atomic_load_explicit(gen, memory_order_acquire);
-        }
-        if (g == seen) {
-            pthread_mutex_lock(&ctx->mu);
-            while ((g = atomic_load_explicit(gen, memory_order_acquire)) == seen)
-                pthread_cond_wait(&ctx->wake, &ctx->mu);
-            pthread_mutex_unlock(&ctx->mu);
-        }
-        seen = g;
-        if (ctx->quit)
-            return NULL;
-        run_range(ctx, wa.index);
-        if (atomic_fetch_sub_explicit(pending, 1, memory_order_acq_rel) == 1) {
+        unsigned long long s = atomic_load(&ctx->state);
+        if ((s >> 32) != gen)
+            return;
+        unsigned long long next = s & 0xffffffffull;
+        int tasks = atomic_load(&ctx->job_tasks), chunk = atomic_load(&ctx->job_chunk);
+        cpu_task_fn fn = atomic_load(&ctx->job_fn);
+        void *arg = atomic_load(&ctx->job_arg);
+        if (next >= (unsigned long long)tasks)
+            return;
+        int begin = (int)next, end = tasks - begin > chunk ? begin + chunk : tasks;
+        if (!atomic_compare_exchange_weak(&ctx->state, &s, (gen << 32) | (unsigned long long)end))
+            continue;
+        fn(arg, begin, end, thread);
+        if (atomic_fetch_add(&ctx->done_tasks, end - begin) + (end - begin) == tasks) {
             pthread_mutex_lock(&ctx->mu);
             pthread_cond_signal(&ctx->done);
             pthread_mutex_unlock(&ctx->mu);
@@ -63,9 +95,36 @@ static void *worker_main(void *p)
     }
 }
 
+static void *worker_main(void *p)
+{
+    worker_arg wa = *(worker_arg *)p;
+    free(p);
+    cnnelm_backend_ctx *ctx = wa.ctx;
+    unsigned long long seen = atomic_load(&ctx->state) >> 32;
+    for (;;) {
+        if (!spin_until(job_changed, ctx, seen)) {
+            pthread_mutex_lock(&ctx->mu);
+            while (!job_changed(ctx, seen))
+                pthread_cond_wait(&ctx->wake, &ctx->mu);
+            pthread_mutex_unlock(&ctx->mu);
+        }
+        if (atomic_load(&ctx->quit))
+            return NULL;
+        seen = atomic_load(&ctx->state) >> 32;
+        work(ctx, seen, wa.index);
+    }
+}
+
 cnnelm_status cpu_pool_start(cnnelm_backend_ctx *ctx)
 {
     ctx->started = 0;
+    atomic_store(&ctx->state, CPU_CLOSED);
+    atomic_store(&ctx->done_tasks, 0);
+    atomic_store(&ctx->quit, 0);
+    atomic_store(&ctx->job_tasks, 0);
+    atomic_store(&ctx->job_chunk, 1);
+    atomic_store(&ctx->job_fn, (cpu_task_fn)NULL);
+    atomic_store(&ctx->job_arg, (void *)NULL);
     if (pthread_mutex_init(&ctx->mu, NULL) != 0)
         return cpu_fail(ctx, CNNELM_ERR_INTERNAL, "pthread_mutex_init failed");
     if (pthread_cond_init(&ctx->wake, NULL) != 0) {
@@ -105,11 +164,9 @@ oom:
 
 void cpu_pool_stop(cnnelm_backend_ctx *ctx)
 {
-    _Atomic unsigned long *gen = &ctx->generation;
     if (ctx->started > 0) {
         pthread_mutex_lock(&ctx->mu);
-        ctx->quit = 1;
-        atomic_fetch_add_explicit(gen, 1, memory_order_acq_rel);
+        atomic_store(&ctx->quit, 1);
         pthread_cond_broadcast(&ctx->wake);
         pthread_mutex_unlock(&ctx->mu);
         for (int i = 0; i < ctx->started; i++)
@@ -131,22 +188,25 @@ void cpu_parallel(cnnelm_backend_ctx *ctx, int tasks, cpu_task_fn fn, void *arg)
         fn(arg, 0, tasks, 0);
         return;
     }
-    _Atomic unsigned long *gen = &ctx->generation;
-    _Atomic int *pending = &ctx->pending;
-    ctx->job_fn = fn;
-    ctx->job_arg = arg;
-    ctx->job_tasks = tasks;
-    atomic_store_explicit(pending, ctx->threads - 1, memory_order_release);
+    /* Close the previous job before rewriting the fields a late thread may still read, then
+     * publish the new generation with the first task unclaimed. */
+    unsigned long long gen = (atomic_load(&ctx->state) >> 32) + 1;
+    atomic_store(&ctx->state, ((gen - 1) << 32) | CPU_CLOSED);
+    int chunk = tasks / (ctx->threads * CPU_CHUNKS_PER_THREAD);
+    atomic_store(&ctx->job_fn, fn);
+    atomic_store(&ctx->job_arg, arg);
+    atomic_store(&ctx->job_tasks, tasks);
+    atomic_store(&ctx->job_chunk, chunk > 1 ? chunk : 1);
+    atomic_store(&ctx->done_tasks, 0);
     pthread_mutex_lock(&ctx->mu);
-    atomic_fetch_add_explicit(gen, 1, memory_order_acq_rel);
+    atomic_store(&ctx->state, gen << 32);
     pthread_cond_broadcast(&ctx->wake);
     pthread_mutex_unlock(&ctx->mu);
-    run_range(ctx, 0);
-    for (int i = 0; atomic_load_explicit(pending, memory_order_acquire) != 0 && i < CPU_SPIN; i++)
-        cpu_relax();
-    if (atomic_load_explicit(pending, memory_order_acquire) != 0) {
+    work(ctx, gen, 0);
+    /* Every range is claimed; wait for the ones other threads still run. */
+    if (!spin_until(job_done, ctx, (unsigned long long)tasks)) {
         pthread_mutex_lock(&ctx->mu);
-        while (atomic_load_explicit(pending, memory_order_acquire) != 0)
+        while (!job_done(ctx, (unsigned long long)tasks))
             pthread_cond_wait(&ctx->done, &ctx->mu);
         pthread_mutex_unlock(&ctx->mu);
     }
