@@ -19,7 +19,7 @@ EPOCHS=5
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-row() { printf '| %-44s | %6s | %7s | %6s |\n' "$@"; }
+row() { printf '| %-50s | %6s | %7s | %6s |\n' "$@"; }
 
 ours() { # ours LABEL CONFIG [-s ...]: one cnnelm run, its test accuracy and training seconds
   local label=$1 cfg=$2
@@ -52,7 +52,7 @@ echo "Fashion-MNIST, 60,000 training and 10,000 test images, seed 1, $(nproc) co
 echo "(load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%d))"
 echo
 row "configuration" "test %" "train s" "CPU s"
-echo "|----------------------------------------------|--------|---------|--------|"
+echo "|----------------------------------------------------|--------|---------|--------|"
 ours "cnnelm \`6c-2s-12c-2s\`, lambda 100 (the paper's)" "$SRC/conf/paper-fashion.cfg"
 ours "cnnelm \`32c-6s\`, lambda 1000 (L = 512)" "$SRC/conf/default.cfg" -s model.layers=32c-6s
 ours "cnnelm \`128c-6s\`, lambda 1000 (conf/default.cfg)" "$SRC/conf/default.cfg"
