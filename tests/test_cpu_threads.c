@@ -2,6 +2,7 @@
  * task of every job runs exactly once, before cpu_parallel returns, on a valid thread index,
  * for many back-to-back jobs of random sizes, with more threads than cores and with busy
  * threads competing for the cores (so workers are descheduled and wake late). */
+#define _DEFAULT_SOURCE /* syscall(SYS_futex) in cpu_threads.c */
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
 #include <signal.h>
@@ -152,6 +153,13 @@ START_TEST(stalled_worker_does_not_hold_up_jobs)
     atomic_store(&in_handler, 0);
     atomic_store(&release_handler, 0);
     atomic_store(&handler_timed_out, 0);
+    /* Signal the worker once it is parked (not between taking the mutex and waiting). */
+    while (atomic_load(&ctx->sleepers) < 2) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    struct timespec settle = { 0, 20000000 };
+    nanosleep(&settle, NULL);
     ck_assert_int_eq(pthread_kill(ctx->tid[0], SIGUSR1), 0);
     while (!atomic_load(&in_handler)) {
         struct timespec ts = { 0, 1000000 };

@@ -57,10 +57,11 @@ struct cnnelm_backend_ctx {
      * a thread claims tasks with one compare-and-swap that fails once the job has changed. */
     pthread_t *tid;
     int started;
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
     _Atomic unsigned long long state;
-    _Atomic int done_tasks;            /* tasks of the current job finished */
+    _Atomic int done_tasks;            /* tasks of the current job finished (a futex word) */
+    _Atomic int wake_seq;              /* bumped per job: the futex word idle workers sleep on */
+    _Atomic int sleepers;              /* workers asleep (or about to sleep) on wake_seq */
+    _Atomic int caller_waiting;        /* the caller asleep (or about to) on done_tasks */
     _Atomic int quit;
     _Atomic(cpu_task_fn) job_fn;
     _Atomic(void *) job_arg;
