@@ -5,6 +5,8 @@
  * usage: cnnelm-bench-backend [--backend cpu] [--device 0] [--batch 1000] [--threads 2]
  *                             [--repeats 9] [--peer PATH/torch_peer.py | --no-peer]
  *                             [--python /usr/bin/python3] [--mode forward|train|both]
+ *                             [--layers 256c-6s] [--kernel 5]
+ * --layers/--kernel time that network instead (bench_arch.c), the peer on the same one.
  * Figures only: no pass/fail. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -15,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_arch.h"
 #include "cnnelm/plugin.h"
 
 #define ARCH "6c-2s-12c-2s"
@@ -275,11 +278,12 @@ typedef struct peer_result {
 } peer_result;
 
 static int run_peer(const char *python, const char *peer, const char *mode, int batch, int threads,
-                    int repeats, peer_result *r)
+                    int repeats, const char *net, int kernel, peer_result *r)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' --mode %s --batch %d --threads %d --repeats %d 2>&1", python,
-             peer, mode, batch, threads, repeats);
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s' --mode %s --batch %d --threads %d --repeats %d --arch '%s' --kernel %d 2>&1",
+             python, peer, mode, batch, threads, repeats, net, kernel);
     FILE *f = popen(cmd, "r");
     if (!f)
         return -1;
@@ -307,7 +311,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: cnnelm-bench-backend [--backend cpu] [--device 0] [--batch 1000] "
                     "[--threads 2] [--repeats 9] [--peer PATH/torch_peer.py | --no-peer] "
-                    "[--python PYTHON] [--mode forward|train|both]\n");
+                    "[--python PYTHON] [--mode forward|train|both] [--layers 256c-6s] [--kernel 5]\n");
     exit(2);
 }
 
@@ -315,6 +319,8 @@ int main(int argc, char **argv)
 {
     const char *backend = "cpu", *mode = "both", *peer = NULL, *python = NULL;
     int device = 0, batch = 1000, threads = 2, repeats = 9, no_peer = 0;
+    const char *layers = NULL; /* --layers/--kernel: any network, through bench_arch.c */
+    int kernel = K;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--no-peer") == 0) {
@@ -339,14 +345,20 @@ int main(int argc, char **argv)
             python = val;
         else if (strcmp(a, "--mode") == 0)
             mode = val;
+        else if (strcmp(a, "--layers") == 0)
+            layers = val;
+        else if (strcmp(a, "--kernel") == 0)
+            kernel = atoi(val);
         else
             usage();
         i++;
     }
     int do_fwd = strcmp(mode, "forward") == 0 || strcmp(mode, "both") == 0;
     int do_train = strcmp(mode, "train") == 0 || strcmp(mode, "both") == 0;
-    if ((!do_fwd && !do_train) || batch < 1 || repeats < 1)
+    if ((!do_fwd && !do_train) || batch < 1 || repeats < 1 || kernel < 1)
         usage();
+    if (!layers && kernel != K)
+        layers = ARCH;
     if (!peer && !no_peer && access(CNNELM_DEFAULT_PEER, R_OK) == 0)
         peer = CNNELM_DEFAULT_PEER;
     if (!python)
@@ -371,24 +383,31 @@ int main(int argc, char **argv)
     }
     printf("cnnelm-bench-backend: backend %s, device %d (%s; %s), %d threads, batch %d, %d repeats\n",
            plug->name, device, info.name, info.vendor, threads, batch, repeats);
-    printf("network %s, k=%d, 1x28x28 -> L=%d, %d classes\n", ARCH, K, L, CLASSES);
-    setup(&B);
+    bench_print_blas();
     double ours_f = 0, ours_t = 0;
-    if (do_fwd)
-        ours_f = measure(&B, forward_chain, repeats,
-                         "forward (conv+relu, mean pool x2, U += H^T H, V += H^T T)");
-    if (do_train)
-        ours_t = measure(&B, train_step, repeats,
-                         "train step (forward, predict, backprop through every layer, SGD)");
+    if (layers) {
+        if (bench_arch_run(B.be, B.ctx, layers, kernel, batch, repeats, do_fwd, do_train, &ours_f,
+                           &ours_t) != 0)
+            return 1;
+    } else {
+        printf("network %s, k=%d, 1x28x28 -> L=%d, %d classes\n", ARCH, K, L, CLASSES);
+        setup(&B);
+        if (do_fwd)
+            ours_f = measure(&B, forward_chain, repeats,
+                             "forward (conv+relu, mean pool x2, U += H^T H, V += H^T T)");
+        if (do_train)
+            ours_t = measure(&B, train_step, repeats,
+                             "train step (forward, predict, backprop through every layer, SGD)");
+    }
     B.be->context_close(B.ctx);
     cnnelm_plugin_unload(plug);
 
     if (peer) {
         peer_result r = { 0, 0, "" };
-        printf("peer: %s %s --mode %s --batch %d --threads %d --repeats %d\n", python, peer, mode,
-               batch, threads, repeats);
+        printf("peer: %s %s --mode %s --batch %d --threads %d --repeats %d --arch %s --kernel %d\n",
+               python, peer, mode, batch, threads, repeats, layers ? layers : ARCH, kernel);
         fflush(stdout);
-        if (run_peer(python, peer, mode, batch, threads, repeats, &r) != 0 ||
+        if (run_peer(python, peer, mode, batch, threads, repeats, layers ? layers : ARCH, kernel, &r) != 0 ||
             (do_fwd && r.forward <= 0) || (do_train && r.train <= 0)) {
             printf("peer: did not run (no figures)\n");
             return 0;

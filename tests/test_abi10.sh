@@ -18,7 +18,7 @@ grep -qE "[0-9]+ passed, 0 failed" "$tmp/check" || { echo "FAIL: plugin-check: $
 if [ ! -e "$FASHION/train-images-idx3-ubyte.gz" ]; then
   echo "SKIP: training (no Fashion-MNIST in $FASHION)"; exit $failed
 fi
-args=(-q -c "$SRC/conf/default.cfg"
+args=(-q -c "$SRC/conf/paper-fashion.cfg"
       -s "data.train_images=\"$FASHION/train-images-idx3-ubyte.gz\"" -s "data.train_labels=\"$FASHION/train-labels-idx1-ubyte.gz\""
       -s "data.test_images=\"$FASHION/t10k-images-idx3-ubyte.gz\"" -s "data.test_labels=\"$FASHION/t10k-labels-idx1-ubyte.gz\""
       -s data.train_limit=600 -s data.test_limit=200 -s train.chunk=200 -s 'workers=({backend="mydevice";})')

@@ -31,7 +31,7 @@ static void train_on(const char *backend, cnnelm_model *m, int *pred, float *out
     cnnelm_config cfg;
     const char *sets[] = { "train.iterations=1", "train.batch=500", "train.chunk=500",
                            "train.learning_rate=0.1" };
-    ck_assert_msg(cnnelm_config_load(&cfg, CNNELM_SOURCE_DIR "/conf/default.cfg", sets, 4, &err) == 0,
+    ck_assert_msg(cnnelm_config_load(&cfg, CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg", sets, 4, &err) == 0,
                   "%s", err.msg);
     cnnelm_arch a;
     ck_assert_int_eq(cnnelm_arch_init(&a, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10,

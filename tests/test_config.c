@@ -451,14 +451,15 @@ START_TEST(shipped_configs)
         ck_assert_int_ge(cfg.n_workers, 1);
         cnnelm_config_free(&cfg);
     }
-    /* default.cfg spells out every key with its default value, except the data paths */
+    /* default.cfg spells out every key with its default value, except the data paths and the
+     * wide network it runs (model.layers, model.lambda) */
     char p[1024];
     snprintf(p, sizeof p, "%s/conf/default.cfg", CNNELM_SOURCE_DIR);
     cnnelm_config cfg, def;
     cnnelm_error err = {""};
     const char *blank[] = {"data.train_images=\"\"", "data.train_labels=\"\"", "data.test_images=\"\"",
-                           "data.test_labels=\"\""};
-    ck_assert_int_eq(cnnelm_config_load(&cfg, p, blank, 4, &err), 0);
+                           "data.test_labels=\"\"", "model.layers=\"6c-2s-12c-2s\"", "model.lambda=100"};
+    ck_assert_int_eq(cnnelm_config_load(&cfg, p, blank, 6, &err), 0);
     ck_assert_int_eq(cnnelm_config_load(&def, NULL, NULL, 0, &err), 0);
     ck_assert_str_eq(cfg.text, def.text);
     cnnelm_config_free(&cfg);

@@ -191,7 +191,7 @@ static double train_accuracy(const char *const *sets, int n, const char *tag)
     snprintf(model, sizeof model, "%s/%s.model", tmp, tag);
     snprintf(report, sizeof report, "%s/%s.json", tmp, tag);
     cnnelm_run_options o = { 0 };
-    o.config_path = CNNELM_SOURCE_DIR "/conf/default.cfg";
+    o.config_path = CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg";
     o.overrides = sets;
     o.n_overrides = n;
     o.model_path = model;
@@ -289,7 +289,7 @@ START_TEST(folder_same_as_idx)
     snprintf(ot, sizeof ot, "data.test_images=\"%s\"", other);
     const char *mismatch[] = { fo, "data.train_labels=\"\"", "data.max_bad=2", ot, "data.test_labels=\"\"" };
     cnnelm_run_options ro = { 0 };
-    ro.config_path = CNNELM_SOURCE_DIR "/conf/default.cfg";
+    ro.config_path = CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg";
     ro.overrides = mismatch;
     ro.n_overrides = 5;
     ro.model_path = in_tmp("mismatch.model");

@@ -23,7 +23,7 @@ fi
 # to leak-check.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0"
-run=(train -q -c "$SRC/conf/default.cfg" -s data.train_limit=4000 -s data.test_limit=1000
+run=(train -q -c "$SRC/conf/paper-fashion.cfg" -s data.train_limit=4000 -s data.test_limit=1000
      -s train.partitions=4 -s 'workers=({backend="cpu";threads=1;})')
 for reduce in mean refit; do
   "$CNNELM" "${run[@]}" -s "train.reduce=\"$reduce\"" -o "$tmp/one-$reduce.model" --report "$tmp/one.json" >/dev/null 2>&1 || bad "single process ($reduce) failed"

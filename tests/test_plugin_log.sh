@@ -18,7 +18,7 @@ img=$(ls "$FASHION"/train-images-idx3-ubyte* | head -1)
 lab=$(ls "$FASHION"/train-labels-idx1-ubyte* | head -1)
 timg=$(ls "$FASHION"/t10k-images-idx3-ubyte* | head -1)
 tlab=$(ls "$FASHION"/t10k-labels-idx1-ubyte* | head -1)
-args=(-c "$SRC/conf/default.cfg" -s "data.train_images=\"$img\"" -s "data.train_labels=\"$lab\""
+args=(-c "$SRC/conf/paper-fashion.cfg" -s "data.train_images=\"$img\"" -s "data.train_labels=\"$lab\""
       -s "data.test_images=\"$timg\"" -s "data.test_labels=\"$tlab\"" -s data.train_limit=500
       -s data.test_limit=200 -s train.chunk=100 -s 'workers=({backend="opencl";device=0;})'
       -s "cache_dir=\"$tmp/cache\"" -o "$tmp/m.model")

@@ -97,7 +97,7 @@ START_TEST(predict_agrees_with_eval)
     char report[600];
     snprintf(report, sizeof report, "%s/eval.json", tmp);
     cnnelm_run_options eo = { 0 };
-    eo.config_path = CNNELM_SOURCE_DIR "/conf/default.cfg";
+    eo.config_path = CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg";
     eo.model_path = model_path;
     eo.report_path = report;
     eo.quiet = 1;
@@ -307,7 +307,7 @@ int main(void)
     snprintf(model_path, sizeof model_path, "%s/fashion.model", tmp);
     const char *sets[] = { "data.train_limit=2000", "model.layers=\"4c-2s\"", names_set, "data.test_limit=100" };
     cnnelm_run_options o = { 0 };
-    o.config_path = CNNELM_SOURCE_DIR "/conf/default.cfg";
+    o.config_path = CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg";
     o.overrides = sets;
     o.n_overrides = 4;
     o.model_path = model_path;

@@ -21,7 +21,7 @@ if [ ! -r "$FASHION/train-images-idx3-ubyte.gz" ]; then
   exit 0
 fi
 ft="$SRC/conf/finetune.cfg"
-def="$SRC/conf/default.cfg"
+def="$SRC/conf/paper-fashion.cfg"
 
 # 1. divergence of a partition, named with its iteration, with and without -q (issue 17)
 div=(-c "$ft" -s train.learning_rate=1e10 -s train.iterations=2 -s train.partitions=2 -s data.train_limit=2000)

@@ -53,7 +53,7 @@ with open(os.path.join(d, "lab"), "wb") as f:
 PY
 }
 
-cfg="$SRC/conf/default.cfg"
+cfg="$SRC/conf/paper-fashion.cfg"
 # data D: the -s settings that train and test on the generated set in D
 data() {
   echo -s "data.train_images=\"$1/img\"" -s "data.train_labels=\"$1/lab\"" \

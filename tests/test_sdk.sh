@@ -96,7 +96,7 @@ done
 
 # 4. A user's run: plugin_path points at the build, the worker names the plugin
 if [ -n "$fashion" ] && [ -r "$fashion/train-images-idx3-ubyte.gz" ] && [ -f "$tmp/tb/libcnnelm-mydevice.so" ]; then
-  cfg=$(ls "$p"/share/cnnelm/conf/default.cfg 2>/dev/null || echo "$src/conf/default.cfg")
+  cfg=$(ls "$p"/share/cnnelm/conf/paper-fashion.cfg 2>/dev/null || echo "$src/conf/paper-fashion.cfg")
   "$cnnelm" train -c "$cfg" -s "plugin_path=\"$tmp/tb\"" -s 'workers=({backend="mydevice";device=0;})' \
     -s "data.train_images=\"$fashion/train-images-idx3-ubyte.gz\"" \
     -s "data.train_labels=\"$fashion/train-labels-idx1-ubyte.gz\"" \

@@ -21,11 +21,11 @@
 static cnnelm_plugin *plugin;
 static cnnelm_dataset train_ds, test_ds;
 
-/* Loads conf/default.cfg with the given overrides. */
+/* Loads conf/paper-fashion.cfg (the paper's small network) with the given overrides. */
 static void load_config(cnnelm_config *cfg, const char *const *sets, int n)
 {
     cnnelm_error err = { "" };
-    ck_assert_msg(cnnelm_config_load(cfg, CNNELM_SOURCE_DIR "/conf/default.cfg", sets, n, &err) == 0,
+    ck_assert_msg(cnnelm_config_load(cfg, CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg", sets, n, &err) == 0,
                   "%s", err.msg);
 }
 

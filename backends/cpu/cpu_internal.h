@@ -53,17 +53,20 @@ struct cnnelm_backend_ctx {
     cpu_scratch scratch[CPU_MAX_THREADS];
     cpu_scratch shared;
 
-    /* Thread pool: threads-1 pthreads, started at context_open, parked between jobs. */
+    /* Thread pool: threads-1 pthreads, started at context_open, parked between jobs. `state`
+     * packs the job's generation (high 32 bits) and the next unclaimed task (low 32 bits), so
+     * a thread claims tasks with one compare-and-swap that fails once the job has changed. */
     pthread_t *tid;
     int started;
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    _Atomic unsigned long generation; /* bumped per job; workers run when it changes */
-    _Atomic int pending;               /* workers that have not finished the current job */
-    int quit;
-    cpu_task_fn job_fn;
-    void *job_arg;
-    int job_tasks;
+    _Atomic unsigned long long state;
+    _Atomic int done_tasks;            /* tasks of the current job finished (a futex word) */
+    _Atomic int wake_seq;              /* bumped per job: the futex word idle workers sleep on */
+    _Atomic int sleepers;              /* workers asleep (or about to sleep) on wake_seq */
+    _Atomic int caller_waiting;        /* the caller asleep (or about to) on done_tasks */
+    _Atomic int quit;
+    _Atomic(cpu_task_fn) job_fn;
+    _Atomic(void *) job_arg;
+    _Atomic int job_tasks, job_chunk;
 };
 #define CPU_CTX_MAGIC 0x43505543u /* "CPUC" */
 
@@ -73,10 +76,11 @@ __attribute__((format(printf, 3, 4)))
 #endif
 cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fmt, ...);
 
-/* Thread pool (cpu_threads.c). Runs fn over `tasks` tasks split into one contiguous range per
- * thread (thread t gets [t*tasks/T, (t+1)*tasks/T)); returns when all ranges are done.
- * Outputs of a task must not depend on which thread runs it: results then do not depend on
- * the thread count either. */
+/* Thread pool (cpu_threads.c). Runs fn over `tasks` tasks, handed out in contiguous ranges
+ * that threads claim as they come free (a thread the OS has descheduled does not hold up the
+ * rest); returns when every task is done. fn may be called several times per thread per job.
+ * Outputs of a task must not depend on which thread runs it or on the range it came in:
+ * results then do not depend on the thread count or on the scheduling either. */
 cnnelm_status cpu_pool_start(cnnelm_backend_ctx *ctx);
 void cpu_pool_stop(cnnelm_backend_ctx *ctx);
 void cpu_parallel(cnnelm_backend_ctx *ctx, int tasks, cpu_task_fn fn, void *arg);
