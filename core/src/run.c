@@ -21,6 +21,7 @@
 #include "network.h"
 #include "progress.h"
 #include "experiment.h"
+#include "memory_plan.h"
 #include "partition.h"
 #include "train.h"
 #include "workers.h"
@@ -408,6 +409,18 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         cnnelm_fail(err, "%s: train.checkpoint_dir: cannot create %s: %s", c->path,
                     c->train.checkpoint_dir, strerror(errno));
         goto out;
+    }
+    {
+        /* say what the run will hold, and refuse one that cannot fit, before any buffer */
+        cnnelm_memory_plan plan;
+        char line[512];
+        cnnelm_memory_plan_make(c, &arch, &plan);
+        if (cnnelm_memory_plan_check(&plan, (double)c->train.memory_limit * 1048576.0, line,
+                                     sizeof line, err)) {
+            cnnelm_fail_prefix(err, "%s", c->path);
+            goto out;
+        }
+        cnnelm_progress_note(&j.prog, "%s", line);
     }
     if (cnnelm_pool_open(&j.pool, c, &arch, err))
         goto out;
