@@ -201,6 +201,45 @@ START_TEST(gcv_matches_direct_computation)
 }
 END_TEST
 
+/* Wide U (L >= 512) takes the two-stage path (full -> band -> eigenvalues, banded solves):
+ * the same GCV as RSS and df computed with the Cholesky solver from H itself. */
+START_TEST(gcv_band_path_matches_direct)
+{
+    problem p;
+    problem_make(&p, 700, 600, 4, 17u);
+    const double cand[] = { 0.01, 1, 100 };
+    cnnelm_lambda_choice ch;
+    cnnelm_error err = { "" };
+    ck_assert_msg(cnnelm_elm_choose_lambda(p.U, p.V, p.l, p.c, (uint64_t)p.n, cand, 3, &ch, &err) == 0,
+                  "%s", err.msg);
+    size_t L = (size_t)p.l;
+    double *beta = malloc(sizeof(double) * L * p.c), *X = malloc(sizeof(double) * L * L);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(cnnelm_elm_solve(p.U, p.V, p.l, p.c, cand[i], beta, &err), 0);
+        double rss = 0;
+        for (int r = 0; r < p.n; r++)
+            for (int k = 0; k < p.c; k++) {
+                double y = 0;
+                for (int a = 0; a < p.l; a++)
+                    y += p.H[r * p.l + a] * beta[a * p.c + k];
+                rss += (p.T[r * p.c + k] - y) * (p.T[r * p.c + k] - y);
+            }
+        ck_assert_int_eq(cnnelm_elm_solve(p.U, p.U, p.l, p.l, cand[i], X, &err), 0);
+        double df = 0;
+        for (size_t a = 0; a < L; a++)
+            df += X[a * L + a];
+        double gcv = p.n * rss / ((p.n - df) * (p.n - df));
+        ck_assert_msg(fabs(ch.gcv[i] - gcv) <= 1e-7 * gcv, "lambda %g: GCV %.12g, direct %.12g",
+                      cand[i], ch.gcv[i], gcv);
+        ck_assert_msg(fabs(ch.df[i] - df) <= 1e-7 * df, "lambda %g: df %.12g, direct %.12g", cand[i],
+                      ch.df[i], df);
+    }
+    free(beta);
+    free(X);
+    problem_free(&p);
+}
+END_TEST
+
 /* ---- on Fashion-MNIST: refit without fine-tuning == the single model ------------------ */
 
 static cnnelm_dataset train_ds, test_ds;
@@ -348,6 +387,7 @@ int main(void)
     tcase_add_test(tc, solve_matches_plain_elimination);
     tcase_add_test(tc, failures_are_words);
     tcase_add_test(tc, gcv_matches_direct_computation);
+    tcase_add_test(tc, gcv_band_path_matches_direct);
     tcase_add_test(tc, refit_equals_single_model);
     tcase_add_test(tc, auto_lambda_refit_and_single_agree);
     suite_add_tcase(s, tc);

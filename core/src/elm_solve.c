@@ -3,7 +3,6 @@
  * ones: our upper triangle is LAPACK's lower, so no L x L transposed copy is ever made. */
 #include "elm_solve.h"
 
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -115,6 +114,23 @@ int cnnelm_elm_solve_float(const double *U, const double *V, int l, int c, doubl
     return rc;
 }
 
+/* LAPACK's first stage of the two-stage tridiagonal reduction (full -> band by blocked
+ * Householder, level-3 BLAS); LAPACKE has no wrapper for it. */
+extern void dsytrd_sy2sb_(const char *uplo, const int *n, const int *kd, double *a, const int *lda,
+                          double *ab, const int *ldab, double *tau, double *work, const int *lwork,
+                          int *info, size_t uplo_len);
+
+/* Below this size the one-stage tridiagonal reduction is cheap enough and simpler. */
+#define GCV_BAND_MIN 512
+#define GCV_BAND 64
+
+/* GCV for every candidate from one reduction of U to a band matrix B = Q'UQ of bandwidth kd
+ * (kd = 1: tridiagonal). With W = Q'V and, per candidate, X = (B + I/lambda)^-1 W (a banded
+ * Cholesky solve, O(L kd^2 + L kd C)):
+ *   beta = Q X, tr(beta'V) = tr(X'W) = a, tr(beta'U beta) = a - ||X||^2 / lambda,
+ *   RSS = N - a - ||X||^2 / lambda, df = sum d_i / (d_i + 1/lambda) over B's eigenvalues d.
+ * The full -> band stage is blocked (level-3 BLAS); a direct tridiagonal reduction is bound by
+ * memory bandwidth (one pass over U per column) and costs several times more on wide L. */
 int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uint64_t N,
                              const double *cand, int n_cand, cnnelm_lambda_choice *out,
                              cnnelm_error *err)
@@ -129,45 +145,88 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     if (check_inputs(U, V, L, C, err))
         return -1;
     double t0 = cnnelm_now();
-    double *Q = malloc(L * L * sizeof *Q), *d = malloc(L * sizeof *d), *W = malloc(L * C * sizeof *W);
-    double *s = malloc(L * sizeof *s);
+    int kd = l >= GCV_BAND_MIN ? GCV_BAND : 1;
+    size_t ldab = (size_t)kd + 1;
+    double *A = malloc(L * L * sizeof *A), *W = malloc(L * C * sizeof *W), *X = malloc(L * C * sizeof *X);
+    double *AB = malloc(ldab * L * sizeof *AB), *AB2 = malloc(ldab * L * sizeof *AB2);
+    double *tau = malloc(L * sizeof *tau), *eig = malloc(L * sizeof *eig), *e = malloc(L * sizeof *e);
+    double *work = NULL;
     int rc = 0;
-    if (!Q || !d || !W || !s) {
-        rc = cnnelm_fail(err, "out of memory for lambda = \"auto\" (%.1f MiB for the eigenvectors)",
-                         (double)(L * L * sizeof *Q) / 1048576.0);
+    lapack_int info = 0;
+    if (!A || !W || !X || !AB || !AB2 || !tau || !eig || !e) {
+        rc = cnnelm_fail(err, "out of memory for lambda = \"auto\" (%.1f MiB for a copy of U)",
+                         (double)(L * L * sizeof *A) / 1048576.0);
         goto out;
     }
     for (size_t i = 0; i < L; i++)
-        memcpy(Q + i * L + i, U + i * L + i, (L - i) * sizeof *Q);
-    /* U = Q D Q'. Column-major Q: eigenvector k is Q[k*L .. k*L+L), so row-major Q is Q' */
-    lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', l, Q, l, d);
-    if (info != 0) {
-        rc = cnnelm_fail(err, "lambda = \"auto\": the eigendecomposition of U did not converge "
-                         "(LAPACK dsyevd info %d)", (int)info);
-        goto out;
-    }
-    /* W = Q'V; s_k = ||W[k, :]||^2 */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l, c, l, 1.0, Q, l, V, c, 0.0, W, c);
-    for (size_t k = 0; k < L; k++) {
-        double sum = 0;
+        memcpy(A + i * L + i, U + i * L + i, (L - i) * sizeof *A);
+    for (size_t i = 0; i < L; i++) /* W column-major L x C */
         for (size_t j = 0; j < C; j++)
-            sum += W[k * C + j] * W[k * C + j];
-        s[k] = sum;
-        if (d[k] < 0) /* rounding of a positive semi-definite U */
-            d[k] = 0;
+            W[j * L + i] = V[i * C + j];
+    if (kd == 1) {
+        /* B tridiagonal: AB row 0 the diagonal, row 1 the subdiagonal */
+        info = LAPACKE_dsytrd(LAPACK_COL_MAJOR, 'L', l, A, l, eig, e, tau);
+        if (info == 0)
+            info = LAPACKE_dormtr(LAPACK_COL_MAJOR, 'L', 'L', 'T', l, c, A, l, tau, W, l);
+        for (size_t j = 0; info == 0 && j < L; j++) {
+            AB[j * 2] = eig[j];
+            AB[j * 2 + 1] = j + 1 < L ? e[j] : 0;
+        }
+    } else {
+        int n = l, kdi = kd, lda = l, ldabi = (int)ldab, lwork = -1, finfo = 0;
+        double query = 0;
+        dsytrd_sy2sb_("L", &n, &kdi, A, &lda, AB, &ldabi, tau, &query, &lwork, &finfo, 1);
+        lwork = finfo == 0 && query >= 1 ? (int)query : n * kd;
+        work = malloc((size_t)lwork * sizeof *work);
+        if (!work) {
+            rc = cnnelm_fail(err, "out of memory for lambda = \"auto\"");
+            goto out;
+        }
+        if (finfo == 0)
+            dsytrd_sy2sb_("L", &n, &kdi, A, &lda, AB, &ldabi, tau, work, &lwork, &finfo, 1);
+        info = finfo;
+        /* Q = H(1) ... H(L-kd), H(j) acting on rows j+kd.. : a QR-shaped product below the band */
+        if (info == 0)
+            info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', l - kd, c, l - kd, A + kd, l, tau,
+                                  W + kd, l);
+        if (info == 0) { /* B's eigenvalues: band -> tridiagonal (no vectors), then its roots */
+            double qdummy = 0;
+            memcpy(AB2, AB, ldab * L * sizeof *AB2);
+            info = LAPACKE_dsbtrd(LAPACK_COL_MAJOR, 'N', 'L', l, kd, AB2, (int)ldab, eig, e, &qdummy, 1);
+        }
+    }
+    if (info == 0)
+        info = LAPACKE_dsterf(l, eig, e);
+    if (info != 0) {
+        rc = cnnelm_fail(err, "lambda = \"auto\": the eigenvalues of U could not be computed "
+                         "(LAPACK info %d): U is not a usable sum of H'H", (int)info);
+        goto out;
     }
     out->n = n_cand;
     out->best = 0;
     double n = (double)N;
     for (int i = 0; i < n_cand; i++) {
-        double lam = cand[i], mu = 1.0 / lam, fit = 0, df = 0;
-        /* beta = Q (D + mu)^-1 W: tr(beta'V) = sum g s, tr(beta'U beta) = sum d g^2 s */
+        double lam = cand[i], mu = 1.0 / lam, df = 0;
         for (size_t k = 0; k < L; k++) {
-            double g = 1.0 / (d[k] + mu);
-            fit += s[k] * g * (2.0 - d[k] * g);
-            df += d[k] * g;
+            double ev = eig[k] > 0 ? eig[k] : 0; /* rounding of a positive semi-definite U */
+            df += ev / (ev + mu);
         }
-        double rss = n - fit;
+        memcpy(AB2, AB, ldab * L * sizeof *AB2);
+        for (size_t k = 0; k < L; k++)
+            AB2[k * ldab] += mu;
+        memcpy(X, W, L * C * sizeof *X);
+        info = LAPACKE_dpbsv(LAPACK_COL_MAJOR, 'L', l, kd, c, AB2, (int)ldab, X, l);
+        if (info != 0) {
+            rc = cnnelm_fail(err, "lambda = \"auto\": I/lambda + U is not positive definite for "
+                             "lambda = %g (it fails at hidden unit %d of %d)", lam, (int)info, l);
+            goto out;
+        }
+        double a = 0, b = 0;
+        for (size_t k = 0; k < L * C; k++) {
+            a += X[k] * W[k];
+            b += X[k] * X[k];
+        }
+        double rss = n - a - mu * b;
         if (rss < 0)
             rss = 0;
         double dof = n - df;
@@ -179,10 +238,15 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     }
     out->seconds = cnnelm_now() - t0;
 out:
-    free(Q);
-    free(d);
+    free(A);
     free(W);
-    free(s);
+    free(X);
+    free(AB);
+    free(AB2);
+    free(tau);
+    free(eig);
+    free(e);
+    free(work);
     return rc;
 }
 

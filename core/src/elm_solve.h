@@ -24,7 +24,7 @@ int cnnelm_elm_solve_float(const double *U, const double *V, int L, int C, doubl
 /* Mirrors U's upper triangle into its lower one (U is summed on one triangle only). */
 void cnnelm_elm_symmetrize(double *U, int L);
 
-/* Lambda chosen by generalised cross-validation from one eigendecomposition of U:
+/* Lambda chosen by generalised cross-validation from one tridiagonal reduction of U:
  * GCV(lambda) = N * RSS / (N - df)^2, with RSS = N - 2 tr(beta'V) + tr(beta'U beta) (one-hot
  * targets: tr(T'T) = N) and df = sum d_i / (d_i + 1/lambda). */
 typedef struct cnnelm_lambda_choice {

@@ -24,8 +24,8 @@ void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnn
         dev += N * L;
     p->device_per_worker = dev * F;
     p->host_per_worker = (N * in + N * C + L * L + L * C) * F + N;
-    /* Cholesky: I/lambda + U; "auto" adds dsyevd's eigenvectors and its 2 L^2 workspace */
-    p->solve_per_worker = L * L * D * (cfg->model.lambda > 0 ? 1 : 4);
+    /* Cholesky: I/lambda + U; "auto" first reduces a copy of U (freed before the Cholesky) */
+    p->solve_per_worker = L * L * D;
     p->model = ((double)a->n_params + L * C) * F + (L * L + L * C) * D;
     int k = cfg->train.partitioning == CNNELM_PART_BY_SOURCE && cfg->data.n_sources > 0
                 ? cfg->data.n_sources : cfg->train.partitions;

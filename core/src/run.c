@@ -208,6 +208,27 @@ static void json_row(cnnelm_json *js, const char *key, const row_stats *r)
     cnnelm_json_end(js, '}');
 }
 
+/* model.lambda = "auto": the choice and its GCV curve ("lambda_choice"; nothing when fixed). */
+static void json_lambda(cnnelm_json *js, const cnnelm_lambda_choice *ch)
+{
+    if (ch->n < 1)
+        return;
+    cnnelm_json_object(js, "lambda_choice");
+    cnnelm_json_string(js, "rule", "gcv");
+    cnnelm_json_number(js, "chosen", ch->lambda[ch->best]);
+    cnnelm_json_number(js, "seconds", ch->seconds);
+    cnnelm_json_array(js, "curve");
+    for (int i = 0; i < ch->n; i++) {
+        cnnelm_json_object(js, NULL);
+        cnnelm_json_number(js, "lambda", ch->lambda[i]);
+        cnnelm_json_number(js, "gcv", ch->gcv[i]);
+        cnnelm_json_number(js, "df", ch->df[i]);
+        cnnelm_json_end(js, '}');
+    }
+    cnnelm_json_end(js, ']');
+    cnnelm_json_end(js, '}');
+}
+
 static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm_pool *pool, int k)
 {
     cnnelm_json_object(js, NULL);
@@ -223,6 +244,7 @@ static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm
         json_metrics(js, "test", &r->test, NULL, 0);
     if (k > 1 || r->log.n > 1)
         json_series(js, &r->log);
+    json_lambda(js, &r->log.lambda_choice);
     cnnelm_json_end(js, '}');
 }
 
@@ -315,11 +337,13 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
                     cnnelm_json_end(js, ']');
                     if (x.test.n)
                         json_metrics(js, "reduced", &x.reduced_test, NULL, 0);
+                    json_lambda(js, &x.reduced_lambda); /* refit's choice on the summed U, V */
                     if (x.has_single) {
                         cnnelm_json_object(js, "single");
                         if (x.single.test.n)
                             json_metrics(js, "test", &x.single.test, NULL, 0);
                         json_series(js, &x.single.log);
+                        json_lambda(js, &x.single.log.lambda_choice);
                         cnnelm_json_end(js, '}');
                     }
                     cnnelm_json_end(js, '}');
