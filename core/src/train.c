@@ -361,7 +361,7 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
         int fit = cnnelm_elm_fit(net, m, train, &fo, ch, prog, stage, err);
         if (fit < 0)
             goto out;
-        if (fit > 0) { /* kernels so large that U lost its positive definiteness in float */
+        if (fit > 0) { /* kernels so large that H overflowed, or U lost its positive definiteness to rounding */
             snprintf(log->divergence, sizeof log->divergence,
                      "iteration %d: the ELM system of the new kernels is not positive definite "
                      "(the kernels grew too large with learning rate %g); try a smaller "
