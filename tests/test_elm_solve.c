@@ -155,6 +155,22 @@ START_TEST(failures_are_words)
 }
 END_TEST
 
+/* The beta that the choice gives on the way (from its reduction of U) is the Cholesky's. */
+static void check_choice_beta(const problem *p, const double *cand, int n)
+{
+    size_t LC = (size_t)p->l * p->c;
+    double *b1 = malloc(LC * sizeof *b1), *b2 = malloc(LC * sizeof *b2);
+    cnnelm_lambda_choice ch;
+    cnnelm_error err = { "" };
+    ck_assert_msg(cnnelm_elm_choose_lambda(p->U, p->V, p->l, p->c, (uint64_t)p->n, cand, n, &ch, b1,
+                                           &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(cnnelm_elm_solve(p->U, p->V, p->l, p->c, ch.lambda[ch.best], b2, &err), 0);
+    double r = rel_diff(b1, b2, LC);
+    ck_assert_msg(r < 1e-9, "L = %d: beta of the choice differs from the Cholesky's by %g", p->l, r);
+    free(b1);
+    free(b2);
+}
+
 /* GCV from U, V, N alone equals GCV computed from H and T: RSS = ||T - H beta||^2 and
  * df = tr(H (U + I/lambda)^-1 H'), with explicit matrices. */
 START_TEST(gcv_matches_direct_computation)
@@ -164,7 +180,7 @@ START_TEST(gcv_matches_direct_computation)
     const double cand[] = { 0.1, 1, 10, 100, 1000 };
     cnnelm_lambda_choice ch;
     cnnelm_error err = { "" };
-    ck_assert_msg(cnnelm_elm_choose_lambda(p.U, p.V, p.l, p.c, (uint64_t)p.n, cand, 5, &ch, &err) == 0,
+    ck_assert_msg(cnnelm_elm_choose_lambda(p.U, p.V, p.l, p.c, (uint64_t)p.n, cand, 5, &ch, NULL, &err) == 0,
                   "%s", err.msg);
     ck_assert_int_eq(ch.n, 5);
     int best = 0;
@@ -197,6 +213,7 @@ START_TEST(gcv_matches_direct_computation)
         free(X);
     }
     ck_assert_int_eq(ch.best, best);
+    check_choice_beta(&p, cand, 5);
     problem_free(&p);
 }
 END_TEST
@@ -210,7 +227,7 @@ START_TEST(gcv_band_path_matches_direct)
     const double cand[] = { 0.01, 1, 100 };
     cnnelm_lambda_choice ch;
     cnnelm_error err = { "" };
-    ck_assert_msg(cnnelm_elm_choose_lambda(p.U, p.V, p.l, p.c, (uint64_t)p.n, cand, 3, &ch, &err) == 0,
+    ck_assert_msg(cnnelm_elm_choose_lambda(p.U, p.V, p.l, p.c, (uint64_t)p.n, cand, 3, &ch, NULL, &err) == 0,
                   "%s", err.msg);
     size_t L = (size_t)p.l;
     double *beta = malloc(sizeof(double) * L * p.c), *X = malloc(sizeof(double) * L * L);
@@ -236,6 +253,7 @@ START_TEST(gcv_band_path_matches_direct)
     }
     free(beta);
     free(X);
+    check_choice_beta(&p, cand, 3);
     problem_free(&p);
 }
 END_TEST

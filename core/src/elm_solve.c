@@ -133,7 +133,7 @@ extern void dsytrd_sy2sb_(const char *uplo, const int *n, const int *kd, double 
  * memory bandwidth (one pass over U per column) and costs several times more on wide L. */
 int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uint64_t N,
                              const double *cand, int n_cand, cnnelm_lambda_choice *out,
-                             cnnelm_error *err)
+                             double *beta, cnnelm_error *err)
 {
     size_t L = (size_t)l, C = (size_t)c;
     memset(out, 0, sizeof *out);
@@ -150,10 +150,11 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     double *A = malloc(L * L * sizeof *A), *W = malloc(L * C * sizeof *W), *X = malloc(L * C * sizeof *X);
     double *AB = malloc(ldab * L * sizeof *AB), *AB2 = malloc(ldab * L * sizeof *AB2);
     double *tau = malloc(L * sizeof *tau), *eig = malloc(L * sizeof *eig), *e = malloc(L * sizeof *e);
+    double *Xbest = beta ? malloc(L * C * sizeof *Xbest) : NULL;
     double *work = NULL;
     int rc = 0;
     lapack_int info = 0;
-    if (!A || !W || !X || !AB || !AB2 || !tau || !eig || !e) {
+    if (!A || !W || !X || !AB || !AB2 || !tau || !eig || !e || (beta && !Xbest)) {
         rc = cnnelm_fail(err, "out of memory for lambda = \"auto\" (%.1f MiB for a copy of U)",
                          (double)(L * L * sizeof *A) / 1048576.0);
         goto out;
@@ -217,8 +218,9 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
         memcpy(X, W, L * C * sizeof *X);
         info = LAPACKE_dpbsv(LAPACK_COL_MAJOR, 'L', l, kd, c, AB2, (int)ldab, X, l);
         if (info != 0) {
-            rc = cnnelm_fail(err, "lambda = \"auto\": I/lambda + U is not positive definite for "
-                             "lambda = %g (it fails at hidden unit %d of %d)", lam, (int)info, l);
+            rc = info > 0 ? 1 : -1;
+            cnnelm_fail(err, "lambda = \"auto\": I/lambda + U is not positive definite for lambda = "
+                        "%g (it fails at hidden unit %d of %d)", lam, (int)info, l);
             goto out;
         }
         double a = 0, b = 0;
@@ -235,6 +237,32 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
         out->gcv[i] = dof > 0 ? n * rss / (dof * dof) : HUGE_VAL;
         if (out->gcv[i] < out->gcv[out->best])
             out->best = i;
+        if (Xbest && out->best == i)
+            memcpy(Xbest, X, L * C * sizeof *X);
+    }
+    if (beta) {
+        /* beta = Q X of the chosen lambda: no Cholesky of U is needed after the choice */
+        if (kd == 1)
+            info = LAPACKE_dormtr(LAPACK_COL_MAJOR, 'L', 'L', 'N', l, c, A, l, tau, Xbest, l);
+        else
+            info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', l - kd, c, l - kd, A + kd, l, tau,
+                                  Xbest + kd, l);
+        if (info != 0) {
+            rc = cnnelm_fail(err, "internal: lambda = \"auto\": applying Q failed (LAPACK info %d)",
+                             (int)info);
+            goto out;
+        }
+        for (size_t i = 0; i < L; i++)
+            for (size_t j = 0; j < C; j++) {
+                double b = Xbest[j * L + i];
+                if (!isfinite(b)) {
+                    rc = 1;
+                    cnnelm_fail(err, "the ELM solve gave a non-finite beta (lambda = %g): I/lambda + U "
+                                "is numerically singular", out->lambda[out->best]);
+                    goto out;
+                }
+                beta[i * C + j] = b;
+            }
     }
     out->seconds = cnnelm_now() - t0;
 out:
@@ -247,6 +275,7 @@ out:
     free(eig);
     free(e);
     free(work);
+    free(Xbest);
     return rc;
 }
 
@@ -263,9 +292,25 @@ int cnnelm_elm_solve_model(cnnelm_model *m, const double *cand, int n_cand,
             cand = cnnelm_lambda_default_candidates;
             n_cand = 7;
         }
-        if (cnnelm_elm_choose_lambda(m->U, m->V, L, C, m->n_examples, cand, n_cand, ch, err))
-            return -1;
-        m->lambda = ch->lambda[ch->best];
+        size_t n = (size_t)L * (size_t)C;
+        double *b = malloc(n * sizeof *b);
+        if (!b)
+            return cnnelm_fail(err, "out of memory");
+        /* the choice gives beta of the chosen lambda on the way (same reduction of U) */
+        int rc = cnnelm_elm_choose_lambda(m->U, m->V, L, C, m->n_examples, cand, n_cand, ch, b, err);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            if (!isfinite((float)b[i])) {
+                rc = 1;
+                cnnelm_fail(err, "the ELM solve gave a beta too large for float (lambda = %g)",
+                            ch->lambda[ch->best]);
+                break;
+            }
+            m->beta[i] = (float)b[i];
+        }
+        free(b);
+        if (rc == 0)
+            m->lambda = ch->lambda[ch->best];
+        return rc;
     }
     return cnnelm_elm_solve_float(m->U, m->V, L, C, m->lambda, m->beta, err);
 }

@@ -39,14 +39,17 @@ typedef struct cnnelm_lambda_choice {
 #define CNNELM_LAMBDA_MAX_CANDIDATES 32
 
 /* Fills *out for the candidates (1..32 values > 0) from U (upper triangle read), V and the
- * number of examples N summed into them. Returns 0, or -1 (err set). */
+ * number of examples N summed into them; with beta non-NULL also beta (L x C, row-major) of the
+ * chosen lambda, from the same reduction of U (no Cholesky after the choice). Returns 0, 1 when
+ * that beta is not finite, or -1 (err set). */
 int cnnelm_elm_choose_lambda(const double *U, const double *V, int L, int C, uint64_t N,
                              const double *candidates, int n_candidates,
-                             cnnelm_lambda_choice *out, cnnelm_error *err);
+                             cnnelm_lambda_choice *out, double *beta, cnnelm_error *err);
 
 /* The model's beta from its U (upper triangle) and V: when its lambda rule is "auto"
- * (CNNELM_MODEL_LAMBDA_AUTO) lambda is first chosen by GCV from `candidates` and stored in
- * m->lambda, the choice in *choice (may be NULL). Returns as cnnelm_elm_solve. */
+ * (CNNELM_MODEL_LAMBDA_AUTO) lambda is chosen by GCV from `candidates` and stored in
+ * m->lambda, the choice in *choice (may be NULL), and beta comes from the choice's reduction
+ * of U; otherwise by Cholesky. Returns as cnnelm_elm_solve. */
 int cnnelm_elm_solve_model(cnnelm_model *m, const double *candidates, int n_candidates,
                            cnnelm_lambda_choice *choice, cnnelm_error *err);
 
