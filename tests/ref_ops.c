@@ -2,6 +2,8 @@
  * Written for clarity, not speed: every index is spelled out as in backend.h. */
 #include "ref_ops.h"
 
+#include "elm_solve.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,57 +236,26 @@ void ref_elm_backprop(int n, int l, int c, const float *E, const float *beta, fl
 
 int ref_elm_solve(int l, int c, double lambda, const float *U, const float *V, float *beta)
 {
+    /* the core's solver (itself tested against plain elimination in test_elm_solve), fed the
+     * symmetrised U in its upper triangle */
     size_t L = (size_t)l, C = (size_t)c;
     double *A = malloc(sizeof(double) * (L * L + L * C));
-    if (!A)
+    float *out = malloc(sizeof(float) * (L * C + 1));
+    if (!A || !out) {
+        free(A);
+        free(out);
         return -1;
+    }
     double *B = A + L * L;
     for (size_t i = 0; i < L; i++)
         for (size_t j = 0; j < L; j++)
-            A[i * L + j] = 0.5 * ((double)U[i * L + j] + (double)U[j * L + i]) +
-                           (i == j ? 1.0 / lambda : 0.0);
+            A[i * L + j] = 0.5 * ((double)U[i * L + j] + (double)U[j * L + i]);
     for (size_t i = 0; i < L * C; i++)
         B[i] = V[i];
-    /* Cholesky A = G G^T, G lower, stored in A's lower triangle. */
-    for (size_t j = 0; j < L; j++) {
-        double d = A[j * L + j];
-        for (size_t k = 0; k < j; k++)
-            d -= A[j * L + k] * A[j * L + k];
-        if (!(d > 0)) {
-            free(A);
-            return -1;
-        }
-        double g = sqrt(d);
-        A[j * L + j] = g;
-        for (size_t i = j + 1; i < L; i++) {
-            double v = A[i * L + j];
-            for (size_t k = 0; k < j; k++)
-                v -= A[i * L + k] * A[j * L + k];
-            A[i * L + j] = v / g;
-        }
-    }
-    /* G z = V (forward), then G^T beta = z (backward), column by column. */
-    for (size_t col = 0; col < C; col++) {
-        for (size_t i = 0; i < L; i++) {
-            double v = B[i * C + col];
-            for (size_t k = 0; k < i; k++)
-                v -= A[i * L + k] * B[k * C + col];
-            B[i * C + col] = v / A[i * L + i];
-        }
-        for (size_t i = L; i-- > 0;) {
-            double v = B[i * C + col];
-            for (size_t k = i + 1; k < L; k++)
-                v -= A[k * L + i] * B[k * C + col];
-            B[i * C + col] = v / A[i * L + i];
-        }
-    }
-    for (size_t i = 0; i < L * C; i++)
-        if (!isfinite(B[i]) || !isfinite((float)B[i])) {
-            free(A);
-            return -1;
-        }
-    for (size_t i = 0; i < L * C; i++)
-        beta[i] = (float)B[i];
+    int rc = cnnelm_elm_solve_float(A, B, l, c, lambda, out, NULL) == 0 ? 0 : -1;
+    if (rc == 0)
+        memcpy(beta, out, L * C * sizeof *beta);
     free(A);
-    return 0;
+    free(out);
+    return rc;
 }

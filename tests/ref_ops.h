@@ -48,7 +48,8 @@ void ref_elm_accumulate(int n, int l, int c, const float *H, const float *T, flo
 void ref_elm_predict(int n, int l, int c, const float *H, const float *beta, float *Y);
 /* dH (n x l) = E beta^T. */
 void ref_elm_backprop(int n, int l, int c, const float *E, const float *beta, float *dH);
-/* beta = (I/lambda + U)^-1 V by Cholesky in double, with U symmetrised as (U + U^T)/2.
+/* beta = (I/lambda + U)^-1 V by the core's double solver (elm_solve.h), with U symmetrised as
+ * (U + U^T)/2.
  * Returns 0, or -1 (beta untouched) when the matrix is not positive definite or the result is
  * not finite. */
 int ref_elm_solve(int l, int c, double lambda, const float *U, const float *V, float *beta);

@@ -280,8 +280,8 @@ START_TEST(out_of_range)
 {
     expect_file_error("model = {\n kernel = 0;\n};\n", ":2: model.kernel = 0 is out of range (1..27)");
     expect_file_error("model = { kernel = 28; };\n", ":1: model.kernel = 28 is out of range (1..27)");
-    expect_file_error("model = { lambda = 0; };\n", ":1: model.lambda = 0 is out of range (> 0)");
-    expect_file_error("model = { lambda = -1.5; };\n", ":1: model.lambda = -1.5 is out of range (> 0)");
+    expect_file_error("model = { lambda = 0; };\n", ":1: model.lambda = 0 is out of range (> 0 or \"auto\")");
+    expect_file_error("model = { lambda = -1.5; };\n", ":1: model.lambda = -1.5 is out of range (> 0 or \"auto\")");
     expect_file_error("train = { momentum = 1.0; };\n", ":1: train.momentum = 1 is out of range ([0, 1))");
     expect_file_error("train = { learning_rate = 0.0; };\n",
                       ":1: train.learning_rate = 0 is out of range (> 0)");
@@ -522,6 +522,35 @@ START_TEST(docs_match_schema)
 }
 END_TEST
 
+START_TEST(lambda_auto)
+{
+    cnnelm_config cfg;
+    cnnelm_error err;
+    /* "auto" in the file, candidates given; the effective config writes them back */
+    ck_assert_msg(load(&cfg, "model = { lambda = \"auto\"; lambda_candidates = [10.0, 1000.0, 1e5]; };\n",
+                       NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_double_eq(cfg.model.lambda, 0.0);
+    ck_assert_int_eq(cfg.model.lambda_candidates.n, 3);
+    ck_assert_double_eq(cfg.model.lambda_candidates.v[1], 1000.0);
+    ck_assert_double_eq(cfg.model.lambda_candidates.v[2], 1e5);
+    ck_assert_ptr_nonnull(strstr(cfg.text, "lambda = \"auto\""));
+    cnnelm_config_free(&cfg);
+    /* bare auto on the command line; default candidates: none listed (1, 10, ..., 1e6) */
+    const char *ov[] = { "model.lambda=auto" };
+    ck_assert_msg(load(&cfg, "model = { lambda = 5.0; };\n", ov, 1, &err) == 0, "%s", err.msg);
+    ck_assert_double_eq(cfg.model.lambda, 0.0);
+    ck_assert_int_eq(cfg.model.lambda_candidates.n, 0);
+    cnnelm_config_free(&cfg);
+    expect_file_error("model = { lambda = \"automatic\"; };\n",
+                      ":1: model.lambda must be a number, not a string");
+    expect_file_error("model = { lambda_candidates = [10.0, 0.0]; };\n",
+                      ":1: model.lambda_candidates[1] = 0 is out of range (a number > 0)");
+    expect_file_error("model = { lambda_candidates = 10.0; };\n",
+                      ":1: model.lambda_candidates must be an array of numbers, e.g. [10.0, 100.0, "
+                      "1000.0], not a float");
+}
+END_TEST
+
 START_TEST(enum_names)
 {
     ck_assert_str_eq(cnnelm_activation_name(CNNELM_ACT_RELU), "relu");
@@ -714,6 +743,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, include_relative);
     tcase_add_test(tc, shipped_configs);
     tcase_add_test(tc, docs_match_schema);
+    tcase_add_test(tc, lambda_auto);
     tcase_add_test(tc, enum_names);
     tcase_add_test(tc, sources);
     tcase_add_test(tc, source_errors);

@@ -176,7 +176,8 @@ cnnelm_status cpu_elm_solve(cnnelm_backend_ctx *ctx, int l, int c, double lambda
     info = LAPACKE_dpotrs(LAPACK_ROW_MAJOR, 'L', l, c, A, l, B, c);
     if (info != 0) {
         free(A);
-        return cpu_fail(ctx, CNNELM_ERR_INTERNAL, "elm_solve: LAPACKE_dpotrs returned %d", (int)info);
+        return cpu_fail(ctx, CNNELM_ERR_INTERNAL, "elm_solve: the triangular solves rejected "
+                        "argument %d", (int)-info);
     }
     for (size_t i = 0; i < L * C; i++) {
         if (!isfinite(B[i]) || !isfinite((float)B[i])) {

@@ -62,7 +62,8 @@ int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err)
         /* the whole training set as one pass; U and V are sums, so this equals the sum over
          * the partitions the models were trained on */
         cnnelm_subset all = { &train, NULL, train.n };
-        if (cnnelm_refit(&pool, NULL, ptrs, k, &all, 1, &prog, &out, err))
+        cnnelm_fit_opts fo = cnnelm_fit_opts_from_config(&cfg);
+        if (cnnelm_refit(&pool, NULL, ptrs, k, &all, 1, &fo, &prog, &out, NULL, err))
             goto out;
     } else if (cnnelm_reduce_models(ptrs, k, o->reduce, &out, err)) {
         goto out;

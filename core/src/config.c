@@ -54,7 +54,8 @@ typedef enum key_kind {
     K_FLOAT,    /* double in the float range */
     K_ENUM,     /* int-sized enum, one of names[] */
     K_BOOL,     /* int, true or false */
-    K_NOISE     /* unsigned mask: an array of names[] (data.extend) */
+    K_NOISE,    /* unsigned mask: an array of names[] (data.extend) */
+    K_FLOATS    /* cnnelm_float_list: an array of numbers > 0 (model.lambda_candidates) */
 } key_kind;
 
 #define NO_MAX LLONG_MAX
@@ -74,6 +75,7 @@ typedef struct key_def {
     double fdef;             /* default of K_FLOAT */
     const char *sdef;        /* default of strings */
     const char *help;
+    int auto_ok;             /* K_FLOAT: the string "auto" is allowed too, stored as 0 */
 } key_def;
 
 #define CF(f) .offset = offsetof(cnnelm_config, f), .size = sizeof(((cnnelm_config *)0)->f)
@@ -148,8 +150,14 @@ static const key_def schema[] = {
      .idef = CNNELM_ACT_IDENTITY,
      .help = "Activation applied to the flattened last layer to give the ELM hidden matrix H."},
     {.path = "model.lambda", .kind = K_FLOAT, CF(model.lambda), .fmin = 0, .fmin_open = 1, .fmax = HUGE_VAL,
-     .fdef = 100.0, .help = "Ridge regularisation: beta = (I/lambda + U)^-1 V. Larger = less regularisation "
-                            "(like libsvm's C; 1/alpha in scikit-learn); below 1e-6 warns."},
+     .fdef = 100.0, .auto_ok = 1,
+     .help = "Ridge regularisation: beta = (I/lambda + U)^-1 V. Larger = less regularisation "
+             "(like libsvm's C; 1/alpha in scikit-learn); below 1e-6 warns. \"auto\": chosen from "
+             "the data by generalised cross-validation among model.lambda_candidates, for every "
+             "partition and again for a refit (the choice and the curve are logged and in the "
+             "JSON report)."},
+    {.path = "model.lambda_candidates", .kind = K_FLOATS, CF(model.lambda_candidates),
+     .help = "Candidates for model.lambda = \"auto\": 1 to 32 numbers > 0. []: 1, 10, 100, ..., 1e6."},
     {.path = "model.init", .kind = K_ENUM, CF(model.init), .names = init_names, .idef = CNNELM_INIT_ZERO_MEAN,
      .help = "Initial kernels: uniform in +-sqrt(6/((in+out) k^2)) (the paper's toolbox); zero-mean: "
              "the same with each kernel's mean subtracted (about 1 point more test accuracy)."},
@@ -196,6 +204,11 @@ static const key_def schema[] = {
      .help = "Directory where each finished partition's model is written (atomically); train "
              "--resume reuses those whose NAME.model.fingerprint matches this run (settings, data files, "
              "examples). \"\": no checkpoints."},
+    {.path = "train.memory_limit", .kind = K_INT, CF(train.memory_limit), .imin = 0, .imax = NO_MAX,
+     .idef = 0, .help = "Host memory in MiB a run may plan to use (ELM sums and solve in double, "
+                        "buffers per worker, per-partition models; printed before the run): a run "
+                        "that needs more is refused before it starts. 0: MemAvailable from "
+                        "/proc/meminfo."},
 
     {.path = "workers.backend", .kind = K_BACKEND, .worker = 1, .required = 1, WF(backend), .sdef = "cpu",
      .help = "Backend plugin name: \"cpu\" loads libcnnelm-cpu.so, \"opencl\" libcnnelm-opencl.so. "
@@ -258,12 +271,15 @@ static void range_text(const key_def *k, char *buf, size_t size)
             snprintf(buf, size, "%lld..%lld", k->imin, k->imax);
     } else if (k->kind == K_FLOAT) {
         if (k->fmax == HUGE_VAL)
-            snprintf(buf, size, "%s %g", k->fmin_open ? ">" : ">=", k->fmin);
+            snprintf(buf, size, "%s %g%s", k->fmin_open ? ">" : ">=", k->fmin,
+                     k->auto_ok ? " or \"auto\"" : "");
         else
             snprintf(buf, size, "%c%g, %g%c", k->fmin_open ? '(' : '[', k->fmin, k->fmax,
                      k->fmax_open ? ')' : ']');
     } else if (k->kind == K_BOOL) {
         snprintf(buf, size, "true, false");
+    } else if (k->kind == K_FLOATS) {
+        snprintf(buf, size, "1 to %d numbers > 0", CNNELM_MAX_FLOAT_LIST);
     } else if (k->kind == K_ENUM || k->kind == K_NOISE) {
         size_t used = 0;
         buf[0] = 0;
@@ -297,7 +313,7 @@ static void default_text(const key_def *k, char *buf, size_t size)
     case K_FLOAT: float_text(k->fdef, buf, size); break;
     case K_ENUM: snprintf(buf, size, "\"%s\"", k->names[k->idef]); break;
     case K_BOOL: snprintf(buf, size, "%s", k->idef ? "true" : "false"); break;
-    case K_NOISE: snprintf(buf, size, "[]"); break;
+    case K_NOISE: case K_FLOATS: snprintf(buf, size, "[]"); break;
     default: snprintf(buf, size, "\"%s\"", k->sdef); break;
     }
 }
@@ -310,6 +326,7 @@ static const char *kind_text(const key_def *k)
     case K_ENUM: return "enum";
     case K_BOOL: return "bool";
     case K_NOISE: return "array of strings";
+    case K_FLOATS: return "array of floats";
     default: return "string";
     }
 }
@@ -347,6 +364,7 @@ static void store_default(void *base, const key_def *k)
     switch (k->kind) {
     case K_INT: case K_ENUM: case K_BOOL: case K_NOISE: store_int(base, k, k->idef); break;
     case K_FLOAT: memcpy(p, &k->fdef, sizeof(double)); break;
+    case K_FLOATS: memset(p, 0, k->size); break;
     default: snprintf(p, k->size, "%s", k->sdef); break;
     }
 }
@@ -564,7 +582,35 @@ static int check_value(const ctx *c, const config_setting_t *s, const key_def *k
         store_int(base, k, (long long)mask);
         return 0;
     }
+    case K_FLOATS: {
+        if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+            return fail_at(c, s, "%s must be an array of numbers, e.g. [10.0, 100.0, 1000.0], not %s",
+                           shown, type_text(type));
+        cnnelm_float_list list;
+        memset(&list, 0, sizeof list);
+        int n = config_setting_length(s);
+        if (n > CNNELM_MAX_FLOAT_LIST)
+            return fail_at(c, s, "%s has %d entries (at most %d)", shown, n, CNNELM_MAX_FLOAT_LIST);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            if (!config_setting_is_number(e))
+                return fail_at(c, s, "%s[%d] must be a number, not %s", shown, i,
+                               type_text(config_setting_type(e)));
+            double v = config_setting_type(e) == CONFIG_TYPE_FLOAT ? config_setting_get_float(e)
+                                                                   : (double)config_setting_get_int64(e);
+            if (!(v > 0) || !isfinite(v))
+                return fail_at(c, s, "%s[%d] = %g is out of range (a number > 0)", shown, i, v);
+            list.v[list.n++] = v;
+        }
+        memcpy((char *)base + k->offset, &list, sizeof list);
+        return 0;
+    }
     case K_FLOAT: {
+        if (k->auto_ok && type == CONFIG_TYPE_STRING && strcmp(config_setting_get_string(s), "auto") == 0) {
+            double zero = 0; /* "auto" */
+            memcpy((char *)base + k->offset, &zero, sizeof zero);
+            return 0;
+        }
         if (!config_setting_is_number(s))
             return fail_at(c, s, "%s must be a number, not %s", shown, type_text(type));
         double v = type == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
@@ -910,7 +956,8 @@ static int apply_override(config_t *conf, const char *ov, cnnelm_error *err)
     while (isspace((unsigned char)*value)) value++;
     size_t vlen = strlen(value);
     while (vlen > 0 && isspace((unsigned char)value[vlen - 1])) vlen--;
-    int string_key = k && (k->kind == K_STRING || k->kind == K_LAYERS || k->kind == K_ENUM);
+    int string_key = k && (k->kind == K_STRING || k->kind == K_LAYERS || k->kind == K_ENUM ||
+                           (k->auto_ok && vlen == 4 && strncmp(value, "auto", 4) == 0));
 
     /* "v = VALUE\n;" (a comment in VALUE ends at the newline); integers beyond 32 bits get the
      * L suffix libconfig needs. */
@@ -1004,7 +1051,18 @@ static void add_value(config_setting_t *parent, const key_def *k, const void *ba
     case K_FLOAT: {
         double v;
         memcpy(&v, p, sizeof v);
-        config_setting_set_float(config_setting_add(parent, name, CONFIG_TYPE_FLOAT), v);
+        if (k->auto_ok && v == 0)
+            config_setting_set_string(config_setting_add(parent, name, CONFIG_TYPE_STRING), "auto");
+        else
+            config_setting_set_float(config_setting_add(parent, name, CONFIG_TYPE_FLOAT), v);
+        break;
+    }
+    case K_FLOATS: {
+        config_setting_t *a = config_setting_add(parent, name, CONFIG_TYPE_ARRAY);
+        cnnelm_float_list list;
+        memcpy(&list, p, sizeof list);
+        for (int i = 0; i < list.n; i++)
+            config_setting_set_float(config_setting_add(a, NULL, CONFIG_TYPE_FLOAT), list.v[i]);
         break;
     }
     case K_ENUM:

@@ -327,6 +327,7 @@ typedef struct refit_job {
     const cnnelm_subset *parts;
     const int *ids;               /* task -> partition */
     double *U, *V, *n;            /* per partition: L*L, L*C, 1 */
+    const cnnelm_fit_opts *opts;
     cnnelm_progress *prog;
     int k;
     const cnnelm_pool *pool;
@@ -346,7 +347,11 @@ static int refit_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
     snprintf(stage, sizeof stage, "refit: U, V of partition %d/%d [%s]", p + 1, j->k, label);
     cnnelm_progress child;
     cnnelm_progress_init_worker(&child, j->prog, "", w->index);
-    int rc = cnnelm_elm_fit(&w->net, &m, &j->parts[p], &child, stage, err);
+    /* the partition's sums; its own beta (solved on the way) is not used */
+    m.flags &= ~(uint32_t)CNNELM_MODEL_LAMBDA_AUTO;
+    if (!(m.lambda > 0))
+        m.lambda = 1;
+    int rc = cnnelm_elm_fit(&w->net, &m, &j->parts[p], j->opts, NULL, &child, stage, err);
     cnnelm_progress_destroy(&child);
     if (rc == 0) {
         memcpy(j->U + (size_t)p * L * L, m.U, L * L * sizeof(double));
@@ -368,19 +373,47 @@ static int local_ids(const cnnelm_cluster *c, int k, int *ids)
 }
 
 int cnnelm_refit(cnnelm_pool *pool, const cnnelm_cluster *cluster, const cnnelm_model *const *models,
-                 int k, const cnnelm_subset *parts, int n_parts, cnnelm_progress *prog,
-                 cnnelm_model *out, cnnelm_error *err)
+                 int k, const cnnelm_subset *parts, int n_parts, const cnnelm_fit_opts *opts,
+                 cnnelm_progress *prog, cnnelm_model *out, cnnelm_lambda_choice *choice,
+                 cnnelm_error *err)
 {
     int rank = cluster ? cluster->rank : 0;
     memset(out, 0, sizeof *out);
+    cnnelm_lambda_choice local;
+    if (!choice)
+        choice = &local;
+    memset(choice, 0, sizeof *choice);
     if (rank == 0 && cnnelm_reduce_models(models, k, CNNELM_REDUCE_REFIT, out, err))
         return -1;
+    /* Without fine-tuning the averaged kernels are the initial ones, and the models' own U and V
+     * (summed by reduce_models) are exactly what a second pass would give: no second pass.
+     * Rank 0 says so to every rank through the broadcast model: n_examples > 0 = sums valid. */
+    if (rank == 0 && !cnnelm_reduce_same_kernels(models, k))
+        out->n_examples = 0;
     if (cnnelm_cluster_bcast_model(cluster, out, err))
         return -1;
     size_t L = (size_t)out->arch.hidden, C = (size_t)out->arch.classes;
+    if (out->n_examples > 0) {
+        if (rank == 0) {
+            cnnelm_progress_note(prog, "refit: the kernels were not fine-tuned, so the partitions' "
+                                 "own U and V are summed (no second pass over the data)");
+            int bad = cnnelm_elm_solve_model(out, opts ? opts->lambda_candidates : NULL,
+                                             opts ? opts->n_lambda_candidates : 0, choice, err);
+            cnnelm_elm_symmetrize(out->U, out->arch.hidden);
+            if (bad) {
+                cnnelm_model_free(out);
+                return -1;
+            }
+            if (out->flags & CNNELM_MODEL_LAMBDA_AUTO)
+                cnnelm_lambda_choice_note(prog, choice);
+        }
+        return 0;
+    }
+    /* Fine-tuned kernels: one pass of the averaged kernels over each partition. Memory: one
+     * L x L double block per partition of this run (as the partitions' models hold already). */
     refit_job j = { out, parts, NULL, calloc((size_t)n_parts * L * L, sizeof(double)),
                     calloc((size_t)n_parts * L * C, sizeof(double)), calloc((size_t)n_parts, sizeof(double)),
-                    prog, n_parts, pool };
+                    opts, prog, n_parts, pool };
     int *ids = calloc((size_t)n_parts, sizeof *ids);
     int rc = -1;
     if (!j.U || !j.V || !j.n || !ids) {
@@ -407,8 +440,13 @@ int cnnelm_refit(cnnelm_pool *pool, const cnnelm_cluster *cluster, const cnnelm_
                 out->V[i] += j.V[(size_t)p * L * C + i];
             out->n_examples += (uint64_t)j.n[p];
         }
-        if (cnnelm_reduce_solve(out, err))
+        int bad = cnnelm_elm_solve_model(out, opts ? opts->lambda_candidates : NULL,
+                                         opts ? opts->n_lambda_candidates : 0, choice, err);
+        cnnelm_elm_symmetrize(out->U, out->arch.hidden);
+        if (bad)
             goto out;
+        if (out->flags & CNNELM_MODEL_LAMBDA_AUTO)
+            cnnelm_lambda_choice_note(prog, choice);
     }
     rc = 0;
 out:
@@ -518,8 +556,13 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
     cnnelm_subset *subs = NULL;
     int *ids = NULL;
     int rc = -1;
-    if (cnnelm_model_init(&init, arch, c->model.lambda, x->seed, c->model.init == CNNELM_INIT_ZERO_MEAN, err))
+    int lambda_auto = !(c->model.lambda > 0); /* "auto" */
+    if (cnnelm_model_init(&init, arch, lambda_auto ? 1.0 : c->model.lambda, x->seed,
+                          c->model.init == CNNELM_INIT_ZERO_MEAN, err))
         return -1;
+    if (lambda_auto)
+        init.flags |= CNNELM_MODEL_LAMBDA_AUTO; /* every partition, and the reduce, choose it */
+    cnnelm_fit_opts fo = cnnelm_fit_opts_from_config(c);
     /* the partition keys: labels, or each example's source for by-source */
     const uint8_t *keys = x->train.ds->labels;
     if (c->train.partitioning == CNNELM_PART_BY_SOURCE) {
@@ -589,7 +632,8 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
     if (k == 1)
         r = rank == 0 ? cnnelm_model_copy(&x->reduced, &x->parts[0].model, err) : 0;
     else if (c->train.reduce == CNNELM_REDUCE_REFIT)
-        r = cnnelm_refit(x->pool, x->cluster, models, k, subs, k, x->prog, &x->reduced, err);
+        r = cnnelm_refit(x->pool, x->cluster, models, k, subs, k, &fo, x->prog, &x->reduced,
+                         &x->reduced_lambda, err);
     else if (rank == 0)
         r = cnnelm_reduce_models(models, k, c->train.reduce, &x->reduced, err);
     x->reduce_seconds = cnnelm_now() - t0;

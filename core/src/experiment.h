@@ -42,6 +42,7 @@ typedef struct cnnelm_experiment {
     cnnelm_part_result *parts;  /* k */
     cnnelm_model reduced;       /* the combined model (k = 1: the partition's model) */
     cnnelm_metrics reduced_test;
+    cnnelm_lambda_choice reduced_lambda; /* refit with lambda = "auto": its choice (n = 0: none) */
     uint64_t *reduced_confusion;/* classes x classes */
     int has_single;
     cnnelm_part_result single;  /* a model trained on all the data (train.compare_single) */
@@ -58,10 +59,12 @@ void cnnelm_experiment_free(cnnelm_experiment *x);
 
 /* The refit reduce of trained models over partitions of the data: averaged kernels (from the
  * models, needed on rank 0 only), U and V of each partition computed by its owner rank and
- * summed in partition order on rank 0, beta solved once there. Used by the run and by
+ * summed in partition order on rank 0, beta solved once there (without fine-tuning the
+ * models' own U and V are summed instead: no pass over the data). Used by the run and by
  * `cnnelm average` (cluster NULL). */
 int cnnelm_refit(cnnelm_pool *pool, const cnnelm_cluster *cluster, const cnnelm_model *const *models,
-                 int k, const cnnelm_subset *parts, int n_parts, cnnelm_progress *prog,
-                 cnnelm_model *out, cnnelm_error *err);
+                 int k, const cnnelm_subset *parts, int n_parts, const cnnelm_fit_opts *opts,
+                 cnnelm_progress *prog, cnnelm_model *out, cnnelm_lambda_choice *choice,
+                 cnnelm_error *err);
 
 #endif

@@ -2,6 +2,8 @@
  * chunk by chunk (see network.h). */
 #include "network.h"
 
+#include "elm_solve.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,48 +308,37 @@ int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err)
     return run_op(net, &k, -1, err);
 }
 
-int cnnelm_net_read_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err)
+int cnnelm_net_add_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err)
 {
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
     READ(net->u, net->host_uv, L * L * sizeof(float));
     READ(net->v, net->host_uv + L * L, L * C * sizeof(float));
-    for (size_t i = 0; i < L * L; i++)
-        U[i] = net->host_uv[i];
+    /* U is symmetric: only the upper triangle is summed (the solve reads only that one) */
+    for (size_t i = 0; i < L; i++) {
+        const float *src = net->host_uv + i * L;
+        double *dst = U + i * L;
+        for (size_t j = i; j < L; j++)
+            dst[j] += src[j];
+    }
     for (size_t i = 0; i < L * C; i++)
-        V[i] = net->host_uv[L * L + i];
-    return 0;
+        V[i] += net->host_uv[L * L + i];
+    /* the device sums start again from zero, so float only ever holds one batch */
+    return cnnelm_net_reset_uv(net, err);
 }
 
-int cnnelm_net_write_uv(cnnelm_net *net, const double *U, const double *V, cnnelm_error *err)
+int cnnelm_net_solve(cnnelm_net *net, const double *U, const double *V, double lambda,
+                     float *beta_out, cnnelm_error *err)
 {
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    for (size_t i = 0; i < L * L; i++)
-        net->host_uv[i] = (float)U[i];
-    for (size_t i = 0; i < L * C; i++)
-        net->host_uv[L * L + i] = (float)V[i];
-    WRITE(net->u, net->host_uv, L * L * sizeof(float));
-    WRITE(net->v, net->host_uv + L * L, L * C * sizeof(float));
-    return 0;
-}
-
-int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_error *err)
-{
-    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    cnnelm_op_call k = { .op = CNNELM_OP_ELM_SOLVE, .l = (int)L, .c = (int)C, .lambda = lambda,
-                         .buf = { net->u, net->v, net->beta } };
-    char why[512] = "";
-    cnnelm_status st = watched_op_run(net, &k, -1, why, sizeof why);
-    if (st == CNNELM_ERR_NOT_POSITIVE_DEFINITE) {
-        cnnelm_fail(err, "%s: the ELM system I/lambda + U is not positive definite (lambda = %g): %s",
-                    net->where, lambda, why);
+    float *beta = beta_out ? beta_out : net->host_uv + L * L; /* host_uv: free between batches */
+    int rc = cnnelm_elm_solve_float(U, V, (int)L, (int)C, lambda, beta, err);
+    if (rc > 0) {
+        cnnelm_fail_prefix(err, "%s", net->where);
         return 1;
     }
-    if (st != CNNELM_OK) {
-        net->device_lost |= st == CNNELM_ERR_DEVICE;
-        return cnnelm_fail(err, "%s: elm_solve failed: %s: %s", net->where, cnnelm_status_name(st), why);
-    }
-    if (beta_out)
-        READ(net->beta, beta_out, L * C * sizeof(float));
+    if (rc < 0)
+        return -1;
+    WRITE(net->beta, beta, L * C * sizeof(float));
     return 0;
 }
 

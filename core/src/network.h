@@ -59,15 +59,17 @@ int cnnelm_net_set_beta(cnnelm_net *net, const float *beta, cnnelm_error *err);
 int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows, size_t first,
                        int n, cnnelm_error *err);
 
-/* U, V on the device: zero them, add the loaded chunk, read them (converted to double). */
+/* U, V on the device (float, one ELM batch at a time): zero them; add the loaded chunk; add
+ * them into the host's double sums U (upper triangle only: i <= j) and V, then zero them. */
 int cnnelm_net_reset_uv(cnnelm_net *net, cnnelm_error *err);
 int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err);
-int cnnelm_net_read_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err);
-int cnnelm_net_write_uv(cnnelm_net *net, const double *U, const double *V, cnnelm_error *err);
+int cnnelm_net_add_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err);
 
-/* beta = (I/lambda + U)^-1 V on the device; copied to beta_out (may be NULL). Returns 1 (err
- * set) when the system is not positive definite, -1 on any other failure. */
-int cnnelm_net_solve(cnnelm_net *net, double lambda, float *beta_out, cnnelm_error *err);
+/* beta = (I/lambda + U)^-1 V from the host's double sums (upper triangle of U read) by the
+ * core's solver (elm_solve.h), uploaded to the device and copied to beta_out (may be NULL).
+ * Returns 1 (err set) when the system is not positive definite, -1 on any other failure. */
+int cnnelm_net_solve(cnnelm_net *net, const double *U, const double *V, double lambda,
+                     float *beta_out, cnnelm_error *err);
 
 /* Y (n x classes) = H beta for the loaded chunk, read to the host. */
 int cnnelm_net_predict(cnnelm_net *net, float *Y, cnnelm_error *err);

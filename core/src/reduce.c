@@ -1,7 +1,8 @@
 /* cnnelm reduce: model averaging (mean, weighted) and the exact refit solve (see reduce.h). */
 #include "cnnelm/reduce.h"
 
-#include <math.h>
+#include "elm_solve.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,12 @@ int cnnelm_reduce_check(const cnnelm_model *const *models, int k, const char *co
             return cnnelm_fail(err, "%s and %s start from different initial weights (seed %llu vs "
                                "%llu): averaging them is meaningless", na, nb,
                                (unsigned long long)m0->seed, (unsigned long long)mi->seed);
-        if (m0->lambda != mi->lambda)
+        /* with lambda = "auto" each partition chose its own; the reduce chooses again */
+        int both_auto = (m0->flags & mi->flags & CNNELM_MODEL_LAMBDA_AUTO) != 0;
+        if ((m0->flags ^ mi->flags) & CNNELM_MODEL_LAMBDA_AUTO)
+            return cnnelm_fail(err, "%s and %s chose lambda by different rules (one \"auto\", one "
+                               "fixed)", na, nb);
+        if (!both_auto && m0->lambda != mi->lambda)
             return cnnelm_fail(err, "%s and %s have different lambda (%g vs %g)", na, nb, m0->lambda,
                                mi->lambda);
     }
@@ -68,6 +74,8 @@ int cnnelm_reduce_models(const cnnelm_model *const *models, int k, cnnelm_reduce
             acc[j] += weights[i] * models[i]->params[j];
     for (size_t j = 0; j < P; j++)
         out->params[j] = (float)acc[j];
+    if (cnnelm_reduce_same_kernels(models, k)) /* not fine-tuned: exactly the initial kernels */
+        memcpy(out->params, m0->params, P * sizeof *out->params);
     if (mode != CNNELM_REDUCE_REFIT) {
         memset(acc, 0, L * C * sizeof *acc);
         for (int i = 0; i < k; i++)
@@ -94,63 +102,16 @@ int cnnelm_reduce_models(const cnnelm_model *const *models, int k, cnnelm_reduce
 
 int cnnelm_reduce_solve(cnnelm_model *m, cnnelm_error *err)
 {
-    size_t L = (size_t)m->arch.hidden, C = (size_t)m->arch.classes;
-    double *A = malloc(L * L * sizeof *A), *B = malloc(L * C * sizeof *B);
-    if (!A || !B) {
-        free(A);
-        free(B);
-        return cnnelm_fail(err, "out of memory");
-    }
-    memcpy(A, m->U, L * L * sizeof *A);
-    memcpy(B, m->V, L * C * sizeof *B);
-    for (size_t i = 0; i < L; i++)
-        A[i * L + i] += 1.0 / m->lambda; /* I/lambda once, at the solve, never per partition */
-    /* Cholesky A = R R^T in place (lower triangle), then two triangular solves per column. */
-    int rc = 0;
-    for (size_t j = 0; j < L && rc == 0; j++) {
-        double d = A[j * L + j];
-        for (size_t p = 0; p < j; p++)
-            d -= A[j * L + p] * A[j * L + p];
-        if (!(d > 0) || !isfinite(d)) {
-            rc = cnnelm_fail(err, "the ELM system I/lambda + U is not positive definite (pivot %zu; "
-                             "lambda = %g)", j, m->lambda);
-            break;
-        }
-        d = sqrt(d);
-        A[j * L + j] = d;
-        for (size_t i = j + 1; i < L; i++) {
-            double s = A[i * L + j];
-            for (size_t p = 0; p < j; p++)
-                s -= A[i * L + p] * A[j * L + p];
-            A[i * L + j] = s / d;
-        }
-    }
-    if (rc == 0) {
-        for (size_t c = 0; c < C; c++) {
-            for (size_t i = 0; i < L; i++) { /* forward: R y = b */
-                double s = B[i * C + c];
-                for (size_t p = 0; p < i; p++)
-                    s -= A[i * L + p] * B[p * C + c];
-                B[i * C + c] = s / A[i * L + i];
-            }
-            for (size_t i = L; i-- > 0;) { /* backward: R^T x = y */
-                double s = B[i * C + c];
-                for (size_t p = i + 1; p < L; p++)
-                    s -= A[p * L + i] * B[p * C + c];
-                B[i * C + c] = s / A[i * L + i];
-            }
-        }
-        for (size_t j = 0; j < L * C; j++) {
-            if (!isfinite(B[j])) {
-                rc = cnnelm_fail(err, "the ELM solve gave a non-finite beta (lambda = %g)", m->lambda);
-                break;
-            }
-        }
-        if (rc == 0)
-            for (size_t j = 0; j < L * C; j++)
-                m->beta[j] = (float)B[j];
-    }
-    free(A);
-    free(B);
-    return rc;
+    /* the same solver as every training run: refit's beta and a single model's agree */
+    int rc = cnnelm_elm_solve_model(m, NULL, 0, NULL, err);
+    cnnelm_elm_symmetrize(m->U, m->arch.hidden);
+    return rc ? -1 : 0;
+}
+
+int cnnelm_reduce_same_kernels(const cnnelm_model *const *models, int k)
+{
+    for (int i = 1; i < k; i++)
+        if (memcmp(models[i]->params, models[0]->params, models[0]->arch.n_params * sizeof(float)))
+            return 0;
+    return 1;
 }

@@ -25,6 +25,7 @@
 #include "network.h"
 #include "progress.h"
 #include "experiment.h"
+#include "memory_plan.h"
 #include "partition.h"
 #include "plugin_log.h"
 #include "train.h"
@@ -463,6 +464,27 @@ static void json_row(cnnelm_json *js, const char *key, const row_stats *r)
     cnnelm_json_end(js, '}');
 }
 
+/* model.lambda = "auto": the choice and its GCV curve ("lambda_choice"; nothing when fixed). */
+static void json_lambda(cnnelm_json *js, const cnnelm_lambda_choice *ch)
+{
+    if (ch->n < 1)
+        return;
+    cnnelm_json_object(js, "lambda_choice");
+    cnnelm_json_string(js, "rule", "gcv");
+    cnnelm_json_number(js, "chosen", ch->lambda[ch->best]);
+    cnnelm_json_number(js, "seconds", ch->seconds);
+    cnnelm_json_array(js, "curve");
+    for (int i = 0; i < ch->n; i++) {
+        cnnelm_json_object(js, NULL);
+        cnnelm_json_number(js, "lambda", ch->lambda[i]);
+        cnnelm_json_number(js, "gcv", ch->gcv[i]);
+        cnnelm_json_number(js, "df", ch->df[i]);
+        cnnelm_json_end(js, '}');
+    }
+    cnnelm_json_end(js, ']');
+    cnnelm_json_end(js, '}');
+}
+
 static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm_pool *pool, int k)
 {
     cnnelm_json_object(js, NULL);
@@ -483,6 +505,7 @@ static void json_part(cnnelm_json *js, const cnnelm_part_result *r, const cnnelm
     if (k > 1 || r->log.n > 1 || r->log.diverged) /* a run that diverged at once has only iteration 0 */
         json_series(js, &r->log);
     json_partition_classes(js, r, pool->n > 0 ? pool->w[0].net.arch.classes : 0);
+    json_lambda(js, &r->log.lambda_choice);
     cnnelm_json_end(js, '}');
 }
 
@@ -590,11 +613,13 @@ static void json_run(job *j, cnnelm_json *js, const cnnelm_experiment *x, int tr
     if (x->test.n)
         json_metrics(js, "reduced", &x->reduced_test, NULL, 0);
     cnnelm_json_bool(js, "reduced_worse_than_every_partition", worse);
+    json_lambda(js, &x->reduced_lambda); /* refit's choice on the summed U, V */
     if (x->has_single) {
         cnnelm_json_object(js, "single");
         if (x->single.test.n)
             json_metrics(js, "test", &x->single.test, NULL, 0);
         json_series(js, &x->single.log);
+        json_lambda(js, &x->single.log.lambda_choice);
         cnnelm_json_end(js, '}');
     }
     cnnelm_json_end(js, '}');
@@ -971,6 +996,18 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         }
     }
     cnnelm_plugin_log_begin(o->verbose, c->cache_dir);
+    {
+        /* say what the run will hold, and refuse one that cannot fit, before any buffer */
+        cnnelm_memory_plan plan;
+        char line[512];
+        cnnelm_memory_plan_make(c, &arch, &plan);
+        if (cnnelm_memory_plan_check(&plan, (double)c->train.memory_limit * 1048576.0, line,
+                                     sizeof line, err)) {
+            cnnelm_fail_prefix(err, "%s", c->path);
+            goto out;
+        }
+        cnnelm_progress_note(&j.prog, "%s", line);
+    }
     if (cnnelm_pool_open(&j.pool, c, &arch, err))
         goto out;
     j.pool_open = 1;

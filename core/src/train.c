@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cnnelm/metrics.h"
+#include "elm_solve.h"
 
 /* J exploding: a batch's mean J this many times iteration 0's mean J counts as divergence. */
 #define DIVERGENCE_FACTOR 100.0
@@ -34,29 +35,81 @@ static int chunk_len(const cnnelm_net *net, size_t done, size_t total)
     return (int)(left < (size_t)net->chunk ? left : (size_t)net->chunk);
 }
 
+cnnelm_fit_opts cnnelm_fit_opts_from_config(const cnnelm_config *cfg)
+{
+    cnnelm_fit_opts o = { .batch = cfg->train.batch > 0 ? (size_t)cfg->train.batch : 0,
+                          .lambda_candidates = cfg->model.lambda_candidates.v,
+                          .n_lambda_candidates = cfg->model.lambda_candidates.n };
+    return o;
+}
+
+size_t cnnelm_fit_batch(const cnnelm_fit_opts *o)
+{
+    return o && o->batch > 0 ? o->batch : CNNELM_UV_BATCH;
+}
+
+void cnnelm_lambda_choice_note(cnnelm_progress *prog, const cnnelm_lambda_choice *ch)
+{
+    char curve[512];
+    size_t used = 0;
+    curve[0] = '\0';
+    for (int i = 0; i < ch->n && used < sizeof curve; i++)
+        used += (size_t)snprintf(curve + used, sizeof curve - used, "%s%g: %.6g", i ? ", " : "",
+                                 ch->lambda[i], ch->gcv[i]);
+    cnnelm_progress_note(prog, "lambda = \"auto\": GCV chose %g in %.2f s (GCV by lambda: %s)",
+                         ch->lambda[ch->best], ch->seconds, curve);
+}
+
+/* Adds the data's U and V into m->U (upper triangle), m->V: the device sums one ELM batch of
+ * chunks in float, then the sums move to double and the device starts again from zero. */
+static int sum_uv(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, size_t batch,
+                  cnnelm_progress *prog, cnnelm_error *err)
+{
+    size_t L = (size_t)m->arch.hidden, C = (size_t)m->arch.classes;
+    memset(m->U, 0, L * L * sizeof *m->U);
+    memset(m->V, 0, L * C * sizeof *m->V);
+    if (cnnelm_net_reset_uv(net, err))
+        return -1;
+    for (size_t b0 = 0; b0 < data->n; b0 += batch) {
+        size_t bn = data->n - b0 < batch ? data->n - b0 : batch;
+        for (size_t i = 0; i < bn;) {
+            int c = chunk_len(net, i, bn);
+            if (cnnelm_net_forward(net, data->ds, data->rows, b0 + i, c, err) ||
+                cnnelm_net_accumulate(net, err))
+                return -1;
+            i += (size_t)c;
+            cnnelm_progress_add(prog, (size_t)c);
+        }
+        if (cnnelm_net_add_uv(net, m->U, m->V, err))
+            return -1;
+    }
+    m->n_examples = data->n;
+    return 0;
+}
+
 int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                   const cnnelm_fit_opts *opts, cnnelm_lambda_choice *choice,
                    cnnelm_progress *prog, const char *stage, cnnelm_error *err)
 {
     if (data->n == 0)
         return cnnelm_fail(err, "no training examples");
-    if (cnnelm_net_set_params(net, m->params, err) || cnnelm_net_reset_uv(net, err))
+    if (cnnelm_net_set_params(net, m->params, err))
         return -1;
     cnnelm_progress_begin(prog, stage, data->n);
-    for (size_t i = 0; i < data->n;) {
-        int c = chunk_len(net, i, data->n);
-        if (cnnelm_net_forward(net, data->ds, data->rows, i, c, err) ||
-            cnnelm_net_accumulate(net, err))
-            return -1;
-        i += (size_t)c;
-        cnnelm_progress_add(prog, (size_t)c);
-    }
-    if (cnnelm_net_read_uv(net, m->U, m->V, err))
+    if (sum_uv(net, m, data, cnnelm_fit_batch(opts), prog, err))
         return -1;
-    int rc = cnnelm_net_solve(net, m->lambda, m->beta, err);
+    cnnelm_lambda_choice local;
+    cnnelm_lambda_choice *ch = choice ? choice : &local;
+    int rc = cnnelm_elm_solve_model(m, opts ? opts->lambda_candidates : NULL,
+                                    opts ? opts->n_lambda_candidates : 0, ch, err);
+    cnnelm_elm_symmetrize(m->U, m->arch.hidden); /* the model keeps the whole of U */
+    if (rc == 0)
+        rc = cnnelm_net_set_beta(net, m->beta, err);
     if (rc != 0)
         return rc;
-    m->n_examples = data->n;
     cnnelm_progress_end(prog, NULL);
+    if (m->flags & CNNELM_MODEL_LAMBDA_AUTO)
+        cnnelm_lambda_choice_note(prog, ch);
     return 0;
 }
 
@@ -163,6 +216,10 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
     size_t P = m->arch.n_params;
     double jsum = 0;
     size_t correct = 0;
+    /* m->U, m->V hold the epoch's running sums (the ELM fit after the epoch recomputes them) */
+    size_t L = (size_t)m->arch.hidden;
+    memset(m->U, 0, L * L * sizeof *m->U);
+    memset(m->V, 0, L * (size_t)C * sizeof *m->V);
     if (cnnelm_net_reset_uv(net, err))
         return -1;
     for (size_t b0 = 0; b0 < n; b0 += B) {
@@ -175,9 +232,11 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
                 return -1;
             i += (size_t)c;
         }
+        if (cnnelm_net_add_uv(net, m->U, m->V, err))
+            return -1;
         cnnelm_error solve_err;
-        if (cnnelm_net_solve(net, m->lambda, NULL, &solve_err) != 0) {
-            /* the backend's words (a LAPACK return code) mean nothing to a user: say what happened */
+        if (cnnelm_net_solve(net, m->U, m->V, m->lambda, NULL, &solve_err) != 0) {
+            /* the solver's words mean nothing to a user here: say what happened */
             snprintf(log->divergence, sizeof log->divergence,
                      "iteration %d: the ELM system could not be solved: the hidden activations grew "
                      "too large or non-finite with learning rate %g, so I/lambda + U is no longer a "
@@ -250,7 +309,9 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
     memset(log, 0, sizeof *log);
     int E = cfg->train.iterations;
     double t0 = cnnelm_now();
-    if (cnnelm_elm_fit(net, m, train, prog, "iteration 0: ELM fit", err))
+    cnnelm_fit_opts fo = cnnelm_fit_opts_from_config(cfg);
+    cnnelm_lambda_choice *ch = &log->lambda_choice;
+    if (cnnelm_elm_fit(net, m, train, &fo, ch, prog, "iteration 0: ELM fit", err))
         return -1;
     cnnelm_iter_stats s0 = { .iteration = 0, .J = j_from_sums(m), .test_accuracy = NAN };
     if (E > 0) {
@@ -307,10 +368,10 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
         /* The series reports the model as it would be saved after this iteration: beta, U and V
          * re-solved on the iteration's final kernels (one more forward pass). */
         snprintf(stage, sizeof stage, "iteration %d: ELM fit on the new kernels", it);
-        int fit = cnnelm_elm_fit(net, m, train, prog, stage, err);
+        int fit = cnnelm_elm_fit(net, m, train, &fo, ch, prog, stage, err);
         if (fit < 0)
             goto out;
-        if (fit > 0) { /* kernels so large that U lost its positive definiteness in float */
+        if (fit > 0) { /* kernels so large that H overflowed, or U lost its positive definiteness to rounding */
             snprintf(log->divergence, sizeof log->divergence,
                      "iteration %d: the ELM system of the new kernels is not positive definite "
                      "(the kernels grew too large with learning rate %g); try a smaller "
@@ -333,7 +394,7 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
     if (log->diverged) {
         /* back to the last good kernels, with their own beta, U and V */
         m->flags |= CNNELM_MODEL_DIVERGED;
-        rc = cnnelm_elm_fit(net, m, train, prog, "ELM fit on the last good kernels", err);
+        rc = cnnelm_elm_fit(net, m, train, &fo, ch, prog, "ELM fit on the last good kernels", err);
     }
 out:
     free(fs.grads);

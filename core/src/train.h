@@ -8,6 +8,7 @@
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
 #include "cnnelm/model.h"
+#include "elm_solve.h"
 #include "network.h"
 #include "progress.h"
 
@@ -26,6 +27,8 @@ typedef struct cnnelm_train_log {
     cnnelm_iter_stats *iters;
     int diverged;            /* fine-tuning stopped early; the model is the last good iteration */
     char divergence[512];
+    cnnelm_lambda_choice lambda_choice; /* model.lambda = "auto": the last ELM fit's choice and
+                                         * GCV curve (n = 0: lambda was given) */
 } cnnelm_train_log;
 
 void cnnelm_train_log_free(cnnelm_train_log *log);
@@ -37,10 +40,31 @@ typedef struct cnnelm_subset {
     size_t n;
 } cnnelm_subset;
 
-/* Sums U and V over the subset with the model's kernels, stores them in m (with n_examples) and
- * solves beta into m. Leaves the kernels and beta on the device. Returns 0, 1 when the system is
- * not positive definite (err set), -1 on other failures. */
+/* How an ELM fit sums and solves: the device sums `batch` examples in float before they are
+ * added into the double sums (0: CNNELM_UV_BATCH); lambda candidates for "auto" (n = 0: 1, 10,
+ * ..., 1e6). */
+typedef struct cnnelm_fit_opts {
+    size_t batch;
+    const double *lambda_candidates;
+    int n_lambda_candidates;
+} cnnelm_fit_opts;
+
+/* Float holds at most this many examples' products when train.batch is 0: precision does not
+ * depend on the partition size, and moving U to double costs one read of U per batch. */
+#define CNNELM_UV_BATCH 10000
+
+cnnelm_fit_opts cnnelm_fit_opts_from_config(const cnnelm_config *cfg);
+size_t cnnelm_fit_batch(const cnnelm_fit_opts *o);
+/* Logs a lambda choice and its GCV curve (one line). */
+void cnnelm_lambda_choice_note(cnnelm_progress *prog, const cnnelm_lambda_choice *ch);
+
+/* Sums U and V over the subset with the model's kernels (device float per batch, host double
+ * across batches), stores them in m (with n_examples; U whole and symmetric), chooses lambda
+ * when the model's rule is "auto" (into *choice, may be NULL) and solves beta into m. Leaves the
+ * kernels and beta on the device. Returns 0, 1 when the system is not positive definite (err
+ * set), -1 on other failures. */
 int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                   const cnnelm_fit_opts *opts, cnnelm_lambda_choice *choice,
                    cnnelm_progress *prog, const char *stage, cnnelm_error *err);
 
 /* Predicts the subset with the kernels and beta on the device; adds into confusion

@@ -49,6 +49,13 @@ typedef enum cnnelm_lr_schedule {
     CNNELM_LR_INVERSE = 1       /* alpha / iteration (the paper's) */
 } cnnelm_lr_schedule;
 
+/* A list of numbers from the config (e.g. model.lambda_candidates). */
+#define CNNELM_MAX_FLOAT_LIST 32
+typedef struct cnnelm_float_list {
+    int n;
+    double v[CNNELM_MAX_FLOAT_LIST];
+} cnnelm_float_list;
+
 typedef struct cnnelm_worker_config {
     char backend[64];       /* plugin name: "cpu" loads libcnnelm-cpu.so */
     int device;             /* device index within the backend */
@@ -85,7 +92,8 @@ typedef struct cnnelm_config {
         cnnelm_activation activation;    /* after each convolution */
         cnnelm_pooling pooling;
         cnnelm_activation elm_activation;/* applied to the flattened last layer: H */
-        double lambda;                   /* ridge: beta = (I/lambda + U)^-1 V */
+        double lambda;                   /* ridge: beta = (I/lambda + U)^-1 V; 0: "auto" (GCV) */
+        cnnelm_float_list lambda_candidates; /* for "auto"; n = 0: 1, 10, ..., 1e6 */
         cnnelm_init init;                /* initial kernels */
     } model;
     struct {
@@ -103,6 +111,7 @@ typedef struct cnnelm_config {
         int trials;                      /* repeat with seeds seed, seed+1, ...; report mean +- std */
         int folds;                       /* > 1: n-fold cross-validation on the training set */
         char checkpoint_dir[CNNELM_PATH_MAX]; /* "" = none; else each finished partition's model */
+        long memory_limit;               /* MiB the run may plan to use; 0 = MemAvailable */
     } train;
     int n_workers;
     cnnelm_worker_config workers[CNNELM_MAX_WORKERS];

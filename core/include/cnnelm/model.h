@@ -51,7 +51,9 @@ int cnnelm_arch_equal(const cnnelm_arch *a, const cnnelm_arch *b);
 
 /* Flags stored with a model. */
 enum {
-    CNNELM_MODEL_DIVERGED = 1u << 0  /* fine-tuning diverged; this is the last good iteration */
+    CNNELM_MODEL_DIVERGED = 1u << 0, /* fine-tuning diverged; this is the last good iteration */
+    CNNELM_MODEL_LAMBDA_AUTO = 1u << 1 /* lambda was chosen from the data (model.lambda = "auto"):
+                                        * every solve of this model's sums chooses it again */
 };
 
 typedef struct cnnelm_model {

@@ -26,8 +26,14 @@ int cnnelm_reduce_check(const cnnelm_model *const *models, int k, const char *co
 int cnnelm_reduce_models(const cnnelm_model *const *models, int k, cnnelm_reduce mode,
                          cnnelm_model *out, cnnelm_error *err);
 
-/* beta = (I/lambda + U)^-1 V from out->U and out->V, on the host in double (Cholesky). */
+/* beta = (I/lambda + U)^-1 V from m->U and m->V, on the host in double (Cholesky on the upper
+ * triangle of U; the same solver as training). A model whose lambda rule is "auto" chooses
+ * lambda first (GCV over 1, 10, ..., 1e6). U is left whole and symmetric. */
 int cnnelm_reduce_solve(cnnelm_model *m, cnnelm_error *err);
+
+/* 1 when every model has bit-for-bit the same kernels and biases (none was fine-tuned): then
+ * the sum of their U and V is exactly what one pass over all their data would give. */
+int cnnelm_reduce_same_kernels(const cnnelm_model *const *models, int k);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,59 @@
+/* cnnelm ELM solve: the one double-precision solver every path uses (training, fine-tuning,
+ * reduce, refit), and the choice of lambda from the data by generalised cross-validation. */
+#ifndef CNNELM_ELM_SOLVE_H
+#define CNNELM_ELM_SOLVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnnelm/error.h"
+#include "cnnelm/model.h"
+
+/* beta (L x C, row-major, double) = (I/lambda + U)^-1 V by Cholesky (LAPACK dpotrf/dpotrs).
+ * U is L x L row-major and only its upper triangle (i <= j) is read: the symmetric matrix is
+ * defined by that triangle, so a U whose two triangles differ by rounding cannot make the
+ * solve disagree between paths. Returns 0; 1 when the system is not positive definite or the
+ * result is not finite (err says which, in words); -1 on other failures (out of memory). */
+int cnnelm_elm_solve(const double *U, const double *V, int L, int C, double lambda, double *beta,
+                     cnnelm_error *err);
+
+/* The same, with beta rounded to float (what a model stores). */
+int cnnelm_elm_solve_float(const double *U, const double *V, int L, int C, double lambda,
+                           float *beta, cnnelm_error *err);
+
+/* Mirrors U's upper triangle into its lower one (U is summed on one triangle only). */
+void cnnelm_elm_symmetrize(double *U, int L);
+
+/* Lambda chosen by generalised cross-validation from one tridiagonal reduction of U:
+ * GCV(lambda) = N * RSS / (N - df)^2, with RSS = N - 2 tr(beta'V) + tr(beta'U beta) (one-hot
+ * targets: tr(T'T) = N) and df = sum d_i / (d_i + 1/lambda). */
+typedef struct cnnelm_lambda_choice {
+    int n;                      /* candidates */
+    double lambda[32];          /* the candidates, as given */
+    double gcv[32];             /* the criterion for each (smaller is better) */
+    double df[32];              /* effective degrees of freedom for each */
+    int best;                   /* index of the chosen candidate */
+    double seconds;             /* time of the eigendecomposition and the scan */
+} cnnelm_lambda_choice;
+
+#define CNNELM_LAMBDA_MAX_CANDIDATES 32
+
+/* Fills *out for the candidates (1..32 values > 0) from U (upper triangle read), V and the
+ * number of examples N summed into them; with beta non-NULL also beta (L x C, row-major) of the
+ * chosen lambda, from the same reduction of U (no Cholesky after the choice). Returns 0, 1 when
+ * that beta is not finite, or -1 (err set). */
+int cnnelm_elm_choose_lambda(const double *U, const double *V, int L, int C, uint64_t N,
+                             const double *candidates, int n_candidates,
+                             cnnelm_lambda_choice *out, double *beta, cnnelm_error *err);
+
+/* The model's beta from its U (upper triangle) and V: when its lambda rule is "auto"
+ * (CNNELM_MODEL_LAMBDA_AUTO) lambda is chosen by GCV from `candidates` and stored in
+ * m->lambda, the choice in *choice (may be NULL), and beta comes from the choice's reduction
+ * of U; otherwise by Cholesky. Returns as cnnelm_elm_solve. */
+int cnnelm_elm_solve_model(cnnelm_model *m, const double *candidates, int n_candidates,
+                           cnnelm_lambda_choice *choice, cnnelm_error *err);
+
+/* 1, 10, ..., 1e6: the candidates when the config names none. */
+extern const double cnnelm_lambda_default_candidates[7];
+
+#endif

@@ -1,0 +1,37 @@
+/* cnnelm memory plan: what a training run will hold (ELM sums in double, solve workspace,
+ * device buffers per worker, per-partition models), said before the run and checked against
+ * the memory available so that a wide model is refused in words instead of killed. */
+#ifndef CNNELM_MEMORY_PLAN_H
+#define CNNELM_MEMORY_PLAN_H
+
+#include <stddef.h>
+
+#include "cnnelm/config.h"
+#include "cnnelm/model.h"
+
+typedef struct cnnelm_memory_plan {
+    int workers, partitions;
+    double device_per_worker;  /* the network's device buffers (activations, U, V, ...) */
+    double host_per_worker;    /* host staging of one worker: chunk, U and V in float */
+    double solve_per_worker;   /* the solve: I/lambda + U in double (+ eigenvectors for "auto") */
+    double model;              /* one model: kernels, beta, U and V in double */
+    double models;             /* the models held at once: partitions, initial, reduced, single */
+    double refit;              /* refit's per-partition U, V blocks (fine-tuned kernels only) */
+    double host_total;         /* on the host, counting CPU workers' device buffers */
+    double device_total;       /* on other devices (not on the host) */
+} cnnelm_memory_plan;
+
+/* The plan of a `cnnelm train` run of cfg on arch. */
+void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *arch,
+                             cnnelm_memory_plan *p);
+
+/* Bytes of memory available: MemAvailable from /proc/meminfo; 0 when unknown. */
+double cnnelm_memory_available(void);
+
+/* Writes one line saying the plan (for the log) into line; returns 0, or -1 (err set, a
+ * message naming the largest parts) when host_total exceeds limit_bytes, or, with limit_bytes
+ * 0, the memory available. */
+int cnnelm_memory_plan_check(const cnnelm_memory_plan *p, double limit_bytes, char *line,
+                             size_t line_size, cnnelm_error *err);
+
+#endif
