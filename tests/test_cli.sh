@@ -205,6 +205,7 @@ expect 1 "nonexistent.model: cannot open model" -- "$CNNELM" info "$tmp/nonexist
 if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s 'data.class_names="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"' -o "$tmp/p.model"
   expect 0 "per class: .*name" -- "$CNNELM" eval -q -m "$tmp/p.model" -c "$cfg"
+  if grep -qE '^ +9 Ankle boot +:' "$tmp/out"; then ok; else bad "the confusion matrix rows lack the class names"; fi
   eval_acc=$(grep -oE 'test accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')
   expect 0 "10000 predictions written" -- "$CNNELM" predict -q -m "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p.csv"
   pred_acc=$(grep -oE '^accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')

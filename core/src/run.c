@@ -90,15 +90,24 @@ static void job_free(job *j)
     cnnelm_progress_destroy(&j->prog);
 }
 
-static void print_confusion(const uint64_t *confusion, int classes)
+/* Rows carry the class names when there are any (columns keep the numbers: names are too wide). */
+static void print_confusion(const uint64_t *confusion, int classes, char *const *names)
 {
+    int w = 0; /* width of the name column, at most 16 */
+    for (int r = 0; names && r < classes; r++) {
+        int n = names[r] ? (int)strlen(names[r]) : 0;
+        w = n > w ? (n > 16 ? 16 : n) : w;
+    }
     printf("confusion matrix (rows: true class, columns: predicted class):\n");
-    printf("      ");
+    printf("      %*s", w ? w + 1 : 0, "");
     for (int c = 0; c < classes; c++)
         printf(" %6d", c);
     printf("\n");
     for (int r = 0; r < classes; r++) {
-        printf("  %3d:", r);
+        if (w)
+            printf("  %3d %-*.*s:", r, w, w, names[r] ? names[r] : "");
+        else
+            printf("  %3d:", r);
         for (int c = 0; c < classes; c++)
             printf(" %6llu", (unsigned long long)confusion[(size_t)r * classes + c]);
         printf("\n");
@@ -1053,7 +1062,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
                    s.runs > 1 ? (s.k > 1 ? "first run's reduced model" : "first run's model")
                               : (s.k > 1 ? "reduced model" : "model"), 100 * j.test_metrics.accuracy,
                    (unsigned long long)j.test_metrics.n, j.test_metrics.kappa, j.test_metrics.kappa_se);
-            print_confusion(j.confusion, arch.classes);
+            print_confusion(j.confusion, arch.classes, j.train.class_names);
             print_class_metrics(j.confusion, arch.classes, j.train.class_names);
         }
     } else {
@@ -1254,8 +1263,9 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
     printf("test accuracy %.2f%% (%llu examples), kappa %.4f (standard error %.4f)\n",
            100 * j.test_metrics.accuracy, (unsigned long long)j.test_metrics.n, j.test_metrics.kappa,
            j.test_metrics.kappa_se);
-    print_confusion(j.confusion, C);
-    print_class_metrics(j.confusion, C, j.model.class_names ? j.model.class_names : j.test.class_names);
+    char *const *names = j.model.class_names ? j.model.class_names : j.test.class_names;
+    print_confusion(j.confusion, C, names);
+    print_class_metrics(j.confusion, C, names);
     if (o->report_path) {
         cnnelm_atomic_file af;
         if (cnnelm_atomic_open(&af, o->report_path, err))
