@@ -16,19 +16,21 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 CNNELM=$BUILD/bin/cnnelm
 data=(-s "data.train_images=\"$FASHION/train-images-idx3-ubyte.gz\"" -s "data.train_labels=\"$FASHION/train-labels-idx1-ubyte.gz\""
       -s "data.test_images=\"$FASHION/t10k-images-idx3-ubyte.gz\"" -s "data.test_labels=\"$FASHION/t10k-labels-idx1-ubyte.gz\"")
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 rate() { tr '\r' '\n' | grep -v ETA | grep -m1 "$1" | grep -oE '\(([0-9]+) images/s' | grep -oE '[0-9]+'; }
 
 bench_threads=$THREADS
 [ "$bench_threads" = 0 ] && bench_threads=$(nproc)
 chain=$("$BUILD/bin/cnnelm-bench-backend" --backend "$BACKEND" --mode forward --no-peer --threads "$bench_threads" --repeats 9 |
         grep -m1 "^forward" | grep -oE '= [0-9]+ images/s' | grep -oE '[0-9]+')
-fit=$("$CNNELM" train -c "$SRC/conf/default.cfg" "${data[@]}" -s "workers=({backend=\"$BACKEND\";threads=$THREADS;})" \
-      -o /dev/null 2>&1 >/dev/null | rate "ELM fit:")
+fit=$("$CNNELM" train -c "$SRC/conf/paper-fashion.cfg" "${data[@]}" -s "workers=({backend=\"$BACKEND\";threads=$THREADS;})" \
+      -o "$out/fit.model" 2>&1 >/dev/null | rate "ELM fit:")
 echo "ELM fit ($BACKEND, $bench_threads threads): backend benchmark forward+U/V $chain images/s," \
      "cnnelm train $fit images/s: $(awk -v a="$fit" -v b="$chain" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the benchmark"
 
 ft=(-c "$SRC/conf/finetune.cfg" "${data[@]}" -s data.train_limit=10000 -s data.test_limit=1000 -s train.iterations=1
-    -s "plugin_path=\"$BUILD/tests/stubs\"" -o /dev/null)
+    -s "plugin_path=\"$BUILD/tests/stubs\"" -o "$out/ft.model")
 cpu=$("$CNNELM" train "${ft[@]}" -s 'workers=({backend="cpu";threads=1;})' 2>&1 >/dev/null | rate "fine-tune")
 conv=$("$CNNELM" train "${ft[@]}" -s 'workers=({backend="convonly";threads=1;})' 2>&1 >/dev/null | rate "fine-tune")
 echo "fine-tuning step (conf/finetune.cfg, 10000 images, chunk 100, 1 thread): cpu $cpu images/s, convonly" \

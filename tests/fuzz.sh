@@ -17,7 +17,8 @@ cc=""
 for c in "${CNNELM_FUZZ_CC:-}" clang-14 clang; do
   if [ -n "$c" ] && command -v "$c" >/dev/null &&
      echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; return 0; }' |
-       "$c" -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null; then
+       "$c" -x c -fsanitize=fuzzer -o "${TMPDIR:-/tmp}/cnnelm-fuzz-probe.$$" - 2>/dev/null; then
+    rm -f "${TMPDIR:-/tmp}/cnnelm-fuzz-probe.$$"
     cc=$c
     break
   fi
