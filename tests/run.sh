@@ -20,3 +20,10 @@ echo "== libFuzzer harnesses (IDX reader, model decoder, config loader) under AS
 if [ "${CNNELM_FUZZ_SECONDS:-60}" != 0 ]; then
   tests/fuzz.sh "${CNNELM_FUZZ_SECONDS:-60}"
 fi
+
+# Nothing the suite ran may have replaced a special file (as root, a careless `-o /dev/null`
+# once turned /dev/null into a regular file on a developer machine).
+if [ ! -c /dev/null ]; then
+  echo "FAIL: /dev/null is no longer a character device after the tests"
+  exit 1
+fi
