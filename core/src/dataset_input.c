@@ -13,30 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-char **cnnelm_class_names_copy(char *const *names, int n)
-{
-    if (!names || n <= 0)
-        return NULL;
-    char **out = calloc((size_t)n, sizeof *out);
-    if (!out)
-        return NULL;
-    for (int i = 0; i < n; i++)
-        if (!(out[i] = strdup(names[i] ? names[i] : ""))) {
-            cnnelm_class_names_free(out, n);
-            return NULL;
-        }
-    return out;
-}
-
-void cnnelm_class_names_free(char **names, int n)
-{
-    if (!names)
-        return;
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
 int cnnelm_csv_shape(const char *path, size_t pixels, int *c, int *h, int *w, cnnelm_error *err)
 {
     for (int ch = 1; ch <= 3; ch += 2) {
