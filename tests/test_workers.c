@@ -61,8 +61,9 @@ static int device_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err
     for (int i = 0; i < r->calls && rc == 0; i++)
         rc = cnnelm_net_set_params(&w->net, r->params, err);
     if (rc == 0 && r->fail_task == task)
-        rc = cnnelm_fail(err, "task %d broke", task + 1);
-    nanosleep(&(struct timespec){ 0, 20 * 1000000L }, NULL);
+        rc = cnnelm_fail(err, "task %d broke", task + 1); /* at once: the others are still busy */
+    else
+        nanosleep(&(struct timespec){ 0, 20 * 1000000L }, NULL);
     pthread_mutex_lock(&r->lock);
     if (rc == 0) {
         r->done[task]++;
