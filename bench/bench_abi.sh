@@ -8,7 +8,7 @@
 #     meant to show what the fallback costs, not what a second core buys.
 # usage: bench/bench_abi.sh [BUILD_DIR] [FASHION_DIR] [BACKEND] [THREADS]
 set -eu
-BUILD=${1:-build}
+BUILD=$(cd "${1:-build}" && pwd)  # absolute: a relative plugin_path is relative to the config file
 FASHION=${2:-/usr/share/datasets/fashion-mnist}
 BACKEND=${3:-cpu}
 THREADS=${4:-0}
@@ -18,7 +18,7 @@ data=(-s "data.train_images=\"$FASHION/train-images-idx3-ubyte.gz\"" -s "data.tr
       -s "data.test_images=\"$FASHION/t10k-images-idx3-ubyte.gz\"" -s "data.test_labels=\"$FASHION/t10k-labels-idx1-ubyte.gz\"")
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-rate() { tr '\r' '\n' | grep -v ETA | grep -m1 "$1" | grep -oE '\(([0-9]+) images/s' | grep -oE '[0-9]+'; }
+rate() { tr '\r' '\n' | grep -E "$1.* images in [0-9.]+ s \([0-9]+ images/s\)" | head -1 | grep -oE '\(([0-9]+) images/s' | grep -oE '[0-9]+'; }
 
 bench_threads=$THREADS
 [ "$bench_threads" = 0 ] && bench_threads=$(nproc)
