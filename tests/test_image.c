@@ -54,7 +54,8 @@ static char *read_text(const char *path)
     return buf;
 }
 
-static void write_jpeg(const char *path, const uint8_t *gray, int h, int w, int quality)
+/* channels 1 (gray) or 3 (RGB, interleaved) */
+static void write_jpeg_c(const char *path, const uint8_t *px, int h, int w, int channels, int quality)
 {
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
@@ -65,18 +66,28 @@ static void write_jpeg(const char *path, const uint8_t *gray, int h, int w, int 
     jpeg_stdio_dest(&c, f);
     c.image_width = (JDIMENSION)w;
     c.image_height = (JDIMENSION)h;
-    c.input_components = 1;
-    c.in_color_space = JCS_GRAYSCALE;
+    c.input_components = channels;
+    c.in_color_space = channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
     jpeg_set_defaults(&c);
     jpeg_set_quality(&c, quality, TRUE);
     jpeg_start_compress(&c, TRUE);
     for (int y = 0; y < h; y++) {
-        JSAMPROW row = (JSAMPROW)(gray + (size_t)y * w);
+        JSAMPROW row = (JSAMPROW)(px + (size_t)y * w * channels);
         jpeg_write_scanlines(&c, &row, 1);
     }
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
     fclose(f);
+}
+
+static void write_jpeg(const char *path, const uint8_t *gray, int h, int w, int quality)
+{
+    write_jpeg_c(path, gray, h, w, 1, quality);
+}
+
+static void write_rgb_jpeg(const char *path, const uint8_t *rgb, int h, int w, int quality)
+{
+    write_jpeg_c(path, rgb, h, w, 3, quality);
 }
 
 /* Runs fn with stderr going to a file; returns what it wrote (free it). */
@@ -452,31 +463,6 @@ START_TEST(unsupported_formats)
     ck_assert_msg(strstr(err.msg, "looks like n x h x w x c") && strstr(err.msg, "n x c x h x w"), "%s", err.msg);
 }
 END_TEST
-
-static void write_rgb_jpeg(const char *path, const uint8_t *rgb, int h, int w, int quality)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    struct jpeg_compress_struct c;
-    struct jpeg_error_mgr e;
-    c.err = jpeg_std_error(&e);
-    jpeg_create_compress(&c);
-    jpeg_stdio_dest(&c, f);
-    c.image_width = (JDIMENSION)w;
-    c.image_height = (JDIMENSION)h;
-    c.input_components = 3;
-    c.in_color_space = JCS_RGB;
-    jpeg_set_defaults(&c);
-    jpeg_set_quality(&c, quality, TRUE);
-    jpeg_start_compress(&c, TRUE);
-    for (int y = 0; y < h; y++) {
-        JSAMPROW row = (JSAMPROW)(rgb + (size_t)y * w * 3);
-        jpeg_write_scanlines(&c, &row, 1);
-    }
-    jpeg_finish_compress(&c);
-    jpeg_destroy_compress(&c);
-    fclose(f);
-}
 
 /* Decoding and conversion on their own: RGB PNG exact, RGB JPEG close, luma and replication
  * against the formula on random pixels, bilinear resize against values worked by hand. */
