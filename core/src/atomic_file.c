@@ -65,7 +65,13 @@ static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
 void cnnelm_interrupt_catch(void)
 {
     pthread_once(&handlers_once, install_handlers);
+    interrupted = 0;
     catching = 1;
+}
+
+void cnnelm_interrupt_release(void)
+{
+    catching = 0;
 }
 
 int cnnelm_interrupted(void)

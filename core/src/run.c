@@ -1240,6 +1240,7 @@ out:
     free(s.part);
     free(s.run);
     job_free(&j);
+    cnnelm_interrupt_release(); /* a program that goes on after the call gets signals back */
     return rc;
 }
 
