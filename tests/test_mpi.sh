@@ -52,5 +52,41 @@ if [ -f "$STUBS/libcnnelm-buggyhang.so" ]; then
   took=$(( $(date +%s) - start ))
   if [ $code != 0 ] && [ $code != 124 ] && [ $took -lt 60 ] && grep -q "cnnelm: error: rank 1: .*pool_forward .*did not return within 4 s" "$tmp/out" && [ ! -e "$tmp/hang.model" ]; then ok; else bad "hung rank: exit $code after $took s: $(head -3 "$tmp/out")"; fi
 fi
+# rank 0 stopped (SIGSTOP) once it has dealt the partitions: rank 1's send of its model (and
+# the broadcast after it) waits at most CNNELM_MPI_TIMEOUT, then the job ends with a message
+rm -f "$tmp/out"
+loud=("${run[@]:0:1}" "${run[@]:2}") # without -q: rank 0's map line
+timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_MPI_TIMEOUT=5 "$CNNELM" "${loud[@]}" -s train.partitions=2 \
+  -s train.iterations=2 -s train.learning_rate=0.001 -s 'train.reduce="refit"' -o "$tmp/stop.model" >"$tmp/out" 2>&1 &
+mpid=$!
+for _ in $(seq 1200); do grep -qE "^[0-9:]+ (\[[^]]*\] )?map: " "$tmp/out" 2>/dev/null && break; sleep 0.05; done
+rank0=""
+for p in $(pgrep -P "$mpid") $(for c in $(pgrep -P "$mpid"); do pgrep -P "$c"; done); do
+  tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=0" && rank0=$p
+done
+if [ -n "$rank0" ]; then
+  kill -STOP "$rank0"
+  start=$(date +%s)
+  # a stopped process cannot act on the launcher's SIGTERM: continued once rank 1 has spoken
+  for _ in $(seq 1200); do
+    grep -q "cnnelm: error: rank 1: " "$tmp/out" 2>/dev/null && break
+    kill -0 "$mpid" 2>/dev/null || break
+    sleep 0.05
+  done
+  took=$(( $(date +%s) - start ))
+  kill -CONT "$rank0" 2>/dev/null
+  wait "$mpid"
+  code=$?
+  kill -KILL "$rank0" 2>/dev/null
+  if [ $code != 0 ] && [ $code != 124 ] && [ $took -lt 30 ] && [ ! -e "$tmp/stop.model" ] &&
+     grep -qE "cnnelm: error: rank 1: .*(rank 0 took nothing of partition 2's model for 5 s|broadcast of the reduced model from rank 0 did not complete in 5 s)" "$tmp/out"; then
+    ok
+  else
+    bad "stopped rank 0: exit $code after $took s: $(grep -m3 -E 'error|rank 1' "$tmp/out")"
+  fi
+else
+  wait "$mpid"
+  echo "SKIP: rank 0 of the MPI job not found (it finished first?): $(tail -2 "$tmp/out")"
+fi
 echo "mpi: $passed passed, $failed failed"
 [ "$failed" = 0 ]

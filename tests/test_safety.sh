@@ -263,5 +263,73 @@ else
   skip "no mpirun: the stopped-rank case"
 fi
 
+# ---- 8: SIGINT/SIGTERM during training: the last complete iteration is kept, and said ----
+# (a script's background job ignores SIGINT: python restores the default, then runs cnnelm)
+dfl=(python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])')
+# wait_for FILE PATTERN: up to 60 s for a line matching PATTERN in FILE
+wait_for() {
+  for _ in $(seq 1200); do grep -qE -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+"${dfl[@]}" timeout 120 "$CNNELM" train -c "$cfg" "${D[@]}" -s "$one" -s train.iterations=1000 -s train.batch=50 \
+  -s train.learning_rate=0.001 -o "$tmp/int.model" --report "$tmp/int.json" >"$tmp/int.out" 2>&1 &
+ipid=$!
+wait_for "$tmp/int.out" "iteration 2/1000" && kill -INT "$ipid"
+wait "$ipid"
+rc=$?
+if [ "$rc" = 130 ] &&
+   grep -qE "^cnnelm: error: interrupted at iteration [0-9]+ of 1000 \(SIGINT\): the model of iteration [0-9]+ was saved to $tmp/int.model" "$tmp/int.out"; then
+  ok
+else
+  bad "SIGINT during fine-tuning: exit $rc: $(grep -m2 -E 'error|interrupt' "$tmp/int.out")"
+fi
+its=$("$CNNELM" info "$tmp/int.model" 2>&1 | sed -n 's/^iterations *\([0-9][0-9]*\) .*/\1/p')
+if [ -n "$its" ] && [ "$its" -ge 1 ]; then ok; else bad "the model kept on SIGINT: iterations '$its': $("$CNNELM" info "$tmp/int.model" 2>&1 | head -2)"; fi
+if [ ! -e "$tmp/int.json" ]; then ok; else bad "an interrupted run wrote its report"; fi
+left=$(find "$tmp" -name '.*.tmp*')
+if [ -z "$left" ]; then ok; else bad "temporary files left after SIGINT: $left"; fi
+
+# several partitions: the finished ones stay checkpointed, --resume continues
+mkdir -p "$tmp/icks"
+part=(train -c "$cfg" "${D[@]}" -s "$one" -s train.partitions=4 -s train.iterations=100 -s train.batch=50
+      -s train.learning_rate=0.001 -s "train.checkpoint_dir=\"$tmp/icks\"" -o "$tmp/ip.model")
+"${dfl[@]}" timeout 120 "$CNNELM" "${part[@]}" >"$tmp/ip.out" 2>&1 &
+ipid=$!
+wait_for "$tmp/ip.out" "partition 1/4 .*trained in" && kill -INT "$ipid"
+wait "$ipid"
+rc=$?
+if [ "$rc" = 130 ] && [ ! -e "$tmp/ip.model" ] &&
+   grep -qE "interrupted by SIGINT: partitions? [0-9, ]+ of 4 (was|were) finished and checkpointed in $tmp/icks; the same command with --resume continues with the others; nothing was saved to $tmp/ip.model" "$tmp/ip.out"; then
+  ok
+else
+  bad "SIGINT with 4 partitions: exit $rc: $(grep -m2 -E 'error|interrupt' "$tmp/ip.out")"
+fi
+expect 0 "partition 1/4 .*resumed from its checkpoint" -- "$CNNELM" "${part[@]}" --resume
+
+# without fine-tuning (one pass) SIGTERM ends it between chunks, and nothing is written
+python3 - "$tmp/big" <<'PY'
+import os, struct, sys
+n = 40000
+os.makedirs(sys.argv[1], exist_ok=True)
+with open(os.path.join(sys.argv[1], "img"), "wb") as f:
+    f.write(struct.pack(">IIII", 0x803, n, 28, 28) + os.urandom(n * 784))
+with open(os.path.join(sys.argv[1], "lab"), "wb") as f:
+    f.write(struct.pack(">II", 0x801, n) + bytes(i % 4 for i in range(n)))
+PY
+# shellcheck disable=SC2046
+timeout 120 "$CNNELM" train -c "$cfg" $(data "$tmp/big") -s "$one" -o "$tmp/big.model" --report "$tmp/big.json" \
+  >"$tmp/big.out" 2>&1 &
+ipid=$!
+wait_for "$tmp/big.out" "^[0-9:]+ model " && kill -TERM "$ipid"
+wait "$ipid"
+rc=$?
+if [ "$rc" = 143 ] && [ ! -e "$tmp/big.model" ] && [ ! -e "$tmp/big.json" ] &&
+   grep -q "^cnnelm: error: interrupted by SIGTERM in iteration 0 (the ELM fit): nothing was saved to $tmp/big.model" "$tmp/big.out"; then
+  ok
+else
+  bad "SIGTERM without fine-tuning: exit $rc: $(grep -m2 -E 'error|interrupt' "$tmp/big.out")"
+fi
+rm -rf "$tmp/big"
+
 echo "safety: $passed passed, $failed failed"
 [ "$failed" = 0 ]

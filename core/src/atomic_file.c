@@ -23,8 +23,20 @@ static char live_path[LIVE_MAX][4200];
 static int live_used[LIVE_MAX];
 static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
+/* cnnelm_interrupt_catch(): the first signal only sets `interrupted` (the run stops between
+ * chunks and saves what it can); a second one, or any without catching, cleans up and dies. */
+static volatile sig_atomic_t catching, interrupted;
+
 static void remove_live_and_die(int sig)
 {
+    if (catching && !interrupted) {
+        interrupted = sig;
+        static const char msg[] = "\ncnnelm: interrupted: stopping after the current step "
+                                  "(signal again to quit at once, saving nothing)\n";
+        ssize_t n = write(2, msg, sizeof msg - 1);
+        (void)n;
+        return;
+    }
     for (int i = 0; i < LIVE_MAX; i++)
         if (__atomic_load_n(&live_used[i], __ATOMIC_ACQUIRE))
             unlink(live_path[i]);
@@ -41,16 +53,35 @@ static void install_handlers(void)
             struct sigaction sa;
             memset(&sa, 0, sizeof sa);
             sa.sa_handler = remove_live_and_die;
+            sa.sa_flags = SA_RESTART; /* a caught first signal must not fail a read with EINTR */
             sigemptyset(&sa.sa_mask);
             sigaction(cleanup_signals[i], &sa, NULL);
         }
     }
 }
 
+static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
+
+void cnnelm_interrupt_catch(void)
+{
+    pthread_once(&handlers_once, install_handlers);
+    interrupted = 0;
+    catching = 1;
+}
+
+void cnnelm_interrupt_release(void)
+{
+    catching = 0;
+}
+
+int cnnelm_interrupted(void)
+{
+    return interrupted;
+}
+
 static int live_add(const char *tmp)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, install_handlers);
+    pthread_once(&handlers_once, install_handlers);
     for (int i = 0; i < LIVE_MAX; i++) {
         int expect = 0;
         /* 2 = claimed, being filled: the handler skips it until the path is complete */

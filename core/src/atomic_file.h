@@ -29,6 +29,15 @@ int cnnelm_output_not_input(const char *path, const char *const *inputs, int n, 
  * stderr) first. Until commit or abort, SIGINT, SIGTERM and SIGHUP remove it before the process
  * ends (when the program has no handler of its own for them). */
 int cnnelm_atomic_open(cnnelm_atomic_file *af, const char *path, cnnelm_error *err);
+/* Interrupts: after this call (which clears the flag) the first SIGINT, SIGTERM or SIGHUP (where the program has no
+ * handler of its own) only sets a flag, which training checks between chunks and iterations
+ * (it stops, and the run saves what is complete and says so); a second one removes the
+ * temporary files and ends the process as the signal would. */
+void cnnelm_interrupt_catch(void);
+/* Back to the default: a signal cleans up and ends the process (the flag stays readable). */
+void cnnelm_interrupt_release(void);
+/* The signal that interrupted the run, or 0. */
+int cnnelm_interrupted(void);
 /* Flushes, fsyncs and renames over the target; on any failure removes the temporary file. */
 int cnnelm_atomic_commit(cnnelm_atomic_file *af, cnnelm_error *err);
 /* Abandons the temporary file (the target is untouched). */

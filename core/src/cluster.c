@@ -66,30 +66,18 @@ void cnnelm_cluster_abort(const cnnelm_cluster *c, const char *message)
     if (c && c->mpi)
         MPI_Abort(MPI_COMM_WORLD, 1);
 #endif
-    exit(1);
+    /* one process: the caller ends it (library code never exits) */
 }
 
 #ifdef CNNELM_HAVE_MPI
-/* Large messages go in pieces: MPI counts are int. */
+/* Large messages go in pieces: MPI counts are int. send_bytes returns 0, -1 on an MPI error, 1
+ * when the receiver took none of it within the deadline. */
 #define PIECE (1 << 30)
 /* Tags stay under the 32767 every MPI allows; order per (source, tag) keeps them apart. */
 #define TAG(p) ((p) % 30000)
-static int send_bytes(const unsigned char *p, size_t n, int to, int tag)
-{
-    unsigned long long len = n;
-    if (MPI_Send(&len, 1, MPI_UNSIGNED_LONG_LONG, to, tag, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return -1;
-    for (size_t off = 0; off < n; off += PIECE) {
-        int part = (int)(n - off < PIECE ? n - off : PIECE);
-        if (MPI_Send(p + off, part, MPI_BYTE, to, tag, MPI_COMM_WORLD) != MPI_SUCCESS)
-            return -1;
-    }
-    return 0;
-}
-
-/* How long rank 0 waits for another rank's result before it calls the job hung (a stopped or
- * wedged process would otherwise hold every rank forever): CNNELM_MPI_TIMEOUT seconds, default
- * 3600; 0 waits forever. */
+/* How long a rank waits for another (rank 0 for a result, the others for rank 0 to take theirs
+ * or to broadcast) before it calls the job hung (a stopped or wedged process would otherwise
+ * hold every rank forever): CNNELM_MPI_TIMEOUT seconds, default 3600; 0 waits forever. */
 static double wait_limit(void)
 {
     const char *v = getenv("CNNELM_MPI_TIMEOUT");
@@ -98,13 +86,11 @@ static double wait_limit(void)
     return v && *v && (*end || t < 0) ? 3600 : t;
 }
 
-/* MPI_Recv with a deadline: polls a non-blocking receive. Returns 0, -1 on an MPI error, 1
- * when the deadline passed (the request is cancelled). */
-static int recv_bounded(void *buf, int count, MPI_Datatype type, int from, int tag)
+/* Waits for a non-blocking request with the deadline above: polls MPI_Test. Returns 0, -1 on
+ * an MPI error, 1 when the deadline passed (a point-to-point request is cancelled; a collective
+ * cannot be, and the caller ends the job). */
+static int wait_bounded(MPI_Request req, int cancellable)
 {
-    MPI_Request req;
-    if (MPI_Irecv(buf, count, type, from, tag, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
-        return -1;
     double limit = wait_limit(), start = MPI_Wtime();
     for (;;) {
         int done = 0;
@@ -113,13 +99,57 @@ static int recv_bounded(void *buf, int count, MPI_Datatype type, int from, int t
         if (done)
             return 0;
         if (limit > 0 && MPI_Wtime() - start > limit) {
-            MPI_Cancel(&req);
-            MPI_Request_free(&req);
+            if (cancellable) {
+                MPI_Cancel(&req);
+                MPI_Request_free(&req);
+            }
             return 1;
         }
         struct timespec pause = { 0, 5 * 1000 * 1000 };
         nanosleep(&pause, NULL);
     }
+}
+
+/* MPI_Recv with a deadline. */
+static int recv_bounded(void *buf, int count, MPI_Datatype type, int from, int tag)
+{
+    MPI_Request req;
+    if (MPI_Irecv(buf, count, type, from, tag, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+        return -1;
+    return wait_bounded(req, 1);
+}
+
+/* MPI_Send with a deadline (a large message waits for its receiver: a stopped rank 0 would hold
+ * the sender forever). */
+static int send_bounded(const void *buf, int count, MPI_Datatype type, int to, int tag)
+{
+    MPI_Request req;
+    if (MPI_Isend(buf, count, type, to, tag, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+        return -1;
+    return wait_bounded(req, 1);
+}
+
+/* MPI_Bcast from rank 0 with a deadline. */
+static int bcast_bounded(void *buf, int count, MPI_Datatype type)
+{
+    MPI_Request req;
+    if (MPI_Ibcast(buf, count, type, 0, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+        return -1;
+    return wait_bounded(req, 0);
+}
+
+static int send_bytes(const unsigned char *p, size_t n, int to, int tag)
+{
+    unsigned long long len = n;
+    int w = send_bounded(&len, 1, MPI_UNSIGNED_LONG_LONG, to, tag);
+    if (w != 0)
+        return w;
+    for (size_t off = 0; off < n; off += PIECE) {
+        int part = (int)(n - off < PIECE ? n - off : PIECE);
+        if ((w = send_bounded(p + off, part, MPI_BYTE, to, tag)) != 0)
+            return w;
+    }
+    return 0;
 }
 
 static unsigned char *recv_bytes(size_t *n, int from, int tag, int *timed_out)
@@ -165,6 +195,10 @@ int cnnelm_cluster_gather_models(const cnnelm_cluster *c, cnnelm_model *models, 
                 return -1;
             int rc = send_bytes(buf, len, 0, TAG(p));
             free(buf);
+            if (rc == 1)
+                return cnnelm_fail(err, "MPI: rank 0 took nothing of partition %d's model for %.0f s: it is "
+                                   "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
+                                   "the wait, in seconds)", p + 1, wait_limit());
             if (rc)
                 return cnnelm_fail(err, "MPI: sending partition %d's model to rank 0 failed", p + 1);
         } else if (c->rank == 0) {
@@ -207,12 +241,21 @@ int cnnelm_cluster_bcast_model(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_
             return -1;
         len = n;
     }
-    MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
-    if (c->rank != 0 && !(buf = malloc(len ? len : 1)))
+    /* bounded like the receives: a stopped rank leaves every other one here otherwise */
+    int w = bcast_bounded(&len, 1, MPI_UNSIGNED_LONG_LONG);
+    if (w == 0 && c->rank != 0 && !(buf = malloc(len ? len : 1)))
         return cnnelm_fail(err, "out of memory");
-    for (size_t off = 0; off < len; off += PIECE) {
+    for (size_t off = 0; w == 0 && off < len; off += PIECE) {
         int part = (int)(len - off < PIECE ? len - off : PIECE);
-        MPI_Bcast(buf + off, part, MPI_BYTE, 0, MPI_COMM_WORLD);
+        w = bcast_bounded(buf + off, part, MPI_BYTE);
+    }
+    if (w != 0) {
+        free(buf);
+        if (w == 1)
+            return cnnelm_fail(err, "MPI: the broadcast of the reduced model from rank 0 did not complete "
+                               "in %.0f s: a rank is stopped, hung or far slower than expected "
+                               "(CNNELM_MPI_TIMEOUT sets the wait, in seconds)", wait_limit());
+        return cnnelm_fail(err, "MPI: the broadcast of the reduced model from rank 0 failed");
     }
     int rc = 0;
     if (c->rank != 0) {
@@ -237,7 +280,12 @@ int cnnelm_cluster_gather_bytes(const cnnelm_cluster *c, unsigned char *blocks, 
         int owner = cnnelm_cluster_owner(c, p);
         if (owner == 0)
             continue;
-        if (c->rank == owner && send_bytes(blocks + (size_t)p * count, count, 0, TAG(p)))
+        int sent = c->rank == owner ? send_bytes(blocks + (size_t)p * count, count, 0, TAG(p)) : 0;
+        if (sent == 1)
+            return cnnelm_fail(err, "MPI: rank 0 took nothing of partition %d's sums for %.0f s: it is "
+                               "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
+                               "the wait, in seconds)", p + 1, wait_limit());
+        if (sent)
             return cnnelm_fail(err, "MPI: sending partition %d's sums to rank 0 failed", p + 1);
         if (c->rank == 0) {
             size_t n;

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@ typedef struct job {
     double t_load, t_train, t_eval;
     char **warnings;             /* every warning of the run, for the report */
     int n_warnings;
+    const char *model_path;      /* train: -o, for the save on an interrupt */
 } job;
 
 /* A warning on stderr (even with --quiet) and in the report. */
@@ -686,6 +688,77 @@ static void set_run_work(job *j, int folds)
     cnnelm_progress_set_run(&j->prog, fwd, tune, cnnelm_finetune_weight(c, j->pool.w[0].net.chunk));
 }
 
+/* ---- an interrupt (SIGINT, SIGTERM): what is complete is kept, and the error says what ---- */
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+}
+
+/* After an experiment stopped by an interrupt: with one partition, its last complete iteration
+ * is saved to -o when this run's model is the one saved (`saved_run`); with several, the error
+ * names the finished (checkpointed) partitions. Always returns -1 with err set. */
+static int interrupted_run(job *j, cnnelm_experiment *x, const char *run, int saved_run, cnnelm_error *err)
+{
+    const cnnelm_config *c = &j->cfg;
+    const char *sig = signal_name(cnnelm_interrupted());
+    cnnelm_progress_finish(&j->prog);
+    if (j->rank != 0 || !x->parts || x->k < 1)
+        return cnnelm_fail(err, "%sinterrupted by %s: nothing was saved", run, sig);
+    if (x->k == 1) {
+        cnnelm_part_result *r = &x->parts[0];
+        int E = c->train.iterations;
+        int finished = r->log.n > 0 && !r->log.interrupted; /* stopped in the evaluation after it */
+        /* without fine-tuning a run is one pass: no partial output, it is as quick to run again */
+        if (!saved_run || E == 0 || !(finished || r->log.kept))
+            return cnnelm_fail(err, "%sinterrupted by %s %s: nothing was saved to %s", run, sig,
+                               finished ? "after training (during the evaluation)"
+                               : r->log.interrupted && r->log.interrupted_at == 0 ? "in iteration 0 (the ELM fit)"
+                                                                                  : "during training",
+                               j->model_path);
+        cnnelm_error save_err;
+        if (model_set_provenance(&r->model, 1, c, &j->train, &save_err) ||
+            save_model_keeping(&r->model, j->model_path, c->train.checkpoint_dir, &save_err))
+            return cnnelm_fail(err, "%sinterrupted by %s, and saving the model of iteration %u failed: %s", run,
+                               sig, r->model.iterations, save_err.msg);
+        if (finished)
+            return cnnelm_fail(err, "%sinterrupted by %s after training (%d of %d iterations): the trained "
+                               "model was saved to %s (not evaluated, no report)", run, sig,
+                               r->model.iterations, E, j->model_path);
+        if (r->log.interrupted_at == 0)
+            return cnnelm_fail(err, "%sinterrupted by %s while measuring iteration 0: the ELM model of "
+                               "iteration 0 was saved to %s (no report)", run, sig, j->model_path);
+        return cnnelm_fail(err, "%sinterrupted at iteration %d of %d (%s): the model of iteration %u was "
+                           "saved to %s (no report)", run, r->log.interrupted_at, E, sig, r->model.iterations,
+                           j->model_path);
+    }
+    char list[512] = "";
+    size_t used = 0;
+    int n_done = 0;
+    for (int p = 0; p < x->k; p++) {
+        const cnnelm_part_result *r = &x->parts[p];
+        if (!(r->resumed || (r->log.n > 0 && !r->log.interrupted)) || r->rank != 0)
+            continue;
+        n_done++;
+        if (used < sizeof list - 8)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", n_done > 1 ? ", " : "", p + 1);
+        else if (used < sizeof list - 1)
+            used += (size_t)snprintf(list + used, sizeof list - used, "...");
+    }
+    if (n_done == 0)
+        return cnnelm_fail(err, "%sinterrupted by %s: no partition of %d was finished; nothing was saved to %s",
+                           run, sig, x->k, j->model_path);
+    if (!c->train.checkpoint_dir[0])
+        return cnnelm_fail(err, "%sinterrupted by %s: partition%s %s of %d %s finished, but without "
+                           "train.checkpoint_dir %s not kept; nothing was saved to %s", run, sig,
+                           n_done == 1 ? "" : "s", list, x->k, n_done == 1 ? "was" : "were",
+                           n_done == 1 ? "it is" : "they are", j->model_path);
+    return cnnelm_fail(err, "%sinterrupted by %s: partition%s %s of %d %s finished and checkpointed in %s; "
+                       "the same command with --resume continues with the others; nothing was saved to %s",
+                       run, sig, n_done == 1 ? "" : "s", list, x->k, n_done == 1 ? "was" : "were",
+                       c->train.checkpoint_dir, j->model_path);
+}
+
 static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cnnelm_json *js,
                            cnnelm_error *err)
 {
@@ -752,6 +825,8 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
                                      (unsigned long long)seed, x.train.n, x.test.n,
                                      folds > 1 ? "validation" : "test");
             rc = cnnelm_experiment_run(&x, arch, err);
+            if (rc != 0 && cnnelm_interrupted())
+                rc = interrupted_run(j, &x, run, t == 0 && f == 0 && folds == 1, err);
             if (rc == 0 && j->rank != 0) {
                 cnnelm_experiment_free(&x);
                 continue; /* rank 0 holds the results */
@@ -809,6 +884,8 @@ static int run_experiments(job *j, const cnnelm_arch *arch, train_summary *s, cn
                              "folds above only estimate its accuracy)", j->train.n,
                              (unsigned long long)x.seed, folds);
         rc = cnnelm_experiment_run(&x, arch, err);
+        if (rc != 0 && cnnelm_interrupted())
+            rc = interrupted_run(j, &x, "final model: ", 1, err);
         if (rc == 0 && j->rank == 0) {
             check_experiment(j, &x, "final model: ");
             if (js)
@@ -917,6 +994,11 @@ static void note_line(void *user, const char *line)
     cnnelm_progress_note(user, "%s", line);
 }
 
+int cnnelm_run_interrupted(void)
+{
+    return cnnelm_interrupted();
+}
+
 int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
 {
     job j;
@@ -924,6 +1006,10 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
     j.cluster = o->cluster;
     j.rank = o->cluster ? o->cluster->rank : 0;
     j.resume = o->resume;
+    j.model_path = o->model_path;
+    /* from here a first SIGINT/SIGTERM stops training between chunks, and what is complete is
+     * saved (see interrupted_run); a second one ends the process at once */
+    cnnelm_interrupt_catch();
     if (j.rank != 0)
         snprintf(j.rank_prefix, sizeof j.rank_prefix, "rank %d: ", j.rank);
     cnnelm_progress_init(&j.prog, o->quiet);
@@ -1163,6 +1249,7 @@ out:
     free(s.part);
     free(s.run);
     job_free(&j);
+    cnnelm_interrupt_release(); /* a program that goes on after the call gets signals back */
     return rc;
 }
 

@@ -3,10 +3,12 @@
 #include "train.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h"
 #include "cnnelm/metrics.h"
 #include "elm_solve.h"
 
@@ -27,6 +29,16 @@ static int log_push(cnnelm_train_log *log, const cnnelm_iter_stats *s, cnnelm_er
     log->iters = n;
     log->iters[log->n++] = *s;
     return 0;
+}
+
+/* Between two chunks: stop when a signal asked to (interruptible calls only). */
+static int stop_now(int interruptible, cnnelm_error *err)
+{
+    int sig = interruptible ? cnnelm_interrupted() : 0;
+    if (!sig)
+        return 0;
+    cnnelm_fail(err, "interrupted by %s", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
+    return 1;
 }
 
 static int chunk_len(const cnnelm_net *net, size_t done, size_t total)
@@ -63,7 +75,7 @@ void cnnelm_lambda_choice_note(cnnelm_progress *prog, const cnnelm_lambda_choice
 /* Adds the data's U and V into m->U (upper triangle), m->V: the device sums one ELM batch of
  * chunks in float, then the sums move to double and the device starts again from zero. */
 static int sum_uv(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, size_t batch,
-                  cnnelm_progress *prog, cnnelm_error *err)
+                  int interruptible, cnnelm_progress *prog, cnnelm_error *err)
 {
     size_t L = (size_t)m->arch.hidden, C = (size_t)m->arch.classes;
     memset(m->U, 0, L * L * sizeof *m->U);
@@ -74,6 +86,8 @@ static int sum_uv(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, s
         size_t bn = data->n - b0 < batch ? data->n - b0 : batch;
         for (size_t i = 0; i < bn;) {
             int c = chunk_len(net, i, bn);
+            if (stop_now(interruptible, err))
+                return CNNELM_TRAIN_INTERRUPTED;
             if (cnnelm_net_forward(net, data->ds, data->rows, b0 + i, c, err) ||
                 cnnelm_net_accumulate(net, err))
                 return -1;
@@ -87,8 +101,8 @@ static int sum_uv(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, s
     return 0;
 }
 
-int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
-                   const cnnelm_fit_opts *opts, cnnelm_lambda_choice *choice,
+static int elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                   const cnnelm_fit_opts *opts, cnnelm_lambda_choice *choice, int interruptible,
                    cnnelm_progress *prog, const char *stage, cnnelm_error *err)
 {
     if (data->n == 0)
@@ -96,8 +110,9 @@ int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
     if (cnnelm_net_set_params(net, m->params, err))
         return -1;
     cnnelm_progress_begin(prog, stage, data->n);
-    if (sum_uv(net, m, data, cnnelm_fit_batch(opts), prog, err))
-        return -1;
+    int sr = sum_uv(net, m, data, cnnelm_fit_batch(opts), interruptible, prog, err);
+    if (sr != 0)
+        return sr < 0 ? -1 : sr;
     cnnelm_lambda_choice local;
     cnnelm_lambda_choice *ch = choice ? choice : &local;
     int rc = cnnelm_elm_solve_model(m, opts ? opts->lambda_candidates : NULL,
@@ -113,6 +128,13 @@ int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
     return 0;
 }
 
+int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                   const cnnelm_fit_opts *opts, cnnelm_lambda_choice *choice,
+                   cnnelm_progress *prog, const char *stage, cnnelm_error *err)
+{
+    return elm_fit(net, m, data, opts, choice, 1, prog, stage, err);
+}
+
 int cnnelm_predict_confusion(cnnelm_net *net, const cnnelm_subset *data, uint64_t *confusion,
                              cnnelm_progress *prog, const char *stage, cnnelm_error *err)
 {
@@ -124,6 +146,10 @@ int cnnelm_predict_confusion(cnnelm_net *net, const cnnelm_subset *data, uint64_
     uint64_t right = 0, total = 0;
     for (size_t i = 0; i < data->n;) {
         int c = chunk_len(net, i, data->n);
+        if (stop_now(1, err)) {
+            free(Y);
+            return CNNELM_TRAIN_INTERRUPTED;
+        }
         if (cnnelm_net_forward(net, data->ds, data->rows, i, c, err) ||
             cnnelm_net_predict(net, Y, err)) {
             free(Y);
@@ -205,7 +231,8 @@ typedef struct finetune_state {
     float *grads, *velocity, *good, *Y, *E;
 } finetune_state;
 
-/* One epoch of Algorithm 2. Returns 0, -1 on error, or 1 on divergence (message in log). */
+/* One epoch of Algorithm 2. Returns 0, -1 on error, 1 on divergence (message in log), or
+ * CNNELM_TRAIN_INTERRUPTED. */
 static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
                           const cnnelm_config *cfg, double lr, double j0, int it,
                           finetune_state *fs, cnnelm_progress *prog, double *J, double *acc,
@@ -227,6 +254,8 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
         int single = bn <= (size_t)net->chunk; /* activations of a one-chunk batch stay loaded */
         for (size_t i = 0; i < bn;) {
             int c = chunk_len(net, i, bn);
+            if (stop_now(1, err))
+                return CNNELM_TRAIN_INTERRUPTED;
             if (cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err) ||
                 cnnelm_net_accumulate(net, err))
                 return -1;
@@ -246,6 +275,8 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
         double jb = 0;
         for (size_t i = 0; i < bn;) {
             int c = chunk_len(net, i, bn);
+            if (stop_now(1, err))
+                return CNNELM_TRAIN_INTERRUPTED;
             if (!single && cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err))
                 return -1;
             if (cnnelm_net_predict(net, fs->Y, err))
@@ -311,14 +342,27 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
     double t0 = cnnelm_now();
     cnnelm_fit_opts fo = cnnelm_fit_opts_from_config(cfg);
     cnnelm_lambda_choice *ch = &log->lambda_choice;
-    if (cnnelm_elm_fit(net, m, train, &fo, ch, prog, "iteration 0: ELM fit", err))
+    int r0 = cnnelm_elm_fit(net, m, train, &fo, ch, prog, "iteration 0: ELM fit", err);
+    if (r0 == CNNELM_TRAIN_INTERRUPTED) {
+        log->interrupted = cnnelm_interrupted(); /* nothing complete to keep */
+        return r0;
+    }
+    if (r0)
         return -1;
     cnnelm_iter_stats s0 = { .iteration = 0, .J = j_from_sums(m), .test_accuracy = NAN };
     if (E > 0) {
         /* the series wants both accuracies at every iteration */
-        if (device_accuracy(net, train, prog, "iteration 0: training accuracy", &s0.train_accuracy,
-                            err) ||
-            device_accuracy(net, test, prog, "iteration 0: test accuracy", &s0.test_accuracy, err))
+        int a = device_accuracy(net, train, prog, "iteration 0: training accuracy", &s0.train_accuracy,
+                                err);
+        if (a == 0)
+            a = device_accuracy(net, test, prog, "iteration 0: test accuracy", &s0.test_accuracy, err);
+        if (a == CNNELM_TRAIN_INTERRUPTED) { /* the ELM model of iteration 0 is complete */
+            log->interrupted = cnnelm_interrupted();
+            log->kept = 1;
+            m->iterations = 0;
+            return a;
+        }
+        if (a)
             return -1;
     } else {
         s0.train_accuracy = NAN;
@@ -342,7 +386,7 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
     }
     memcpy(fs.good, m->params, P * sizeof(float));
     double j0 = s0.J > 1e-6 ? s0.J : 1e-6;
-    int done = 0;
+    int done = 0, stopped = 0;
     for (int it = 1; it <= E; it++) {
         double lr = cfg->train.learning_rate;
         if (cfg->train.lr_schedule == CNNELM_LR_INVERSE)
@@ -356,6 +400,11 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
                                log, err);
         if (r < 0)
             goto out;
+        if (r == CNNELM_TRAIN_INTERRUPTED) {
+            cnnelm_progress_end(prog, "interrupted");
+            stopped = it;
+            break;
+        }
         if (r > 0) {
             cnnelm_progress_end(prog, "diverged");
             log->diverged = 1;
@@ -369,6 +418,10 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
          * re-solved on the iteration's final kernels (one more forward pass). */
         snprintf(stage, sizeof stage, "iteration %d: ELM fit on the new kernels", it);
         int fit = cnnelm_elm_fit(net, m, train, &fo, ch, prog, stage, err);
+        if (fit == CNNELM_TRAIN_INTERRUPTED) {
+            stopped = it;
+            break;
+        }
         if (fit < 0)
             goto out;
         if (fit > 0) { /* kernels so large that H overflowed, or U lost its positive definiteness to rounding */
@@ -381,7 +434,12 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
             break;
         }
         snprintf(stage, sizeof stage, "iteration %d: test accuracy", it);
-        if (device_accuracy(net, test, prog, stage, &s.test_accuracy, err))
+        int a = device_accuracy(net, test, prog, stage, &s.test_accuracy, err);
+        if (a == CNNELM_TRAIN_INTERRUPTED) {
+            stopped = it;
+            break;
+        }
+        if (a)
             goto out;
         s.seconds = cnnelm_now() - ti;
         if (log_push(log, &s, err))
@@ -391,10 +449,27 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
     }
     m->iterations = (uint32_t)done;
     rc = 0;
+    if (stopped) {
+        /* back to the last complete iteration's kernels, with their own beta, U and V */
+        log->interrupted = cnnelm_interrupted();
+        log->interrupted_at = stopped;
+        memcpy(m->params, fs.good, P * sizeof(float));
+        char stage[96];
+        snprintf(stage, sizeof stage, "interrupted: ELM fit on the kernels of iteration %d, to keep them", done);
+        cnnelm_error fit_err;
+        if (elm_fit(net, m, train, &fo, ch, 0, prog, stage, &fit_err)) {
+            *err = fit_err;
+            rc = -1;
+            goto out;
+        }
+        log->kept = 1;
+        rc = stop_now(1, err) ? CNNELM_TRAIN_INTERRUPTED : -1;
+        goto out;
+    }
     if (log->diverged) {
         /* back to the last good kernels, with their own beta, U and V */
         m->flags |= CNNELM_MODEL_DIVERGED;
-        rc = cnnelm_elm_fit(net, m, train, &fo, ch, prog, "ELM fit on the last good kernels", err);
+        rc = elm_fit(net, m, train, &fo, ch, 0, prog, "ELM fit on the last good kernels", err);
     }
 out:
     free(fs.grads);

@@ -27,11 +27,19 @@ typedef struct cnnelm_train_log {
     cnnelm_iter_stats *iters;
     int diverged;            /* fine-tuning stopped early; the model is the last good iteration */
     char divergence[512];
+    int interrupted;         /* the signal (SIGINT, ...) that stopped training, or 0 */
+    int interrupted_at;      /* the iteration it stopped in */
+    int kept;                /* interrupted: m holds the complete model of iteration
+                              * m->iterations (0: nothing usable, stopped in iteration 0's fit) */
     cnnelm_lambda_choice lambda_choice; /* model.lambda = "auto": the last ELM fit's choice and
                                          * GCV curve (n = 0: lambda was given) */
 } cnnelm_train_log;
 
 void cnnelm_train_log_free(cnnelm_train_log *log);
+
+/* Returned by the training and evaluation calls below when cnnelm_interrupted() (a SIGINT or
+ * SIGTERM, see atomic_file.h) stopped them between two chunks; err says so. */
+#define CNNELM_TRAIN_INTERRUPTED 2
 
 /* A set of examples: rows[0..n) of ds, or examples 0..n when rows is NULL. */
 typedef struct cnnelm_subset {
@@ -81,7 +89,9 @@ int cnnelm_evaluate(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset 
  * then cfg->train.iterations of fine-tuning, each followed by beta solved once more on its
  * final kernels (so the saved model is consistent, and the series shows what would be saved).
  * `test` (n = 0: none) is evaluated after every iteration for the log. Divergence is not an
- * error: training stops, m holds the last good iteration, log->diverged says why. */
+ * error: training stops, m holds the last good iteration, log->diverged says why. An interrupt
+ * returns CNNELM_TRAIN_INTERRUPTED with m back at the last complete iteration (beta, U and V
+ * solved again on its kernels, one pass that is not interruptible) and log->kept set. */
 /* Cost of one fine-tuning image in forward passes, for the whole-run ETA. */
 double cnnelm_finetune_weight(const cnnelm_config *cfg, int chunk);
 

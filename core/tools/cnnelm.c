@@ -245,8 +245,9 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
     rc = is_train ? cnnelm_run_train(&o, &err) : cnnelm_run_eval(&o, &err);
     free(sets);
     if (rc != 0) {
+        int sig = is_train ? cnnelm_run_interrupted() : 0;
         cnnelm_cluster_abort(cluster, err.msg); /* ends every rank: a job never hangs */
-        return 1;
+        return sig ? 128 + sig : 1; /* 130 after SIGINT, as a shell reports it */
     }
     return 0;
 }

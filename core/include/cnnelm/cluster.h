@@ -24,7 +24,8 @@ int cnnelm_cluster_init(cnnelm_cluster *c, int *argc, char ***argv, cnnelm_error
 void cnnelm_cluster_finalize(cnnelm_cluster *c);
 
 /* A rank that fails ends the whole job: prints "cnnelm: error: rank R: MESSAGE" and aborts
- * every rank (MPI_Abort), so a job never hangs waiting for a dead rank. */
+ * every rank (MPI_Abort), so a job never hangs waiting for a dead rank. Without MPI it only
+ * prints and returns: the caller ends the process (library code never calls exit). */
 void cnnelm_cluster_abort(const cnnelm_cluster *c, const char *message);
 
 static inline int cnnelm_cluster_owner(const cnnelm_cluster *c, int partition)

@@ -25,8 +25,14 @@ typedef struct cnnelm_run_options {
 } cnnelm_run_options;
 
 /* Train as the config says, evaluate on its test set, save the model and the report.
- * Prints the results on stdout. Returns 0, or -1 with err set. */
+ * Prints the results on stdout. Returns 0, or -1 with err set. A first SIGINT, SIGTERM or
+ * SIGHUP during the call stops training between two chunks: with one partition the last
+ * complete iteration is saved to model_path, with several the finished partitions stay in
+ * train.checkpoint_dir; it returns -1 and err says what was kept (a second signal ends the
+ * process at once). */
 int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err);
+/* The signal that interrupted cnnelm_run_train (SIGINT, ...), or 0: the tool exits 128 + it. */
+int cnnelm_run_interrupted(void);
 
 /* Evaluate a saved model on the config's test set. */
 int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err);
