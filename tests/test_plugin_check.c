@@ -354,6 +354,12 @@ START_TEST(crashing_init_is_named)
 }
 END_TEST
 
+START_TEST(hanging_init_is_named)
+{
+    expect_bug("inithang", 1, "init", "CRASH: timed out after 1 s", "");
+}
+END_TEST
+
 START_TEST(failing_init_is_named)
 {
     expect_bug("initfail", 60, "init", "FAIL: returned device error: no buggy runtime found (looked in /opt/buggy)",
@@ -438,6 +444,7 @@ int main(void)
     tcase_add_test(tc, templates_pass);
     tcase_add_test(tc, unsupported_answer_is_listed_not_failed);
     tcase_add_test(tc, crashing_init_is_named);
+    tcase_add_test(tc, hanging_init_is_named);
     tcase_add_test(tc, failing_init_is_named);
     tcase_add_test(tc, crashing_shutdown_is_named);
     tcase_add_test(tc, wrong_fill_is_named);

@@ -919,7 +919,7 @@ static void note_result(tally *t, const char *what, const char *shape, int ok, c
     }
     if (seconds > t->slowest_s) {
         t->slowest_s = seconds;
-        snprintf(t->slowest, sizeof t->slowest, "%s %.100s", what, shape);
+        snprintf(t->slowest, sizeof t->slowest, "%s%s%.100s", what, shape[0] ? " " : "", shape);
     }
 }
 

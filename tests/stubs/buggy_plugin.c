@@ -18,6 +18,7 @@
  * The ABI 1.1 slots (init/shutdown with a plugin state, the device slots with it, supports, the
  * asynchronous, copy and fill transfers) are filled in every variant; their bugs:
  *   -DBUG_INIT_CRASH       init dereferences NULL
+ *   -DBUG_INIT_HANG        init never returns
  *   -DBUG_INIT_FAIL        init returns CNNELM_ERR_DEVICE with a message
  *   -DBUG_INIT_FAIL_SILENT init returns CNNELM_ERR_DEVICE and leaves the message empty
  *   -DBUG_SHUTDOWN_CRASH   shutdown dereferences NULL
@@ -519,6 +520,10 @@ static cnnelm_status my_init(const cnnelm_plugin_params *params, void **state, c
 #ifdef BUG_INIT_CRASH
     volatile int *no_memory = NULL;
     *no_memory = 1;
+#endif
+#ifdef BUG_INIT_HANG
+    for (;;)
+        sleep(1);
 #endif
 #ifdef BUG_INIT_FAIL
     snprintf(error, error_size, "no buggy runtime found (looked in /opt/buggy)");
