@@ -346,7 +346,7 @@ END_TEST
 START_TEST(crashing_init_is_named)
 {
     /* the entry ran and passed: the crash is init's */
-    expect_bug("initcrash", 60, "init", "CRASH: crashed (signal 11", "");
+    expect_bug("initcrash", 60, "init", "CRASH: crashed (", "");
     char *r = NULL;
     check_report(STUB("buggyinitcrash"), &r);
     ck_assert_msg(has_line(r, "load", "entry, table", "PASS", NULL), "%s", r);
@@ -370,7 +370,7 @@ END_TEST
 
 START_TEST(crashing_shutdown_is_named)
 {
-    expect_bug("shutdowncrash", 60, "shutdown", "CRASH: crashed (signal 11", "");
+    expect_bug("shutdowncrash", 60, "shutdown", "CRASH: crashed (", "");
     char *r = NULL;
     check_report(STUB("buggyshutdowncrash"), &r);
     /* only shutdown: the ops are checked without it */
