@@ -245,6 +245,10 @@ if [ -n "$STUBS" ] && [ -f "$STUBS/libcnnelm-buggyok.so" ]; then
   cp "$STUBS/libcnnelm-buggydevicecounthang.so" "$tmp/plugins/"
   expect 0 "libcnnelm-buggydevicecounthang.so: broken: timed out after 1 s in device_count" -- timeout 60 "$CNNELM" devices --timeout 1 --plugin-path "$tmp/plugins"
   if grep -q "^backend buggyok" "$tmp/out"; then ok; else bad "devices: a hanging plugin hid the others"; fi
+  # ABI 1.1: a plugin whose init() fails is listed as broken with its message, one that crashes in it too
+  cp "$STUBS/libcnnelm-buggyinitfail.so" "$STUBS/libcnnelm-buggyinitcrash.so" "$tmp/plugins/"
+  expect 0 "libcnnelm-buggyinitfail.so: broken: init failed: device error: no buggy runtime found" -- "$CNNELM" devices --plugin-path "$tmp/plugins"
+  if grep -q "libcnnelm-buggyinitcrash.so: broken: crashed .*in its init()" "$tmp/out" && grep -q "^backend buggyok" "$tmp/out"; then ok; else bad "devices: a plugin failing in init not listed as broken beside the others: $(cat "$tmp/out")"; fi
   expect 2 "--timeout x: expected seconds" -- "$CNNELM" devices --timeout x
   expect 2 "--timeout 0: expected seconds" -- "$CNNELM" plugin-check --timeout 0 "$STUBS/libcnnelm-buggyok.so"
   expect 1 "^plugin-check: .*failed: .*pool_forward [^;]*timed out after 2 s" -- "$CNNELM" plugin-check --timeout 2 "$STUBS/libcnnelm-buggyhang.so"

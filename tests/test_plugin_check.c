@@ -73,6 +73,20 @@ static int has_line(const char *report, ...)
     return found;
 }
 
+/* The rows of the ABI 1.1 slots a plugin with all of them gets, each passing. */
+static void expect_v11_rows(const char *r)
+{
+    static const char *const rows[][2] = {
+        { "init ", "" }, { "shutdown ", "" }, { "device_count_v11", "" }, { "device_info_v11", "device 0" },
+        { "device_limits", "device 0" }, { "buffer_fill", "1001 floats at +3" }, { "buffer_fill", "1 float " },
+        { "buffer_copy", "65536 floats" }, { "buffer_write_async", "synchronize" },
+        { "buffer_read_async", "synchronize" },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        ck_assert_msg(has_line(r, rows[i][0], rows[i][1], "PASS", NULL), "no passing %s row:\n%s", rows[i][0], r);
+    ck_assert_msg(strstr(r, "supports(): 0 of the ") != NULL, "supports() answers not listed:\n%s", r);
+}
+
 START_TEST(cpu_plugin_passes)
 {
     char *r = NULL;
@@ -100,6 +114,7 @@ START_TEST(cpu_plugin_passes)
         ck_assert_msg(has_line(r, "conv2d_backward_data", kz, "PASS", NULL), "k=%d:\n%s", k, r);
     }
     ck_assert_msg(strstr(r, "slowest case: ") != NULL, "%s", r);
+    expect_v11_rows(r);
     ck_assert_msg(rc == 0, "the CPU plugin failed its own check:\n%s", r);
     ck_assert_msg(strstr(r, " 0 failed") != NULL, "%s", r);
     ck_assert_msg(has_line(r, "conv2d_forward", "PASS", NULL), "%s", r);
@@ -186,6 +201,37 @@ START_TEST(buggy_ok_passes)
     ck_assert_msg(rc == 0, "the correct build of buggy_plugin.c failed:\n%s", r);
     ck_assert_msg(!strstr(r, "FAIL") && !strstr(r, "CRASH"), "%s", r);
     ck_assert_msg(!strstr(r, "not implemented"), "%s", r);
+    expect_v11_rows(r);
+    free(r);
+}
+END_TEST
+
+START_TEST(templates_pass)
+{
+    /* today's template (ABI 1.1, every slot) and the 1.0 template (none of the 1.1 rows) */
+    char *r = NULL;
+    int rc = check_report(CNNELM_BINARY_DIR "/tests/abi11/libcnnelm-mydevice.so", &r);
+    ck_assert_msg(rc == 0, "the template failed:\n%s", r);
+    ck_assert_msg(has_line(r, "buffer_fill", "PASS", NULL) && has_line(r, "buffer_read_async", "PASS", NULL),
+                  "%s", r);
+    free(r);
+    rc = check_report(CNNELM_BINARY_DIR "/tests/abi10/libcnnelm-mydevice.so", &r);
+    ck_assert_msg(rc == 0, "the 1.0 template failed:\n%s", r);
+    ck_assert_msg(has_line(r, "device_count ", "PASS", NULL) && !strstr(r, "buffer_fill") && !strstr(r, "init "),
+                  "%s", r);
+    free(r);
+}
+END_TEST
+
+START_TEST(unsupported_answer_is_listed_not_failed)
+{
+    char *r = NULL;
+    int rc = check_report(STUB("buggysupportspartial"), &r);
+    ck_assert_msg(rc == 0, "%s", r);
+    ck_assert_msg(has_line(r, "conv2d_forward", "opttanh", "supports() says unsupported",
+                           "runs on the CPU reference in training", NULL), "%s", r);
+    ck_assert_msg(has_line(r, "conv2d_forward", "relu", "PASS", NULL), "%s", r);
+    ck_assert_msg(has_line(r, "supports(): 4 of the ", "said unsupported", NULL), "%s", r);
     free(r);
 }
 END_TEST
@@ -297,6 +343,68 @@ START_TEST(writing_into_an_input_fails)
 }
 END_TEST
 
+START_TEST(crashing_init_is_named)
+{
+    /* the entry ran and passed: the crash is init's */
+    expect_bug("initcrash", 60, "init", "CRASH: crashed (", "");
+    char *r = NULL;
+    check_report(STUB("buggyinitcrash"), &r);
+    ck_assert_msg(has_line(r, "load", "entry, table", "PASS", NULL), "%s", r);
+    free(r);
+}
+END_TEST
+
+START_TEST(hanging_init_is_named)
+{
+    expect_bug("inithang", 1, "init", "CRASH: timed out after 1 s", "");
+}
+END_TEST
+
+START_TEST(failing_init_is_named)
+{
+    expect_bug("initfail", 60, "init", "FAIL: returned device error: no buggy runtime found (looked in /opt/buggy)",
+               "");
+    expect_bug("initfailsilent", 60, "init", "FAIL: returned device error: no detail", "");
+}
+END_TEST
+
+START_TEST(crashing_shutdown_is_named)
+{
+    expect_bug("shutdowncrash", 60, "shutdown", "CRASH: crashed (", "");
+    char *r = NULL;
+    check_report(STUB("buggyshutdowncrash"), &r);
+    /* only shutdown: the ops are checked without it */
+    ck_assert_msg(has_line(r, "conv2d_forward", "PASS", NULL) && has_line(r, "end-to-end", "PASS", NULL), "%s", r);
+    ck_assert_msg(strstr(r, " 1 failed: shutdown ") != NULL, "%s", last_line(r));
+    free(r);
+}
+END_TEST
+
+START_TEST(wrong_fill_is_named)
+{
+    /* the byte offset 12 taken for floats: floats 3..11 left, 9 written past the range */
+    expect_bug("fillwrong", 60, "buffer_fill", "changed 9 floats outside the 998 floats at float 3",
+               "1001 floats at +3");
+    char *r = NULL;
+    check_report(STUB("buggyfillwrong"), &r);
+    ck_assert_msg(has_line(r, "buffer_fill", "1 float ", "PASS", NULL), "offset 0 is right:\n%s", r);
+    ck_assert_msg(has_line(r, "buffer_copy", "1001 floats", "PASS", NULL), "%s", r);
+    free(r);
+}
+END_TEST
+
+START_TEST(async_read_without_synchronize_is_named)
+{
+    expect_bug("asyncnosync", 60, "buffer_read_async", "on the host after synchronize: 998 of 998 floats wrong",
+               "1001 floats at +3, synchronize");
+    char *r = NULL;
+    check_report(STUB("buggyasyncnosync"), &r);
+    ck_assert_msg(has_line(r, "buffer_write_async", "1001 floats", "PASS", NULL), "%s", r);
+    ck_assert_msg(has_line(r, "buffer_read_async", "never written", NULL), "%s", r);
+    free(r);
+}
+END_TEST
+
 START_TEST(hanging_op_times_out)
 {
     struct timespec t0, t1;
@@ -333,6 +441,14 @@ int main(void)
     tcase_add_test(tc, crashing_entry_fails);
     tcase_add_test(tc, writing_into_an_input_fails);
     tcase_add_test(tc, hanging_op_times_out);
+    tcase_add_test(tc, templates_pass);
+    tcase_add_test(tc, unsupported_answer_is_listed_not_failed);
+    tcase_add_test(tc, crashing_init_is_named);
+    tcase_add_test(tc, hanging_init_is_named);
+    tcase_add_test(tc, failing_init_is_named);
+    tcase_add_test(tc, crashing_shutdown_is_named);
+    tcase_add_test(tc, wrong_fill_is_named);
+    tcase_add_test(tc, async_read_without_synchronize_is_named);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "child.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -110,4 +111,19 @@ int cnnelm_child_run(cnnelm_child_fn fn, void *arg, void *reply, size_t reply_si
         return -1;
     }
     return 0;
+}
+
+const cnnelm_backend *cnnelm_child_table_with_init(const char *file)
+{
+    void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    void *sym = h ? dlsym(h, CNNELM_BACKEND_ENTRY) : NULL;
+    if (!sym)
+        return NULL;
+    cnnelm_backend_entry_fn entry;
+    memcpy(&entry, &sym, sizeof entry);
+    const cnnelm_backend *t = entry();
+    size_t v10 = offsetof(cnnelm_backend, elm_solve) + sizeof t->elm_solve;
+    if (!t || t->abi_major != CNNELM_BACKEND_ABI_MAJOR || t->table_size < v10 || !CNNELM_BACKEND_HAS(t, init))
+        return NULL;
+    return t;
 }

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "cnnelm/backend.h"
+
 /* Runs in the child: fills `reply` (reply_size bytes, zeroed on entry), which goes back to the
  * parent. The child exits after it returns. */
 typedef void (*cnnelm_child_fn)(void *arg, void *reply, size_t reply_size);
@@ -15,5 +17,11 @@ typedef void (*cnnelm_child_fn)(void *arg, void *reply, size_t reply_size);
  * sanitizer catching a fault), or a fork/pipe failure. *seconds (may be NULL): wall time. */
 int cnnelm_child_run(cnnelm_child_fn fn, void *arg, void *reply, size_t reply_size, double timeout_s,
                      double *seconds, char *why, size_t why_size);
+
+/* In a child, before cnnelm_plugin_load_file: dlopen `file` and call its entry, so that a crash
+ * after this returns is the plugin's init() rather than its entry. Returns the table only when
+ * it is a 1.x table that has init (the loader will call it), NULL otherwise (the loader then
+ * reports what is wrong). The library stays loaded for the life of the child. */
+const cnnelm_backend *cnnelm_child_table_with_init(const char *file);
 
 #endif

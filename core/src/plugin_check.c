@@ -6,12 +6,14 @@
 #define _GNU_SOURCE
 #include "cnnelm/plugin_check.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "child.h"
@@ -40,8 +42,8 @@ typedef struct check_case {
     int threads;  /* 2: the same op on two contexts in two threads at once */
 } check_case;
 
-/* An op's buffer arguments: sizes, which it reads and writes, names for messages. The one
- * place that knows them here, so that an op table can replace cnnelm_op_layout later. */
+/* An op's buffer arguments: sizes, which it reads and writes, names for messages, all from
+ * the op table (backend_ops.h through cnnelm_op_describe and cnnelm_op_layout). */
 typedef struct case_layout {
     int nb;
     size_t bytes[6];
@@ -51,23 +53,13 @@ typedef struct case_layout {
 
 static void layout_of(const cnnelm_op_call *call, case_layout *lay)
 {
-    static const char *const names[CNNELM_OP_COUNT][6] = {
-        [CNNELM_OP_CONV_FORWARD] = { "x", "w", "b", "y" },
-        [CNNELM_OP_CONV_BACKWARD_DATA] = { "dy", "w", "dx" },
-        [CNNELM_OP_CONV_BACKWARD_FILTER] = { "x", "dy", "dw", "db" },
-        [CNNELM_OP_POOL_FORWARD] = { "x", "y" },
-        [CNNELM_OP_POOL_BACKWARD] = { "x", "dy", "dx" },
-        [CNNELM_OP_ACT_FORWARD] = { "x", "y" },
-        [CNNELM_OP_ACT_BACKWARD] = { "y", "dy", "dx" },
-        [CNNELM_OP_ELM_ACCUMULATE] = { "H", "T", "U", "V" },
-        [CNNELM_OP_ELM_PREDICT] = { "H", "beta", "Y" },
-        [CNNELM_OP_ELM_BACKPROP] = { "E", "beta", "dH" },
-        [CNNELM_OP_ELM_SOLVE] = { "U", "V", "beta" },
-    };
     memset(lay, 0, sizeof *lay);
     lay->nb = cnnelm_op_layout(call, lay->bytes, &lay->in, &lay->out);
+    const cnnelm_op_desc *d = cnnelm_op_describe(call->op);
     for (int i = 0; i < 6; i++)
-        lay->names[i] = (unsigned)call->op < CNNELM_OP_COUNT && names[call->op][i] ? names[call->op][i] : "?";
+        lay->names[i] = "?";
+    for (int i = 0; d && i < d->n_buffers && i < CNNELM_OP_MAX_BUFFERS; i++)
+        lay->names[i] = d->buf[i].name;
 }
 
 static size_t floats_of(const case_layout *lay, int i) { return lay->bytes[i] / sizeof(float); }
@@ -296,42 +288,53 @@ static int judge(const check_case *cc, const case_layout *lay, const case_result
 
 /* ---- the children ---- */
 
-/* Is the op's slot filled in the plugin's table? */
+/* Is the op's slot filled in the plugin's table? (its offset from the op table) */
 static int has_op(const cnnelm_backend *be, cnnelm_op_id op)
 {
-    switch (op) {
-    case CNNELM_OP_CONV_FORWARD: return be->conv2d_forward != NULL;
-    case CNNELM_OP_CONV_BACKWARD_DATA: return be->conv2d_backward_data != NULL;
-    case CNNELM_OP_CONV_BACKWARD_FILTER: return be->conv2d_backward_filter != NULL;
-    case CNNELM_OP_POOL_FORWARD: return be->pool_forward != NULL;
-    case CNNELM_OP_POOL_BACKWARD: return be->pool_backward != NULL;
-    case CNNELM_OP_ACT_FORWARD: return be->activation_forward != NULL;
-    case CNNELM_OP_ACT_BACKWARD: return be->activation_backward != NULL;
-    case CNNELM_OP_ELM_ACCUMULATE: return be->elm_accumulate != NULL;
-    case CNNELM_OP_ELM_PREDICT: return be->elm_predict != NULL;
-    case CNNELM_OP_ELM_BACKPROP: return be->elm_backprop != NULL;
-    case CNNELM_OP_ELM_SOLVE: return be->elm_solve != NULL;
-    case CNNELM_OP_COUNT: break;
-    }
-    return 0;
+    const cnnelm_op_desc *d = cnnelm_op_describe(op);
+    void *slot = NULL;
+    if (d)
+        memcpy(&slot, (const char *)be + d->slot, sizeof slot);
+    return slot != NULL;
 }
 
-/* Loading: dlopen, the entry, the table's checks; what the parent needs to know of the table. */
+/* The 1.1 plugin-level slots the checker exercises where a plugin has them. */
+#define V11_SLOTS(X)                                                                         \
+    X(init) X(shutdown) X(device_count_v11) X(device_info_v11) X(device_limits)              \
+    X(context_open_v11) X(supports) X(buffer_write_async) X(buffer_read_async) X(synchronize) \
+    X(buffer_copy) X(buffer_fill)
+enum {
+#define V11_ENUM_(f) V11_##f,
+    V11_SLOTS(V11_ENUM_)
+#undef V11_ENUM_
+};
+#define HAS_V11(lr, f) ((lr)->v11 >> V11_##f & 1u)
+
+/* Loading: dlopen, the entry, the table's checks, init() and shutdown(); what the parent needs
+ * to know of the table. In memory shared with the parent, so that a crash still says which
+ * stage it was in ("entry", "init", "shutdown", "done"). */
 typedef struct load_reply {
+    const char *file;
+    char stage[16];
     int ok;
     char message[512];
     char name[64], description[256];
     unsigned abi_major, abi_minor;
     uint32_t ops;  /* bit per cnnelm_op_id: slot filled */
+    uint32_t v11;  /* bit per V11_*: slot filled */
 } load_reply;
 
 static void child_load(void *arg, void *reply, size_t size)
 {
+    (void)reply;
     (void)size;
-    load_reply *r = reply;
+    load_reply *r = arg;
     cnnelm_plugin *p = NULL;
     cnnelm_error e = { "" };
-    if (cnnelm_plugin_load_file(arg, &p, &e) != 0) {
+    snprintf(r->stage, sizeof r->stage, "entry");
+    if (cnnelm_child_table_with_init(r->file)) /* the entry ran: what follows is init() */
+        snprintf(r->stage, sizeof r->stage, "init");
+    if (cnnelm_plugin_load_file(r->file, &p, &e) != 0) {
         snprintf(r->message, sizeof r->message, "%.500s", e.msg);
         return;
     }
@@ -343,18 +346,26 @@ static void child_load(void *arg, void *reply, size_t size)
     for (int op = 0; op < CNNELM_OP_COUNT; op++)
         if (has_op(p->ops, (cnnelm_op_id)op))
             r->ops |= 1u << op;
+#define V11_BIT_(f) if (CNNELM_BACKEND_HAS(p->ops, f)) r->v11 |= 1u << V11_##f;
+    V11_SLOTS(V11_BIT_)
+#undef V11_BIT_
+    snprintf(r->stage, sizeof r->stage, "shutdown");
+    cnnelm_plugin_unload(p); /* shutdown(), then dlclose */
+    snprintf(r->stage, sizeof r->stage, "done");
 }
 
-/* device_count, or device_info of one device (index >= 0). */
+/* device_count (index < 0), device_info or device_limits (limits != 0) of one device, through
+ * the 1.1 slots with the plugin's state where the plugin has them. */
 typedef struct device_arg {
     const char *file;
-    int index;
+    int index, limits;
 } device_arg;
 
 typedef struct device_reply {
     int status;  /* a cnnelm_status, or -1: the plugin did not load */
     int count;
     cnnelm_device_info info;
+    cnnelm_device_limits lim;
     char message[512];
 } device_reply;
 
@@ -370,11 +381,17 @@ static void child_device(void *arg, void *reply, size_t size)
         snprintf(r->message, sizeof r->message, "%.500s", e.msg);
         return;
     }
-    if (a->index < 0)
-        r->status = p->ops->device_count(&r->count);
-    else
-        r->status = p->ops->device_info(a->index, &r->info);
+    if (a->index < 0) {
+        r->status = cnnelm_plugin_device_count(p, &r->count, r->message, sizeof r->message);
+    } else if (a->limits) {
+        r->lim.struct_size = sizeof r->lim;
+        r->status = p->ops->device_limits(p->state, a->index, &r->lim);
+    } else {
+        r->status = cnnelm_plugin_device_info(p, a->index, &r->info);
+    }
+    r->message[sizeof r->message - 1] = '\0';
     r->info.name[sizeof r->info.name - 1] = r->info.vendor[sizeof r->info.vendor - 1] = '\0';
+    /* no unload: shutdown() is checked once, in the loading child */
 }
 
 /* One op case: the reference's results are in this process's memory (computed before the
@@ -388,6 +405,7 @@ typedef struct op_arg {
 } op_arg;
 
 typedef struct op_reply {
+    int supports;  /* supports()'s answer when not CNNELM_OK: the op was not run */
     int status;    /* of the plugin's calls */
     int pass;
     double worst, seconds;
@@ -454,15 +472,25 @@ static void child_op(void *arg, void *reply, size_t size)
         return;
     }
     cnnelm_backend_ctx *ctx[2] = { 0 };
-    cnnelm_context_params params = { .struct_size = sizeof params, .threads = 0 };
     int nctx = a->cc->threads > 1 ? 2 : 1;
     for (int t = 0; t < nctx; t++) {
         char why[256] = "";
-        cnnelm_status st = p->ops->context_open(a->device, &params, &ctx[t], why, sizeof why);
+        cnnelm_status st = cnnelm_plugin_context_open(p, a->device, 0, &ctx[t], why, sizeof why);
         if (st != CNNELM_OK) {
             r->status = st;
-            snprintf(r->message, sizeof r->message, "context_open%s: %.400s", t ? " (a second context)" : "", why);
+            snprintf(r->message, sizeof r->message, "%s%s: %.400s",
+                     CNNELM_BACKEND_HAS(p->ops, context_open_v11) ? "context_open_v11" : "context_open",
+                     t ? " (a second context)" : "", why);
             return; /* the process ends: no cleanup needed */
+        }
+    }
+    if (CNNELM_BACKEND_HAS(p->ops, supports)) { /* asked once, as a network does */
+        cnnelm_op_params op;
+        cnnelm_op_params_of(&a->cc->call, &op);
+        cnnelm_status st = p->ops->supports(ctx[0], &op);
+        if (st != CNNELM_OK) {
+            r->supports = st;
+            return; /* training runs it on the reference: nothing to compare */
         }
     }
     if (nctx == 1) {
@@ -504,7 +532,172 @@ static void child_op(void *arg, void *reply, size_t size)
     }
     for (int i = 0; i < nctx; i++)
         p->ops->context_close(ctx[i]);
-    cnnelm_plugin_unload(p);
+    /* no unload: shutdown() is checked once, in the loading child */
+}
+
+/* ---- the 1.1 transfer slots ---- */
+
+/* buffer_fill, buffer_copy and the asynchronous write and read with synchronize, each compared
+ * with the plain buffer_write / buffer_read on random data, with a guard tail past the range
+ * like the op cases. */
+typedef enum xfer_kind { XFER_FILL, XFER_COPY, XFER_WRITE_ASYNC, XFER_READ_ASYNC } xfer_kind;
+static const char *const xfer_slot[] = { "buffer_fill", "buffer_copy", "buffer_write_async",
+                                         "buffer_read_async" };
+
+typedef struct xfer_arg {
+    const char *file;
+    int device;
+    xfer_kind kind;
+    size_t n;  /* floats of the tensor; the buffer has GUARD_FLOATS more */
+} xfer_arg;
+
+typedef struct xfer_reply {
+    int status;  /* of the plugin's calls */
+    int pass;
+    char message[480];
+} xfer_reply;
+
+/* Compares got with want over [0, n + GUARD_FLOATS); the range [lo, hi) is what the call
+ * wrote. Names the first kind of difference: outside the range, then inside it. */
+static int xfer_judge(const float *got, const float *want, size_t n, size_t lo, size_t hi, const char *what,
+                      char *why, size_t why_size)
+{
+    size_t outside = 0, inside = 0, at = 0;
+    for (size_t j = 0; j < n + GUARD_FLOATS; j++)
+        if (bits_of(got[j]) != bits_of(want[j])) {
+            if (j < lo || j >= hi)
+                outside++;
+            else if (!inside++)
+                at = j;
+        }
+    if (outside)
+        snprintf(why, why_size, "%s: changed %zu float%s outside the %zu floats at float %zu it was given", what,
+                 outside, outside == 1 ? "" : "s", hi - lo, lo);
+    else if (inside && bits_of(got[at]) == SENTINEL_BITS)
+        snprintf(why, why_size, "%s: %zu of %zu floats wrong, first at float %zu (never written, expected %g)",
+                 what, inside, hi - lo, at, (double)want[at]);
+    else if (inside)
+        snprintf(why, why_size, "%s: %zu of %zu floats wrong, first at float %zu (%g, expected %g)", what, inside,
+                 hi - lo, at, (double)got[at], (double)want[at]);
+    return !outside && !inside;
+}
+
+static void child_xfer(void *arg, void *reply, size_t size)
+{
+    (void)size;
+    const xfer_arg *a = arg;
+    xfer_reply *r = reply;
+    cnnelm_plugin *p = NULL;
+    cnnelm_error e = { "" };
+    r->status = CNNELM_ERR_INTERNAL;
+    if (cnnelm_plugin_load_file(a->file, &p, &e) != 0) {
+        snprintf(r->message, sizeof r->message, "%.470s", e.msg);
+        return;
+    }
+    const cnnelm_backend *be = p->ops;
+    cnnelm_backend_ctx *ctx = NULL;
+    char why[256] = "";
+    cnnelm_status st = cnnelm_plugin_context_open(p, a->device, 0, &ctx, why, sizeof why);
+    if (st != CNNELM_OK) {
+        r->status = st;
+        snprintf(r->message, sizeof r->message, "context_open: %.400s", why);
+        return;
+    }
+    size_t n = a->n, total = n + GUARD_FLOATS, bytes = total * sizeof(float);
+    size_t off = n > 4 ? 3 : 0; /* an offset that is not a multiple of anything */
+    float *data = malloc(bytes), *other = malloc(bytes), *got = malloc(bytes), *want = malloc(bytes);
+    cnnelm_buffer *b = NULL, *src = NULL;
+    if (!data || !other || !got || !want) {
+        snprintf(r->message, sizeof r->message, "out of host memory");
+        return;
+    }
+    cnnelm_rng rng;
+    cnnelm_rng_seed(&rng, 20261201, (uint64_t)a->kind * 1000 + n);
+    for (size_t j = 0; j < total; j++) {
+        data[j] = (float)(2 * cnnelm_rng_uniform(&rng) - 1);
+        other[j] = j < n ? from_bits(SENTINEL_BITS) : from_bits(GUARD_BITS);
+    }
+    for (size_t j = n; j < total; j++)
+        data[j] = from_bits(GUARD_BITS);
+    st = be->buffer_alloc(ctx, bytes, &b);
+    if (st == CNNELM_OK && a->kind == XFER_COPY)
+        st = be->buffer_alloc(ctx, bytes, &src);
+    r->pass = 1;
+    switch (a->kind) {
+    case XFER_FILL: /* the middle, then all of it with zeros (how U and V start) */
+        if (st == CNNELM_OK)
+            st = be->buffer_write(ctx, b, 0, data, bytes);
+        for (int round = 0; round < 2 && st == CNNELM_OK && r->pass; round++) {
+            float value = round ? 0.0f : 0.75f;
+            size_t lo = round ? 0 : off;
+            st = be->buffer_fill(ctx, b, lo * sizeof(float), (n - lo) * sizeof(float), value);
+            if (st == CNNELM_OK)
+                st = be->buffer_read(ctx, b, 0, got, bytes);
+            if (round == 0)
+                memcpy(want, data, bytes);
+            for (size_t j = lo; j < n; j++)
+                want[j] = value;
+            char w[64];
+            snprintf(w, sizeof w, "with %g", (double)value);
+            if (st == CNNELM_OK)
+                r->pass = xfer_judge(got, want, n, lo, n, w, r->message, sizeof r->message);
+        }
+        break;
+    case XFER_COPY: /* src + 1 float -> dst + off, n - off floats, dst pre-filled with the sentinel */
+        if (st == CNNELM_OK)
+            st = be->buffer_write(ctx, src, 0, data, bytes);
+        if (st == CNNELM_OK)
+            st = be->buffer_write(ctx, b, 0, other, bytes);
+        if (st == CNNELM_OK)
+            st = be->buffer_copy(ctx, b, off * sizeof(float), src, (n > 4 ? 1 : 0) * sizeof(float),
+                                 (n - off) * sizeof(float));
+        if (st == CNNELM_OK)
+            st = be->buffer_read(ctx, b, 0, got, bytes);
+        memcpy(want, other, bytes);
+        memcpy(want + off, data + (n > 4 ? 1 : 0), (n - off) * sizeof(float));
+        if (st == CNNELM_OK)
+            r->pass = xfer_judge(got, want, n, off, n, "the copy", r->message, sizeof r->message);
+        if (st == CNNELM_OK && r->pass)
+            st = be->buffer_read(ctx, src, 0, got, bytes);
+        if (st == CNNELM_OK && r->pass)
+            r->pass = xfer_judge(got, data, n, 0, 0, "its source", r->message, sizeof r->message);
+        break;
+    case XFER_WRITE_ASYNC: /* then the host copy changes: the device must keep what was sent */
+        if (st == CNNELM_OK)
+            st = be->buffer_write(ctx, b, 0, other, bytes);
+        memcpy(want, other, bytes);
+        memcpy(want + off, data + off, (n - off) * sizeof(float));
+        if (st == CNNELM_OK)
+            st = be->buffer_write_async(ctx, b, off * sizeof(float), data + off, (n - off) * sizeof(float));
+        if (st == CNNELM_OK)
+            st = be->synchronize(ctx);
+        for (size_t j = 0; j < total; j++)
+            data[j] = -data[j];
+        if (st == CNNELM_OK)
+            st = be->buffer_read(ctx, b, 0, got, bytes);
+        if (st == CNNELM_OK)
+            r->pass = xfer_judge(got, want, n, off, n, "read back after synchronize", r->message,
+                                 sizeof r->message);
+        break;
+    case XFER_READ_ASYNC: /* into a host block pre-filled with the sentinel */
+        if (st == CNNELM_OK)
+            st = be->buffer_write(ctx, b, 0, data, bytes);
+        memcpy(got, other, bytes);
+        memcpy(want, other, bytes);
+        memcpy(want + off, data + off, (n - off) * sizeof(float));
+        if (st == CNNELM_OK)
+            st = be->buffer_read_async(ctx, b, off * sizeof(float), got + off, (n - off) * sizeof(float));
+        if (st == CNNELM_OK)
+            st = be->synchronize(ctx);
+        if (st == CNNELM_OK)
+            r->pass = xfer_judge(got, want, n, off, n, "on the host after synchronize", r->message,
+                                 sizeof r->message);
+        break;
+    }
+    r->status = st;
+    if (st != CNNELM_OK)
+        snprintf(r->message, sizeof r->message, "%.470s", be->last_error(ctx));
+    /* no context_close or unload: the process ends, and shutdown() is checked once */
 }
 
 /* The end-to-end check: a short training (ELM fit and one fine-tuning iteration of
@@ -713,7 +906,11 @@ static void note_result(tally *t, const char *what, const char *shape, int ok, c
         t->passed++;
     else
         t->failed++;
-    if (!ok && (op < 0 || !(t->failed_ops >> op & 1u))) {
+    int listed = 0; /* a slot that is not an op: listed once too */
+    size_t wl = strlen(what);
+    for (const char *f = t->failures; op < 0 && (f = strstr(f, what)) != NULL; f += wl)
+        listed |= (f == t->failures || (f >= t->failures + 2 && f[-2] == ';')) && f[wl] == ' ';
+    if (!ok && !listed && (op < 0 || !(t->failed_ops >> op & 1u))) {
         if (op >= 0)
             t->failed_ops |= 1u << op;
         size_t len = strlen(t->failures);
@@ -722,7 +919,7 @@ static void note_result(tally *t, const char *what, const char *shape, int ok, c
     }
     if (seconds > t->slowest_s) {
         t->slowest_s = seconds;
-        snprintf(t->slowest, sizeof t->slowest, "%s %.100s", what, shape);
+        snprintf(t->slowest, sizeof t->slowest, "%s%s%.100s", what, shape[0] ? " " : "", shape);
     }
 }
 
@@ -740,70 +937,164 @@ static void finish(FILE *out, const tally *t)
             t->failed ? t->failures : "");
 }
 
-/* Loading, the entry, device_count and device_info of every device, each in a child.
- * Returns 0 when the plugin loaded (*lr filled), -1 when nothing more can be checked. */
+/* A row of the report that counts: `res` is "PASS...", "FAIL: why" or "CRASH: why". */
+static void verdict(FILE *out, tally *t, const char *what, const char *shape, double secs, const char *res)
+{
+    int ok = strncmp(res, "PASS", 4) == 0;
+    const char *why = strchr(res, ' ') ? strchr(res, ' ') + 1 : res;
+    row(out, what, shape, res);
+    note_result(t, what, shape, ok, why, secs, -1);
+}
+
+/* Loading (the entry, the table, init() and shutdown() where the plugin has them), then
+ * device_count and device_info (device_limits too where the plugin has it) of every device,
+ * each in a child. Returns the device count when the plugin loaded (*lr filled), -1 when
+ * nothing more can be checked. */
 static int check_loading(const char *file, double timeout, FILE *out, tally *t, load_reply *lr)
 {
-    char why[256];
+    char why[256], res[800];
     double secs = 0;
-    memset(lr, 0, sizeof *lr);
-    if (cnnelm_child_run(child_load, (void *)file, lr, sizeof *lr, timeout, &secs, why, sizeof why) != 0) {
-        char res[400];
-        snprintf(res, sizeof res, "CRASH: loading it (its entry function) %s", why);
-        row(out, "load", "", res);
-        note_result(t, "load", "", 0, why, secs, -1);
+    int dummy;
+    load_reply *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) {
+        snprintf(res, sizeof res, "FAIL: cannot map memory for the loading child: %s", strerror(errno));
+        verdict(out, t, "load", "", 0, res);
+        return -1;
+    }
+    memset(sh, 0, sizeof *sh);
+    sh->file = file;
+    int crashed = cnnelm_child_run(child_load, sh, &dummy, sizeof dummy, timeout, &secs, why, sizeof why) != 0;
+    *lr = *sh;
+    munmap(sh, sizeof *sh);
+    lr->stage[sizeof lr->stage - 1] = '\0';
+    lr->message[sizeof lr->message - 1] = '\0';
+    int in_init = strcmp(lr->stage, "init") == 0, in_shutdown = strcmp(lr->stage, "shutdown") == 0;
+    if (crashed && !in_shutdown) {
+        if (in_init) {
+            row(out, "load", "entry, table", "PASS");
+            note_result(t, "load", "", 1, "", 0, -1);
+            snprintf(res, sizeof res, "CRASH: %s", why);
+            verdict(out, t, "init", "", secs, res);
+        } else {
+            snprintf(res, sizeof res, "CRASH: loading it (its entry function) %s", why);
+            verdict(out, t, "load", "", secs, res);
+        }
         return -1;
     }
     if (!lr->ok) {
-        char res[600];
-        snprintf(res, sizeof res, "FAIL: %s", lr->message);
-        row(out, "load", "", res);
-        note_result(t, "load", "", 0, lr->message, secs, -1);
+        /* the loader's message for a failed init: "... failed to start: <status>: <message>" */
+        const char *m = in_init ? strstr(lr->message, "failed to start: ") : NULL;
+        if (m) {
+            row(out, "load", "entry, table", "PASS");
+            note_result(t, "load", "", 1, "", 0, -1);
+            snprintf(res, sizeof res, "FAIL: returned %.500s", m + 17);
+            verdict(out, t, "init", "", secs, res);
+        } else {
+            snprintf(res, sizeof res, "FAIL: %s", lr->message);
+            verdict(out, t, "load", "", secs, res);
+        }
         return -1;
     }
     fprintf(out, "  plugin '%s' (ABI %u.%u): %s\n", lr->name, lr->abi_major, lr->abi_minor, lr->description);
     row(out, "load", "entry, table", "PASS");
     note_result(t, "load", "", 1, "", secs, -1);
-    device_arg da = { file, -1 };
+    if (HAS_V11(lr, init))
+        verdict(out, t, "init", "", 0, "PASS");
+    if (crashed) {
+        snprintf(res, sizeof res, "CRASH: %s (after init, with no context open)", why);
+        verdict(out, t, "shutdown", "", secs, res);
+    } else if (HAS_V11(lr, shutdown)) {
+        verdict(out, t, "shutdown", "", 0, "PASS");
+    }
+
+    const char *count_slot = HAS_V11(lr, device_count_v11) ? "device_count_v11" : "device_count";
+    const char *info_slot = HAS_V11(lr, device_info_v11) ? "device_info_v11" : "device_info";
+    device_arg da = { file, -1, 0 };
     device_reply dr;
     int count = 0;
     if (cnnelm_child_run(child_device, &da, &dr, sizeof dr, timeout, &secs, why, sizeof why) != 0) {
-        char res[400];
         snprintf(res, sizeof res, "CRASH: %s", why);
-        row(out, "device_count", "", res);
-        note_result(t, "device_count", "", 0, why, secs, -1);
-    } else if (dr.status != CNNELM_OK || dr.count < 0 || dr.count > 4096) {
-        char res[600];
-        snprintf(res, sizeof res, "FAIL: %s", dr.status == -1 ? dr.message
-                 : dr.status != CNNELM_OK ? cnnelm_status_name((cnnelm_status)dr.status) : "an impossible count");
-        row(out, "device_count", "", res);
-        note_result(t, "device_count", "", 0, res + 6, secs, -1);
+    } else if (dr.status != CNNELM_OK) {
+        snprintf(res, sizeof res, "FAIL: %.500s", dr.message[0] ? dr.message : cnnelm_status_name((cnnelm_status)dr.status));
+    } else if (dr.count < 0 || dr.count > 4096) {
+        snprintf(res, sizeof res, "FAIL: an impossible count (%d)", dr.count);
     } else {
-        char res[64];
         snprintf(res, sizeof res, "PASS: %d device%s", dr.count, dr.count == 1 ? "" : "s");
-        row(out, "device_count", "", res);
-        note_result(t, "device_count", "", 1, "", secs, -1);
         count = dr.count;
     }
+    verdict(out, t, count_slot, "", secs, res);
     for (int i = 0; i < count && i < 64; i++) {
-        char shape[32], res[600];
+        char shape[32];
         snprintf(shape, sizeof shape, "device %d", i);
         da.index = i;
-        int ok = 0;
         if (cnnelm_child_run(child_device, &da, &dr, sizeof dr, timeout, &secs, why, sizeof why) != 0)
             snprintf(res, sizeof res, "CRASH: %s", why);
         else if (dr.status != CNNELM_OK)
             snprintf(res, sizeof res, "FAIL: %s", dr.status == -1 ? dr.message : cnnelm_status_name((cnnelm_status)dr.status));
         else if (!dr.info.name[0])
             snprintf(res, sizeof res, "FAIL: no device name");
-        else {
+        else
             snprintf(res, sizeof res, "PASS: %.120s", dr.info.name);
-            ok = 1;
-        }
-        row(out, "device_info", shape, res);
-        note_result(t, "device_info", shape, ok, strchr(res, ' ') + 1, secs, -1);
+        verdict(out, t, info_slot, shape, secs, res);
+        if (!HAS_V11(lr, device_limits))
+            continue;
+        da.limits = 1;
+        if (cnnelm_child_run(child_device, &da, &dr, sizeof dr, timeout, &secs, why, sizeof why) != 0)
+            snprintf(res, sizeof res, "CRASH: %s", why);
+        else if (dr.status != CNNELM_OK)
+            snprintf(res, sizeof res, "FAIL: %s", dr.status == -1 ? dr.message : cnnelm_status_name((cnnelm_status)dr.status));
+        else if (dr.lim.alignment & (dr.lim.alignment - 1))
+            snprintf(res, sizeof res, "FAIL: alignment %llu is not a power of two",
+                     (unsigned long long)dr.lim.alignment);
+        else
+            snprintf(res, sizeof res, "PASS: alignment %llu, largest buffer %.1f MiB, chunk %u",
+                     (unsigned long long)dr.lim.alignment, (double)dr.lim.max_alloc_bytes / (1024.0 * 1024),
+                     dr.lim.preferred_chunk);
+        da.limits = 0;
+        verdict(out, t, "device_limits", shape, secs, res);
     }
-    return 0;
+    return count;
+}
+
+/* Rows for the transfer slots the plugin has, three sizes each. */
+static void check_transfers(const char *file, int device, const load_reply *lr, double timeout, FILE *out,
+                            tally *t)
+{
+    int has[4] = { HAS_V11(lr, buffer_fill), HAS_V11(lr, buffer_copy), HAS_V11(lr, buffer_write_async),
+                   HAS_V11(lr, buffer_read_async) };
+    if ((has[XFER_WRITE_ASYNC] || has[XFER_READ_ASYNC]) && !HAS_V11(lr, synchronize)) {
+        verdict(out, t, "synchronize", "", 0, "FAIL: the plugin has asynchronous transfers but no synchronize");
+        has[XFER_WRITE_ASYNC] = has[XFER_READ_ASYNC] = 0;
+    }
+    static const size_t sizes[] = { 1, 1001, 65536 };
+    for (int k = 0; k < 4; k++) {
+        if (!has[k])
+            continue;
+        int crashed = 0;
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !crashed; i++) {
+            char shape[48], why[256], res[600];
+            snprintf(shape, sizeof shape, "%zu float%s%s", sizes[i], sizes[i] == 1 ? "" : "s",
+                     sizes[i] > 4 ? " at +3" : "");
+            if (k >= XFER_WRITE_ASYNC) {
+                size_t len = strlen(shape);
+                snprintf(shape + len, sizeof shape - len, ", synchronize");
+            }
+            xfer_arg a = { file, device, (xfer_kind)k, sizes[i] };
+            xfer_reply r;
+            double secs = 0;
+            if (cnnelm_child_run(child_xfer, &a, &r, sizeof r, timeout, &secs, why, sizeof why) != 0) {
+                snprintf(res, sizeof res, "CRASH: %s", why);
+                crashed = 1; /* one crash or hang per slot is enough */
+            } else if (r.status != CNNELM_OK) {
+                snprintf(res, sizeof res, "FAIL: %s: %.400s", cnnelm_status_name((cnnelm_status)r.status), r.message);
+            } else if (!r.pass) {
+                snprintf(res, sizeof res, "FAIL: %.500s", r.message);
+            } else {
+                snprintf(res, sizeof res, "PASS");
+            }
+            verdict(out, t, xfer_slot[k], shape, secs, res);
+        }
+    }
 }
 
 /* The end-to-end training in a child, compared with the reference's predictions. */
@@ -862,11 +1153,12 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
     tally t;
     memset(&t, 0, sizeof t);
     load_reply lr;
-    if (check_loading(plugin_file, timeout, out, &t, &lr) != 0) {
+    if (check_loading(plugin_file, timeout, out, &t, &lr) < 0) {
         finish(out, &t);
         cnnelm_plugin_unload(ref);
         return 1;
     }
+    check_transfers(plugin_file, device, &lr, timeout, out, &t);
     cnnelm_backend_ctx *rctx = NULL;
     cnnelm_context_params params = { .struct_size = sizeof params, .threads = 1 };
     char why[256] = "";
@@ -880,6 +1172,7 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
             "result");
     fflush(out);
     uint32_t timed_out = 0;
+    int unsupported = 0, asked = 0; /* cases supports() declined, of those it was asked about */
     for (int ci = 0; ci < n; ci++) {
         const check_case *cc = &cases[ci];
         const char *name = cnnelm_op_name(cc->call.op);
@@ -912,10 +1205,19 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
             op_arg a = { plugin_file, device, cc, &lay, { &refres[0], &refres[1] } };
             op_reply r;
             double limit = cc->threads > 1 ? timeout * RACE_ROUNDS : timeout;
-            if (cnnelm_child_run(child_op, &a, &r, sizeof r, limit, &secs, why, sizeof why) != 0) {
+            int crashed = cnnelm_child_run(child_op, &a, &r, sizeof r, limit, &secs, why, sizeof why) != 0;
+            asked += !crashed;
+            if (crashed) {
                 snprintf(result, sizeof result, "CRASH: %s", why);
                 if (strstr(why, "timed out"))
                     timed_out |= 1u << cc->call.op;
+            } else if (r.supports == CNNELM_ERR_UNSUPPORTED) {
+                snprintf(result, sizeof result, "supports() says unsupported: runs on the CPU reference in training");
+                ok = 2;
+                unsupported++;
+            } else if (r.supports != CNNELM_OK) {
+                snprintf(result, sizeof result, "FAIL: supports() returned %s (not OK or unsupported)",
+                         cnnelm_status_name((cnnelm_status)r.supports));
             } else if (r.status == CNNELM_ERR_UNSUPPORTED) {
                 snprintf(result, sizeof result, "unsupported for this shape: runs on the CPU reference");
                 ok = 2;
@@ -944,6 +1246,10 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
         result_free(&refres[0]);
         result_free(&refres[1]);
     }
+    if (HAS_V11(&lr, supports))
+        fprintf(out, "  supports(): %d of the %d cases asked said unsupported (they run on the CPU reference in "
+                "training)\n",
+                unsupported, asked);
     if (timed_out)
         row(out, "end-to-end training", "6c-2s-12c-2s, 300 images", "SKIP: an op timed out");
     else

@@ -1404,7 +1404,9 @@ typedef struct probe_reply {
     char message[512];
     char name[64], description[256];
     unsigned abi_major, abi_minor;
+    int init_failed;  /* loading stopped at the plugin's init() */
     int count_status, count;
+    char count_why[256];
     int info_status[PROBE_DEVICES];
     cnnelm_device_info info[PROBE_DEVICES];
 } probe_reply;
@@ -1422,7 +1424,11 @@ static void probe_child(void *arg, void *reply, size_t size)
     cnnelm_plugin *p;
     cnnelm_error e = { "" };
     snprintf(a->stage, 64, "loading it (its entry function)");
+    if (cnnelm_child_table_with_init(a->path)) /* the entry ran: what follows is init() */
+        snprintf(a->stage, 64, "its init()");
     if (cnnelm_plugin_load_file(a->path, &p, &e) != 0) {
+        /* the loader's words for a failed init (a table it refused fails before init) */
+        r->init_failed = strcmp(a->stage, "its init()") == 0 && strstr(e.msg, "failed to start: ");
         snprintf(r->message, sizeof r->message, "%.500s", e.msg);
         return;
     }
@@ -1431,11 +1437,15 @@ static void probe_child(void *arg, void *reply, size_t size)
     snprintf(r->description, sizeof r->description, "%s", p->ops->description ? p->ops->description : "");
     r->abi_major = p->ops->abi_major;
     r->abi_minor = p->ops->abi_minor;
-    snprintf(a->stage, 64, "device_count");
-    r->count_status = p->ops->device_count(&r->count);
+    /* the 1.1 slots with the plugin's state when it has them, the 1.0 ones otherwise */
+    int v11 = CNNELM_BACKEND_HAS(p->ops, device_count_v11);
+    snprintf(a->stage, 64, "%s", v11 ? "device_count (device_count_v11)" : "device_count");
+    r->count_status = cnnelm_plugin_device_count(p, &r->count, r->count_why, sizeof r->count_why);
+    r->count_why[sizeof r->count_why - 1] = '\0';
+    v11 = CNNELM_BACKEND_HAS(p->ops, device_info_v11);
     for (int i = 0; r->count_status == CNNELM_OK && i < r->count && i < PROBE_DEVICES; i++) {
-        snprintf(a->stage, 64, "device_info of device %d", i);
-        r->info_status[i] = p->ops->device_info(i, &r->info[i]);
+        snprintf(a->stage, 64, "device_info of device %d%s", i, v11 ? " (device_info_v11)" : "");
+        r->info_status[i] = cnnelm_plugin_device_info(p, i, &r->info[i]);
     }
 }
 
@@ -1476,12 +1486,16 @@ static void list_plugin(const char *path, void *user)
         stage[63] = '\0';
         printf("%s: broken: %s%s%s\n", path, why, stage[0] ? " in " : "", stage[0] ? stage : "");
     } else if (!r->loaded) {
-        printf("%s: unusable: %s\n", path, r->message);
+        const char *m = r->init_failed ? strstr(r->message, "failed to start: ") : NULL;
+        if (m)
+            printf("%s: broken: init failed: %s\n", path, m + 17);
+        else
+            printf("%s: unusable: %s\n", path, r->message);
     } else {
         s->backends++;
         printf("backend %s (%s, ABI %u.%u): %s\n", r->name, path, r->abi_major, r->abi_minor, r->description);
         if (r->count_status != CNNELM_OK)
-            printf("  cannot count devices: %s\n", cnnelm_status_name((cnnelm_status)r->count_status));
+            printf("  cannot count devices: %.250s\n", r->count_why);
         else if (r->count == 0)
             printf("  no devices\n");
         for (int i = 0; r->count_status == CNNELM_OK && i < r->count; i++) {

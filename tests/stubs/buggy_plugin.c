@@ -14,7 +14,19 @@
  *   -DBUG_DEVICE_COUNT_HANG device_count never returns
  *   -DBUG_WRITES_INPUT     activation_forward works in place in x, then copies to y
  *   -DBUG_HANG             pool_forward never returns (with CNNELM_BUGGY_HANG_RANK=r set, only in
- *                          the MPI rank r: one hung rank of a job) */
+ *                          the MPI rank r: one hung rank of a job)
+ * The ABI 1.1 slots (init/shutdown with a plugin state, the device slots with it, supports, the
+ * asynchronous, copy and fill transfers) are filled in every variant; their bugs:
+ *   -DBUG_INIT_CRASH       init dereferences NULL
+ *   -DBUG_INIT_HANG        init never returns
+ *   -DBUG_INIT_FAIL        init returns CNNELM_ERR_DEVICE with a message
+ *   -DBUG_INIT_FAIL_SILENT init returns CNNELM_ERR_DEVICE and leaves the message empty
+ *   -DBUG_SHUTDOWN_CRASH   shutdown dereferences NULL
+ *   -DBUG_FILL_WRONG       buffer_fill takes its byte offset for a float offset
+ *   -DBUG_ASYNC_NO_SYNC    buffer_read_async queues the copy; synchronize returns without doing it
+ * and one variant that is no bug but must pass:
+ *   -DBUG_SUPPORTS_PARTIAL supports() declines conv2d_forward with optimal tanh (the core runs it
+ *                          on the CPU reference) */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <unistd.h>
@@ -34,6 +46,9 @@
 struct cnnelm_backend_ctx {
     char error[256];
     int accumulate_calls; /* BUG_ACCUM_OVERWRITE: right on the first call only */
+    void *pending_dst;    /* BUG_ASYNC_NO_SYNC: a read queued and not yet done */
+    const void *pending_src;
+    size_t pending_bytes;
     struct cnnelm_buffer *buffers; /* every live buffer: context_close frees them */
 };
 
@@ -493,6 +508,149 @@ static cnnelm_status my_elm_solve(cnnelm_backend_ctx *c, int l, int k, double la
     return CNNELM_OK;
 }
 
+/* ABI 1.1. The plugin state: what init() found (here: one device), given to the device slots. */
+typedef struct plugin_state {
+    int devices;
+} plugin_state;
+
+static cnnelm_status my_init(const cnnelm_plugin_params *params, void **state, char *error, size_t error_size)
+{
+    (void)params;
+    *state = NULL;
+#ifdef BUG_INIT_CRASH
+    volatile int *no_memory = NULL;
+    *no_memory = 1;
+#endif
+#ifdef BUG_INIT_HANG
+    for (;;)
+        sleep(1);
+#endif
+#ifdef BUG_INIT_FAIL
+    snprintf(error, error_size, "no buggy runtime found (looked in /opt/buggy)");
+    return CNNELM_ERR_DEVICE;
+#endif
+#ifdef BUG_INIT_FAIL_SILENT
+    (void)error;
+    (void)error_size;
+    return CNNELM_ERR_DEVICE;
+#endif
+    plugin_state *st = calloc(1, sizeof *st);
+    if (!st) {
+        snprintf(error, error_size, "out of host memory");
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    }
+    st->devices = 1;
+    *state = st;
+    return CNNELM_OK;
+}
+
+static void my_shutdown(void *state)
+{
+#ifdef BUG_SHUTDOWN_CRASH
+    volatile int *no_memory = NULL;
+    *no_memory = 1;
+#endif
+    free(state);
+}
+
+static cnnelm_status my_device_count_v11(void *state, int *count, char *error, size_t error_size)
+{
+    if (!state) {
+        snprintf(error, error_size, "init() was not called");
+        return CNNELM_ERR_INTERNAL;
+    }
+    return my_device_count(count);
+}
+
+static cnnelm_status my_device_info_v11(void *state, int index, cnnelm_device_info *info)
+{
+    return state ? my_device_info(index, info) : CNNELM_ERR_INTERNAL;
+}
+
+static cnnelm_status my_device_limits(void *state, int index, cnnelm_device_limits *limits)
+{
+    if (!state || index != 0)
+        return state ? CNNELM_ERR_INVALID_ARGUMENT : CNNELM_ERR_INTERNAL;
+    limits->alignment = 16; /* malloc's */
+    limits->max_alloc_bytes = 0;
+    limits->preferred_chunk = 0;
+    return CNNELM_OK;
+}
+
+static cnnelm_status my_context_open_v11(void *state, int device, const cnnelm_context_params *params,
+                                         cnnelm_backend_ctx **out, char *error, size_t error_size)
+{
+    if (!state) {
+        *out = NULL;
+        snprintf(error, error_size, "init() was not called");
+        return CNNELM_ERR_INTERNAL;
+    }
+    return my_context_open(device, params, out, error, error_size);
+}
+
+static cnnelm_status my_supports(cnnelm_backend_ctx *c, const cnnelm_op_params *op)
+{
+    (void)c;
+#ifdef BUG_SUPPORTS_PARTIAL
+    if (op->op == CNNELM_OP_CONV_FORWARD && op->act == CNNELM_ACT_OPTTANH)
+        return CNNELM_ERR_UNSUPPORTED;
+#endif
+    (void)op;
+    return CNNELM_OK; /* every op, every shape */
+}
+
+/* Host memory: "asynchronous" transfers finish at once, synchronize has nothing to wait for. */
+static cnnelm_status my_buffer_write_async(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset,
+                                           const void *src, size_t bytes)
+{
+    return my_buffer_write(c, dst, offset, src, bytes);
+}
+
+static cnnelm_status my_buffer_read_async(cnnelm_backend_ctx *c, const cnnelm_buffer *src, size_t offset,
+                                          void *dst, size_t bytes)
+{
+#ifdef BUG_ASYNC_NO_SYNC
+    if (c->pending_dst) /* the one before: done only when the next one is queued */
+        memcpy(c->pending_dst, c->pending_src, c->pending_bytes);
+    c->pending_dst = dst;
+    c->pending_src = (const char *)src->data + offset;
+    c->pending_bytes = bytes;
+    return CNNELM_OK;
+#endif
+    return my_buffer_read(c, src, offset, dst, bytes);
+}
+
+static cnnelm_status my_synchronize(cnnelm_backend_ctx *c)
+{
+    (void)c; /* BUG_ASYNC_NO_SYNC: the queued read is forgotten here */
+    return CNNELM_OK;
+}
+
+static cnnelm_status my_buffer_copy(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t dst_offset,
+                                    const cnnelm_buffer *src, size_t src_offset, size_t bytes)
+{
+    (void)c;
+    memcpy((char *)dst->data + dst_offset, (const char *)src->data + src_offset, bytes);
+    return CNNELM_OK;
+}
+
+static cnnelm_status my_buffer_fill(cnnelm_backend_ctx *c, cnnelm_buffer *dst, size_t offset, size_t bytes,
+                                    float value)
+{
+    (void)c;
+    size_t first = offset / sizeof(float), count = bytes / sizeof(float);
+#ifdef BUG_FILL_WRONG
+    first = offset; /* bytes taken for floats; kept inside the allocation */
+    if (first > dst->bytes / sizeof(float))
+        first = dst->bytes / sizeof(float);
+    if (count > dst->bytes / sizeof(float) - first)
+        count = dst->bytes / sizeof(float) - first;
+#endif
+    for (size_t i = 0; i < count; i++)
+        dst->data[first + i] = value;
+    return CNNELM_OK;
+}
+
 /* The table. Set a slot to NULL to hand that op to the CPU reference while you work on it. */
 static const cnnelm_backend table = {
     .abi_major = CNNELM_BACKEND_ABI_MAJOR,
@@ -520,6 +678,18 @@ static const cnnelm_backend table = {
     .elm_predict = my_elm_predict,
     .elm_backprop = my_elm_backprop,
     .elm_solve = my_elm_solve,
+    .init = my_init,
+    .shutdown = my_shutdown,
+    .device_count_v11 = my_device_count_v11,
+    .device_info_v11 = my_device_info_v11,
+    .device_limits = my_device_limits,
+    .context_open_v11 = my_context_open_v11,
+    .supports = my_supports,
+    .buffer_write_async = my_buffer_write_async,
+    .buffer_read_async = my_buffer_read_async,
+    .synchronize = my_synchronize,
+    .buffer_copy = my_buffer_copy,
+    .buffer_fill = my_buffer_fill,
 };
 
 #ifdef BUG_ENTRY_CRASH

@@ -1,5 +1,8 @@
-/* cnnelm plugin conformance checker: loads the plugin, calls its entry, device_count and
- * device_info, then runs every op it has on random inputs of many shapes against the CPU
+/* cnnelm plugin conformance checker: loads the plugin, calls its entry, init and shutdown (ABI
+ * 1.1), device_count and device_info (their 1.1 slots with the plugin state where present, and
+ * device_limits) of every device, the 1.1 transfer slots (buffer_fill, buffer_copy, the
+ * asynchronous write and read with synchronize, against the plain write and read, with guard
+ * tails), then runs every op it has on random inputs of many shapes against the CPU
  * reference, then a short end-to-end training; each case in a forked child with a time limit,
  * so that a crashing or hanging plugin is a row of the report instead of the checker's end.
  *
@@ -16,7 +19,9 @@
  * times on one context with new inputs each time, compared after every call. Each op also runs
  * on two contexts in two threads at once, several rounds, compared with the single-threaded
  * reference. Shapes: odd and even sizes, n = 1 and partial chunks, kernels 1..7, several
- * channel counts, pooling mean and max with s = 1..4, every activation.
+ * channel counts, pooling mean and max with s = 1..4, every activation. Where the plugin has
+ * supports(), it is asked for every case first: a case it declines is listed (the core runs it
+ * on the CPU reference in training), not failed.
  * End to end: a short training (ELM fit and one fine-tuning iteration on 300 random images, ops
  * the plugin lacks on the CPU reference) must give the reference's predictions for >= 97% of
  * the images. */
