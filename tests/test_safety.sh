@@ -265,13 +265,15 @@ fi
 
 # ---- 8: SIGINT/SIGTERM during training: the last complete iteration is kept, and said ----
 # (a script's background job ignores SIGINT: python restores the default, then runs cnnelm)
+# (timeout --foreground passes a signal on to cnnelm once; without it timeout signals cnnelm and
+# then its whole process group, and a second SIGINT that arrives apart quits at once, by design)
 dfl=(python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])')
 # wait_for FILE PATTERN: up to 60 s for a line matching PATTERN in FILE
 wait_for() {
   for _ in $(seq 1200); do grep -qE -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
   return 1
 }
-"${dfl[@]}" timeout 120 "$CNNELM" train -c "$cfg" "${D[@]}" -s "$one" -s train.iterations=1000 -s train.batch=50 \
+"${dfl[@]}" timeout --foreground 120 "$CNNELM" train -c "$cfg" "${D[@]}" -s "$one" -s train.iterations=1000 -s train.batch=50 \
   -s train.learning_rate=0.001 -o "$tmp/int.model" --report "$tmp/int.json" >"$tmp/int.out" 2>&1 &
 ipid=$!
 wait_for "$tmp/int.out" "iteration 2/1000" && kill -INT "$ipid"
@@ -293,7 +295,7 @@ if [ -z "$left" ]; then ok; else bad "temporary files left after SIGINT: $left";
 mkdir -p "$tmp/icks"
 part=(train -c "$cfg" "${D[@]}" -s "$one" -s train.partitions=4 -s train.iterations=100 -s train.batch=50
       -s train.learning_rate=0.001 -s "train.checkpoint_dir=\"$tmp/icks\"" -o "$tmp/ip.model")
-"${dfl[@]}" timeout 120 "$CNNELM" "${part[@]}" >"$tmp/ip.out" 2>&1 &
+"${dfl[@]}" timeout --foreground 120 "$CNNELM" "${part[@]}" >"$tmp/ip.out" 2>&1 &
 ipid=$!
 wait_for "$tmp/ip.out" "partition 1/4 .*trained in" && kill -INT "$ipid"
 wait "$ipid"
@@ -317,7 +319,7 @@ with open(os.path.join(sys.argv[1], "lab"), "wb") as f:
     f.write(struct.pack(">II", 0x801, n) + bytes(i % 4 for i in range(n)))
 PY
 # shellcheck disable=SC2046
-timeout 120 "$CNNELM" train -c "$cfg" $(data "$tmp/big") -s "$one" -o "$tmp/big.model" --report "$tmp/big.json" \
+timeout --foreground 120 "$CNNELM" train -c "$cfg" $(data "$tmp/big") -s "$one" -o "$tmp/big.model" --report "$tmp/big.json" \
   >"$tmp/big.out" 2>&1 &
 ipid=$!
 wait_for "$tmp/big.out" "^[0-9:]+ model " && kill -TERM "$ipid"
