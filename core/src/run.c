@@ -923,11 +923,11 @@ static void chance_add(chance_list *cl, const char *name, const row_stats *r)
     cl->n++;
 }
 
-/* Warns (stderr, even with --quiet) about every partition model and the reduced model whose
+/* Warns (job_warn: stderr even with --quiet, and the report's warnings) about every partition model and the reduced model whose
  * mean kappa is at chance level, with the likely cause and the fix; fills `cl` for the report
  * and for --strict. */
-static void warn_chance_level(const train_summary *s, const cnnelm_config *c, const cnnelm_pool *pool,
-                              chance_list *cl)
+static void warn_chance_level(job *j, const train_summary *s, const cnnelm_config *c,
+                              const cnnelm_pool *pool, chance_list *cl)
 {
     memset(cl, 0, sizeof *cl);
     char devices[512] = "";
@@ -944,10 +944,10 @@ static void warn_chance_level(const train_summary *s, const cnnelm_config *c, co
         snprintf(name, sizeof name, "partition %d", p + 1);
         chance_add(cl, name, r);
         parts_at_chance++;
-        fprintf(stderr, "cnnelm: warning: %s is at chance level (accuracy %.2f%%, kappa %.4f): it predicts "
+        job_warn(j, "%s is at chance level (accuracy %.2f%%, kappa %.4f): it predicts "
                 "no better than guessing. Likely cause: a backend op that returns without writing its "
                 "output or computes wrong results, or fine-tuning that diverged; run `cnnelm plugin-check` "
-                "on the workers' plugins (%s), or lower train.learning_rate\n", name,
+                "on the workers' plugins (%s), or lower train.learning_rate", name,
                 100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n), devices);
     }
     const row_stats *r = &s->reduced;
@@ -958,16 +958,16 @@ static void warn_chance_level(const train_summary *s, const cnnelm_config *c, co
             snprintf(name, sizeof name, "model");
         chance_add(cl, name, r);
         if (s->k > 1 && parts_at_chance < s->k)
-            fprintf(stderr, "cnnelm: warning: the %s is at chance level (accuracy %.2f%%, kappa %.4f) "
+            job_warn(j, "the %s is at chance level (accuracy %.2f%%, kappa %.4f) "
                     "although partitions are not: their models are too different to combine this way "
-                    "(non-IID partitions?); try train.reduce = \"refit\"\n", name,
+                    "(non-IID partitions?); try train.reduce = \"refit\"", name,
                     100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n));
         else
-            fprintf(stderr, "cnnelm: warning: the %s is at chance level (accuracy %.2f%%, kappa %.4f): it "
+            job_warn(j, "the %s is at chance level (accuracy %.2f%%, kappa %.4f): it "
                     "predicts no better than guessing. Likely cause: a backend op that returns without "
                     "writing its output or computes wrong results (run `cnnelm plugin-check` on the "
                     "workers' plugins: %s), fine-tuning that diverged (lower train.learning_rate), or labels "
-                    "that do not belong to the images (check data.train_labels)\n", name,
+                    "that do not belong to the images (check data.train_labels)", name,
                     100 * mean_of(r->acc_sum, r->n), mean_of(r->kappa_sum, r->n), devices);
     }
 }
@@ -1142,7 +1142,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         if (s.final_all_data)
             printf("saved model: trained on all %zu training examples after the %d folds (their "
                    "results above estimate its accuracy)\n", s.final_examples, c->train.folds);
-        warn_chance_level(&s, c, &j.pool, &chance);
+        warn_chance_level(&j, &s, c, &j.pool, &chance);
         if (j.confusion) {
             printf("%s: test accuracy %.2f%% (%llu examples), kappa %.4f (standard error %.4f)\n",
                    s.runs > 1 ? (s.k > 1 ? "first run's reduced model" : "first run's model")
