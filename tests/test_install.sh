@@ -27,7 +27,9 @@ check "configs installed" '[ -f "$p/share/cnnelm/conf/default.cfg" ]'
 
 # headers: the public API and the plugin ABI, nothing internal
 inc=$p/include/cnnelm
-for h in config.h model.h run.h dataset.h metrics.h error.h layers.h predict.h reduce.h backend.h; do
+# the public API headers (core/CMakeLists.txt CNNELM_PUBLIC_HEADERS)
+public_headers="config.h model.h run.h dataset.h metrics.h error.h layers.h predict.h reduce.h"
+for h in $public_headers backend.h; do
   check "header $h installed" '[ -f "$inc/$h" ]'
 done
 for h in plugin.h plugin_check.h cluster.h network.h ops.h train.h; do
@@ -38,7 +40,7 @@ check "public headers do not include the plugin ABI" \
 # each public header stands alone, without the plugin ABI anywhere on the include path
 mkdir -p "$tmp/noabi/cnnelm"
 cp "$inc"/*.h "$tmp/noabi/cnnelm/" && rm -f "$tmp/noabi/cnnelm/backend.h"
-for h in config.h model.h run.h dataset.h metrics.h error.h layers.h predict.h reduce.h; do
+for h in $public_headers; do
   echo "#include <cnnelm/$h>" >"$tmp/one.c"
   check "<cnnelm/$h> compiles alone" 'cc -std=c11 -Wall -Wextra -Werror -fsyntax-only -I"$tmp/noabi" "$tmp/one.c" 2>&1'
 done
@@ -52,7 +54,7 @@ check "public headers and backend.h together" 'cc -std=c11 -Wall -Werror -fsynta
 
 # exports: exactly the functions declared in the installed public headers
 nm -D --defined-only "$lib" | awk '$2 ~ /[TWDBR]/ {print $3}' | grep -v '^_' | sort >"$tmp/exported"
-for h in config.h model.h run.h dataset.h metrics.h error.h layers.h predict.h reduce.h; do
+for h in $public_headers; do
   grep -E '^[a-z][a-z0-9_ ]*[ *]cnnelm_[a-z0-9_]+\(' "$inc/$h" | grep -Ev '^(static|typedef) ' |
     grep -oE 'cnnelm_[a-z0-9_]+\(' | tr -d '('
 done | sort -u >"$tmp/declared"
