@@ -910,14 +910,21 @@ START_TEST(determinism)
 }
 END_TEST
 
+/* The forwarding test plugin (tests/stubs/faulty_plugin.c) over this CPU backend: after N
+ * counted calls its context loses the device; other contexts are unaffected. */
 START_TEST(cpu_fault_injection)
 {
     if (!is_cpu())
         return;
-    setenv("CNNELM_CPU_FAIL_AFTER", "3", 1);
-    cnnelm_backend_ctx *f = open_ctx(2);
-    unsetenv("CNNELM_CPU_FAIL_AFTER");
+    cnnelm_error err = { "" };
+    cnnelm_plugin *fp = NULL;
+    ck_assert_msg(cnnelm_plugin_load("faulty", CNNELM_STUB_DIR, &fp, &err) == 0, "%s", err.msg);
+    const cnnelm_backend *keep_be = be;
     cnnelm_backend_ctx *keep = ctx;
+    be = fp->ops;
+    setenv("CNNELM_FAULTY_FAIL_AFTER", "3", 1);
+    cnnelm_backend_ctx *f = open_ctx(2);
+    unsetenv("CNNELM_FAULTY_FAIL_AFTER");
     ctx = f;
     float v[4] = { 1, 2, 3, 4 };
     cnnelm_buffer *b = device_array(4), *o = device_array(4);
@@ -927,8 +934,10 @@ START_TEST(cpu_fault_injection)
     EXPECT(CNNELM_ERR_DEVICE, be->buffer_read(ctx, o, 0, v, sizeof v));
     ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "injected device failure"));
     EXPECT(CNNELM_ERR_DEVICE, be->activation_forward(ctx, CNNELM_ACT_RELU, 4, b, o));
-    ctx = keep;
     be->context_close(f);
+    cnnelm_plugin_unload(fp);
+    be = keep_be;
+    ctx = keep;
     /* other contexts are unaffected */
     cnnelm_buffer *c = device_array(4);
     OK(be->buffer_write(ctx, c, 0, v, sizeof v));

@@ -154,9 +154,11 @@ PY
   "$CNNELM" train "${slow[@]}" -o "$tmp/whole3.model" >/dev/null 2>&1
   if cmp -s "$tmp/resumed3.model" "$tmp/whole3.model"; then ok; else bad "killed and resumed run differs from an uninterrupted one"; fi
   # a worker whose device fails mid-run: its partition goes back to the queue, the run completes
-  CNNELM_CPU_FAIL_AFTER=15@2 "$CNNELM" train -c "$cfg" "${slice[@]}" "${p4[@]}" -s "$two" -o "$tmp/fault.model" >"$tmp/out" 2>&1
-  if [ $? = 0 ] && grep -q "worker 2 (cpu:0) failed and stops" "$tmp/out" && cmp -s "$tmp/fault.model" "$tmp/mean-one.model"; then ok; else bad "device failure: $(grep -m2 -E 'error|failed' "$tmp/out")"; fi
-  CNNELM_CPU_FAIL_AFTER=15 "$CNNELM" train -q -c "$cfg" "${slice[@]}" "${p4[@]}" -s "$two" -o "$tmp/fault2.model" >"$tmp/out" 2>&1
+  # (the CPU backend behind the forwarding test plugin tests/stubs/faulty_plugin.c)
+  faulty=(-s "plugin_path=\"$STUBS\"" -s 'workers=({backend="faulty";threads=1;},{backend="faulty";threads=1;})')
+  CNNELM_FAULTY_FAIL_AFTER=15@2 "$CNNELM" train -c "$cfg" "${slice[@]}" "${p4[@]}" "${faulty[@]}" -o "$tmp/fault.model" >"$tmp/out" 2>&1
+  if [ $? = 0 ] && grep -q "worker 2 (faulty:0) failed and stops" "$tmp/out" && cmp -s "$tmp/fault.model" "$tmp/mean-one.model"; then ok; else bad "device failure: $(grep -m2 -E 'error|failed' "$tmp/out")"; fi
+  CNNELM_FAULTY_FAIL_AFTER=15 "$CNNELM" train -q -c "$cfg" "${slice[@]}" "${p4[@]}" "${faulty[@]}" -o "$tmp/fault2.model" >"$tmp/out" 2>&1
   if [ $? = 1 ] && grep -q "injected device failure" "$tmp/out"; then ok; else bad "all devices failing should fail the run: $(tail -2 "$tmp/out")"; fi
   # a partial plugin (convolution forward only) trains to the CPU backend's accuracy
   if [ -n "$STUBS" ] && [ -e "$STUBS/libcnnelm-convonly.so" ]; then

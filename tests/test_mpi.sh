@@ -37,8 +37,10 @@ for reduce in mean refit; do
     fi
   done
 done
-# every rank's device fails: the job ends, non-zero, with a rank's message
-timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_CPU_FAIL_AFTER=15 "$CNNELM" "${run[@]}" -o "$tmp/fail.model" >"$tmp/out" 2>&1
+# every rank's device fails: the job ends, non-zero, with a rank's message (the CPU backend
+# behind the forwarding test plugin tests/stubs/faulty_plugin.c)
+timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_FAULTY_FAIL_AFTER=15 "$CNNELM" "${run[@]}" \
+  -s "plugin_path=\"$(dirname "$CNNELM")/../tests/stubs\"" -s 'workers=({backend="faulty";threads=1;})' -o "$tmp/fail.model" >"$tmp/out" 2>&1
 code=$?
 if [ $code != 0 ] && [ $code != 124 ] && grep -q "cnnelm: error: rank [01]: .*injected device failure" "$tmp/out" && [ ! -e "$tmp/fail.model" ]; then ok; else bad "failing ranks: exit $code: $(head -3 "$tmp/out")"; fi
 # one rank's device hangs in an op (tests/stubs/buggy_plugin.c): its watchdog ends the whole

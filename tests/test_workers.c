@@ -18,7 +18,7 @@
 /* What each attempt of a task did, filled from the workers' threads. */
 typedef struct record {
     pthread_mutex_t lock;
-    const float *params;        /* written to the device by each task (a counted CPU call) */
+    const float *params;        /* written to the device by each task (a counted call) */
     int calls;                  /* device calls per task */
     int attempts[N_TASKS];      /* times each task was started */
     int done[N_TASKS];          /* times each task succeeded */
@@ -83,23 +83,28 @@ typedef struct fixture {
 } fixture;
 
 /* A pool of `n` CPU workers on the paper's small network; fail_after "N@K" (or NULL) makes the
- * K-th context lose its device after N counted calls (the CPU backend's test switch). */
+ * K-th context lose its device after N counted calls: the workers then run the CPU backend
+ * through the forwarding test plugin (tests/stubs/faulty_plugin.c, CNNELM_FAULTY_FAIL_AFTER). */
 static void fixture_open(fixture *f, int n, const char *fail_after)
 {
     static const char *const one = "workers=({backend=\"cpu\";threads=1;})";
     static const char *const two = "workers=({backend=\"cpu\";threads=1;},{backend=\"cpu\";threads=1;})";
-    const char *sets[] = { n == 1 ? one : two };
+    static const char *const one_faulty = "workers=({backend=\"faulty\";threads=1;})";
+    static const char *const two_faulty =
+        "workers=({backend=\"faulty\";threads=1;},{backend=\"faulty\";threads=1;})";
+    const char *sets[] = { fail_after ? (n == 1 ? one_faulty : two_faulty) : (n == 1 ? one : two),
+                           "plugin_path=\"" CNNELM_STUB_DIR "\"" };
     cnnelm_error err = { "" };
-    ck_assert_msg(cnnelm_config_load(&f->cfg, CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg", sets, 1,
+    ck_assert_msg(cnnelm_config_load(&f->cfg, CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg", sets, 2,
                                      &err) == 0, "%s", err.msg);
     const cnnelm_config *c = &f->cfg;
     ck_assert_msg(cnnelm_arch_init(&f->arch, c->model.layers, c->model.kernel, 1, 28, 28, 10,
                                    c->model.activation, c->model.pooling, c->model.elm_activation,
                                    &err) == 0, "%s", err.msg);
     if (fail_after)
-        setenv("CNNELM_CPU_FAIL_AFTER", fail_after, 1);
+        setenv("CNNELM_FAULTY_FAIL_AFTER", fail_after, 1);
     int rc = cnnelm_pool_open(&f->pool, c, &f->arch, &err);
-    unsetenv("CNNELM_CPU_FAIL_AFTER");
+    unsetenv("CNNELM_FAULTY_FAIL_AFTER");
     ck_assert_msg(rc == 0, "%s", err.msg);
     ck_assert_int_eq(f->pool.n, n);
     f->params = calloc(f->arch.n_params, sizeof *f->params);
@@ -172,7 +177,7 @@ START_TEST(last_worker_lost_fails_the_run)
     record_init(&r, f.params, 2000);
     cnnelm_error err = { "" };
     ck_assert_int_eq(cnnelm_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
-    ck_assert_msg(strstr(err.msg, "injected device failure (CNNELM_CPU_FAIL_AFTER=1000)"), "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "injected device failure (CNNELM_FAULTY_FAIL_AFTER=1000)"), "%s", err.msg);
     ck_assert_int_eq(r.attempts[0], 1);
     ck_assert_int_eq(r.done[0], 0);
     fixture_close(&f);
