@@ -1,14 +1,13 @@
-/* cnnelm CPU reference backend: the plugin table, the one "cpu" device, contexts, host buffers,
- * and fault injection for the core's failure tests. */
+/* cnnelm CPU reference backend: the plugin table, the one "cpu" device, contexts and host
+ * buffers. The ops are the kernels of cpu_conv.c, cpu_layers.c and cpu_elm.c, reached through one
+ * line each that hands them the buffers' memory. */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,9 +32,6 @@ cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fm
 /* OpenBLAS's thread count is process-global; this backend parallelises inside each context with
  * its own threads and calls BLAS from several contexts at once, so BLAS must run in the
  * calling thread. Done once, at the first context_open. */
-/* Contexts opened by this process, for CNNELM_CPU_FAIL_AFTER=N@K (a test switch only). */
-static atomic_uint contexts_opened;
-
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static void blas_single_thread(void) { openblas_set_num_threads(1); }
 
@@ -148,29 +144,6 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
     if (threads > CPU_MAX_THREADS)
         threads = CPU_MAX_THREADS;
 
-    /* Fault injection for tests: CNNELM_CPU_FAIL_AFTER=N makes the context fail (as a lost
-     * device would) after N successful calls of buffer_write, buffer_read and the compute ops;
-     * N@K does so only for the K-th context this process opens (K from 1: one worker of many). */
-    long fail_after = -1;
-    unsigned opened = atomic_fetch_add(&contexts_opened, 1u) + 1u;
-    const char *fa = getenv("CNNELM_CPU_FAIL_AFTER");
-    if (fa && *fa) {
-        char *end;
-        errno = 0;
-        long v = strtol(fa, &end, 10), which = 0;
-        if (errno == 0 && *end == '@') {
-            which = strtol(end + 1, &end, 10);
-            if (which < 1)
-                v = -1;
-        }
-        if (errno != 0 || *end != 0 || v < 0) {
-            open_error(error, error_size, "CNNELM_CPU_FAIL_AFTER must be N or N@K (integers, K >= 1)");
-            return CNNELM_ERR_INVALID_ARGUMENT;
-        }
-        if (which == 0 || (unsigned long)which == opened)
-            fail_after = v;
-    }
-
     pthread_once(&blas_once, blas_single_thread);
     cnnelm_backend_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
@@ -180,7 +153,6 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
     ctx->magic = CPU_CTX_MAGIC;
     ctx->threads = threads;
     ctx->isa = detect_isa();
-    ctx->fail_after = fail_after;
     cnnelm_status st = cpu_pool_start(ctx);
     if (st != CNNELM_OK) {
         open_error(error, error_size, ctx->err);
@@ -214,27 +186,6 @@ static const char *cpu_last_error(const cnnelm_backend_ctx *ctx)
     if (!ctx)
         return "NULL context";
     return ctx->err;
-}
-
-/* Every counted call starts with this: a valid context that has not (been made to) fail. */
-#define ENTER(ctx)                                                                          \
-    do {                                                                                    \
-        if (!(ctx) || (ctx)->magic != CPU_CTX_MAGIC)                                        \
-            return CNNELM_ERR_INVALID_ARGUMENT;                                             \
-        if ((ctx)->failed ||                                                                \
-            ((ctx)->fail_after >= 0 && (ctx)->ok_calls >= (ctx)->fail_after)) {             \
-            (ctx)->failed = 1;                                                              \
-            return cpu_fail((ctx), CNNELM_ERR_DEVICE,                                       \
-                            "injected device failure (CNNELM_CPU_FAIL_AFTER=%ld)",           \
-                            (ctx)->fail_after);                                             \
-        }                                                                                   \
-    } while (0)
-
-static cnnelm_status leave(cnnelm_backend_ctx *ctx, cnnelm_status st)
-{
-    if (st == CNNELM_OK)
-        ctx->ok_calls++;
-    return st;
 }
 
 /* ---- buffers --------------------------------------------------------------------------- */
@@ -303,7 +254,6 @@ static cnnelm_status range_ok(cnnelm_backend_ctx *ctx, const char *op, const cnn
 static cnnelm_status cpu_buffer_write(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
                                       const void *src, size_t bytes)
 {
-    ENTER(ctx);
     cnnelm_status st = check_buf(ctx, "buffer_write", "dst", dst);
     if (st == CNNELM_OK)
         st = range_ok(ctx, "buffer_write", dst, offset, bytes);
@@ -311,13 +261,12 @@ static cnnelm_status cpu_buffer_write(cnnelm_backend_ctx *ctx, cnnelm_buffer *ds
         st = cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "buffer_write: NULL source");
     if (st == CNNELM_OK && bytes > 0)
         memmove((char *)dst->data + offset, src, bytes);
-    return leave(ctx, st);
+    return st;
 }
 
 static cnnelm_status cpu_buffer_read(cnnelm_backend_ctx *ctx, const cnnelm_buffer *src,
                                      size_t offset, void *dst, size_t bytes)
 {
-    ENTER(ctx);
     cnnelm_status st = check_buf(ctx, "buffer_read", "src", src);
     if (st == CNNELM_OK)
         st = range_ok(ctx, "buffer_read", src, offset, bytes);
@@ -325,100 +274,89 @@ static cnnelm_status cpu_buffer_read(cnnelm_backend_ctx *ctx, const cnnelm_buffe
         st = cpu_fail(ctx, CNNELM_ERR_INVALID_ARGUMENT, "buffer_read: NULL destination");
     if (st == CNNELM_OK && bytes > 0)
         memmove(dst, (const char *)src->data + offset, bytes);
-    return leave(ctx, st);
+    return st;
 }
 
 /* ---- ops ------------------------------------------------------------------------------- */
 
 /* The core has checked every argument (shape rules, buffer sizes, ownership, aliasing: see
- * backend.h); each op only enters (fault injection) and runs its kernel. */
+ * backend.h); each op runs its kernel on the buffers' memory. */
 
 static cnnelm_status cpu_conv2d_forward(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
                                         cnnelm_activation act, const cnnelm_buffer *x,
                                         const cnnelm_buffer *w, const cnnelm_buffer *b,
                                         cnnelm_buffer *y)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_conv_forward(ctx, s, act, x->data, w->data, b->data, y->data));
+    return cpu_conv_forward(ctx, s, act, x->data, w->data, b->data, y->data);
 }
 
 static cnnelm_status cpu_conv2d_backward_data(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
                                               const cnnelm_buffer *dy, const cnnelm_buffer *w,
                                               cnnelm_buffer *dx)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_conv_backward_data(ctx, s, dy->data, w->data, dx->data));
+    return cpu_conv_backward_data(ctx, s, dy->data, w->data, dx->data);
 }
 
 static cnnelm_status cpu_conv2d_backward_filter(cnnelm_backend_ctx *ctx, const cnnelm_conv_shape *s,
                                                 const cnnelm_buffer *x, const cnnelm_buffer *dy,
                                                 cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_conv_backward_filter(ctx, s, x->data, dy->data, dw->data, db->data,
-                                               accumulate));
+    return cpu_conv_backward_filter(ctx, s, x->data, dy->data, dw->data, db->data,
+                                               accumulate);
 }
 
 static cnnelm_status cpu_pool_forward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
                                          cnnelm_pooling mode, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_pool_forward(ctx, s, mode, x->data, y->data));
+    return cpu_pool_forward(ctx, s, mode, x->data, y->data);
 }
 
 static cnnelm_status cpu_pool_backward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
                                           cnnelm_pooling mode, const cnnelm_buffer *x,
                                           const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_pool_backward(ctx, s, mode, x->data, dy->data, dx->data));
+    return cpu_pool_backward(ctx, s, mode, x->data, dy->data, dx->data);
 }
 
 static cnnelm_status cpu_activation_forward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
                                             size_t count, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_act_forward(ctx, act, count, x->data, y->data));
+    return cpu_act_forward(ctx, act, count, x->data, y->data);
 }
 
 static cnnelm_status cpu_activation_backward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
                                              size_t count, const cnnelm_buffer *y,
                                              const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_act_backward(ctx, act, count, y->data, dy->data, dx->data));
+    return cpu_act_backward(ctx, act, count, y->data, dy->data, dx->data);
 }
 
 static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
                                            const cnnelm_buffer *H, const cnnelm_buffer *T,
                                            cnnelm_buffer *U, cnnelm_buffer *V)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data));
+    return cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data);
 }
 
 static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
                                         const cnnelm_buffer *H, const cnnelm_buffer *beta,
                                         cnnelm_buffer *Y)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_elm_predict(ctx, n, l, c, H->data, beta->data, Y->data));
+    return cpu_elm_predict(ctx, n, l, c, H->data, beta->data, Y->data);
 }
 
 static cnnelm_status cpu_elm_backprop_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
                                          const cnnelm_buffer *E, const cnnelm_buffer *beta,
                                          cnnelm_buffer *dH)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_elm_backprop(ctx, n, l, c, E->data, beta->data, dH->data));
+    return cpu_elm_backprop(ctx, n, l, c, E->data, beta->data, dH->data);
 }
 
 static cnnelm_status cpu_elm_solve_op(cnnelm_backend_ctx *ctx, int l, int c, double lambda,
                                       const cnnelm_buffer *U, const cnnelm_buffer *V,
                                       cnnelm_buffer *beta)
 {
-    ENTER(ctx);
-    return leave(ctx, cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data));
+    return cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data);
 }
 
 /* ---- ABI 1.1 ------------------------------------------------------------------------------ */
@@ -485,26 +423,24 @@ static cnnelm_status cpu_supports(cnnelm_backend_ctx *ctx, const cnnelm_op_param
  * (synchronize then has nothing left to wait for). */
 static cnnelm_status cpu_synchronize(cnnelm_backend_ctx *ctx)
 {
-    ENTER(ctx);
+    (void)ctx;
     return CNNELM_OK;
 }
 
 static cnnelm_status cpu_buffer_copy(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t dst_offset,
                                      const cnnelm_buffer *src, size_t src_offset, size_t bytes)
 {
-    ENTER(ctx);
     cnnelm_status st = range_ok(ctx, "buffer_copy", dst, dst_offset, bytes);
     if (st == CNNELM_OK)
         st = range_ok(ctx, "buffer_copy", src, src_offset, bytes);
     if (st == CNNELM_OK && bytes > 0)
         memmove((char *)dst->data + dst_offset, (const char *)src->data + src_offset, bytes);
-    return leave(ctx, st);
+    return st;
 }
 
 static cnnelm_status cpu_buffer_fill(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
                                      size_t bytes, float value)
 {
-    ENTER(ctx);
     cnnelm_status st = range_ok(ctx, "buffer_fill", dst, offset, bytes);
     if (st == CNNELM_OK) {
         float *p = (float *)((char *)dst->data + offset);
@@ -515,7 +451,7 @@ static cnnelm_status cpu_buffer_fill(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst
             for (size_t i = 0; i < n; i++)
                 p[i] = value;
     }
-    return leave(ctx, st);
+    return st;
 }
 
 /* ---- the table ------------------------------------------------------------------------- */

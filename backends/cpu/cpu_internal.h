@@ -1,5 +1,5 @@
-/* cnnelm CPU backend, private: the context (thread pool, scratch, error message, fault
- * injection), host buffers, and the kernels each op file provides to cpu_backend.c. */
+/* cnnelm CPU backend, private: the context (thread pool, scratch, error message), host
+ * buffers, and the kernels each op file provides to cpu_backend.c. */
 #ifndef CNNELM_CPU_INTERNAL_H
 #define CNNELM_CPU_INTERNAL_H
 
@@ -42,12 +42,6 @@ struct cnnelm_backend_ctx {
     int isa;                     /* CPU_ISA_*: the kernels this context runs */
     char err[512];               /* last_error() */
     struct cnnelm_buffer *buffers;
-
-    /* Fault injection (CNNELM_CPU_FAIL_AFTER=N at context_open): after N successful counted
-     * calls every counted call answers CNNELM_ERR_DEVICE. -1: off. */
-    long fail_after;
-    long ok_calls;
-    int failed;
 
     /* Per-thread scratch (index = thread) and one shared scratch for cross-thread partials. */
     cpu_scratch scratch[CPU_MAX_THREADS];
