@@ -944,6 +944,86 @@ START_TEST(cpu_fault_injection)
 }
 END_TEST
 
+/* ---- the core's fallback -------------------------------------------------------------------- */
+
+/* The convolution-only test plugin (tests/stubs/convonly_plugin.c) as the device and this backend
+ * as the reference, through the core (core/src/ops.c): activations cross to the reference for
+ * pooling and back for the next convolution, slice by slice through the bounce buffer (sizes here
+ * are many slices and not a whole number of them). A pooling output in a buffer larger than its
+ * tensor keeps the device's rest, and a partial write after the fallback sees the reference's
+ * result. Tolerances: TOL_CONV for each convolution (im2col + SGEMM against the plain loops),
+ * pooling and the moves exact. */
+START_TEST(fallback_crossings)
+{
+    cnnelm_error err = { "" };
+    cnnelm_plugin *cp = NULL;
+    ck_assert_msg(cnnelm_plugin_load("convonly", CNNELM_STUB_DIR, &cp, &err) == 0, "%s", err.msg);
+    cnnelm_backend_ctx *cctx = NULL;
+    char why[512] = "";
+    cnnelm_context_params params = { .struct_size = sizeof params, .threads = 1 };
+    ck_assert_int_eq(cp->ops->context_open(0, &params, &cctx, why, sizeof why), CNNELM_OK);
+    vctx = (cnnelm_opctx){ .be = cp->ops, .ctx = cctx, .reference = plug, .threads = 2 };
+
+    const cnnelm_conv_shape s1 = { 37, 2, 28, 28, 6, 5 }, s2 = { 37, 6, 12, 12, 4, 3 };
+    const cnnelm_pool_shape ps = { 37, 6, 24, 24, 2 };
+    size_t nx = ref_conv_x_count(&s1), nw1 = ref_conv_w_count(&s1), ny1 = ref_conv_y_count(&s1);
+    size_t np = ref_pool_y_count(&ps), nw2 = ref_conv_w_count(&s2), ny2 = ref_conv_y_count(&s2);
+    const size_t extra = 20001; /* the pooling buffer's floats past its tensor: 3 slices */
+    seed(1400);
+    float *x = rand_array(nx), *w1 = rand_array(nw1), *b1 = rand_array(6), *w2 = rand_array(nw2);
+    float *b2 = rand_array(4), *pattern = rand_array(extra), *y1 = alloc_array(ny1);
+    float *pwant = alloc_array(np), *pgot = alloc_array(np + extra), *y2want = alloc_array(ny2);
+    float *y2got = alloc_array(ny2);
+    cnnelm_buffer *bx = core_array(nx), *bw1 = core_array(nw1), *bb1 = core_array(6);
+    cnnelm_buffer *by1 = core_array(ny1), *bp = core_array(np + extra), *bw2 = core_array(nw2);
+    cnnelm_buffer *bb2 = core_array(4), *by2 = core_array(ny2);
+    const struct { cnnelm_buffer *b; const float *h; size_t n, at; } up[] = {
+        { bx, x, nx, 0 }, { bw1, w1, nw1, 0 }, { bb1, b1, 6, 0 }, { bw2, w2, nw2, 0 },
+        { bb2, b2, 4, 0 }, { bp, pattern, extra, np },
+    };
+    for (size_t i = 0; i < sizeof up / sizeof up[0]; i++)
+        ck_assert_msg(cnnelm_op_write(&vctx, up[i].b, sizeof(float) * up[i].at, up[i].h,
+                                      sizeof(float) * up[i].n, why, sizeof why) == CNNELM_OK, "%s", why);
+
+    RUNS(.op = CNNELM_OP_CONV_FORWARD, .conv = s1, .act = CNNELM_ACT_RELU, .buf = { bx, bw1, bb1, by1 });
+    RUNS(.op = CNNELM_OP_POOL_FORWARD, .pool = ps, .mode = CNNELM_POOL_MAX, .buf = { by1, bp });
+    RUNS(.op = CNNELM_OP_CONV_FORWARD, .conv = s2, .act = CNNELM_ACT_IDENTITY, .buf = { bp, bw2, bb2, by2 });
+    ck_assert_uint_eq(vctx.fell_back, 1u << CNNELM_OP_POOL_FORWARD);
+
+    ref_conv2d_forward(&s1, CNNELM_ACT_RELU, x, w1, b1, y1);
+    ref_pool_forward(&ps, CNNELM_POOL_MAX, y1, pwant);
+    ck_assert_int_eq(cnnelm_op_read(&vctx, bp, 0, pgot, sizeof(float) * (np + extra), why, sizeof why),
+                     CNNELM_OK);
+    expect_close("pooled (conv on the plugin, pool on the reference)", pgot, pwant, np, TOL_CONV);
+    ck_assert_msg(memcmp(pgot + np, pattern, sizeof(float) * extra) == 0,
+                  "the rest of the pooling buffer changed");
+    ref_conv2d_forward(&s2, CNNELM_ACT_IDENTITY, pgot, w2, b2, y2want);
+    ck_assert_int_eq(cnnelm_op_read(&vctx, by2, 0, y2got, sizeof(float) * ny2, why, sizeof why), CNNELM_OK);
+    expect_close("conv on the plugin of the reference's pooling", y2got, y2want, ny2, TOL_CONV);
+
+    /* the pooling again (the mirror newer than the device), then part of the buffer written:
+     * the rest must be the reference's result, moved back */
+    RUNS(.op = CNNELM_OP_POOL_FORWARD, .pool = ps, .mode = CNNELM_POOL_MAX, .buf = { by1, bp });
+    const float marks[3] = { 7, 8, 9 };
+    ck_assert_msg(cnnelm_op_write(&vctx, bp, sizeof(float) * 10, marks, sizeof marks, why, sizeof why) ==
+                  CNNELM_OK, "%s", why);
+    memset(pgot, 0, sizeof(float) * (np + extra));
+    ck_assert_int_eq(cnnelm_op_read(&vctx, bp, 0, pgot, sizeof(float) * (np + extra), why, sizeof why),
+                     CNNELM_OK);
+    memcpy(pwant + 10, marks, sizeof marks);
+    expect_close("pooled, moved back, partly overwritten", pgot, pwant, np, TOL_CONV);
+    ck_assert_msg(memcmp(pgot + np, pattern, sizeof(float) * extra) == 0,
+                  "the rest of the pooling buffer changed after the move back");
+    ck_assert_uint_le(vctx.host_bytes, 64 * 1024); /* one slice, not a whole buffer */
+
+    cnnelm_opctx_close(&vctx);
+    cp->ops->context_close(cctx);
+    cnnelm_plugin_unload(cp);
+    free(x), free(w1), free(b1), free(w2), free(b2), free(pattern), free(y1), free(pwant);
+    free(pgot), free(y2want), free(y2got);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------------------------- */
 
 static Suite *backend_suite(void)
@@ -967,6 +1047,7 @@ static Suite *backend_suite(void)
         { "gradcheck_elm", gradcheck_elm },
         { "determinism", determinism },
         { "fault_injection", cpu_fault_injection },
+        { "fallback_crossings", fallback_crossings },
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         TCase *tc = tcase_create(tests[i].name);

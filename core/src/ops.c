@@ -437,8 +437,17 @@ cnnelm_status cnnelm_op_fill(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset,
  * SIZE_MAX the mirror is newer than the device (a fallback wrote it; flushed when the backend or
  * a transfer needs the device copy). */
 
+/* Data crosses between the backend and the reference through the host in slices of this many
+ * bytes: a slice read from one side is still in the cache when it is written to the other, so
+ * a crossing costs about one copy's worth of memory traffic, not two (chunks of activations
+ * are megabytes, larger than the caches). */
+#define BOUNCE_SLICE ((size_t)32 * 1024)
+
+/* The bounce buffer: one slice (or less when every buffer is smaller), made once. */
 static cnnelm_status ensure_host(cnnelm_opctx *o, size_t bytes)
 {
+    if (bytes > BOUNCE_SLICE)
+        bytes = BOUNCE_SLICE;
     if (bytes <= o->host_bytes)
         return CNNELM_OK;
     void *h = realloc(o->host, bytes);
@@ -446,6 +455,46 @@ static cnnelm_status ensure_host(cnnelm_opctx *o, size_t bytes)
         return CNNELM_ERR_OUT_OF_MEMORY;
     o->host = h;
     o->host_bytes = bytes;
+    return CNNELM_OK;
+}
+
+/* Copies `bytes` at `offset` of r between the backend's buffer and its mirror, slice by slice
+ * (to_mirror: backend -> reference; else back). On failure `why` names the side that failed. */
+static cnnelm_status cross(cnnelm_opctx *o, cnnelm_buf_record *r, int to_mirror, size_t offset,
+                           size_t bytes, char *why, size_t why_size)
+{
+    const cnnelm_backend *ref = o->reference->ops;
+    if (ensure_host(o, bytes) != CNNELM_OK) {
+        snprintf(why, why_size, "out of host memory for a fallback's bounce buffer");
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    }
+    for (size_t done = 0; done < bytes;) {
+        size_t n = bytes - done < o->host_bytes ? bytes - done : o->host_bytes;
+        cnnelm_status st;
+        if (to_mirror) {
+            if ((st = o->be->buffer_read(o->ctx, r->handle, offset + done, o->host, n)) != CNNELM_OK) {
+                snprintf(why, why_size, "the backend failed, moving data for a CPU fallback: %s",
+                         o->be->last_error(o->ctx));
+                return st;
+            }
+            if ((st = ref->buffer_write(o->ref_ctx, r->mirror, offset + done, o->host, n)) != CNNELM_OK) {
+                snprintf(why, why_size, "the CPU reference failed: %s", ref->last_error(o->ref_ctx));
+                return st;
+            }
+        } else {
+            if ((st = ref->buffer_read(o->ref_ctx, r->mirror, offset + done, o->host, n)) != CNNELM_OK) {
+                snprintf(why, why_size, "the CPU reference failed, moving data back: %s",
+                         ref->last_error(o->ref_ctx));
+                return st;
+            }
+            if ((st = o->be->buffer_write(o->ctx, r->handle, offset + done, o->host, n)) != CNNELM_OK) {
+                snprintf(why, why_size, "the backend failed, moving data from a CPU fallback: %s",
+                         o->be->last_error(o->ctx));
+                return st;
+            }
+        }
+        done += n;
+    }
     return CNNELM_OK;
 }
 
@@ -495,21 +544,8 @@ static cnnelm_status flush_mirror(cnnelm_opctx *o, cnnelm_buf_record *r, char *w
 {
     if (r->mirror_valid != SIZE_MAX)
         return CNNELM_OK;
-    const cnnelm_backend *ref = o->reference->ops;
-    cnnelm_status st = ensure_host(o, r->bytes);
-    if (st == CNNELM_OK && (st = ref->buffer_read(o->ref_ctx, r->mirror, 0, o->host, r->bytes)) != CNNELM_OK) {
-        snprintf(why, why_size, "the CPU reference failed, moving data back: %s",
-                 ref->last_error(o->ref_ctx));
-        return st;
-    }
-    if (st == CNNELM_OK && (st = o->be->buffer_write(o->ctx, r->handle, 0, o->host, r->bytes)) != CNNELM_OK) {
-        snprintf(why, why_size, "the backend failed, moving data from a CPU fallback: %s",
-                 o->be->last_error(o->ctx));
-        return st;
-    }
-    if (st != CNNELM_OK)
-        snprintf(why, why_size, "out of host memory for a fallback's bounce buffer");
-    else
+    cnnelm_status st = cross(o, r, 0, 0, r->bytes, why, why_size);
+    if (st == CNNELM_OK)
         r->mirror_valid = r->bytes;
     return st;
 }
@@ -550,15 +586,8 @@ static cnnelm_status fallback(cnnelm_opctx *o, const cnnelm_op_call *k, char *wh
         rb[i] = r->mirror;
         if (!(in >> i & 1u) || r->mirror_valid >= bytes[i])
             continue; /* not read, or the mirror already holds it */
-        if ((st = o->be->buffer_read(o->ctx, r->handle, 0, o->host, bytes[i])) != CNNELM_OK) {
-            snprintf(why, why_size, "the backend failed, moving data for a CPU fallback: %s",
-                     o->be->last_error(o->ctx));
+        if ((st = cross(o, r, 1, 0, bytes[i], why, why_size)) != CNNELM_OK)
             return st;
-        }
-        if ((st = ref->buffer_write(o->ref_ctx, r->mirror, 0, o->host, bytes[i])) != CNNELM_OK) {
-            snprintf(why, why_size, "the CPU reference failed: %s", ref->last_error(o->ref_ctx));
-            return st;
-        }
         r->mirror_valid = bytes[i];
     }
     st = cnnelm_op_dispatch(ref, o->ref_ctx, k, rb);
@@ -573,12 +602,8 @@ static cnnelm_status fallback(cnnelm_opctx *o, const cnnelm_op_call *k, char *wh
         if (out >> i & 1u) {
             cnnelm_buf_record *r = recs[i];
             if (bytes[i] < r->bytes && r->mirror_valid < r->bytes && r->mirror_valid != SIZE_MAX) {
-                size_t rest = r->bytes - bytes[i];
-                if ((st = o->be->buffer_read(o->ctx, r->handle, bytes[i], o->host, rest)) != CNNELM_OK ||
-                    (st = ref->buffer_write(o->ref_ctx, r->mirror, bytes[i], o->host, rest)) != CNNELM_OK) {
-                    snprintf(why, why_size, "moving data for a CPU fallback failed");
+                if ((st = cross(o, r, 1, bytes[i], r->bytes - bytes[i], why, why_size)) != CNNELM_OK)
                     return st;
-                }
             }
             r->mirror_valid = SIZE_MAX;
         }

@@ -85,7 +85,7 @@ typedef struct cnnelm_opctx {
     uint32_t planned_fallback;       /* ops supports() (or a NULL slot) sent to the reference */
     cnnelm_buf_record *rec;          /* every buffer allocated through cnnelm_op_alloc */
     int n_rec, cap_rec;
-    void *host;                      /* the fallbacks' bounce buffer, grown once, kept */
+    void *host;                      /* the fallbacks' bounce buffer: one slice, made once, kept */
     size_t host_bytes;
 } cnnelm_opctx;
 
