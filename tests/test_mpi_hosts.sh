@@ -135,7 +135,7 @@ for reduce in mean refit; do
   "$CNNELM" "${run[@]}" -s "train.reduce=\"$reduce\"" -o "$tmp/one-$reduce.model" >"$tmp/out" 2>&1 ||
     bad "single process ($reduce) failed: $(tail -2 "$tmp/out")"
 done
-tx_bytes() { ip netns exec "${HOSTS[1]}" cat /sys/class/net/eth0/statistics/tx_bytes; }
+tx_bytes() { ip -n "${HOSTS[1]}" -s link show eth0 | awk '/TX:/ { getline; print $1; exit }'; }
 for np_reduce in 2:mean 4:refit; do
   np=${np_reduce%:*}
   reduce=${np_reduce#*:}
