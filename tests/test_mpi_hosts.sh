@@ -164,6 +164,7 @@ ranks_in() {
     [ -n "$r" ] && echo "$p $r"
   done
 }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; } # user + system
 long=(train -c "$SRC/conf/paper-fashion.cfg" -s data.train_limit=3000 -s data.test_limit=1000
       -s train.partitions=2 -s train.iterations=20 -s train.learning_rate=0.001
       -s 'workers=({backend="cpu";threads=1;})')
@@ -176,11 +177,16 @@ for victim in rank host link; do
   rm -f "$tmp/out" "$tmp/kill.model"
   across 2 120 -x CNNELM_MPI_TIMEOUT=10 "$CNNELM" "${long[@]}" -o "$tmp/kill.model" >"$tmp/out" 2>&1 &
   mpid=$!
-  # rank 0's map line: both ranks are up and training
-  for _ in $(seq 1200); do grep -qE "^[0-9:]+ (\[[^]]*\] )?map: " "$tmp/out" 2>/dev/null && break; sleep 0.05; done
+  # mid-run: both ranks up and rank 1 past reading its data (1.5 s of CPU; the training
+  # itself takes several times that), whatever the log lines look like
+  for _ in $(seq 600); do
+    in1=$(ranks_in "${HOSTS[0]}")
+    in2=$(ranks_in "${HOSTS[1]}")
+    [ -n "$in1" ] && [ -n "$in2" ] && [ "$(cpu_ticks "${in2%% *}")" -ge $((3 * $(getconf CLK_TCK) / 2)) ] && break
+    kill -0 "$mpid" 2>/dev/null || break
+    sleep 0.1
+  done
   # the cnnelm ranks, seen from outside: rank 0 in host 1's namespace, rank 1 in host 2's
-  in1=$(ranks_in "${HOSTS[0]}")
-  in2=$(ranks_in "${HOSTS[1]}")
   inhead=$(ranks_in "$HEAD")
   if [ "$(echo "$in1" | awk '{print $2}')" = 0 ] && [ "$(echo "$in2" | awk '{print $2}')" = 1 ] && [ -z "$inhead" ]; then ok
   else bad "$victim: cnnelm ranks not where expected: host 1: [$in1] host 2: [$in2] head: [$inhead]"; fi
@@ -206,6 +212,7 @@ for victim in rank host link; do
   esac
   if [ $code != 0 ] && [ $code != 124 ] && [ $took -lt 30 ] && [ ! -e "$tmp/kill.model" ] && grep -qE "$said" "$tmp/out"; then
     ok
+    echo "$victim lost: the job ended $took s later, exit $code: $(grep -m1 -oE "$said" "$tmp/out")"
   else
     bad "$victim lost: exit $code after $took s: $(grep -m3 -iE 'error|signal|lost|abort' "$tmp/out" | tr '\n' '|')"
   fi
