@@ -160,7 +160,7 @@ done
 ranks_in() {
   for p in $(ip netns pids "$1" 2>/dev/null); do
     [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$(basename "$CNNELM" | cut -c1-15)" ] || continue
-    r=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+    r=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
     [ -n "$r" ] && echo "$p $r"
   done
 }
