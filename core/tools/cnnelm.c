@@ -185,6 +185,7 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
     };
     cnnelm_run_options o = { 0 };
     o.cluster = cluster;
+    o.out = stdout; /* the results; progress and warnings go to stderr */
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets)
         return 1;
@@ -448,7 +449,7 @@ static int cmd_devices(int argc, char **argv)
     if (optind < argc)
         return usage_error(usage_devices, "unexpected argument '%s'", argv[optind]);
     cnnelm_error err = { "" };
-    if (cnnelm_run_devices_timeout(path, verbose, timeout, &err) < 0) {
+    if (cnnelm_run_devices_timeout(path, verbose, timeout, stdout, &err) < 0) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }
