@@ -14,6 +14,7 @@
 #include "cnnelm/plugin_check.h"
 #include "cnnelm/predict.h"
 #include "cnnelm/run.h"
+#include "plot.h"
 
 #ifndef CNNELM_VERSION
 #define CNNELM_VERSION "unknown"

@@ -56,10 +56,6 @@ typedef struct cnnelm_average_options {
  * Models with different architectures, initial seeds or lambda are refused. */
 int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err);
 
-/* Plot the per-iteration series of a JSON report (accuracy and J against iterations) into a
- * PNG or SVG file (chosen by the extension of `out`) through gnuplot. */
-int cnnelm_run_plot(const char *report, const char *out, cnnelm_error *err);
-
 /* Nonzero when a worker's watchdog (workers[i].op_timeout) gave up on a device in this
  * process: a thread may still be inside its plugin, so end with _Exit() after flushing. */
 int cnnelm_workers_abandoned(void);
