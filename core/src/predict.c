@@ -1,6 +1,6 @@
 /* cnnelm predict: a model on one device applied to inputs of every kind, read and predicted chunk
  * by chunk so memory does not grow with the number of inputs; one CSV row per example. */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE /* fopencookie (and X/Open 7) */
 
 #include "cnnelm/predict.h"
 
@@ -202,7 +202,7 @@ static int flush_chunk(predict_job *j, cnnelm_error *err)
     }
     j->fill = 0;
     if (ferror(j->out))
-        return cnnelm_fail(err, "%s: write failed", j->o->output_path ? j->o->output_path : "stdout");
+        return cnnelm_fail(err, "%s: write failed", j->o->output_path ? j->o->output_path : "the output stream");
     return 0;
 }
 
@@ -450,6 +450,13 @@ static int predict_input(predict_job *j, const char *path, cnnelm_error *err)
                        "folders of them, CSV (label first, then pixels)", path, what);
 }
 
+static ssize_t discard_write(void *cookie, const char *buf, size_t n)
+{
+    (void)cookie;
+    (void)buf;
+    return (ssize_t)n;
+}
+
 int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
 {
     if (o->n_inputs < 1)
@@ -465,6 +472,7 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
     j.o = o;
     cnnelm_atomic_file af;
     int af_open = 0;
+    FILE *discard = NULL; /* out = NULL without output_path: the rows go nowhere */
     if (o->config_path || o->n_overrides) {
         if (!(cfg = malloc(sizeof *cfg)))
             return cnnelm_fail(err, "out of memory");
@@ -494,8 +502,11 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
             goto out;
         af_open = 1;
         j.out = af.f;
-    } else {
-        j.out = stdout;
+    } else if (o->out) {
+        j.out = o->out;
+    } else if ((j.out = discard = fopencookie(NULL, "w", (cookie_io_functions_t){ .write = discard_write })) == NULL) {
+        cnnelm_fail(err, "out of memory");
+        goto out;
     }
     if (!o->quiet)
         fprintf(stderr, "cnnelm: model %s (%s, %dx%dx%d inputs, %d classes) on %s\n", o->model_path,
@@ -510,14 +521,15 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
         af_open = 0;
         if (cnnelm_atomic_commit(&af, err))
             goto out;
-    } else if (fflush(stdout) != 0) {
-        cnnelm_fail(err, "stdout: write failed: %s", strerror(errno));
+    } else if (fflush(j.out) != 0 || ferror(j.out)) {
+        cnnelm_fail(err, "writing the predictions failed: %s", strerror(errno));
         goto out;
     }
-    FILE *msg = o->output_path ? stdout : stderr;
-    if (o->output_path)
+    /* with the CSV in a file the summary goes to the caller's stream, else beside the CSV on stderr */
+    FILE *msg = o->output_path ? o->out : stderr;
+    if (o->output_path && msg)
         fprintf(msg, "%llu predictions written to %s\n", (unsigned long long)j.rows, o->output_path);
-    if (j.labelled)
+    if (j.labelled && msg)
         fprintf(msg, "accuracy %.2f%% (%llu of %llu labelled examples)\n",
                 100.0 * (double)j.right / (double)j.labelled, (unsigned long long)j.right,
                 (unsigned long long)j.labelled);
@@ -525,6 +537,8 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
 out:
     if (af_open)
         cnnelm_atomic_abort(&af);
+    if (discard)
+        fclose(discard);
     if (j.source)
         for (int i = 0; i < j.chunk; i++)
             free(j.source[i]);

@@ -537,6 +537,7 @@ static int cmd_predict(int argc, char **argv)
     o.overrides = sets;
     o.n_overrides = n_sets;
     cnnelm_error err = { "" };
+    o.out = stdout; /* the CSV without -o, the summary with it */
     int rc = cnnelm_run_predict(&o, &err);
     free(sets);
     if (rc) {
@@ -563,7 +564,7 @@ static int cmd_info(int argc, char **argv)
     if (optind != argc - 1)
         return usage_error(usage_info, "%s", "expected one model file");
     cnnelm_error err = { "" };
-    if (cnnelm_run_info(argv[optind], json, &err)) {
+    if (cnnelm_run_info(argv[optind], json, stdout, &err)) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }
