@@ -73,8 +73,18 @@ void cnnelm_predictor_close(cnnelm_predictor *p)
     free(p);
 }
 
-const char *cnnelm_predictor_device(const cnnelm_predictor *p) { return p->pool.w[0].net.where; }
-int cnnelm_predictor_chunk(const cnnelm_predictor *p) { return p->pool.w[0].net.chunk; }
+/* what the predictor runs on, through the pool's description of its one worker */
+const char *cnnelm_predictor_device(const cnnelm_predictor *p)
+{
+    cnnelm_worker_desc d;
+    return cnnelm_pool_describe(&p->pool, 0, &d) == 0 ? d.device : "";
+}
+
+int cnnelm_predictor_chunk(const cnnelm_predictor *p)
+{
+    cnnelm_worker_desc d;
+    return cnnelm_pool_describe(&p->pool, 0, &d) == 0 ? d.chunk : 0;
+}
 
 int cnnelm_predictor_run(cnnelm_predictor *p, const uint8_t *inputs, size_t n, float *scores,
                          cnnelm_error *err)

@@ -220,7 +220,7 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
                         &j->prog, o->model_path, r, &j->model };
     if (cnnelm_trials_run(&t, &arch, err))
         goto out;
-    cnnelm_progress_finish(&j->prog); /* stdout's results must not land on the live line */
+    cnnelm_progress_finish(&j->prog); /* the results must not land on the live line */
     r->t_train = cnnelm_now() - tt;
     cnnelm_pool_report_fallbacks(&j->pool, note_line, &j->prog);
     /* rank 0 alone writes the model and the report */
