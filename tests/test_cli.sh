@@ -204,6 +204,8 @@ expect 0 "format version 1, CRC-32 0fe0e49c" -- "$CNNELM" info "$SRC/tests/data/
 expect 0 '"format_version": 1' -- "$CNNELM" info --json "$SRC/tests/data/model-v1.model"
 expect 2 "expected one model file" -- "$CNNELM" info
 expect 1 "nonexistent.model: cannot open model" -- "$CNNELM" info "$tmp/nonexistent.model"
+# the library writes to the stream the tool gives: a full one is an error, not a silent loss
+expect 1 "model-v1.model: writing its description failed" -- sh -c '"$0" info "$1" >/dev/full' "$CNNELM" "$SRC/tests/data/model-v1.model"
 if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s 'data.class_names="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"' -o "$tmp/p.model"
   expect 0 "per class: .*name" -- "$CNNELM" eval -q -m "$tmp/p.model" -c "$cfg"
@@ -213,6 +215,7 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   pred_acc=$(grep -oE '^accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')
   if [ -n "$eval_acc" ] && [ "$eval_acc" = "$pred_acc" ] && [ "$(wc -l < "$tmp/p.csv")" = 10001 ]; then ok; else bad "predict accuracy '$pred_acc' vs eval '$eval_acc'"; fi
   expect 0 "Ankle boot" -- "$CNNELM" info "$tmp/p.model"
+  expect 1 "the output stream: write failed|writing the predictions failed" -- sh -c '"$0" predict -q -m "$1" "$2" >/dev/full' "$CNNELM" "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz"
   # the same predictions on another backend (any worker, like eval)
   if "$CNNELM" devices 2>/dev/null | grep -A1 "^backend opencl" | grep -q "device 0"; then
     expect 0 "10000 predictions written" -- "$CNNELM" predict -q -m "$tmp/p.model" -c "$cfg" -s 'workers=({backend="opencl";device=0;})' "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p-ocl.csv"

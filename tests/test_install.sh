@@ -120,7 +120,7 @@ int main(void)
     cnnelm_config_free(&cfg);
     fflush(stdout);
     /* the plugins are found beside the library, wherever this program is */
-    if (cnnelm_run_devices(NULL, 1, &err) < 0) { printf("error: %s\n", err.msg); return 1; }
+    if (cnnelm_run_devices(NULL, 1, stdout, &err) < 0) { printf("error: %s\n", err.msg); return 1; }
     return 0;
 }
 C

@@ -76,6 +76,7 @@ typedef struct predict_call {
 static int do_predict(void *arg)
 {
     predict_call *c = arg;
+    c->o.out = stdout; /* as the tool calls it */
     return cnnelm_run_predict(&c->o, &c->err);
 }
 
@@ -88,7 +89,7 @@ typedef struct info_call {
 static int do_info(void *arg)
 {
     info_call *c = arg;
-    return cnnelm_run_info(c->path, c->json, &c->err);
+    return cnnelm_run_info(c->path, c->json, stdout, &c->err);
 }
 
 START_TEST(predict_agrees_with_eval)

@@ -28,7 +28,7 @@ static const char *reduce_text(uint32_t r)
     return r == 0 ? "none" : cnnelm_reduce_name((cnnelm_reduce)(r - 1));
 }
 
-int cnnelm_run_info(const char *path, int json, cnnelm_error *err)
+int cnnelm_run_info(const char *path, int json, FILE *out, cnnelm_error *err)
 {
     cnnelm_model m;
     if (cnnelm_model_load(&m, path, err))
@@ -41,7 +41,7 @@ int cnnelm_run_info(const char *path, int json, cnnelm_error *err)
     int diverged = (m.flags & CNNELM_MODEL_DIVERGED) != 0;
     if (json) {
         cnnelm_json js;
-        cnnelm_json_init(&js, stdout);
+        cnnelm_json_init(&js, out);
         cnnelm_json_object(&js, NULL);
         cnnelm_json_string(&js, "file", path);
         cnnelm_json_int(&js, "format_version", version);
@@ -76,35 +76,35 @@ int cnnelm_run_info(const char *path, int json, cnnelm_error *err)
             cnnelm_json_int(&js, "partitions", m.partitions);
         }
         cnnelm_json_end(&js, '}');
-        fputc('\n', stdout);
+        fputc('\n', out);
     } else {
-        printf("file            %s (%ld bytes, format version %u, CRC-32 %08lx)\n", path, size, version, crc);
-        printf("architecture    %s, kernel %dx%d, %s after each convolution, %s pooling, ELM activation %s\n",
+        fprintf(out, "file            %s (%ld bytes, format version %u, CRC-32 %08lx)\n", path, size, version, crc);
+        fprintf(out, "architecture    %s, kernel %dx%d, %s after each convolution, %s pooling, ELM activation %s\n",
                a->layers, a->kernel, a->kernel, cnnelm_activation_name(a->activation),
                cnnelm_pooling_name(a->pooling), cnnelm_activation_name(a->elm_activation));
-        printf("input           %d channel%s x %d x %d (channels x height x width)\n", a->in_c,
+        fprintf(out, "input           %d channel%s x %d x %d (channels x height x width)\n", a->in_c,
                a->in_c == 1 ? "" : "s", a->in_h, a->in_w);
-        printf("hidden units    %d (L), %zu kernel and bias parameters\n", a->hidden, a->n_params);
-        printf("classes         %d", a->classes);
+        fprintf(out, "hidden units    %d (L), %zu kernel and bias parameters\n", a->hidden, a->n_params);
+        fprintf(out, "classes         %d", a->classes);
         for (int k = 0; m.class_names && k < a->classes; k++)
-            printf("%s%d=%s", k ? ", " : ": ", k, m.class_names[k]);
-        printf("%s\n", m.class_names ? "" : " (no names)");
-        printf("lambda          %g (beta = (I/lambda + U)^-1 V; larger = less regularisation)\n", m.lambda);
-        printf("seed            %llu\n", (unsigned long long)m.seed);
-        printf("examples seen   %llu\n", (unsigned long long)m.n_examples);
-        printf("iterations      %u fine-tuning iterations%s\n", m.iterations,
+            fprintf(out, "%s%d=%s", k ? ", " : ": ", k, m.class_names[k]);
+        fprintf(out, "%s\n", m.class_names ? "" : " (no names)");
+        fprintf(out, "lambda          %g (beta = (I/lambda + U)^-1 V; larger = less regularisation)\n", m.lambda);
+        fprintf(out, "seed            %llu\n", (unsigned long long)m.seed);
+        fprintf(out, "examples seen   %llu\n", (unsigned long long)m.n_examples);
+        fprintf(out, "iterations      %u fine-tuning iterations%s\n", m.iterations,
                diverged ? ", DIVERGED (this is the last good iteration)" : "");
-        printf("diverged        %s\n", diverged ? "yes" : "no");
+        fprintf(out, "diverged        %s\n", diverged ? "yes" : "no");
         if (version >= 2) {
-            printf("reduce          %s\n", reduce_text(m.reduce));
-            printf("partitions      %u\n", m.partitions);
+            fprintf(out, "reduce          %s\n", reduce_text(m.reduce));
+            fprintf(out, "partitions      %u\n", m.partitions);
         } else {
-            printf("reduce          unknown (format version 1 does not record it)\n");
-            printf("partitions      unknown (format version 1 does not record it)\n");
+            fprintf(out, "reduce          unknown (format version 1 does not record it)\n");
+            fprintf(out, "partitions      unknown (format version 1 does not record it)\n");
         }
     }
     cnnelm_model_free(&m);
-    if (fflush(stdout) != 0)
-        return cnnelm_fail(err, "stdout: write failed");
+    if (fflush(out) != 0 || ferror(out))
+        return cnnelm_fail(err, "%s: writing its description failed", path);
     return 0;
 }

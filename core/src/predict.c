@@ -1,6 +1,6 @@
 /* cnnelm predict: a model on one device applied to inputs of every kind, read and predicted chunk
  * by chunk so memory does not grow with the number of inputs; one CSV row per example. */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE /* fopencookie (and X/Open 7) */
 
 #include "cnnelm/predict.h"
 
@@ -16,93 +16,6 @@
 #include "cnnelm/metrics.h"
 #include "image.h"
 #include "image_folder.h"
-#include "network.h"
-#include "workers.h"
-
-struct cnnelm_predictor {
-    cnnelm_pool pool;
-    cnnelm_arch arch;
-    uint8_t *zero_labels;  /* chunk zeros: net_forward reads labels, predictions have none */
-};
-
-int cnnelm_predictor_open(cnnelm_predictor **out, const cnnelm_model *m, const cnnelm_config *cfg,
-                          cnnelm_error *err)
-{
-    *out = NULL;
-    /* a config is a few hundred KiB: on the heap, not the caller's stack */
-    cnnelm_config *one = malloc(sizeof *one);
-    cnnelm_predictor *p = calloc(1, sizeof *p);
-    if (!one || !p) {
-        free(one);
-        free(p);
-        return cnnelm_fail(err, "out of memory");
-    }
-    if (cfg)
-        *one = *cfg;
-    else
-        cnnelm_config_defaults(one);
-    one->n_workers = 1; /* predictions run on the first worker, like eval */
-    one->text = NULL;
-    p->arch = m->arch;
-    int rc = cnnelm_pool_open(&p->pool, one, &m->arch, err);
-    free(one);
-    if (rc) {
-        free(p);
-        return -1;
-    }
-    cnnelm_net *net = &p->pool.w[0].net;
-    p->zero_labels = calloc((size_t)net->chunk, 1);
-    if (!p->zero_labels) {
-        cnnelm_predictor_close(p);
-        return cnnelm_fail(err, "out of memory");
-    }
-    if (cnnelm_net_set_params(net, m->params, err) || cnnelm_net_set_beta(net, m->beta, err)) {
-        cnnelm_predictor_close(p);
-        return -1;
-    }
-    *out = p;
-    return 0;
-}
-
-void cnnelm_predictor_close(cnnelm_predictor *p)
-{
-    if (!p)
-        return;
-    cnnelm_pool_close(&p->pool);
-    free(p->zero_labels);
-    free(p);
-}
-
-const char *cnnelm_predictor_device(const cnnelm_predictor *p) { return p->pool.w[0].net.where; }
-int cnnelm_predictor_chunk(const cnnelm_predictor *p) { return p->pool.w[0].net.chunk; }
-
-int cnnelm_predictor_run(cnnelm_predictor *p, const uint8_t *inputs, size_t n, float *scores,
-                         cnnelm_error *err)
-{
-    cnnelm_net *net = &p->pool.w[0].net;
-    const cnnelm_arch *a = &p->arch;
-    size_t ex = (size_t)a->in_c * a->in_h * a->in_w;
-    for (size_t i = 0; i < n;) {
-        int c = n - i < (size_t)net->chunk ? (int)(n - i) : net->chunk;
-        cnnelm_dataset ds;
-        memset(&ds, 0, sizeof ds);
-        ds.images = inputs + i * ex;
-        ds.labels = p->zero_labels;
-        ds.n = (size_t)c;
-        ds.rows = a->in_h;
-        ds.cols = a->in_w;
-        ds.channels = a->in_c;
-        ds.classes = a->classes;
-        if (cnnelm_net_forward(net, &ds, NULL, 0, c, err) ||
-            cnnelm_net_predict(net, scores + i * (size_t)a->classes, err))
-            return -1;
-        i += (size_t)c;
-    }
-    return 0;
-}
-
-/* ---- cnnelm predict ---- */
-
 typedef struct predict_job {
     const cnnelm_predict_options *o;
     const cnnelm_model *m;
@@ -202,7 +115,7 @@ static int flush_chunk(predict_job *j, cnnelm_error *err)
     }
     j->fill = 0;
     if (ferror(j->out))
-        return cnnelm_fail(err, "%s: write failed", j->o->output_path ? j->o->output_path : "stdout");
+        return cnnelm_fail(err, "%s: write failed", j->o->output_path ? j->o->output_path : "the output stream");
     return 0;
 }
 
@@ -450,6 +363,13 @@ static int predict_input(predict_job *j, const char *path, cnnelm_error *err)
                        "folders of them, CSV (label first, then pixels)", path, what);
 }
 
+static ssize_t discard_write(void *cookie, const char *buf, size_t n)
+{
+    (void)cookie;
+    (void)buf;
+    return (ssize_t)n;
+}
+
 int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
 {
     if (o->n_inputs < 1)
@@ -465,6 +385,7 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
     j.o = o;
     cnnelm_atomic_file af;
     int af_open = 0;
+    FILE *discard = NULL; /* out = NULL without output_path: the rows go nowhere */
     if (o->config_path || o->n_overrides) {
         if (!(cfg = malloc(sizeof *cfg)))
             return cnnelm_fail(err, "out of memory");
@@ -494,8 +415,11 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
             goto out;
         af_open = 1;
         j.out = af.f;
-    } else {
-        j.out = stdout;
+    } else if (o->out) {
+        j.out = o->out;
+    } else if ((j.out = discard = fopencookie(NULL, "w", (cookie_io_functions_t){ .write = discard_write })) == NULL) {
+        cnnelm_fail(err, "out of memory");
+        goto out;
     }
     if (!o->quiet)
         fprintf(stderr, "cnnelm: model %s (%s, %dx%dx%d inputs, %d classes) on %s\n", o->model_path,
@@ -510,14 +434,15 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
         af_open = 0;
         if (cnnelm_atomic_commit(&af, err))
             goto out;
-    } else if (fflush(stdout) != 0) {
-        cnnelm_fail(err, "stdout: write failed: %s", strerror(errno));
+    } else if (fflush(j.out) != 0 || ferror(j.out)) {
+        cnnelm_fail(err, "writing the predictions failed: %s", strerror(errno));
         goto out;
     }
-    FILE *msg = o->output_path ? stdout : stderr;
-    if (o->output_path)
+    /* with the CSV in a file the summary goes to the caller's stream, else beside the CSV on stderr */
+    FILE *msg = o->output_path ? o->out : stderr;
+    if (o->output_path && msg)
         fprintf(msg, "%llu predictions written to %s\n", (unsigned long long)j.rows, o->output_path);
-    if (j.labelled)
+    if (j.labelled && msg)
         fprintf(msg, "accuracy %.2f%% (%llu of %llu labelled examples)\n",
                 100.0 * (double)j.right / (double)j.labelled, (unsigned long long)j.right,
                 (unsigned long long)j.labelled);
@@ -525,6 +450,8 @@ int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err)
 out:
     if (af_open)
         cnnelm_atomic_abort(&af);
+    if (discard)
+        fclose(discard);
     if (j.source)
         for (int i = 0; i < j.chunk; i++)
             free(j.source[i]);

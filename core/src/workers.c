@@ -135,6 +135,31 @@ void cnnelm_pool_close(cnnelm_pool *pool)
     memset(pool, 0, sizeof *pool);
 }
 
+int cnnelm_pool_describe(const cnnelm_pool *pool, int i, cnnelm_worker_desc *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!pool || i < 0 || i >= pool->n)
+        return -1;
+    const cnnelm_worker *w = &pool->w[i];
+    /* the same rule as cnnelm_worker_label: "#index" only when another worker has the device */
+    int shared = 0;
+    for (int o = 0; o < pool->n; o++)
+        shared += o != i && strcmp(pool->w[o].net.where, w->net.where) == 0;
+    if (shared)
+        snprintf(d->label, sizeof d->label, "%.40s#%d", w->net.where, w->index);
+    else
+        snprintf(d->label, sizeof d->label, "%.40s", w->net.where);
+    d->device = w->net.where;
+    d->plugin_path = w->plugin ? w->plugin->path : "";
+    d->backend = w->plugin ? w->plugin->name : "";
+    d->threads = w->cfg.threads;
+    d->chunk = w->net.chunk;
+    d->classes = w->net.arch.classes;
+    d->fell_back = w->net.ops.fell_back;
+    d->failed = w->failed;
+    return 0;
+}
+
 void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *user, const char *line),
                                   void *user)
 {

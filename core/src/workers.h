@@ -39,6 +39,22 @@ int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_a
                      cnnelm_error *err);
 void cnnelm_pool_close(cnnelm_pool *pool);
 
+/* What a worker is, for reports and messages, without reaching into its network or plugin. */
+typedef struct cnnelm_worker_desc {
+    char label[64];            /* its device ("cpu:0"), "#index" added when workers share it */
+    const char *device;        /* the device name ("cpu:0"); owned by the pool */
+    const char *plugin_path;   /* the plugin file it runs ("" when none is loaded) */
+    const char *backend;       /* the plugin's name ("cpu") */
+    int threads;               /* workers[i].threads as configured */
+    int chunk;                 /* examples per device call */
+    int classes;               /* the architecture's classes */
+    uint32_t fell_back;        /* bit op (cnnelm_op_id): ran on the CPU reference */
+    int failed;                /* its device failed during a run */
+} cnnelm_worker_desc;
+
+/* Describes worker i (0 <= i < pool->n). Returns 0, or -1 when i is out of range. */
+int cnnelm_pool_describe(const cnnelm_pool *pool, int i, cnnelm_worker_desc *d);
+
 /* Prints (once per run, through `note`) which ops each worker ran on the CPU reference. */
 void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *user, const char *line),
                                   void *user);

@@ -14,6 +14,7 @@
 #include "cnnelm/plugin_check.h"
 #include "cnnelm/predict.h"
 #include "cnnelm/run.h"
+#include "plot.h"
 
 #ifndef CNNELM_VERSION
 #define CNNELM_VERSION "unknown"
@@ -185,6 +186,7 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
     };
     cnnelm_run_options o = { 0 };
     o.cluster = cluster;
+    o.out = stdout; /* the results; progress and warnings go to stderr */
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets)
         return 1;
@@ -448,7 +450,7 @@ static int cmd_devices(int argc, char **argv)
     if (optind < argc)
         return usage_error(usage_devices, "unexpected argument '%s'", argv[optind]);
     cnnelm_error err = { "" };
-    if (cnnelm_run_devices_timeout(path, verbose, timeout, &err) < 0) {
+    if (cnnelm_run_devices_timeout(path, verbose, timeout, stdout, &err) < 0) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }
@@ -535,6 +537,7 @@ static int cmd_predict(int argc, char **argv)
     o.overrides = sets;
     o.n_overrides = n_sets;
     cnnelm_error err = { "" };
+    o.out = stdout; /* the CSV without -o, the summary with it */
     int rc = cnnelm_run_predict(&o, &err);
     free(sets);
     if (rc) {
@@ -561,7 +564,7 @@ static int cmd_info(int argc, char **argv)
     if (optind != argc - 1)
         return usage_error(usage_info, "%s", "expected one model file");
     cnnelm_error err = { "" };
-    if (cnnelm_run_info(argv[optind], json, &err)) {
+    if (cnnelm_run_info(argv[optind], json, stdout, &err)) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }

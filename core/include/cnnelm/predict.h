@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cnnelm/config.h"
 #include "cnnelm/error.h"
@@ -45,6 +46,9 @@ typedef struct cnnelm_predict_options {
     const char *const *overrides;   /* -s key=value */
     int n_overrides;
     int quiet;                      /* no progress on stderr */
+    FILE *out;                      /* the CSV without output_path, the "N predictions written"
+                                     * and accuracy lines with it; NULL: nowhere (the tool passes
+                                     * stdout) */
 } cnnelm_predict_options;
 
 /* Writes one CSV row per input example: source (image file, or FILE:INDEX for IDX and CSV
@@ -54,8 +58,8 @@ typedef struct cnnelm_predict_options {
 int cnnelm_run_predict(const cnnelm_predict_options *o, cnnelm_error *err);
 
 /* cnnelm info: what a model file is (architecture, input, classes and names, lambda, examples,
- * iterations, diverged, reduce, partitions, checksum, format version), as text or JSON. */
-int cnnelm_run_info(const char *model_path, int json, cnnelm_error *err);
+ * iterations, diverged, reduce, partitions, checksum, format version), as text or JSON, to out. */
+int cnnelm_run_info(const char *model_path, int json, FILE *out, cnnelm_error *err);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,8 @@
 #ifndef CNNELM_RUN_H
 #define CNNELM_RUN_H
 
+#include <stdio.h>
+
 #include "cnnelm/config.h"
 #include "cnnelm/error.h"
 
@@ -22,10 +24,12 @@ typedef struct cnnelm_run_options {
     int verbose;                    /* -v: plugin messages (program cache, build logs) on stderr */
     int strict;                     /* train --strict: any warning makes the run fail (after the
                                      * model and report are written) */
+    FILE *out;                      /* where the results (tables, confusion matrix, "model saved
+                                     * to") are printed; NULL: nowhere (the tool passes stdout) */
 } cnnelm_run_options;
 
 /* Train as the config says, evaluate on its test set, save the model and the report.
- * Prints the results on stdout. Returns 0, or -1 with err set. A first SIGINT, SIGTERM or
+ * Prints the results on o->out. Returns 0, or -1 with err set. A first SIGINT, SIGTERM or
  * SIGHUP during the call stops training between two chunks: with one partition the last
  * complete iteration is saved to model_path, with several the finished partitions stay in
  * train.checkpoint_dir; it returns -1 and err says what was kept (a second signal ends the
@@ -52,19 +56,16 @@ typedef struct cnnelm_average_options {
  * Models with different architectures, initial seeds or lambda are refused. */
 int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err);
 
-/* Plot the per-iteration series of a JSON report (accuracy and J against iterations) into a
- * PNG or SVG file (chosen by the extension of `out`) through gnuplot. */
-int cnnelm_run_plot(const char *report, const char *out, cnnelm_error *err);
-
 /* Nonzero when a worker's watchdog (workers[i].op_timeout) gave up on a device in this
  * process: a thread may still be inside its plugin, so end with _Exit() after flushing. */
 int cnnelm_workers_abandoned(void);
 
-/* Print every backend found and its devices; returns the number of backends. Each plugin is
- * probed in a child process: one that crashes, or takes longer than timeout_s seconds (<= 0:
- * 30), is listed as broken. */
-int cnnelm_run_devices(const char *plugin_path, int verbose, cnnelm_error *err);
-int cnnelm_run_devices_timeout(const char *plugin_path, int verbose, double timeout_s, cnnelm_error *err);
+/* Print every backend found and its devices to `out`; returns the number of backends. Each
+ * plugin is probed in a child process: one that crashes, or takes longer than timeout_s seconds
+ * (<= 0: 30), is listed as broken. */
+int cnnelm_run_devices(const char *plugin_path, int verbose, FILE *out, cnnelm_error *err);
+int cnnelm_run_devices_timeout(const char *plugin_path, int verbose, double timeout_s, FILE *out,
+                               cnnelm_error *err);
 
 #ifdef __cplusplus
 }

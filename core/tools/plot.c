@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 
 #include "atomic_file.h"
-#include "cnnelm/run.h"
+#include "plot.h"
 
 /* ---- a small JSON reader: the whole report as a tree ---- */
 
