@@ -308,10 +308,12 @@ int cnnelm_plugin_load_file(const char *file, cnnelm_plugin **out, cnnelm_error 
         char why[512] = "";
         cnnelm_status ist = t->init(&params, &p->state, why, sizeof why);
         if (ist != CNNELM_OK) {
+            /* the message first: t and its strings live in the library dlclose unmaps */
+            cnnelm_fail(err, "%s: plugin '%s' failed to start: %s: %s", file, t->name,
+                        cnnelm_status_name(ist), why[0] ? why : "no detail");
             free(p);
             dlclose(h);
-            return cnnelm_fail(err, "%s: plugin '%s' failed to start: %s: %s", file, t->name,
-                               cnnelm_status_name(ist), why[0] ? why : "no detail");
+            return -1;
         }
     }
     p->ops = t;
