@@ -741,7 +741,8 @@ static int train_small(const cnnelm_plugin *p, int device, const cnnelm_plugin *
     cnnelm_subset all = { &ds, NULL, E2E_N }, none = { &ds, NULL, 0 };
     cnnelm_train_log log;
     float Y[100 * 10];
-    rc = cnnelm_train_model(&net, &m, &all, &none, &cfg, &prog, &log, err);
+    cnnelm_train_params tp = cnnelm_train_params_from_config(&cfg);
+    rc = cnnelm_train_model(&net, &m, &all, &none, &tp, &prog, &log, err);
     cnnelm_train_log_free(&log);
     for (int i = 0; i < E2E_N && rc == 0; i += 100) {
         rc = cnnelm_net_forward(&net, &ds, NULL, (size_t)i, 100, err) || cnnelm_net_predict(&net, Y, err);

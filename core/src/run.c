@@ -685,7 +685,8 @@ static void set_run_work(job *j, int folds)
         fwd += f1;
         tune += t1;
     }
-    cnnelm_progress_set_run(&j->prog, fwd, tune, cnnelm_finetune_weight(c, j->pool.w[0].net.chunk));
+    cnnelm_train_params tp = cnnelm_train_params_from_config(c);
+    cnnelm_progress_set_run(&j->prog, fwd, tune, cnnelm_finetune_weight(&tp, j->pool.w[0].net.chunk));
 }
 
 /* ---- an interrupt (SIGINT, SIGTERM): what is complete is kept, and the error says what ---- */
