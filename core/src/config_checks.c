@@ -12,20 +12,6 @@
 
 /* ---- error locations ---- */
 
-void cnnelm_config_show_override(const char *ov, char *out, size_t cap)
-{
-    int plain = 1;
-    for (const char *p = ov; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
-            plain = 0;
-    if (plain) {
-        snprintf(out, cap, "%.600s%s", ov, strlen(ov) > 600 ? "..." : "");
-        return;
-    }
-    char esc[660];
-    snprintf(out, cap, "\"%s\"", cnnelm_escape(ov, strlen(ov), esc, sizeof esc));
-}
-
 int cnnelm_config_fail_at(const config_ctx *c, const config_setting_t *s, const char *fmt, ...)
 {
     char msg[900];

@@ -10,6 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- how messages show an override ---- */
+
+void cnnelm_config_show_override(const char *ov, char *out, size_t cap)
+{
+    int plain = 1;
+    for (const char *p = ov; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+            plain = 0;
+    if (plain) {
+        snprintf(out, cap, "%.600s%s", ov, strlen(ov) > 600 ? "..." : "");
+        return;
+    }
+    char esc[660];
+    snprintf(out, cap, "\"%s\"", cnnelm_escape(ov, strlen(ov), esc, sizeof esc));
+}
+
 /* ---- integers beyond 32 bits ---- */
 
 int cnnelm_config_find_wide_int(const char *text, char *tok, size_t tok_size)

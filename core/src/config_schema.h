@@ -77,10 +77,6 @@ typedef struct config_ctx {
     cnnelm_error *err;
 } config_ctx;
 
-/* An override as messages show it, on one line: as typed, or, when it holds control bytes,
- * in double quotes with those bytes escaped (a newline as \x0a). */
-void cnnelm_config_show_override(const char *ov, char *out, size_t cap);
-
 /* "FILE:LINE: msg" for a setting from a file, "-s OVERRIDE: msg" for one from an override
  * (its hook points at the override text); s may be NULL. Returns -1. */
 #if defined(__GNUC__)
@@ -113,6 +109,10 @@ int cnnelm_config_check_relations(const config_ctx *c, const config_t *conf, con
  * larger ones. Finds the first such literal in `text` (skipping strings and comments): returns
  * its line (and the literal in tok), or 0 when there is none. */
 int cnnelm_config_find_wide_int(const char *text, char *tok, size_t tok_size);
+
+/* An override as messages show it, on one line: as typed, or, when it holds control bytes,
+ * in double quotes with those bytes escaped (a newline as \x0a). */
+void cnnelm_config_show_override(const char *ov, char *out, size_t cap);
 
 /* Applies one "-s key=value" to the parsed file conf. */
 int cnnelm_config_apply_override(config_t *conf, const char *ov, cnnelm_error *err);
