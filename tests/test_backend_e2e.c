@@ -44,7 +44,8 @@ static void train_on(const char *backend, cnnelm_model *m, int *pred, float *out
     cnnelm_progress_init(&prog, 1);
     cnnelm_subset tr = { &train_ds, NULL, train_ds.n }, none = { &test_ds, NULL, 0 };
     cnnelm_train_log log;
-    ck_assert_msg(cnnelm_train_model(&net, m, &tr, &none, &cfg, &prog, &log, &err) == 0, "%s: %s", backend,
+    cnnelm_train_params tp = cnnelm_train_params_from_config(&cfg);
+    ck_assert_msg(cnnelm_train_model(&net, m, &tr, &none, &tp, &prog, &log, &err) == 0, "%s: %s", backend,
                   err.msg);
     ck_assert(!log.diverged);
     cnnelm_train_log_free(&log);

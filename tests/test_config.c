@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <ftw.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -725,6 +726,140 @@ START_TEST(extend_and_trials)
 }
 END_TEST
 
+/* workers and data.sources go through one list checker: the same faults give the same
+ * sentence, with only the list's name, example and element shape differing. */
+typedef struct list_case {
+    const char *name;      /* as messages name it */
+    const char *open, *close; /* the file text around the list's value */
+    const char *example, *shape;
+    const char *good;      /* one valid element */
+    const char *typo, *meant; /* a misspelled member and the key it should be */
+    const char *required;  /* the member every element needs */
+    const char *without;   /* an element without it */
+    const char *example_value; /* the required member's example in "has no" (NULL: none) */
+} list_case;
+
+static const list_case list_cases[] = {
+    {"workers", "workers = ", ";\n", "( { backend = \"cpu\"; device = 0; } )",
+     "such as { backend = \"cpu\"; }", "{ backend = \"cpu\"; }", "devcie", "device", "backend",
+     "{ device = 1; }", "\"cpu\""},
+    {"data.sources", "data = { sources = ", "; };\n",
+     "( { train_images = \"a.gz\"; train_labels = \"b.gz\"; } )",
+     "{ train_images = ...; train_labels = ...; }", "{ train_images = \"a\"; train_labels = \"b\"; }",
+     "train_lables", "train_labels", "train_images", "{ train_labels = \"b\"; }", NULL},
+};
+
+static void expect_list_error(const list_case *l, const char *value, const char *want_fmt, ...)
+{
+    char text[1024], suffix[1024];
+    snprintf(text, sizeof text, "%s%s%s", l->open, value, l->close);
+    va_list ap;
+    va_start(ap, want_fmt);
+    vsnprintf(suffix, sizeof suffix, want_fmt, ap);
+    va_end(ap);
+    expect_file_error(text, suffix);
+}
+
+START_TEST(lists_one_checker)
+{
+    for (size_t i = 0; i < sizeof list_cases / sizeof list_cases[0]; i++) {
+        const list_case *l = &list_cases[i];
+        char value[512];
+        expect_list_error(l, "5", ":1: %s must be a list of groups, e.g. %s, not an integer", l->name,
+                          l->example);
+        expect_list_error(l, "\"x\"", ":1: %s must be a list of groups, e.g. %s, not a string", l->name,
+                          l->example);
+        snprintf(value, sizeof value, "( %s, 7 )", l->good);
+        expect_list_error(l, value, ":1: %s[1] must be a group %s, not an integer", l->name, l->shape);
+        /* the element is named by its index, the suggestion keeps the element's prefix */
+        snprintf(value, sizeof value, "( %s, { %s = 1; } )", l->good, l->typo);
+        expect_list_error(l, value, ":1: unknown setting '%s[1].%s' (did you mean '%s[1].%s'?)", l->name,
+                          l->typo, l->name, l->meant);
+        expect_list_error(l, "( { zzzzzzzzzzzz = 1; } )", ":1: unknown setting '%s[0].zzzzzzzzzzzz'", l->name);
+        snprintf(value, sizeof value, "( %s,\n %s )", l->good, l->without);
+        if (l->example_value)
+            expect_list_error(l, value, ":2: %s[1] has no %s (e.g. %s = %s;)", l->name, l->required,
+                              l->required, l->example_value);
+        else
+            expect_list_error(l, value, ":2: %s[1] has no %s", l->name, l->required);
+        /* a member's value is checked as a top-level key's is, named by its element */
+        snprintf(value, sizeof value, "( { %s = 3; } )", l->required);
+        expect_list_error(l, value, ":1: %s[0].%s must be a string (in double quotes), not an integer",
+                          l->name, l->required);
+        /* the same from -s, pointing at the override */
+        char ov[600], want[1024];
+        snprintf(ov, sizeof ov, "%s=5", l->name);
+        snprintf(want, sizeof want, "-s %s: %s must be a list of groups, e.g. %s, not an integer", ov, l->name,
+                 l->example);
+        expect_override_error(ov, want);
+        snprintf(ov, sizeof ov, "%s=(%s,{%s=1;})", l->name, l->good, l->typo);
+        snprintf(want, sizeof want, "-s %s: unknown setting '%s[1].%s' (did you mean '%s[1].%s'?)", ov, l->name,
+                 l->typo, l->name, l->meant);
+        expect_override_error(ov, want);
+    }
+    /* only workers refuses an empty list; an empty data.sources means "no sources" */
+    expect_file_error("workers = ();\n", ":1: workers is empty: at least one worker is needed, e.g. "
+                                         "( { backend = \"cpu\"; } )");
+    cnnelm_config cfg;
+    cnnelm_error err;
+    ck_assert_msg(load(&cfg, "data = { sources = (); };\n", NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(cfg.data.n_sources, 0);
+    cnnelm_config_free(&cfg);
+    /* every element starts from the members' defaults, whatever the element before it held */
+    ck_assert_msg(load(&cfg, "workers = ( { backend = \"cpu\"; threads = 4; op_timeout = 5.0; match = \"x\"; },"
+                             " { backend = \"opencl\"; } );\n"
+                             "data = { sources = ( { train_images = \"a\"; train_labels = \"b\"; "
+                             "test_images = \"c\"; test_labels = \"d\"; }, { train_images = \"e\"; "
+                             "train_labels = \"f\"; } ); };\n", NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(cfg.n_workers, 2);
+    ck_assert_int_eq(cfg.workers[1].threads, 0);
+    ck_assert_double_eq(cfg.workers[1].op_timeout, 600.0);
+    ck_assert_str_eq(cfg.workers[1].match, "");
+    ck_assert_int_eq(cfg.data.n_sources, 2);
+    ck_assert_str_eq(cfg.data.sources[1].train_labels, "f");
+    ck_assert_str_eq(cfg.data.sources[1].test_images, "");
+    ck_assert_str_eq(cfg.data.sources[0].test_labels, "d");
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
+/* libconfig reads an integer literal without L as 32 bits and wraps larger ones silently
+ * (4294967301 would read as 5): -s adds the L to a plain decimal, a file must write it. */
+START_TEST(wide_integer_overrides)
+{
+    cnnelm_config cfg;
+    cnnelm_error err = {""};
+    const char *ov[] = {"train.seed=5000000000", "data.train_limit=2147483648", "data.max_bytes=8589934592L",
+                        "data.test_limit=2147483647", "data.train_images=12345678901"};
+    ck_assert_msg(cnnelm_config_load(&cfg, NULL, ov, 5, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(cfg.train.seed, 5000000000ull);
+    ck_assert_int_eq(cfg.data.train_limit, 2147483648L);
+    ck_assert_int_eq(cfg.data.max_bytes, 8589934592LL);
+    ck_assert_int_eq(cfg.data.test_limit, 2147483647L);
+    ck_assert_str_eq(cfg.data.train_images, "12345678901"); /* a string key keeps the digits as typed */
+    ck_assert_ptr_nonnull(strstr(cfg.text, "seed = 5000000000L;"));
+    ck_assert_ptr_nonnull(strstr(cfg.text, "train_limit = 2147483648L;"));
+    cnnelm_config_free(&cfg);
+
+    /* a wide value is range-checked as itself, not as its 32-bit wrap */
+    expect_override_error("model.kernel=4294967301",
+                          "-s model.kernel=4294967301: model.kernel = 4294967301 is out of range (1..27)");
+    expect_override_error("data.train_limit=-5000000000",
+                          "-s data.train_limit=-5000000000: data.train_limit = -5000000000 is out of range (>= 0)");
+    /* inside a group or in hex the L cannot be added for the user: say where it goes */
+    expect_override_error("train={seed=5000000000;}", "-s train={seed=5000000000;}: integer 5000000000 does "
+                          "not fit in 32 bits; write it with the L suffix (5000000000L)");
+    expect_override_error("train.seed=0x100000000", "-s train.seed=0x100000000: integer 0x100000000 does "
+                          "not fit in 32 bits; write it with the L suffix (0x100000000L)");
+    expect_file_error("model = { kernel = 4294967301; };\n",
+                      ":1: integer 4294967301 does not fit in 32 bits; write it with the L suffix (4294967301L)");
+    /* -2147483648 still fits in 32 bits: no L, no error; range checks see the real value */
+    expect_override_error("train.iterations=-2147483648",
+                          "-s train.iterations=-2147483648: train.iterations = -2147483648 is out of range "
+                          "(0..100000)");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -748,6 +883,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, sources);
     tcase_add_test(tc, source_errors);
     tcase_add_test(tc, extend_and_trials);
+    tcase_add_test(tc, lists_one_checker);
+    tcase_add_test(tc, wide_integer_overrides);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -141,17 +141,75 @@ START_TEST(failures_are_words)
     for (int i = 0; i < l; i++)
         U[i * l + i] = -1.0 - i; /* not a sum of H'H: negative definite */
     cnnelm_error err = { "" };
-    ck_assert_int_eq(cnnelm_elm_solve(U, V, l, c, 10.0, beta, &err), 1);
+    ck_assert_int_eq(cnnelm_elm_solve(U, V, l, c, 10.0, beta, &err), CNNELM_STATUS_NOT_POSITIVE_DEFINITE);
     ck_assert_msg(strstr(err.msg, "not positive definite") && strstr(err.msg, "lambda = 10") &&
                   !strstr(err.msg, "LAPACK") && !strstr(err.msg, "returned"), "%s", err.msg);
     U[0] = NAN;
-    ck_assert_int_eq(cnnelm_elm_solve(U, V, l, c, 10.0, beta, &err), 1);
+    ck_assert_int_eq(cnnelm_elm_solve(U, V, l, c, 10.0, beta, &err), CNNELM_STATUS_NOT_POSITIVE_DEFINITE);
     ck_assert_msg(strstr(err.msg, "NaN or Inf"), "%s", err.msg);
-    ck_assert_int_eq(cnnelm_elm_solve(U, V, l, c, 0.0, beta, &err), -1);
+    ck_assert_int_eq(cnnelm_elm_solve(U, V, l, c, 0.0, beta, &err), CNNELM_STATUS_INVALID_ARGUMENT);
     ck_assert_msg(strstr(err.msg, "lambda must be"), "%s", err.msg);
     free(U);
     free(V);
     free(beta);
+}
+END_TEST
+
+/* One status convention: 0, or a negative code that says what kind of failure. A system that
+ * cannot be solved is CNNELM_STATUS_NOT_POSITIVE_DEFINITE on every path (Cholesky, float
+ * rounding, lambda = "auto"), so callers such as fine-tuning can tell it from other failures. */
+START_TEST(statuses_say_what_failed)
+{
+    int l = 4, c = 2;
+    double U[16] = { 0 }, V[8], beta[8];
+    float fbeta[8];
+    for (int i = 0; i < l; i++)
+        U[i * l + i] = 1.0;
+    for (int i = 0; i < l * c; i++)
+        V[i] = 1e39; /* beta = V / (1 + 1/lambda): finite in double, too large for float */
+    cnnelm_error err = { "" };
+    ck_assert_int_eq(cnnelm_elm_solve(U, V, l, c, 1.0, beta, &err), 0);
+    ck_assert(beta[0] > 3.4e38);
+    ck_assert_int_eq(cnnelm_elm_solve_float(U, V, l, c, 1.0, fbeta, &err), CNNELM_STATUS_NOT_POSITIVE_DEFINITE);
+    ck_assert_msg(strstr(err.msg, "too large for float"), "%s", err.msg);
+    ck_assert_int_eq(cnnelm_elm_solve(U, V, 0, c, 1.0, beta, &err), CNNELM_STATUS_INVALID_ARGUMENT);
+
+    /* lambda = "auto" on a negative definite U: no candidate's system can be factored */
+    cnnelm_arch a;
+    ck_assert_msg(cnnelm_arch_init(&a, "1c", 25, 1, 29, 29, 2, CNNELM_ACT_RELU, CNNELM_POOL_MEAN,
+                                   CNNELM_ACT_IDENTITY, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(a.hidden, 25);
+    cnnelm_model m;
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 1.0, 1, 1, &err), 0);
+    m.flags |= CNNELM_MODEL_LAMBDA_AUTO;
+    m.n_examples = 100;
+    for (int i = 0; i < a.hidden; i++)
+        m.U[i * a.hidden + i] = -5.0 - i;
+    for (int i = 0; i < a.hidden * 2; i++)
+        m.V[i] = 1.0;
+    ck_assert_int_eq(cnnelm_elm_solve_model(&m, NULL, 0, NULL, &err), CNNELM_STATUS_NOT_POSITIVE_DEFINITE);
+    ck_assert_msg(strstr(err.msg, "not positive definite"), "%s", err.msg);
+    /* the same sums without "auto": the Cholesky path says the same */
+    m.flags &= ~(uint32_t)CNNELM_MODEL_LAMBDA_AUTO;
+    ck_assert_int_eq(cnnelm_elm_solve_model(&m, NULL, 0, NULL, &err), CNNELM_STATUS_NOT_POSITIVE_DEFINITE);
+    /* and the public reduce solve passes it on as a failure */
+    ck_assert_int_ne(cnnelm_reduce_solve(&m, &err), 0);
+    cnnelm_model_free(&m);
+
+    /* every code has its own name; cnnelm_fail_status returns the code it is given */
+    const int codes[] = { CNNELM_STATUS_OK, CNNELM_STATUS_FAILED, CNNELM_STATUS_INVALID_ARGUMENT,
+                          CNNELM_STATUS_OUT_OF_MEMORY, CNNELM_STATUS_IO, CNNELM_STATUS_DATA,
+                          CNNELM_STATUS_DEVICE, CNNELM_STATUS_NOT_POSITIVE_DEFINITE, CNNELM_STATUS_INTERRUPTED };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        ck_assert(codes[i] <= 0);
+        ck_assert_str_ne(cnnelm_core_status_name(codes[i]), "unknown status");
+        for (size_t j = 0; j < i; j++)
+            ck_assert_str_ne(cnnelm_core_status_name(codes[i]), cnnelm_core_status_name(codes[j]));
+    }
+    ck_assert_str_eq(cnnelm_core_status_name(5), "unknown status");
+    ck_assert_int_eq(cnnelm_fail_status(&err, CNNELM_STATUS_IO, "%s: gone", "x.idx"), CNNELM_STATUS_IO);
+    ck_assert_str_eq(err.msg, "x.idx: gone");
+    ck_assert_int_eq(cnnelm_fail(&err, "plain"), CNNELM_STATUS_FAILED);
 }
 END_TEST
 
@@ -404,6 +462,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, solve_matches_plain_elimination);
     tcase_add_test(tc, failures_are_words);
+    tcase_add_test(tc, statuses_say_what_failed);
     tcase_add_test(tc, gcv_matches_direct_computation);
     tcase_add_test(tc, gcv_band_path_matches_direct);
     tcase_add_test(tc, refit_equals_single_model);

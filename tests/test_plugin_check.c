@@ -15,17 +15,33 @@
 #define STUB(name) CNNELM_STUB_DIR "/libcnnelm-" name ".so"
 #define CPU_PLUGIN CNNELM_BINARY_DIR "/lib/cnnelm/libcnnelm-cpu.so"
 
-/* Runs the checker with its report in a heap buffer; returns its status, *report (free it). */
+/* The summary the call returns is the count the report's last line gives; 1 when some failed. */
+static int summary_verdict(const char *report, const cnnelm_plugin_check_summary *sum)
+{
+    const char *last = NULL;
+    for (const char *p = report; (p = strstr(p, "plugin-check: ")) != NULL; p++)
+        last = p;
+    int passed = -1, failed = -1;
+    ck_assert_msg(last && sscanf(last, "plugin-check: %d passed, %d failed", &passed, &failed) == 2, "%s",
+                  report);
+    ck_assert_msg(sum->passed == passed && sum->failed == failed, "summary %d passed, %d failed; report:\n%s",
+                  sum->passed, sum->failed, report);
+    return sum->failed > 0;
+}
+
+/* Runs the checker with its report in a heap buffer; returns 1 when some check failed, else 0,
+ * and *report (free it). */
 static int check_report(const char *file, char **report)
 {
     size_t size = 0;
     FILE *out = open_memstream(report, &size);
     ck_assert_ptr_nonnull(out);
     cnnelm_error err = { "" };
-    int rc = cnnelm_plugin_check(file, 0, 1, out, &err);
+    cnnelm_plugin_check_summary sum;
+    int rc = cnnelm_plugin_check(file, 0, 1, out, &sum, &err);
     fclose(out);
-    ck_assert_msg(rc >= 0, "the checker could not run: %s", err.msg);
-    return rc;
+    ck_assert_msg(rc == 0, "the checker could not run: %s", err.msg);
+    return summary_verdict(*report, &sum);
 }
 
 /* The same with a per-case time limit. */
@@ -36,10 +52,11 @@ static int check_report_timeout(const char *file, double timeout_s, char **repor
     ck_assert_ptr_nonnull(out);
     cnnelm_error err = { "" };
     cnnelm_plugin_check_options o = { .device = 0, .verbose = 0, .timeout_s = timeout_s };
-    int rc = cnnelm_plugin_check_run(file, &o, out, &err);
+    cnnelm_plugin_check_summary sum;
+    int rc = cnnelm_plugin_check_run(file, &o, out, &sum, &err);
     fclose(out);
-    ck_assert_msg(rc >= 0, "the checker could not run: %s", err.msg);
-    return rc;
+    ck_assert_msg(rc == 0, "the checker could not run: %s", err.msg);
+    return summary_verdict(*report, &sum);
 }
 
 /* The report's last line ("plugin-check: N passed, M failed: ..."). */

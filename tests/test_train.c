@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "cnnelm/metrics.h"
 #include "cnnelm/model.h"
 #include "cnnelm/plugin.h"
+#include "atomic_file.h"
 #include "network.h"
 #include "train.h"
 
@@ -50,7 +52,8 @@ static void train_with(const char *const *sets, int n_sets, size_t n_train, trai
     cnnelm_progress prog;
     cnnelm_progress_init(&prog, 1);
     cnnelm_subset tr = { &train_ds, NULL, n_train }, te = { &test_ds, NULL, test_ds.n };
-    ck_assert_msg(cnnelm_train_model(&net, &out->model, &tr, &te, &cfg, &prog, &out->log, &err) == 0,
+    cnnelm_train_params tp = cnnelm_train_params_from_config(&cfg);
+    ck_assert_msg(cnnelm_train_model(&net, &out->model, &tr, &te, &tp, &prog, &out->log, &err) == 0,
                   "%s", err.msg);
     uint64_t conf[100] = { 0 };
     ck_assert_msg(cnnelm_evaluate(&net, &out->model, &te, conf, &prog, "test", &err) == 0, "%s", err.msg);
@@ -166,6 +169,113 @@ START_TEST(wrong_rate_diverges_to_a_usable_model)
 }
 END_TEST
 
+/* Training reads its settings from cnnelm_train_params alone: the helper copies them from the
+ * config, and parameters written by hand with the same values train the same model, bit for
+ * bit. */
+START_TEST(params_carry_every_setting)
+{
+    const char *sets[] = { "train.iterations=1", "train.batch=250", "train.chunk=100",
+                           "train.learning_rate=0.03", "train.lr_schedule=\"inverse\"", "train.momentum=0.5",
+                           "model.lambda_candidates=[3.0, 30.0]" };
+    cnnelm_config cfg;
+    load_config(&cfg, sets, 7);
+    cnnelm_train_params tp = cnnelm_train_params_from_config(&cfg);
+    ck_assert_int_eq(tp.iterations, 1);
+    ck_assert_uint_eq(tp.batch, 250);
+    ck_assert_double_eq(tp.learning_rate, 0.03);
+    ck_assert_int_eq(tp.lr_schedule, CNNELM_LR_INVERSE);
+    ck_assert_double_eq(tp.momentum, 0.5);
+    ck_assert_uint_eq(tp.fit.batch, 250);
+    ck_assert_int_eq(tp.fit.n_lambda_candidates, 2);
+    ck_assert_double_eq(tp.fit.lambda_candidates[1], 30.0);
+    const char *zero[] = { "train.batch=0" }; /* 0: the whole subset, for both */
+    cnnelm_config cfg0;
+    load_config(&cfg0, zero, 1);
+    cnnelm_train_params tp0 = cnnelm_train_params_from_config(&cfg0);
+    ck_assert_uint_eq(tp0.batch, 0);
+    ck_assert_uint_eq(tp0.fit.batch, 0);
+    ck_assert_int_eq(tp0.iterations, 0);
+    cnnelm_config_free(&cfg0);
+
+    double cand[2] = { 3.0, 30.0 };
+    cnnelm_train_params by_hand = { .iterations = 1, .batch = 250, .learning_rate = 0.03,
+                                    .lr_schedule = CNNELM_LR_INVERSE, .momentum = 0.5,
+                                    .fit = { .batch = 250, .lambda_candidates = cand,
+                                             .n_lambda_candidates = 2 } };
+    const cnnelm_train_params *both[2] = { &tp, &by_hand };
+    cnnelm_model m[2];
+    cnnelm_error err = { "" };
+    cnnelm_arch a;
+    ck_assert_msg(cnnelm_arch_init(&a, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10, cfg.model.activation,
+                                   cfg.model.pooling, cfg.model.elm_activation, &err) == 0, "%s", err.msg);
+    cnnelm_net net;
+    ck_assert_msg(cnnelm_net_open(&net, plugin, 0, 2, &a, cfg.train.chunk, NULL, &err) == 0, "%s", err.msg);
+    cnnelm_progress prog;
+    cnnelm_progress_init(&prog, 1);
+    cnnelm_subset tr = { &train_ds, NULL, 1000 }, none = { &test_ds, NULL, 0 };
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(cnnelm_model_init(&m[i], &a, 1.0, 1, 1, &err), 0);
+        m[i].flags |= CNNELM_MODEL_LAMBDA_AUTO; /* so that the fit uses the candidates */
+        cnnelm_train_log log;
+        ck_assert_msg(cnnelm_train_model(&net, &m[i], &tr, &none, both[i], &prog, &log, &err) == 0, "%s",
+                      err.msg);
+        ck_assert_int_eq(log.n, 2);
+        ck_assert_double_eq(log.iters[1].learning_rate, 0.03); /* inverse: 0.03 / 1 */
+        ck_assert_int_eq(log.lambda_choice.n, 2);
+        ck_assert_msg(m[i].lambda == 3.0 || m[i].lambda == 30.0, "lambda %g", m[i].lambda);
+        cnnelm_train_log_free(&log);
+    }
+    ck_assert_uint_eq(m[0].iterations, 1);
+    ck_assert_int_eq(memcmp(m[0].params, m[1].params, a.n_params * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(m[0].beta, m[1].beta, (size_t)a.hidden * 10 * sizeof(float)), 0);
+    for (int i = 0; i < 2; i++)
+        cnnelm_model_free(&m[i]);
+    cnnelm_progress_destroy(&prog);
+    cnnelm_net_close(&net);
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
+/* An interrupt is a status, CNNELM_STATUS_INTERRUPTED, with the signal in the log; divergence
+ * (wrong_rate_diverges_to_a_usable_model) is not: it returns 0. */
+START_TEST(interrupt_is_a_status)
+{
+    const char *sets[] = { "train.iterations=2" };
+    cnnelm_config cfg;
+    load_config(&cfg, sets, 1);
+    cnnelm_train_params tp = cnnelm_train_params_from_config(&cfg);
+    cnnelm_error err = { "" };
+    cnnelm_arch a;
+    ck_assert_int_eq(cnnelm_arch_init(&a, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10, cfg.model.activation,
+                                      cfg.model.pooling, cfg.model.elm_activation, &err), 0);
+    cnnelm_model m;
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, cfg.model.lambda, 1, 1, &err), 0);
+    cnnelm_net net;
+    ck_assert_msg(cnnelm_net_open(&net, plugin, 0, 2, &a, 100, NULL, &err) == 0, "%s", err.msg);
+    cnnelm_progress prog;
+    cnnelm_progress_init(&prog, 1);
+    cnnelm_subset tr = { &train_ds, NULL, 500 }, none = { &test_ds, NULL, 0 };
+    /* SIGHUP, not SIGINT: Check's runner has its own SIGINT handler (it kills the process
+     * group), and cnnelm leaves a program's own handlers alone */
+    cnnelm_interrupt_catch();
+    ck_assert_int_eq(raise(SIGHUP), 0); /* caught: only sets the flag */
+    cnnelm_train_log log;
+    int rc = cnnelm_train_model(&net, &m, &tr, &none, &tp, &prog, &log, &err);
+    cnnelm_interrupt_catch(); /* clears the flag for the tests after this one */
+    cnnelm_interrupt_release();
+    ck_assert_int_eq(rc, CNNELM_STATUS_INTERRUPTED);
+    ck_assert_str_eq(err.msg, "interrupted by SIGHUP");
+    ck_assert_int_eq(log.interrupted, SIGHUP);
+    ck_assert_int_eq(log.kept, 0); /* stopped in iteration 0's fit: nothing complete */
+    ck_assert(!log.diverged);
+    cnnelm_train_log_free(&log);
+    cnnelm_model_free(&m);
+    cnnelm_progress_destroy(&prog);
+    cnnelm_net_close(&net);
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
 int main(void)
 {
     const char *dir = CNNELM_FASHION_DIR;
@@ -192,6 +302,8 @@ int main(void)
     tcase_add_test(tc, save_load_predicts_identically);
     tcase_add_test(tc, finetuning_lowers_J_and_solves_final_beta);
     tcase_add_test(tc, wrong_rate_diverges_to_a_usable_model);
+    tcase_add_test(tc, params_carry_every_setting);
+    tcase_add_test(tc, interrupt_is_a_status);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

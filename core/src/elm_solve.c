@@ -23,16 +23,15 @@ static int check_inputs(const double *U, const double *V, size_t L, size_t C, cn
 {
     for (size_t i = 0; i < L; i++)
         for (size_t j = i; j < L; j++)
-            if (!isfinite(U[i * L + j])) {
-                cnnelm_fail(err, "the ELM sums U = H'H contain NaN or Inf (row %zu): the hidden layer "
-                            "overflowed (kernels too large, or diverged fine-tuning)", i + 1);
-                return 1;
-            }
+            if (!isfinite(U[i * L + j]))
+                return cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE,
+                                          "the ELM sums U = H'H contain NaN or Inf (row %zu): the hidden "
+                                          "layer overflowed (kernels too large, or diverged fine-tuning)",
+                                          i + 1);
     for (size_t i = 0; i < L * C; i++)
-        if (!isfinite(V[i])) {
-            cnnelm_fail(err, "the ELM sums V = H'T contain NaN or Inf: the hidden layer overflowed");
-            return 1;
-        }
+        if (!isfinite(V[i]))
+            return cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE, "the ELM sums V = H'T "
+                                      "contain NaN or Inf: the hidden layer overflowed");
     return 0;
 }
 
@@ -41,11 +40,14 @@ int cnnelm_elm_solve(const double *U, const double *V, int l, int c, double lamb
 {
     size_t L = (size_t)l, C = (size_t)c;
     if (l < 1 || c < 1)
-        return cnnelm_fail(err, "internal: ELM solve of %d x %d", l, c);
+        return cnnelm_fail_status(err, CNNELM_STATUS_INVALID_ARGUMENT, "internal: ELM solve of %d x %d",
+                                  l, c);
     if (!(lambda > 0) || !isfinite(lambda))
-        return cnnelm_fail(err, "lambda must be a finite number > 0 (got %g)", lambda);
+        return cnnelm_fail_status(err, CNNELM_STATUS_INVALID_ARGUMENT,
+                                  "lambda must be a finite number > 0 (got %g)", lambda);
     if (L > ((size_t)-1 / sizeof(double)) / L)
-        return cnnelm_fail(err, "the ELM system of %d hidden units is too large to address", l);
+        return cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY,
+                                  "the ELM system of %d hidden units is too large to address", l);
     int rc = check_inputs(U, V, L, C, err);
     if (rc)
         return rc;
@@ -53,8 +55,9 @@ int cnnelm_elm_solve(const double *U, const double *V, int l, int c, double lamb
     if (!A || !B) {
         free(A);
         free(B);
-        return cnnelm_fail(err, "out of memory for the ELM solve (%.1f MiB for I/lambda + U)",
-                           (double)(L * L * sizeof *A) / 1048576.0);
+        return cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY,
+                                  "out of memory for the ELM solve (%.1f MiB for I/lambda + U)",
+                                  (double)(L * L * sizeof *A) / 1048576.0);
     }
     /* A: our upper triangle of U (LAPACK's column-major lower), plus I/lambda, added once here */
     for (size_t i = 0; i < L; i++) {
@@ -66,10 +69,9 @@ int cnnelm_elm_solve(const double *U, const double *V, int l, int c, double lamb
             B[j * L + i] = V[i * C + j];
     lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', l, A, l);
     if (info > 0) {
-        rc = 1;
-        cnnelm_fail(err, "the ELM system I/lambda + U is not positive definite (lambda = %g; it "
-                    "fails at hidden unit %d of %d): U is not a sum of H'H, or lambda is too large "
-                    "for rounding; try a smaller model.lambda", lambda, (int)info, l);
+        rc = cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE, "the ELM system I/lambda + U is not positive definite (lambda = %g; it "
+                                "fails at hidden unit %d of %d): U is not a sum of H'H, or lambda is "
+                                "too large for rounding; try a smaller model.lambda", lambda, (int)info, l);
     } else if (info < 0) {
         rc = cnnelm_fail(err, "internal: the Cholesky factorisation rejected argument %d", (int)-info);
     } else {
@@ -81,9 +83,9 @@ int cnnelm_elm_solve(const double *U, const double *V, int l, int c, double lamb
         for (size_t j = 0; j < C; j++) {
             double b = B[j * L + i];
             if (!isfinite(b)) {
-                rc = 1;
-                cnnelm_fail(err, "the ELM solve gave a non-finite beta (lambda = %g): I/lambda + U "
-                            "is numerically singular; try a smaller model.lambda", lambda);
+                rc = cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE,
+                                        "the ELM solve gave a non-finite beta (lambda = %g): I/lambda + "
+                                        "U is numerically singular; try a smaller model.lambda", lambda);
                 break;
             }
             beta[i * C + j] = b;
@@ -103,9 +105,9 @@ int cnnelm_elm_solve_float(const double *U, const double *V, int l, int c, doubl
     int rc = cnnelm_elm_solve(U, V, l, c, lambda, b, err);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (!isfinite((float)b[i])) {
-            rc = 1;
-            cnnelm_fail(err, "the ELM solve gave a beta too large for float (lambda = %g): try a "
-                        "smaller model.lambda", lambda);
+            rc = cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE,
+                                    "the ELM solve gave a beta too large for float (lambda = %g): try a "
+                                    "smaller model.lambda", lambda);
             break;
         }
         beta[i] = (float)b[i];
@@ -142,8 +144,10 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
                            CNNELM_LAMBDA_MAX_CANDIDATES);
     if (N == 0)
         return cnnelm_fail(err, "lambda = \"auto\" needs training examples");
+    /* non-finite sums are a plain failure here, as they always were for "auto" (the Cholesky
+     * path reports them as not positive definite) */
     if (check_inputs(U, V, L, C, err))
-        return -1;
+        return CNNELM_STATUS_FAILED;
     double t0 = cnnelm_now();
     int kd = l >= GCV_BAND_MIN ? GCV_BAND : 1;
     size_t ldab = (size_t)kd + 1;
@@ -218,9 +222,9 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
         memcpy(X, W, L * C * sizeof *X);
         info = LAPACKE_dpbsv(LAPACK_COL_MAJOR, 'L', l, kd, c, AB2, (int)ldab, X, l);
         if (info != 0) {
-            rc = info > 0 ? 1 : -1;
-            cnnelm_fail(err, "lambda = \"auto\": I/lambda + U is not positive definite for lambda = "
-                        "%g (it fails at hidden unit %d of %d)", lam, (int)info, l);
+            rc = cnnelm_fail_status(err, info > 0 ? CNNELM_STATUS_NOT_POSITIVE_DEFINITE : CNNELM_STATUS_FAILED,
+                                    "lambda = \"auto\": I/lambda + U is not positive definite for "
+                                    "lambda = %g (it fails at hidden unit %d of %d)", lam, (int)info, l);
             goto out;
         }
         double a = 0, b = 0;
@@ -256,9 +260,9 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
             for (size_t j = 0; j < C; j++) {
                 double b = Xbest[j * L + i];
                 if (!isfinite(b)) {
-                    rc = 1;
-                    cnnelm_fail(err, "the ELM solve gave a non-finite beta (lambda = %g): I/lambda + U "
-                                "is numerically singular", out->lambda[out->best]);
+                    rc = cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE,
+                                            "the ELM solve gave a non-finite beta (lambda = %g): "
+                                            "I/lambda + U is numerically singular", out->lambda[out->best]);
                     goto out;
                 }
                 beta[i * C + j] = b;
@@ -300,9 +304,9 @@ int cnnelm_elm_solve_model(cnnelm_model *m, const double *cand, int n_cand,
         int rc = cnnelm_elm_choose_lambda(m->U, m->V, L, C, m->n_examples, cand, n_cand, ch, b, err);
         for (size_t i = 0; rc == 0 && i < n; i++) {
             if (!isfinite((float)b[i])) {
-                rc = 1;
-                cnnelm_fail(err, "the ELM solve gave a beta too large for float (lambda = %g)",
-                            ch->lambda[ch->best]);
+                rc = cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE,
+                                        "the ELM solve gave a beta too large for float (lambda = %g)",
+                                        ch->lambda[ch->best]);
                 break;
             }
             m->beta[i] = (float)b[i];

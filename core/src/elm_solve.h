@@ -12,8 +12,10 @@
 /* beta (L x C, row-major, double) = (I/lambda + U)^-1 V by Cholesky (LAPACK dpotrf/dpotrs).
  * U is L x L row-major and only its upper triangle (i <= j) is read: the symmetric matrix is
  * defined by that triangle, so a U whose two triangles differ by rounding cannot make the
- * solve disagree between paths. Returns 0; 1 when the system is not positive definite or the
- * result is not finite (err says which, in words); -1 on other failures (out of memory). */
+ * solve disagree between paths. Returns 0; CNNELM_STATUS_NOT_POSITIVE_DEFINITE when the system
+ * is not positive definite or U, V or the result is not finite (err says which, in words);
+ * another negative status on other failures (CNNELM_STATUS_INVALID_ARGUMENT for lambda <= 0,
+ * CNNELM_STATUS_OUT_OF_MEMORY). */
 int cnnelm_elm_solve(const double *U, const double *V, int L, int C, double lambda, double *beta,
                      cnnelm_error *err);
 
@@ -40,8 +42,9 @@ typedef struct cnnelm_lambda_choice {
 
 /* Fills *out for the candidates (1..32 values > 0) from U (upper triangle read), V and the
  * number of examples N summed into them; with beta non-NULL also beta (L x C, row-major) of the
- * chosen lambda, from the same reduction of U (no Cholesky after the choice). Returns 0, 1 when
- * that beta is not finite, or -1 (err set). */
+ * chosen lambda, from the same reduction of U (no Cholesky after the choice). Returns 0,
+ * CNNELM_STATUS_NOT_POSITIVE_DEFINITE when a candidate's system cannot be factored or that beta
+ * is not finite, or another negative status (err set; non-finite U or V: CNNELM_STATUS_FAILED). */
 int cnnelm_elm_choose_lambda(const double *U, const double *V, int L, int C, uint64_t N,
                              const double *candidates, int n_candidates,
                              cnnelm_lambda_choice *out, double *beta, cnnelm_error *err);

@@ -1,9 +1,26 @@
-/* cnnelm error messages: formatting helpers behind cnnelm_fail and cnnelm_fail_prefix. */
+/* cnnelm error messages: formatting helpers behind cnnelm_fail and cnnelm_fail_prefix, and the
+ * names of the core's status codes. */
 #include "cnnelm/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+const char *cnnelm_core_status_name(int status)
+{
+    switch (status) {
+    case CNNELM_STATUS_OK: return "ok";
+    case CNNELM_STATUS_FAILED: return "failed";
+    case CNNELM_STATUS_INVALID_ARGUMENT: return "invalid argument";
+    case CNNELM_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case CNNELM_STATUS_IO: return "input/output error";
+    case CNNELM_STATUS_DATA: return "bad data";
+    case CNNELM_STATUS_DEVICE: return "device error";
+    case CNNELM_STATUS_NOT_POSITIVE_DEFINITE: return "not positive definite";
+    case CNNELM_STATUS_INTERRUPTED: return "interrupted";
+    default: return "unknown status";
+    }
+}
 
 int cnnelm_fail(cnnelm_error *err, const char *fmt, ...)
 {
@@ -13,7 +30,18 @@ int cnnelm_fail(cnnelm_error *err, const char *fmt, ...)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
     }
-    return -1;
+    return CNNELM_STATUS_FAILED;
+}
+
+int cnnelm_fail_status(cnnelm_error *err, int status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return status;
 }
 
 int cnnelm_fail_prefix(cnnelm_error *err, const char *fmt, ...)

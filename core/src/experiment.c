@@ -303,8 +303,9 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
          * each partition's model is evaluated once, at the end. */
         cnnelm_subset none = { x->test.ds, NULL, 0 };
         const cnnelm_subset *series_test = j->n > 1 ? &none : &x->test;
+        cnnelm_train_params tp = cnnelm_train_params_from_config(x->cfg);
         if (rc == 0)
-            rc = cnnelm_train_model(&w->net, &r->model, &j->parts[p], series_test, x->cfg, prog,
+            rc = cnnelm_train_model(&w->net, &r->model, &j->parts[p], series_test, &tp, prog,
                                     &r->log, err);
         if (rc == 0 && j->checkpoints)
             rc = save_checkpoint(x, j, p, &r->model, err);

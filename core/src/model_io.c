@@ -8,7 +8,7 @@
 #include <zlib.h>
 
 #include "atomic_file.h"
-#include "cnnelm/config.h"
+#include "cnnelm/enums.h"
 #include "cnnelm/dataset.h"
 #include "cnnelm/model.h"
 

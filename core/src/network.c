@@ -332,12 +332,10 @@ int cnnelm_net_solve(cnnelm_net *net, const double *U, const double *V, double l
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
     float *beta = beta_out ? beta_out : net->host_uv + L * L; /* host_uv: free between batches */
     int rc = cnnelm_elm_solve_float(U, V, (int)L, (int)C, lambda, beta, err);
-    if (rc > 0) {
+    if (rc == CNNELM_STATUS_NOT_POSITIVE_DEFINITE)
         cnnelm_fail_prefix(err, "%s", net->where);
-        return 1;
-    }
-    if (rc < 0)
-        return -1;
+    if (rc != 0)
+        return rc;
     WRITE(net->beta, beta, L * C * sizeof(float));
     return 0;
 }

@@ -67,7 +67,8 @@ int cnnelm_net_add_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err);
 
 /* beta = (I/lambda + U)^-1 V from the host's double sums (upper triangle of U read) by the
  * core's solver (elm_solve.h), uploaded to the device and copied to beta_out (may be NULL).
- * Returns 1 (err set) when the system is not positive definite, -1 on any other failure. */
+ * Returns CNNELM_STATUS_NOT_POSITIVE_DEFINITE (err set) when the system is not positive
+ * definite, another negative status on any other failure. */
 int cnnelm_net_solve(cnnelm_net *net, const double *U, const double *V, double lambda,
                      float *beta_out, cnnelm_error *err);
 

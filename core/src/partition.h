@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cnnelm/config.h"
+#include "cnnelm/enums.h"
 #include "cnnelm/error.h"
 
 typedef struct cnnelm_partitions {

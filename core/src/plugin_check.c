@@ -741,7 +741,8 @@ static int train_small(const cnnelm_plugin *p, int device, const cnnelm_plugin *
     cnnelm_subset all = { &ds, NULL, E2E_N }, none = { &ds, NULL, 0 };
     cnnelm_train_log log;
     float Y[100 * 10];
-    rc = cnnelm_train_model(&net, &m, &all, &none, &cfg, &prog, &log, err);
+    cnnelm_train_params tp = cnnelm_train_params_from_config(&cfg);
+    rc = cnnelm_train_model(&net, &m, &all, &none, &tp, &prog, &log, err);
     cnnelm_train_log_free(&log);
     for (int i = 0; i < E2E_N && rc == 0; i += 100) {
         rc = cnnelm_net_forward(&net, &ds, NULL, (size_t)i, 100, err) || cnnelm_net_predict(&net, Y, err);
@@ -1140,9 +1141,21 @@ static void check_end_to_end(const char *file, int device, const cnnelm_plugin *
     note_result(t, name, shape, ok, "predictions differ from the reference's", secs, -1);
 }
 
-int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_options *opts, FILE *out,
-                            cnnelm_error *err)
+/* The counts of a finished check, for the caller. */
+static int summarize(const tally *t, cnnelm_plugin_check_summary *summary)
 {
+    if (summary) {
+        summary->passed = t->passed;
+        summary->failed = t->failed;
+    }
+    return 0;
+}
+
+int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_options *opts, FILE *out,
+                            cnnelm_plugin_check_summary *summary, cnnelm_error *err)
+{
+    if (summary)
+        memset(summary, 0, sizeof *summary);
     double timeout = opts && opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT_S;
     int device = opts ? opts->device : 0, verbose = opts ? opts->verbose : 0;
     cnnelm_plugin *ref = NULL;
@@ -1156,7 +1169,7 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
     if (check_loading(plugin_file, timeout, out, &t, &lr) < 0) {
         finish(out, &t);
         cnnelm_plugin_unload(ref);
-        return 1;
+        return summarize(&t, summary);
     }
     check_transfers(plugin_file, device, &lr, timeout, out, &t);
     cnnelm_backend_ctx *rctx = NULL;
@@ -1257,11 +1270,12 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
     ref->ops->context_close(rctx);
     cnnelm_plugin_unload(ref);
     finish(out, &t);
-    return t.failed ? 1 : 0;
+    return summarize(&t, summary);
 }
 
-int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *out, cnnelm_error *err)
+int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *out,
+                        cnnelm_plugin_check_summary *summary, cnnelm_error *err)
 {
     cnnelm_plugin_check_options o = { .device = device, .verbose = verbose, .timeout_s = DEFAULT_TIMEOUT_S };
-    return cnnelm_plugin_check_run(plugin_file, &o, out, err);
+    return cnnelm_plugin_check_run(plugin_file, &o, out, summary, err);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "atomic_file.h"
+#include "cnnelm/config.h"
 #include "cnnelm/metrics.h"
 #include "elm_solve.h"
 
@@ -31,14 +32,15 @@ static int log_push(cnnelm_train_log *log, const cnnelm_iter_stats *s, cnnelm_er
     return 0;
 }
 
-/* Between two chunks: stop when a signal asked to (interruptible calls only). */
+/* Between two chunks: CNNELM_STATUS_INTERRUPTED when a signal asked to stop (interruptible
+ * calls only), else 0. */
 static int stop_now(int interruptible, cnnelm_error *err)
 {
     int sig = interruptible ? cnnelm_interrupted() : 0;
     if (!sig)
         return 0;
-    cnnelm_fail(err, "interrupted by %s", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
-    return 1;
+    return cnnelm_fail_status(err, CNNELM_STATUS_INTERRUPTED, "interrupted by %s",
+                              sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
 }
 
 static int chunk_len(const cnnelm_net *net, size_t done, size_t total)
@@ -53,6 +55,17 @@ cnnelm_fit_opts cnnelm_fit_opts_from_config(const cnnelm_config *cfg)
                           .lambda_candidates = cfg->model.lambda_candidates.v,
                           .n_lambda_candidates = cfg->model.lambda_candidates.n };
     return o;
+}
+
+cnnelm_train_params cnnelm_train_params_from_config(const cnnelm_config *cfg)
+{
+    cnnelm_train_params p = { .iterations = cfg->train.iterations,
+                              .batch = cfg->train.batch > 0 ? (size_t)cfg->train.batch : 0,
+                              .learning_rate = cfg->train.learning_rate,
+                              .lr_schedule = cfg->train.lr_schedule,
+                              .momentum = cfg->train.momentum,
+                              .fit = cnnelm_fit_opts_from_config(cfg) };
+    return p;
 }
 
 size_t cnnelm_fit_batch(const cnnelm_fit_opts *o)
@@ -87,7 +100,7 @@ static int sum_uv(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, s
         for (size_t i = 0; i < bn;) {
             int c = chunk_len(net, i, bn);
             if (stop_now(interruptible, err))
-                return CNNELM_TRAIN_INTERRUPTED;
+                return CNNELM_STATUS_INTERRUPTED;
             if (cnnelm_net_forward(net, data->ds, data->rows, b0 + i, c, err) ||
                 cnnelm_net_accumulate(net, err))
                 return -1;
@@ -112,7 +125,7 @@ static int elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
     cnnelm_progress_begin(prog, stage, data->n);
     int sr = sum_uv(net, m, data, cnnelm_fit_batch(opts), interruptible, prog, err);
     if (sr != 0)
-        return sr < 0 ? -1 : sr;
+        return sr;
     cnnelm_lambda_choice local;
     cnnelm_lambda_choice *ch = choice ? choice : &local;
     int rc = cnnelm_elm_solve_model(m, opts ? opts->lambda_candidates : NULL,
@@ -148,7 +161,7 @@ int cnnelm_predict_confusion(cnnelm_net *net, const cnnelm_subset *data, uint64_
         int c = chunk_len(net, i, data->n);
         if (stop_now(1, err)) {
             free(Y);
-            return CNNELM_TRAIN_INTERRUPTED;
+            return CNNELM_STATUS_INTERRUPTED;
         }
         if (cnnelm_net_forward(net, data->ds, data->rows, i, c, err) ||
             cnnelm_net_predict(net, Y, err)) {
@@ -231,14 +244,21 @@ typedef struct finetune_state {
     float *grads, *velocity, *good, *Y, *E;
 } finetune_state;
 
-/* One epoch of Algorithm 2. Returns 0, -1 on error, 1 on divergence (message in log), or
- * CNNELM_TRAIN_INTERRUPTED. */
+/* Divergence is an outcome, not a failure: the epoch stops, says why in the log and returns 0. */
+static int diverge(cnnelm_train_log *log)
+{
+    log->diverged = 1;
+    return 0;
+}
+
+/* One epoch of Algorithm 2. Returns 0 (log->diverged set when it diverged, with the reason in
+ * log->divergence), CNNELM_STATUS_INTERRUPTED, or another negative status on failure. */
 static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
-                          const cnnelm_config *cfg, double lr, double j0, int it,
+                          const cnnelm_train_params *tp, double lr, double j0, int it,
                           finetune_state *fs, cnnelm_progress *prog, double *J, double *acc,
                           cnnelm_train_log *log, cnnelm_error *err)
 {
-    size_t n = train->n, B = cfg->train.batch > 0 ? (size_t)cfg->train.batch : n;
+    size_t n = train->n, B = tp->batch > 0 ? tp->batch : n;
     int C = m->arch.classes;
     size_t P = m->arch.n_params;
     double jsum = 0;
@@ -255,7 +275,7 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
         for (size_t i = 0; i < bn;) {
             int c = chunk_len(net, i, bn);
             if (stop_now(1, err))
-                return CNNELM_TRAIN_INTERRUPTED;
+                return CNNELM_STATUS_INTERRUPTED;
             if (cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err) ||
                 cnnelm_net_accumulate(net, err))
                 return -1;
@@ -270,13 +290,13 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
                      "iteration %d: the ELM system could not be solved: the hidden activations grew "
                      "too large or non-finite with learning rate %g, so I/lambda + U is no longer a "
                      "usable positive definite matrix; try a smaller train.learning_rate", it, lr);
-            return 1;
+            return diverge(log);
         }
         double jb = 0;
         for (size_t i = 0; i < bn;) {
             int c = chunk_len(net, i, bn);
             if (stop_now(1, err))
-                return CNNELM_TRAIN_INTERRUPTED;
+                return CNNELM_STATUS_INTERRUPTED;
             if (!single && cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err))
                 return -1;
             if (cnnelm_net_predict(net, fs->Y, err))
@@ -302,11 +322,11 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
             snprintf(log->divergence, sizeof log->divergence,
                      "iteration %d: J exploded (batch mean %.4g, iteration 0 had %.4g) with learning "
                      "rate %g; try a smaller train.learning_rate", it, jb / (double)bn, j0, lr);
-            return 1;
+            return diverge(log);
         }
         if (cnnelm_net_read_grads(net, fs->grads, err))
             return -1;
-        double mu = cfg->train.momentum;
+        double mu = tp->momentum;
         for (size_t p = 0; p < P; p++) {
             fs->velocity[p] = (float)(mu * fs->velocity[p] - lr * fs->grads[p]);
             m->params[p] += fs->velocity[p];
@@ -315,7 +335,7 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
             snprintf(log->divergence, sizeof log->divergence,
                      "iteration %d: kernels became NaN or Inf with learning rate %g; try a smaller "
                      "train.learning_rate", it, lr);
-            return 1;
+            return diverge(log);
         }
         if (cnnelm_net_set_params(net, m->params, err))
             return -1;
@@ -325,30 +345,28 @@ static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset 
     return 0;
 }
 
-double cnnelm_finetune_weight(const cnnelm_config *cfg, int chunk)
+double cnnelm_finetune_weight(const cnnelm_train_params *p, int chunk)
 {
     /* forward, then backward through data and filters (about twice a forward), and a second
      * forward when a batch spans several chunks (measured on the CPU backend: 3x, 4x) */
-    size_t B = cfg->train.batch > 0 ? (size_t)cfg->train.batch : (size_t)-1;
+    size_t B = p->batch > 0 ? p->batch : (size_t)-1;
     return B <= (size_t)chunk ? 3.0 : 4.0;
 }
 
 int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
-                       const cnnelm_subset *test, const cnnelm_config *cfg, cnnelm_progress *prog,
+                       const cnnelm_subset *test, const cnnelm_train_params *tp, cnnelm_progress *prog,
                        cnnelm_train_log *log, cnnelm_error *err)
 {
     memset(log, 0, sizeof *log);
-    int E = cfg->train.iterations;
+    int E = tp->iterations;
     double t0 = cnnelm_now();
-    cnnelm_fit_opts fo = cnnelm_fit_opts_from_config(cfg);
+    const cnnelm_fit_opts *fo = &tp->fit;
     cnnelm_lambda_choice *ch = &log->lambda_choice;
-    int r0 = cnnelm_elm_fit(net, m, train, &fo, ch, prog, "iteration 0: ELM fit", err);
-    if (r0 == CNNELM_TRAIN_INTERRUPTED) {
+    int r0 = cnnelm_elm_fit(net, m, train, fo, ch, prog, "iteration 0: ELM fit", err);
+    if (r0 == CNNELM_STATUS_INTERRUPTED)
         log->interrupted = cnnelm_interrupted(); /* nothing complete to keep */
-        return r0;
-    }
     if (r0)
-        return -1;
+        return r0;
     cnnelm_iter_stats s0 = { .iteration = 0, .J = j_from_sums(m), .test_accuracy = NAN };
     if (E > 0) {
         /* the series wants both accuracies at every iteration */
@@ -356,14 +374,13 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
                                 err);
         if (a == 0)
             a = device_accuracy(net, test, prog, "iteration 0: test accuracy", &s0.test_accuracy, err);
-        if (a == CNNELM_TRAIN_INTERRUPTED) { /* the ELM model of iteration 0 is complete */
+        if (a == CNNELM_STATUS_INTERRUPTED) { /* the ELM model of iteration 0 is complete */
             log->interrupted = cnnelm_interrupted();
             log->kept = 1;
             m->iterations = 0;
-            return a;
         }
         if (a)
-            return -1;
+            return a;
     } else {
         s0.train_accuracy = NAN;
     }
@@ -381,33 +398,34 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
     };
     int rc = -1;
     if (!fs.grads || !fs.velocity || !fs.good || !fs.Y || !fs.E) {
-        cnnelm_fail(err, "out of memory");
+        rc = cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
     memcpy(fs.good, m->params, P * sizeof(float));
     double j0 = s0.J > 1e-6 ? s0.J : 1e-6;
     int done = 0, stopped = 0;
     for (int it = 1; it <= E; it++) {
-        double lr = cfg->train.learning_rate;
-        if (cfg->train.lr_schedule == CNNELM_LR_INVERSE)
+        double lr = tp->learning_rate;
+        if (tp->lr_schedule == CNNELM_LR_INVERSE)
             lr /= it;
         double ti = cnnelm_now();
         char stage[96];
         snprintf(stage, sizeof stage, "iteration %d/%d: fine-tune (rate %g)", it, E, lr);
-        cnnelm_progress_begin_weighted(prog, stage, train->n, cnnelm_finetune_weight(cfg, net->chunk));
+        cnnelm_progress_begin_weighted(prog, stage, train->n, cnnelm_finetune_weight(tp, net->chunk));
         cnnelm_iter_stats s = { .iteration = it, .learning_rate = lr };
-        int r = finetune_epoch(net, m, train, cfg, lr, j0, it, &fs, prog, &s.J, &s.train_accuracy,
+        int r = finetune_epoch(net, m, train, tp, lr, j0, it, &fs, prog, &s.J, &s.train_accuracy,
                                log, err);
-        if (r < 0)
-            goto out;
-        if (r == CNNELM_TRAIN_INTERRUPTED) {
+        if (r == CNNELM_STATUS_INTERRUPTED) {
             cnnelm_progress_end(prog, "interrupted");
             stopped = it;
             break;
         }
-        if (r > 0) {
+        if (r != 0) {
+            rc = r;
+            goto out;
+        }
+        if (log->diverged) {
             cnnelm_progress_end(prog, "diverged");
-            log->diverged = 1;
             memcpy(m->params, fs.good, P * sizeof(float));
             break;
         }
@@ -417,32 +435,37 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
         /* The series reports the model as it would be saved after this iteration: beta, U and V
          * re-solved on the iteration's final kernels (one more forward pass). */
         snprintf(stage, sizeof stage, "iteration %d: ELM fit on the new kernels", it);
-        int fit = cnnelm_elm_fit(net, m, train, &fo, ch, prog, stage, err);
-        if (fit == CNNELM_TRAIN_INTERRUPTED) {
+        int fit = cnnelm_elm_fit(net, m, train, fo, ch, prog, stage, err);
+        if (fit == CNNELM_STATUS_INTERRUPTED) {
             stopped = it;
             break;
         }
-        if (fit < 0)
-            goto out;
-        if (fit > 0) { /* kernels so large that H overflowed, or U lost its positive definiteness to rounding */
+        /* kernels so large that H overflowed, or U lost its positive definiteness to rounding */
+        if (fit == CNNELM_STATUS_NOT_POSITIVE_DEFINITE) {
             snprintf(log->divergence, sizeof log->divergence,
                      "iteration %d: the ELM system of the new kernels is not positive definite "
                      "(the kernels grew too large with learning rate %g); try a smaller "
                      "train.learning_rate", it, lr);
-            log->diverged = 1;
+            diverge(log);
             memcpy(m->params, fs.good, P * sizeof(float));
             break;
         }
+        if (fit != 0) {
+            rc = fit;
+            goto out;
+        }
         snprintf(stage, sizeof stage, "iteration %d: test accuracy", it);
         int a = device_accuracy(net, test, prog, stage, &s.test_accuracy, err);
-        if (a == CNNELM_TRAIN_INTERRUPTED) {
+        if (a == CNNELM_STATUS_INTERRUPTED) {
             stopped = it;
             break;
         }
-        if (a)
+        if (a) {
+            rc = a;
             goto out;
+        }
         s.seconds = cnnelm_now() - ti;
-        if (log_push(log, &s, err))
+        if ((rc = log_push(log, &s, err)) != 0)
             goto out;
         memcpy(fs.good, m->params, P * sizeof(float));
         done = it;
@@ -457,19 +480,20 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
         char stage[96];
         snprintf(stage, sizeof stage, "interrupted: ELM fit on the kernels of iteration %d, to keep them", done);
         cnnelm_error fit_err;
-        if (elm_fit(net, m, train, &fo, ch, 0, prog, stage, &fit_err)) {
+        int kept = elm_fit(net, m, train, fo, ch, 0, prog, stage, &fit_err);
+        if (kept != 0) {
             *err = fit_err;
-            rc = -1;
+            rc = kept;
             goto out;
         }
         log->kept = 1;
-        rc = stop_now(1, err) ? CNNELM_TRAIN_INTERRUPTED : -1;
+        rc = stop_now(1, err) ? CNNELM_STATUS_INTERRUPTED : -1;
         goto out;
     }
     if (log->diverged) {
         /* back to the last good kernels, with their own beta, U and V */
         m->flags |= CNNELM_MODEL_DIVERGED;
-        rc = elm_fit(net, m, train, &fo, ch, 0, prog, "ELM fit on the last good kernels", err);
+        rc = elm_fit(net, m, train, fo, ch, 0, prog, "ELM fit on the last good kernels", err);
     }
 out:
     free(fs.grads);

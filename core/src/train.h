@@ -5,8 +5,8 @@
 
 #include <stdint.h>
 
-#include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
+#include "cnnelm/enums.h"
 #include "cnnelm/model.h"
 #include "elm_solve.h"
 #include "network.h"
@@ -37,9 +37,9 @@ typedef struct cnnelm_train_log {
 
 void cnnelm_train_log_free(cnnelm_train_log *log);
 
-/* Returned by the training and evaluation calls below when cnnelm_interrupted() (a SIGINT or
- * SIGTERM, see atomic_file.h) stopped them between two chunks; err says so. */
-#define CNNELM_TRAIN_INTERRUPTED 2
+/* The training and evaluation calls below return CNNELM_STATUS_INTERRUPTED (error.h) when
+ * cnnelm_interrupted() (a SIGINT or SIGTERM, see atomic_file.h) stopped them between two
+ * chunks; err says so. */
 
 /* A set of examples: rows[0..n) of ds, or examples 0..n when rows is NULL. */
 typedef struct cnnelm_subset {
@@ -61,7 +61,10 @@ typedef struct cnnelm_fit_opts {
  * depend on the partition size, and moving U to double costs one read of U per batch. */
 #define CNNELM_UV_BATCH 10000
 
-cnnelm_fit_opts cnnelm_fit_opts_from_config(const cnnelm_config *cfg);
+struct cnnelm_config;
+
+/* The fit options of a config (lambda_candidates points into cfg: valid while cfg is). */
+cnnelm_fit_opts cnnelm_fit_opts_from_config(const struct cnnelm_config *cfg);
 size_t cnnelm_fit_batch(const cnnelm_fit_opts *o);
 /* Logs a lambda choice and its GCV curve (one line). */
 void cnnelm_lambda_choice_note(cnnelm_progress *prog, const cnnelm_lambda_choice *ch);
@@ -69,8 +72,8 @@ void cnnelm_lambda_choice_note(cnnelm_progress *prog, const cnnelm_lambda_choice
 /* Sums U and V over the subset with the model's kernels (device float per batch, host double
  * across batches), stores them in m (with n_examples; U whole and symmetric), chooses lambda
  * when the model's rule is "auto" (into *choice, may be NULL) and solves beta into m. Leaves the
- * kernels and beta on the device. Returns 0, 1 when the system is not positive definite (err
- * set), -1 on other failures. */
+ * kernels and beta on the device. Returns 0, CNNELM_STATUS_NOT_POSITIVE_DEFINITE when the
+ * system cannot be solved (err set), CNNELM_STATUS_INTERRUPTED, or another negative status. */
 int cnnelm_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
                    const cnnelm_fit_opts *opts, cnnelm_lambda_choice *choice,
                    cnnelm_progress *prog, const char *stage, cnnelm_error *err);
@@ -85,18 +88,32 @@ int cnnelm_evaluate(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset 
                     uint64_t *confusion, cnnelm_progress *prog, const char *stage,
                     cnnelm_error *err);
 
-/* Trains m (initialised kernels in, trained model out) on `train`: iteration 0 is the ELM fit;
- * then cfg->train.iterations of fine-tuning, each followed by beta solved once more on its
- * final kernels (so the saved model is consistent, and the series shows what would be saved).
- * `test` (n = 0: none) is evaluated after every iteration for the log. Divergence is not an
- * error: training stops, m holds the last good iteration, log->diverged says why. An interrupt
- * returns CNNELM_TRAIN_INTERRUPTED with m back at the last complete iteration (beta, U and V
- * solved again on its kernels, one pass that is not interruptible) and log->kept set. */
-/* Cost of one fine-tuning image in forward passes, for the whole-run ETA. */
-double cnnelm_finetune_weight(const cnnelm_config *cfg, int chunk);
+/* What training reads of a run's settings (train.* and model.lambda_candidates). */
+typedef struct cnnelm_train_params {
+    int iterations;                  /* fine-tuning iterations after the ELM fit; 0: plain ELM */
+    size_t batch;                    /* ELM update interval in examples; 0: the whole subset */
+    double learning_rate;            /* alpha */
+    cnnelm_lr_schedule lr_schedule;  /* constant, or alpha / iteration */
+    double momentum;                 /* in [0, 1) */
+    cnnelm_fit_opts fit;             /* how each ELM fit sums and solves */
+} cnnelm_train_params;
 
+/* The training parameters of a config (fit.lambda_candidates points into cfg). */
+cnnelm_train_params cnnelm_train_params_from_config(const struct cnnelm_config *cfg);
+
+/* Cost of one fine-tuning image in forward passes, for the whole-run ETA. */
+double cnnelm_finetune_weight(const cnnelm_train_params *p, int chunk);
+
+/* Trains m (initialised kernels in, trained model out) on `train`: iteration 0 is the ELM fit;
+ * then p->iterations of fine-tuning, each followed by beta solved once more on its final
+ * kernels (so the saved model is consistent, and the series shows what would be saved).
+ * `test` (n = 0: none) is evaluated after every iteration for the log. Divergence is not an
+ * error: training stops, m holds the last good iteration, the call returns 0 and
+ * log->diverged says why. An interrupt returns CNNELM_STATUS_INTERRUPTED with m back at the
+ * last complete iteration (beta, U and V solved again on its kernels, one pass that is not
+ * interruptible) and log->kept set. Other failures: a negative status, err set. */
 int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
-                       const cnnelm_subset *test, const cnnelm_config *cfg, cnnelm_progress *prog,
+                       const cnnelm_subset *test, const cnnelm_train_params *p, cnnelm_progress *prog,
                        cnnelm_train_log *log, cnnelm_error *err);
 
 #endif

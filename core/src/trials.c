@@ -109,7 +109,8 @@ static void set_run_work(const cnnelm_trials *j, int folds)
     }
     cnnelm_worker_desc first;
     cnnelm_pool_describe(j->pool, 0, &first);
-    cnnelm_progress_set_run(j->prog, fwd, tune, cnnelm_finetune_weight(c, first.chunk));
+    cnnelm_train_params tp = cnnelm_train_params_from_config(c);
+    cnnelm_progress_set_run(j->prog, fwd, tune, cnnelm_finetune_weight(&tp, first.chunk));
 }
 
 /* ---- an interrupt (SIGINT, SIGTERM): what is complete is kept, and the error says what ---- */

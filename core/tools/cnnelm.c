@@ -413,12 +413,13 @@ static int cmd_plugin_check(int argc, char **argv)
         return usage_error(usage_check, "%s", "expected one plugin file");
     cnnelm_error err = { "" };
     cnnelm_plugin_check_options copts = { .device = device, .verbose = verbose, .timeout_s = timeout };
-    int rc = cnnelm_plugin_check_run(argv[optind], &copts, stdout, &err);
+    cnnelm_plugin_check_summary sum;
+    int rc = cnnelm_plugin_check_run(argv[optind], &copts, stdout, &sum, &err);
     if (rc < 0) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }
-    return rc == 0 ? 0 : 1;
+    return sum.failed ? 1 : 0;
 }
 
 static int cmd_devices(int argc, char **argv)

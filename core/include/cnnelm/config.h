@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cnnelm/enums.h"
 #include "cnnelm/error.h"
 #include "cnnelm/layers.h"
 
@@ -16,38 +17,7 @@ extern "C" {
 #define CNNELM_PATH_MAX 4096
 #define CNNELM_MAX_WORKERS 64
 
-typedef enum cnnelm_reduce {
-    CNNELM_REDUCE_MEAN = 0,     /* plain mean of kernels, biases and beta (the paper) */
-    CNNELM_REDUCE_WEIGHTED = 1, /* mean weighted by partition size */
-    CNNELM_REDUCE_REFIT = 2     /* mean kernels, then beta solved from summed U and V */
-} cnnelm_reduce;
-
-typedef enum cnnelm_partitioning {
-    CNNELM_PART_SHUFFLE = 0, CNNELM_PART_STRATIFIED = 1, CNNELM_PART_CONTIGUOUS = 2,
-    CNNELM_PART_LABEL_SKEW = 3, CNNELM_PART_BY_SOURCE = 4 /* one partition per data.sources entry */
-} cnnelm_partitioning;
-
-/* data.extend: noisy copies added to the training and test sets (bit mask). */
-enum {
-    CNNELM_NOISE_GAUSSIAN = 1u << 0,
-    CNNELM_NOISE_SALT_PEPPER = 1u << 1,
-    CNNELM_NOISE_POISSON = 1u << 2
-};
-
 #define CNNELM_MAX_SOURCES 16
-
-/* Initial kernels: uniform in +-sqrt(6 / ((in + out) k^2)) (the paper's toolbox), optionally with
- * each kernel's mean subtracted (zero-mean kernels respond to structure, not brightness: about
- * one point more test accuracy for a plain ELM on Fashion-MNIST, averaged over seeds). */
-typedef enum cnnelm_init {
-    CNNELM_INIT_ZERO_MEAN = 0,
-    CNNELM_INIT_UNIFORM = 1
-} cnnelm_init;
-
-typedef enum cnnelm_lr_schedule {
-    CNNELM_LR_CONSTANT = 0,     /* alpha */
-    CNNELM_LR_INVERSE = 1       /* alpha / iteration (the paper's) */
-} cnnelm_lr_schedule;
 
 /* A list of numbers from the config (e.g. model.lambda_candidates). */
 #define CNNELM_MAX_FLOAT_LIST 32

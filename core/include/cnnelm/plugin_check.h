@@ -42,17 +42,24 @@ typedef struct cnnelm_plugin_check_options {
     double timeout_s;  /* per case (the end-to-end training gets 10x); <= 0: 60 s */
 } cnnelm_plugin_check_options;
 
+/* What the checks found: the N and M of the report's last line. */
+typedef struct cnnelm_plugin_check_summary {
+    int passed, failed;  /* checks; a plugin that does not load is one failed check */
+} cnnelm_plugin_check_summary;
+
 /* Checks the plugin file and prints a table (op, shape, max relative error, tolerance, speed
  * relative to the reference, result) to `out`, the slowest case, then the last line
  * "plugin-check: N passed, M failed" followed, when some failed, by ": op (why); ...".
- * Returns 0 when every check passes, 1 when some fail (a plugin that does not load is one
- * failed check), -1 when the checker cannot run (err set, e.g. no CPU reference). An op the
- * plugin leaves NULL is listed as running on the CPU reference, not as a failure. */
+ * Failed checks are an outcome, not an error: the call returns 0 once the checks ran and
+ * *summary (may be NULL) says how many passed and failed; a negative status when the checker
+ * cannot run (err set, e.g. no CPU reference). An op the plugin leaves NULL is listed as
+ * running on the CPU reference, not as a failure. */
 int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_options *opts, FILE *out,
-                            cnnelm_error *err);
+                            cnnelm_plugin_check_summary *summary, cnnelm_error *err);
 
 /* The same with the default time limit. */
-int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *out, cnnelm_error *err);
+int cnnelm_plugin_check(const char *plugin_file, int device, int verbose, FILE *out,
+                        cnnelm_plugin_check_summary *summary, cnnelm_error *err);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,7 @@
 #ifndef CNNELM_REDUCE_H
 #define CNNELM_REDUCE_H
 
-#include "cnnelm/config.h"
+#include "cnnelm/enums.h"
 #include "cnnelm/model.h"
 
 #ifdef __cplusplus
