@@ -138,7 +138,10 @@ static const key_def schema[] = {
 
     {.path = "model.layers", .kind = K_LAYERS, CF(model.layers), .sdef = "6c-2s-12c-2s",
      .help = "Architecture: layers joined by '-'; Nc = convolution with N output maps, Ns = N x N "
-             "pooling; N in 1..1024. Shapes are checked against the data when training starts."},
+             "pooling; N in 1..1024. The string may end with a multi-scale group, \"(4s,12s)\": "
+             "the maps before it pooled at each size, side by side in H, and then with \"-sqrt\": "
+             "the signed square root of every feature (both without fine-tuning). Shapes are "
+             "checked against the data when training starts."},
     {.path = "model.kernel", .kind = K_INT, CF(model.kernel), .imin = 1, .imax = 27, .idef = 5,
      .help = "Convolution kernel size k (k x k, valid, stride 1)."},
     {.path = "model.activation", .kind = K_ENUM, CF(model.activation), .names = activation_names,
@@ -524,6 +527,12 @@ static int layers_syntax(const char *s, char *bad, size_t bad_size)
     for (;;) {
         const char *start = p;
         long n = 0;
+        /* a multi-scale group "(4s,12s,...)" and then "sqrt" may end the string (model.c
+         * checks them) */
+        const char *close = p + 1 + strspn(p + 1, "0123456789s,");
+        if (p > s && ((*p == '(' && *close == ')' && (!close[1] || !strcmp(close + 1, "-sqrt"))) ||
+                      !strcmp(p, "sqrt")))
+            return 0;
         while (isdigit((unsigned char)*p) && n <= 1024) n = n * 10 + (*p++ - '0');
         int ok = p > start && n >= 1 && n <= 1024 && (*p == 'c' || *p == 's') &&
                  (p[1] == '-' || p[1] == 0);
