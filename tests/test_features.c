@@ -1,13 +1,15 @@
 /* Features the ELM sees from a multi-scale pooling group ("4c-(2s,3s,6s)") and from "-sqrt"
  * (signed square root of every feature): the network's H and its predictions against a plain
  * reference built from ref_ops.c (conv, each pooling size, side by side, square root, ELM
- * activation) on random images and kernels; fine-tuning such a network is refused in words. */
+ * activation) on random images and kernels; fine-tuning such a network is refused in words;
+ * conf/fashion-92.cfg (which uses both) loads, with the promised shape and partitions. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnnelm/config.h"
 #include "cnnelm/plugin.h"
 #include "network.h"
 #include "ref_ops.h"
@@ -162,6 +164,30 @@ START_TEST(sqrt_only)
 }
 END_TEST
 
+/* The shipped config: 4 partitions (not by source), a project reduce, no fine-tuning (which
+ * these features refuse), L = 256 x (36 + 4). */
+START_TEST(fashion_92_config)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/conf/fashion-92.cfg", CNNELM_SOURCE_DIR);
+    cnnelm_config cfg;
+    cnnelm_error err = { "" };
+    ck_assert_msg(cnnelm_config_load(&cfg, p, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(cfg.train.partitions, 4);
+    ck_assert_int_ne(cfg.train.partitioning, CNNELM_PART_BY_SOURCE);
+    ck_assert_int_eq(cfg.train.reduce, CNNELM_REDUCE_REFIT);
+    ck_assert_int_eq(cfg.train.iterations, 0);
+    cnnelm_arch a;
+    ck_assert_msg(cnnelm_arch_init(&a, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10,
+                                   cfg.model.activation, cfg.model.pooling,
+                                   cfg.model.elm_activation, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(a.hidden, 10240);
+    ck_assert_int_eq(a.n_scales, 2);
+    ck_assert_int_eq(a.sqrt_features, 1);
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
 int main(void)
 {
     cnnelm_error err;
@@ -175,6 +201,7 @@ int main(void)
     tcase_add_test(tc, group_sqrt_relu);
     tcase_add_test(tc, group_sqrt_signed_elm_tanh);
     tcase_add_test(tc, sqrt_only);
+    tcase_add_test(tc, fashion_92_config);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
