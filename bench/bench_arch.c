@@ -311,6 +311,12 @@ int bench_arch_run(const cnnelm_backend *be, cnnelm_backend_ctx *ctx, const char
         free(B);
         return -1;
     }
+    if (B->arch.n_scales || B->arch.sqrt_features) { /* host steps of network.c, not timed here */
+        fprintf(stderr, "cnnelm-bench-backend: --layers %s: multi-scale groups and -sqrt are not "
+                "benchmarked: time the layers before them\n", layers);
+        free(B);
+        return -1;
+    }
     const cnnelm_layer *h = &B->arch.layer[B->arch.n_layers - 1];
     printf("network %s, k=%d, 1x28x28 -> %dx%dx%d, L=%d, %d classes\n", B->arch.layers, kernel,
            h->out_c, h->out_h, h->out_w, B->arch.hidden, CLASSES);

@@ -158,6 +158,87 @@ START_TEST(round_trip)
 }
 END_TEST
 
+/* "256c-(4s,12s)-sqrt": the group's pools read the same 24x24 maps, their outputs side by side */
+START_TEST(multi_scale_shapes)
+{
+    cnnelm_arch a;
+    cnnelm_error err = { "" };
+    ck_assert_msg(cnnelm_arch_init(&a, "8c-(4s,12s,24s)-sqrt", 5, 1, 28, 28, 10, CNNELM_ACT_RELU,
+                                   CNNELM_POOL_MEAN, CNNELM_ACT_IDENTITY, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(a.layers, "8c-(4s,12s,24s)-sqrt");
+    ck_assert_int_eq(a.n_layers, 4);
+    ck_assert_int_eq(a.n_scales, 3);
+    ck_assert_int_eq(a.sqrt_features, 1);
+    int sizes[3] = { 4, 12, 24 }, side[3] = { 6, 2, 1 };
+    size_t off = 0;
+    for (int i = 0; i < 3; i++) {
+        const cnnelm_layer *ly = &a.layer[1 + i];
+        ck_assert_int_eq(ly->kind, CNNELM_LAYER_POOL);
+        ck_assert_int_eq(ly->size, sizes[i]);
+        ck_assert_int_eq(ly->in_c, 8);
+        ck_assert_int_eq(ly->in_h, 24);
+        ck_assert_int_eq(ly->out_h, side[i]);
+        ck_assert_uint_eq(ly->h_offset, off);
+        off += (size_t)8 * side[i] * side[i];
+    }
+    ck_assert_int_eq(a.hidden, 8 * (36 + 4 + 1));
+    ck_assert_uint_eq(a.n_params, 8 * 25 + 8);
+    /* a group after pooling, and sqrt alone; plain strings have neither */
+    ck_assert_msg(cnnelm_arch_init(&a, "6c-2s-(1s,3s)", 5, 1, 28, 28, 10, CNNELM_ACT_RELU,
+                                   CNNELM_POOL_MEAN, CNNELM_ACT_IDENTITY, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(a.hidden, 6 * (144 + 16));
+    ck_assert_int_eq(a.sqrt_features, 0);
+    ck_assert_msg(cnnelm_arch_init(&a, "6c-4s-sqrt", 5, 1, 28, 28, 10, CNNELM_ACT_RELU,
+                                   CNNELM_POOL_MEAN, CNNELM_ACT_IDENTITY, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(a.hidden, 6 * 36);
+    ck_assert_int_eq(a.n_scales, 0);
+    ck_assert_int_eq(a.sqrt_features, 1);
+    ck_assert_str_eq(a.layers, "6c-4s-sqrt");
+    cnnelm_arch b = paper_arch();
+    ck_assert_int_eq(b.n_scales, 0);
+    ck_assert_int_eq(b.sqrt_features, 0);
+}
+END_TEST
+
+START_TEST(bad_multi_scale)
+{
+    expect_arch_error("6c-(4s,5s)", 5, "layer 3 (5s): pooling size 5 does not divide its 24x24 input");
+    expect_arch_error("6c-(4s,12c)", 5, "holds pooling sizes only");
+    expect_arch_error("6c-(4s,4s)", 5, "pooling size 4 appears twice");
+    expect_arch_error("6c-(4s)", 5, "at least two pooling sizes");
+    expect_arch_error("6c-(4s,12s", 5, "expected ',' or ')'");
+    expect_arch_error("6c-(4s,12s)-2s", 5, "must end the string");
+    expect_arch_error("6c-(4s,)", 5, "expected a number");
+    expect_arch_error("6c(4s,12s)", 5, "expected '-'");
+    expect_arch_error("6c-sqrt-2s", 5, "expected a number at \"sqrt-2s\"");
+    expect_arch_error("sqrt", 5, "expected a number");
+    expect_arch_error("(2s,4s)", 5, "no convolution layer");
+}
+END_TEST
+
+/* A model with a group and -sqrt saves and loads like any other (its string is its shape). */
+START_TEST(multi_scale_round_trip)
+{
+    make_dir();
+    cnnelm_arch a;
+    cnnelm_model m, r;
+    cnnelm_error err = { "" };
+    ck_assert_msg(cnnelm_arch_init(&a, "3c-(4s,12s)-sqrt", 5, 1, 28, 28, 10, CNNELM_ACT_RELU,
+                                   CNNELM_POOL_MEAN, CNNELM_ACT_IDENTITY, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, 0.5, 4, 1, &err), 0);
+    ck_assert_msg(cnnelm_model_save(&m, path, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_load(&r, path, &err) == 0, "%s", err.msg);
+    ck_assert(cnnelm_arch_equal(&m.arch, &r.arch));
+    ck_assert_int_eq(r.arch.n_scales, 2);
+    ck_assert_int_eq(r.arch.sqrt_features, 1);
+    ck_assert_int_eq(r.arch.hidden, 3 * 40);
+    ck_assert_int_eq(memcmp(m.params, r.params, a.n_params * 4), 0);
+    cnnelm_model_free(&m);
+    cnnelm_model_free(&r);
+    remove_dir();
+}
+END_TEST
+
 static long file_size(const char *p)
 {
     FILE *f = fopen(p, "rb");
@@ -393,6 +474,9 @@ int main(void)
     tcase_add_test(tc, overflowing_model_files);
     tcase_add_test(tc, header_bytes_escaped);
     tcase_add_test(tc, zero_mean_kernel_1_refused);
+    tcase_add_test(tc, multi_scale_shapes);
+    tcase_add_test(tc, bad_multi_scale);
+    tcase_add_test(tc, multi_scale_round_trip);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -131,6 +131,12 @@ static int layers_syntax(const char *s, char *bad, size_t bad_size)
     for (;;) {
         const char *start = p;
         long n = 0;
+        /* a multi-scale group "(4s,12s,...)" and then "sqrt" may end the string (model.c
+         * checks them) */
+        const char *close = p + 1 + strspn(p + 1, "0123456789s,");
+        if (p > s && ((*p == '(' && *close == ')' && (!close[1] || !strcmp(close + 1, "-sqrt"))) ||
+                      !strcmp(p, "sqrt")))
+            return 0;
         while (isdigit((unsigned char)*p) && n <= 1024) n = n * 10 + (*p++ - '0');
         int ok = p > start && n >= 1 && n <= 1024 && (*p == 'c' || *p == 's') &&
                  (p[1] == '-' || p[1] == 0);

@@ -103,7 +103,10 @@ const key_def cnnelm_schema[] = {
 
     {.path = "model.layers", .kind = K_LAYERS, CF(model.layers), .sdef = "6c-2s-12c-2s",
      .help = "Architecture: layers joined by '-'; Nc = convolution with N output maps, Ns = N x N "
-             "pooling; N in 1..1024. Shapes are checked against the data when training starts."},
+             "pooling; N in 1..1024. The string may end with a multi-scale group, \"(4s,12s)\": "
+             "the maps before it pooled at each size, side by side in H, and then with \"-sqrt\": "
+             "the signed square root of every feature (both without fine-tuning). Shapes are "
+             "checked against the data when training starts."},
     {.path = "model.kernel", .kind = K_INT, CF(model.kernel), .imin = 1, .imax = 27, .idef = 5,
      .help = "Convolution kernel size k (k x k, valid, stride 1)."},
     {.path = "model.activation", .kind = K_ENUM, CF(model.activation), .names = activation_names,

@@ -49,7 +49,23 @@ int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, i
     const char *p = layers;
     if (!p || !*p)
         return cnnelm_fail(err, "empty architecture: expected layers like \"6c-2s-12c-2s\"");
+    /* inside a multi-scale group "(As,Bs,...)": every entry pools the group's input c x h x w */
+    int group = 0;
+    uint64_t group_hidden = 0;
     while (*p) {
+        if (!group && a->n_layers > 0 && strcmp(p, "sqrt") == 0) {
+            a->sqrt_features = 1;
+            size_t used = strlen(canon);
+            snprintf(canon + used, sizeof canon - used, "-sqrt");
+            break;
+        }
+        if (*p == '(' && !group) {
+            group = 1;
+            size_t used = strlen(canon);
+            snprintf(canon + used, sizeof canon - used, "%s(", used ? "-" : "");
+            p++;
+            continue;
+        }
         if (a->n_layers == CNNELM_MAX_LAYERS)
             return cnnelm_fail(err, "architecture \"%s\" has more than %d layers", layers,
                                CNNELM_MAX_LAYERS);
@@ -62,12 +78,20 @@ int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, i
         if ((kind != 'c' && kind != 's') || n < 1 || n > 1024)
             return cnnelm_fail(err, "architecture \"%s\": layer %d \"%.*s\" is not <maps>c or <size>s "
                                "(with 1..1024)", layers, idx, (int)(end - p + (kind ? 1 : 0)), p);
+        if (group && kind != 's')
+            return cnnelm_fail(err, "architecture \"%s\": a multi-scale group holds pooling sizes "
+                               "only (like \"(4s,12s)\"), not \"%ldc\"", layers, n);
+        for (int j = a->n_layers - a->n_scales; group && j < a->n_layers; j++)
+            if (a->layer[j].size == n)
+                return cnnelm_fail(err, "architecture \"%s\": pooling size %ld appears twice in "
+                                   "its multi-scale group", layers, n);
         cnnelm_layer *L = &a->layer[a->n_layers++];
         L->kind = kind == 'c' ? CNNELM_LAYER_CONV : CNNELM_LAYER_POOL;
         L->size = (int)n;
         L->in_c = c;
         L->in_h = h;
         L->in_w = w;
+        int oc = c, oh = h, ow = w;
         if (kind == 'c') {
             if (kernel > h || kernel > w)
                 return cnnelm_fail(err, "layer %d (%ldc): kernel %dx%d does not fit its %dx%d input",
@@ -79,30 +103,57 @@ int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, i
                                    idx, n, params, (unsigned long long)ARCH_MAX_PARAMS);
             L->b_offset = params;
             params += (size_t)n;
-            c = (int)n;
-            h = h - kernel + 1;
-            w = w - kernel + 1;
+            oc = (int)n;
+            oh = h - kernel + 1;
+            ow = w - kernel + 1;
         } else {
             if (h % n != 0 || w % n != 0)
                 return cnnelm_fail(err, "layer %d (%lds): pooling size %ld does not divide its %dx%d input",
                                    idx, n, n, h, w);
-            h /= (int)n;
-            w /= (int)n;
+            oh = h / (int)n;
+            ow = w / (int)n;
         }
-        L->out_c = c;
-        L->out_h = h;
-        L->out_w = w;
-        uint64_t out_size = (uint64_t)c * (uint64_t)h * (uint64_t)w;
+        L->out_c = oc;
+        L->out_h = oh;
+        L->out_w = ow;
+        uint64_t out_size = (uint64_t)oc * (uint64_t)oh * (uint64_t)ow;
         if (out_size > ARCH_MAX_ACTIVATION)
             return cnnelm_fail(err, "layer %d (%ld%c): output %dx%dx%d is too large (%llu values per "
-                               "image, at most %llu)", idx, n, kind, c, h, w,
+                               "image, at most %llu)", idx, n, kind, oc, oh, ow,
                                (unsigned long long)out_size, (unsigned long long)ARCH_MAX_ACTIVATION);
         if (out_size > max_maps)
             max_maps = (size_t)out_size;
         size_t used = strlen(canon);
-        snprintf(canon + used, sizeof canon - used, "%s%ld%c", used ? "-" : "", n, kind);
+        const char *sep = group ? (a->n_scales ? "," : "") : used ? "-" : "";
+        snprintf(canon + used, sizeof canon - used, "%s%ld%c", sep, n, kind);
+        if (group) {
+            /* the group's input stays c x h x w for the next entry */
+            L->h_offset = (size_t)group_hidden;
+            group_hidden += out_size;
+            a->n_scales++;
+        } else {
+            c = oc;
+            h = oh;
+            w = ow;
+        }
         p = end + 1;
-        if (*p == '-') {
+        if (group && *p == ',') {
+            p++;
+        } else if (group && *p == ')') {
+            if (a->n_scales < 2)
+                return cnnelm_fail(err, "architecture \"%s\": a multi-scale group needs at least "
+                                   "two pooling sizes", layers);
+            if (p[1] && strcmp(p + 1, "-sqrt") != 0)
+                return cnnelm_fail(err, "architecture \"%s\": the multi-scale group must end the "
+                                   "string (only \"-sqrt\" may follow \")\")", layers);
+            used = strlen(canon);
+            snprintf(canon + used, sizeof canon - used, ")");
+            group = 0;
+            p += p[1] ? 2 : 1;
+        } else if (group) {
+            return cnnelm_fail(err, "architecture \"%s\": expected ',' or ')' at \"%s\"", layers,
+                               *p ? p : "the end");
+        } else if (*p == '-') {
             p++;
             if (!*p)
                 return cnnelm_fail(err, "architecture \"%s\" ends with '-'", layers);
@@ -110,12 +161,14 @@ int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, i
             return cnnelm_fail(err, "architecture \"%s\": expected '-' at \"%s\"", layers, p);
         }
     }
+    if (group)
+        return cnnelm_fail(err, "architecture \"%s\": '(' without ')'", layers);
     if (strlen(canon) >= sizeof a->layers - 1)
         return cnnelm_fail(err, "architecture \"%s\" is too long", layers);
     memcpy(a->layers, canon, sizeof a->layers);
     if (params == 0)
         return cnnelm_fail(err, "architecture \"%s\" has no convolution layer", layers);
-    uint64_t hidden = (uint64_t)c * (uint64_t)h * (uint64_t)w;
+    uint64_t hidden = a->n_scales ? group_hidden : (uint64_t)c * (uint64_t)h * (uint64_t)w;
     if (hidden > ARCH_MAX_HIDDEN)
         return cnnelm_fail(err, "architecture \"%s\" on %dx%dx%d inputs gives %llu hidden units "
                            "(%dx%dx%d), more than the %llu allowed: add pooling or fewer maps",
@@ -150,6 +203,7 @@ static int model_alloc(cnnelm_model *m, const cnnelm_arch *arch, cnnelm_error *e
     }
     return 0;
 }
+
 
 int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, uint64_t seed,
                       int zero_mean, cnnelm_error *err)

@@ -303,10 +303,10 @@ int cnnelm_model_decode(cnnelm_model *m, const unsigned char *buf, size_t len, c
     memcpy(layers, buf + LAYERS_OFFSET, 63);
     layers[63] = '\0';
     /* the architecture string is shown in messages: only its own alphabet gets that far */
-    if (layers[strspn(layers, "0123456789cs-")] != '\0') {
+    if (layers[strspn(layers, "0123456789cs-(,)qrt")] != '\0') {
         char shown[200];
         cnnelm_fail(err, "%s: corrupted model header: architecture \"%s\" has bytes other than "
-                    "digits, 'c', 's' and '-'", path, cnnelm_escape(layers, sizeof layers, shown, sizeof shown));
+                    "digits, 'c', 's', '-', '(', ',', ')' and \"sqrt\"", path, cnnelm_escape(layers, sizeof layers, shown, sizeof shown));
         goto out;
     }
     if (fld[6] > CNNELM_ACT_OPTTANH || fld[7] > CNNELM_POOL_MAX || fld[8] > CNNELM_ACT_OPTTANH) {

@@ -26,12 +26,14 @@ typedef struct cnnelm_net {
     int planning;                       /* ops are being planned (cnnelm_op_plan), not run */
     cnnelm_buffer *act[CNNELM_MAX_LAYERS]; /* each layer's output (after activation) */
     cnnelm_buffer *h;                   /* H after the ELM activation (NULL: H is the last act) */
+    cnnelm_buffer *hcat;                /* multi-scale group: its pools side by side (else NULL) */
     cnnelm_buffer *w[CNNELM_MAX_LAYERS], *b[CNNELM_MAX_LAYERS];
     cnnelm_buffer *dw[CNNELM_MAX_LAYERS], *db[CNNELM_MAX_LAYERS];
     cnnelm_buffer *g[2];                /* gradient ping-pong */
     cnnelm_buffer *t, *u, *v, *beta, *y, *e;
     float *host_x, *host_t, *host_uv;   /* host_x, host_t: the current slot's */
     float *host_xs[2], *host_ts[2];
+    float *host_scale, *host_h;         /* multi-scale group: one pool read back; H interleaved */
     unsigned char *labels;              /* labels of the loaded chunk */
     cnnelm_watch watch;                 /* the device call in progress, for the pool's watchdog */
 } cnnelm_net;

@@ -23,6 +23,7 @@ typedef struct cnnelm_layer {
     int in_c, in_h, in_w;
     int out_c, out_h, out_w;
     size_t w_offset, b_offset;  /* conv: where its kernels and biases start in the params block */
+    size_t h_offset;            /* pool in a multi-scale group: where its output starts in a row of H */
 } cnnelm_layer;
 
 typedef struct cnnelm_arch {
@@ -34,6 +35,10 @@ typedef struct cnnelm_arch {
     cnnelm_pooling pooling;
     cnnelm_activation elm_activation;
     int n_layers;
+    /* A multi-scale group ends the string, e.g. "256c-(4s,12s)": the last n_scales layers are
+     * pools of the same input (the layer before them), their outputs side by side in H. */
+    int n_scales;
+    int sqrt_features;          /* "-sqrt" ends the string: H = sign(h) sqrt(|h|), elementwise */
     cnnelm_layer layer[CNNELM_MAX_LAYERS];
     int hidden;                 /* L: size of the flattened last layer */
     size_t n_params;            /* kernels and biases of every conv layer */
@@ -41,7 +46,10 @@ typedef struct cnnelm_arch {
 } cnnelm_arch;
 
 /* Parses `layers` and checks every shape: a kernel larger than its input or a pooling size
- * that does not divide its input is an error naming the layer ("layer 3 (12c): ..."). */
+ * that does not divide its input is an error naming the layer ("layer 3 (12c): ..."). The
+ * string may end with a multi-scale group "(As,Bs,...)": the maps before it pooled at each size
+ * (at least 2 distinct sizes), H the concatenation (per example: every size's maps in order).
+ * A final "-sqrt" takes the signed square root of every feature (power normalisation). */
 int cnnelm_arch_init(cnnelm_arch *a, const char *layers, int kernel, int in_c, int in_h, int in_w,
                      int classes, cnnelm_activation act, cnnelm_pooling pool,
                      cnnelm_activation elm_act, cnnelm_error *err);
