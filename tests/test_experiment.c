@@ -115,6 +115,10 @@ static void check_worker_counts(const char *const *extra, int n_extra, const cha
                   one.x.reduced_test.accuracy);
     for (int p = 0; p < 4; p++)
         ck_assert_int_eq(one.x.parts[p].worker, 0);
+    /* O(L^2) per rank: each partition's U and V went into the reduce's sums and were freed */
+    for (int p = 0; p < 4; p++)
+        ck_assert_msg(one.x.parts[p].model.U == NULL && one.x.parts[p].model.V == NULL,
+                      "%s: partition %d still holds its U, V", label, p + 1);
     int counts[] = { 2, 4 };
     for (int i = 0; i < 2; i++) {
         run_experiment(&r, counts[i], extra, n_extra);

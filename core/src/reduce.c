@@ -92,6 +92,7 @@ int cnnelm_reducer_init(cnnelm_reducer *r, const cnnelm_model *ref, cnnelm_reduc
                         cnnelm_error *err)
 {
     memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL); /* first: cnnelm_reducer_free destroys it */
     r->mode = mode;
     r->iterations = INT64_MAX;
     size_t P = ref->arch.n_params, L = (size_t)ref->arch.hidden, C = (size_t)ref->arch.classes;
@@ -100,8 +101,10 @@ int cnnelm_reducer_init(cnnelm_reducer *r, const cnnelm_model *ref, cnnelm_reduc
     r->ref.seed = ref->seed;
     r->ref.flags = ref->flags;
     r->ref.params = malloc((P ? P : 1) * sizeof *r->ref.params);
-    if (!r->ref.params)
+    if (!r->ref.params) {
+        pthread_mutex_destroy(&r->lock);
         return cnnelm_fail(err, "out of memory");
+    }
     memcpy(r->ref.params, ref->params, P * sizeof *r->ref.params);
     if (cnnelm_fixsum_init(&r->params, P, err) ||
         cnnelm_fixsum_init(&r->beta, mode == CNNELM_REDUCE_REFIT ? 0 : L * C, err) ||
@@ -109,14 +112,12 @@ int cnnelm_reducer_init(cnnelm_reducer *r, const cnnelm_model *ref, cnnelm_reduc
         cnnelm_reducer_free(r);
         return -1;
     }
-    pthread_mutex_init(&r->lock, NULL);
     return 0;
 }
 
 void cnnelm_reducer_free(cnnelm_reducer *r)
 {
-    if (r->params.w || r->U.w)
-        pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->lock);
     cnnelm_fixsum_free(&r->params);
     cnnelm_fixsum_free(&r->beta);
     cnnelm_fixsum_free(&r->U);
