@@ -3,11 +3,13 @@
  *   its stated bound of a long-double Kahan reference, and refuses what it cannot add exactly;
  * - mean and weighted reduces equal a plain double average to float rounding, for any order;
  * - refit of partition sums equals a one-machine fit of all the data (the same solver): beta
- *   within 1e-5 relative and identical predictions. */
+ *   within 1e-5 relative and identical predictions;
+ * - the per-partition facts record survives a round trip and refuses a malformed one. */
 #define _GNU_SOURCE
 #include "cnnelm/reduce.h"
 #include "elm_solve.h"
 #include "fixsum.h"
+#include "part_facts.h"
 #include "reducer.h"
 
 #include <check.h>
@@ -443,6 +445,68 @@ START_TEST(reduce_refuses_mismatched_models)
 }
 END_TEST
 
+/* ---- the per-partition facts record ---- */
+
+START_TEST(facts_round_trip)
+{
+    cnnelm_error err = { "" };
+    cnnelm_part_result a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.seconds = 12.5;
+    a.worker = 3;
+    a.rank = 2;
+    a.resumed = 1;
+    a.model.iterations = 4;
+    a.model.flags = 3;
+    a.model.lambda = 123.25;
+    a.examples = 987654321;
+    a.test = (cnnelm_metrics){ 1000, 0.875, 0.8611, 0.0123 };
+    a.log.n = 3;
+    a.log.iters = calloc(3, sizeof *a.log.iters);
+    for (int i = 0; i < 3; i++)
+        a.log.iters[i] = (cnnelm_iter_stats){ i, 0.5 / (i + 1), 0.7 + i / 100.0, NAN, i * 0.01, 1.5 * i };
+    a.log.diverged = 1;
+    snprintf(a.log.divergence, sizeof a.log.divergence, "J rose by %d%%", 40);
+    a.log.lambda_choice.n = 2;
+    a.log.lambda_choice.best = 1;
+    a.log.lambda_choice.lambda[1] = 10;
+    a.log.lambda_choice.gcv[1] = 0.25;
+    a.log.lambda_choice.df[1] = 77;
+    unsigned char *buf;
+    size_t len;
+    ck_assert_msg(cnnelm_part_facts_encode(&a, &buf, &len, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(len, 120 + strlen(a.log.divergence) + 2 * 24 + 3 * 44); /* docs/reduce.md */
+    ck_assert_msg(cnnelm_part_facts_decode(&b, 0, buf, len, &err) == 0, "%s", err.msg);
+    ck_assert(b.seconds == a.seconds && b.worker == 3 && b.rank == 2 && b.resumed == 1);
+    ck_assert(b.model.iterations == 4 && b.model.flags == 3 && b.model.lambda == a.model.lambda);
+    ck_assert(b.examples == a.examples && b.model.n_examples == a.examples);
+    ck_assert(memcmp(&b.test, &a.test, sizeof a.test) == 0);
+    ck_assert_int_eq(b.log.n, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert(b.log.iters[i].iteration == i && b.log.iters[i].J == a.log.iters[i].J);
+        ck_assert(isnan(b.log.iters[i].test_accuracy) && b.log.iters[i].seconds == a.log.iters[i].seconds);
+    }
+    ck_assert(b.log.diverged == 1 && strcmp(b.log.divergence, a.log.divergence) == 0);
+    ck_assert(b.log.lambda_choice.n == 2 && b.log.lambda_choice.best == 1 && b.log.lambda_choice.df[1] == 77);
+    /* one byte short, one byte long, another version: refused with a message */
+    ck_assert_int_eq(cnnelm_part_facts_decode(&b, 4, buf, len - 1, &err), -1);
+    ck_assert_msg(strstr(err.msg, "partition 5's facts") != NULL, "%s", err.msg);
+    unsigned char *longer = malloc(len + 1);
+    memcpy(longer, buf, len);
+    longer[len] = 0;
+    ck_assert_int_eq(cnnelm_part_facts_decode(&b, 4, longer, len + 1, &err), -1);
+    ck_assert_msg(strstr(err.msg, "partition 5's facts are") != NULL, "%s", err.msg);
+    buf[0] = 9;
+    ck_assert_int_eq(cnnelm_part_facts_decode(&b, 4, buf, len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "version 9") != NULL, "%s", err.msg);
+    free(longer);
+    free(buf);
+    free(a.log.iters);
+    free(b.log.iters);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reduce");
@@ -454,6 +518,7 @@ int main(void)
     tcase_add_test(tc, mean_and_weighted_match_plain_average);
     tcase_add_test(tc, refit_equals_one_machine_fit);
     tcase_add_test(tc, reduce_refuses_mismatched_models);
+    tcase_add_test(tc, facts_round_trip);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
