@@ -334,22 +334,52 @@ int cnnelm_cluster_sum_limbs(const cnnelm_cluster *c, uint64_t *w, size_t n, int
 #endif
 }
 
+/* The small agreements go to rank 0 point to point, and back by broadcast: P tiny messages,
+ * and rank 0 can name a rank that never arrives (a collective could only say it is late). */
+#define TAG_SMALL 30001
+
 int cnnelm_cluster_allreduce_i64(const cnnelm_cluster *c, int64_t *v, int n, cnnelm_cluster_op op,
                                  const char *what, cnnelm_error *err)
 {
     if (!c || c->size == 1)
         return 0;
 #ifdef CNNELM_HAVE_MPI
-    MPI_Op o = op == CNNELM_CLUSTER_SUM ? MPI_SUM : op == CNNELM_CLUSTER_MIN ? MPI_MIN
-               : op == CNNELM_CLUSTER_MAX ? MPI_MAX : MPI_BOR;
-    MPI_Request req;
-    int w = MPI_Iallreduce(MPI_IN_PLACE, v, n, MPI_INT64_T, o, MPI_COMM_WORLD, &req) != MPI_SUCCESS
-                ? -1 : wait_bounded(req, 0);
+    if (c->rank != 0) {
+        int w = send_bounded(v, n, MPI_INT64_T, 0, TAG_SMALL);
+        if (w == 1)
+            return cnnelm_fail(err, "MPI: rank 0 took nothing of %s for %.0f s: it is stopped, hung or far "
+                               "slower than expected (CNNELM_MPI_TIMEOUT sets the wait, in seconds)", what,
+                               wait_limit());
+        if (w)
+            return cnnelm_fail(err, "MPI: sending %s to rank 0 failed", what);
+    } else {
+        int64_t *in = malloc((size_t)(n > 0 ? n : 1) * sizeof *in);
+        if (!in)
+            return cnnelm_fail(err, "out of memory");
+        for (int from = 1; from < c->size; from++) {
+            int w = recv_bounded(in, n, MPI_INT64_T, from, TAG_SMALL);
+            if (w) {
+                free(in);
+                if (w == 1)
+                    return cnnelm_fail(err, "MPI: rank %d sent nothing for %.0f s (%s): it is stopped, hung or "
+                                       "far slower than expected (CNNELM_MPI_TIMEOUT sets the wait, in "
+                                       "seconds)", from, wait_limit(), what);
+                return cnnelm_fail(err, "MPI: receiving %s from rank %d failed", what, from);
+            }
+            for (int i = 0; i < n; i++)
+                v[i] = op == CNNELM_CLUSTER_SUM ? v[i] + in[i]
+                       : op == CNNELM_CLUSTER_MIN ? (in[i] < v[i] ? in[i] : v[i])
+                       : op == CNNELM_CLUSTER_MAX ? (in[i] > v[i] ? in[i] : v[i])
+                                                  : (v[i] | in[i]);
+        }
+        free(in);
+    }
+    int w = bcast_bounded(v, n, MPI_INT64_T);
     if (w == 1)
-        return cnnelm_fail(err, "MPI: the reduce of %s did not complete in %.0f s: %s", what, wait_limit(),
-                           late_hint);
+        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 did not complete in %.0f s: %s", what,
+                           wait_limit(), late_hint);
     if (w)
-        return cnnelm_fail(err, "MPI: the reduce of %s failed", what);
+        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 failed", what);
     return 0;
 #else
     (void)v;

@@ -58,7 +58,8 @@ typedef enum cnnelm_cluster_op {
     CNNELM_CLUSTER_SUM, CNNELM_CLUSTER_MIN, CNNELM_CLUSTER_MAX, CNNELM_CLUSTER_BOR
 } cnnelm_cluster_op;
 
-/* v[0..n) combined over every rank, result on every rank. */
+/* v[0..n) combined over every rank, result on every rank: sent to rank 0 point to point (so a
+ * rank that never arrives is named, with bounded waits) and broadcast back. For small n. */
 int cnnelm_cluster_allreduce_i64(const cnnelm_cluster *c, int64_t *v, int n, cnnelm_cluster_op op,
                                  const char *what, cnnelm_error *err);
 
