@@ -1,5 +1,6 @@
 /* Checks for one experiment (core/src/experiment.c): the same partitions trained on 1, 2 or 4
- * workers give the same models bit for bit, for each reduce, with and without fine-tuning. */
+ * workers give the same models bit for bit (the reduced model's file byte for byte), for each
+ * reduce, with and without fine-tuning. */
 #define _GNU_SOURCE
 #include "experiment.h"
 
@@ -86,6 +87,19 @@ static void same_model(const cnnelm_model *a, const cnnelm_model *b, const char 
     ck_assert_msg(a->lambda == b->lambda, "%s: lambda differs", what);
 }
 
+/* The model files two models would be are byte-identical (the encoding covers every field). */
+static void same_bytes(const cnnelm_model *a, const cnnelm_model *b, const char *what)
+{
+    cnnelm_error err = { "" };
+    unsigned char *ea, *eb;
+    size_t na, nb;
+    ck_assert_msg(cnnelm_model_encode(a, &ea, &na, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_encode(b, &eb, &nb, &err) == 0, "%s", err.msg);
+    ck_assert_msg(na == nb && memcmp(ea, eb, na) == 0, "%s: the model files differ", what);
+    free(ea);
+    free(eb);
+}
+
 /* 1, 2 and 4 workers: the partitions, the reduced model and its test metrics are identical;
  * with 4 workers more than one worker trained partitions. */
 static void check_worker_counts(const char *const *extra, int n_extra, const char *label,
@@ -101,6 +115,10 @@ static void check_worker_counts(const char *const *extra, int n_extra, const cha
                   one.x.reduced_test.accuracy);
     for (int p = 0; p < 4; p++)
         ck_assert_int_eq(one.x.parts[p].worker, 0);
+    /* O(L^2) per rank: each partition's U and V went into the reduce's sums and were freed */
+    for (int p = 0; p < 4; p++)
+        ck_assert_msg(one.x.parts[p].model.U == NULL && one.x.parts[p].model.V == NULL,
+                      "%s: partition %d still holds its U, V", label, p + 1);
     int counts[] = { 2, 4 };
     for (int i = 0; i < 2; i++) {
         run_experiment(&r, counts[i], extra, n_extra);
@@ -115,6 +133,7 @@ static void check_worker_counts(const char *const *extra, int n_extra, const cha
         }
         snprintf(what, sizeof what, "%s, %d workers, reduced", label, counts[i]);
         same_model(&r.x.reduced, &one.x.reduced, what);
+        same_bytes(&r.x.reduced, &one.x.reduced, what);
         ck_assert_double_eq(r.x.reduced_test.accuracy, one.x.reduced_test.accuracy);
         ck_assert_double_eq(r.x.reduced_test.kappa, one.x.reduced_test.kappa);
         ck_assert_msg(counts[i] == 1 || used != 1, "%s, %d workers: worker 1 trained every partition",
@@ -155,6 +174,17 @@ START_TEST(finetune_weighted_same_for_1_2_4_workers)
 }
 END_TEST
 
+/* Refit after fine-tuning: the averaged kernels make a second pass over every partition on
+ * the workers, each folded into the sums as it finishes. */
+START_TEST(finetune_refit_same_for_1_2_4_workers)
+{
+    if (!have_data)
+        return;
+    const char *extra[] = { "train.reduce=refit", "train.iterations=1", "train.partitioning=shuffle" };
+    check_worker_counts(extra, 3, "fine-tuned, refit", 1);
+}
+END_TEST
+
 int main(void)
 {
     const char *dir = CNNELM_FASHION_DIR;
@@ -180,6 +210,7 @@ int main(void)
     tcase_add_test(tc, mean_same_for_1_2_4_workers);
     tcase_add_test(tc, refit_same_for_1_2_4_workers);
     tcase_add_test(tc, finetune_weighted_same_for_1_2_4_workers);
+    tcase_add_test(tc, finetune_refit_same_for_1_2_4_workers);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

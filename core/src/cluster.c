@@ -55,18 +55,14 @@ void cnnelm_cluster_finalize(cnnelm_cluster *c)
     c->mpi = 0;
 }
 
-void cnnelm_cluster_abort(const cnnelm_cluster *c, const char *message)
+void cnnelm_cluster_error(const cnnelm_cluster *c, const char *message)
 {
     if (c && c->size > 1)
         fprintf(stderr, "cnnelm: error: rank %d: %s\n", c->rank, message);
     else
         fprintf(stderr, "cnnelm: error: %s\n", message);
     fflush(stderr);
-#ifdef CNNELM_HAVE_MPI
-    if (c && c->mpi)
-        MPI_Abort(MPI_COMM_WORLD, 1);
-#endif
-    /* one process: the caller ends it (library code never exits) */
+    /* the tool ends the job (MPI_Abort): library code never exits */
 }
 
 #ifdef CNNELM_HAVE_MPI
@@ -178,56 +174,6 @@ static unsigned char *recv_bytes(size_t *n, int from, int tag, int *timed_out)
 }
 #endif
 
-int cnnelm_cluster_gather_models(const cnnelm_cluster *c, cnnelm_model *models, int k,
-                                 cnnelm_error *err)
-{
-    if (!c || c->size == 1)
-        return 0;
-#ifdef CNNELM_HAVE_MPI
-    for (int p = 0; p < k; p++) {
-        int owner = cnnelm_cluster_owner(c, p);
-        if (owner == 0)
-            continue;
-        if (c->rank == owner) {
-            unsigned char *buf;
-            size_t len;
-            if (cnnelm_model_encode(&models[p], &buf, &len, err))
-                return -1;
-            int rc = send_bytes(buf, len, 0, TAG(p));
-            free(buf);
-            if (rc == 1)
-                return cnnelm_fail(err, "MPI: rank 0 took nothing of partition %d's model for %.0f s: it is "
-                                   "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
-                                   "the wait, in seconds)", p + 1, wait_limit());
-            if (rc)
-                return cnnelm_fail(err, "MPI: sending partition %d's model to rank 0 failed", p + 1);
-        } else if (c->rank == 0) {
-            size_t len;
-            int late;
-            unsigned char *buf = recv_bytes(&len, owner, TAG(p), &late);
-            if (!buf && late)
-                return cnnelm_fail(err, "MPI: rank %d sent nothing for %.0f s (partition %d's model): it is "
-                                   "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
-                                   "the wait, in seconds)", owner, wait_limit(), p + 1);
-            if (!buf)
-                return cnnelm_fail(err, "MPI: receiving partition %d's model from rank %d failed", p + 1, owner);
-            char what[64];
-            snprintf(what, sizeof what, "partition %d's model from rank %d", p + 1, owner);
-            cnnelm_model_free(&models[p]);
-            int rc = cnnelm_model_decode(&models[p], buf, len, what, err);
-            free(buf);
-            if (rc)
-                return -1;
-        }
-    }
-    return 0;
-#else
-    (void)models;
-    (void)k;
-    return cnnelm_fail(err, "this cnnelm was built without MPI");
-#endif
-}
-
 int cnnelm_cluster_bcast_model(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_error *err)
 {
     if (!c || c->size == 1)
@@ -270,8 +216,12 @@ int cnnelm_cluster_bcast_model(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_
 #endif
 }
 
-int cnnelm_cluster_gather_bytes(const cnnelm_cluster *c, unsigned char *blocks, size_t count, int k,
-                                cnnelm_error *err)
+static const char *late_hint = "a rank is stopped, hung or far slower than expected "
+                               "(CNNELM_MPI_TIMEOUT sets the wait, in seconds)";
+
+int cnnelm_cluster_gather_each(const cnnelm_cluster *c, int k, cnnelm_cluster_encode_fn encode,
+                               cnnelm_cluster_decode_fn decode, void *user, const char *what,
+                               cnnelm_error *err)
 {
     if (!c || c->size == 1)
         return 0;
@@ -280,40 +230,187 @@ int cnnelm_cluster_gather_bytes(const cnnelm_cluster *c, unsigned char *blocks, 
         int owner = cnnelm_cluster_owner(c, p);
         if (owner == 0)
             continue;
-        int sent = c->rank == owner ? send_bytes(blocks + (size_t)p * count, count, 0, TAG(p)) : 0;
-        if (sent == 1)
-            return cnnelm_fail(err, "MPI: rank 0 took nothing of partition %d's sums for %.0f s: it is "
-                               "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
-                               "the wait, in seconds)", p + 1, wait_limit());
-        if (sent)
-            return cnnelm_fail(err, "MPI: sending partition %d's sums to rank 0 failed", p + 1);
-        if (c->rank == 0) {
-            size_t n;
-            int late;
-            unsigned char *b = recv_bytes(&n, owner, TAG(p), &late);
-            if (!b && late)
-                return cnnelm_fail(err, "MPI: rank %d sent nothing for %.0f s (partition %d's sums): it is "
+        if (c->rank == owner) {
+            unsigned char *buf = NULL;
+            size_t len = 0;
+            if (encode(user, p, &buf, &len, err))
+                return -1;
+            int rc = send_bytes(buf, len, 0, TAG(p));
+            free(buf);
+            if (rc == 1)
+                return cnnelm_fail(err, "MPI: rank 0 took nothing of partition %d's %s for %.0f s: it is "
                                    "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
-                                   "the wait, in seconds)", owner, wait_limit(), p + 1);
-            if (!b || n != count) {
-                free(b);
-                return cnnelm_fail(err, "MPI: receiving partition %d's sums from rank %d failed", p + 1, owner);
-            }
-            memcpy(blocks + (size_t)p * count, b, count);
+                                   "the wait, in seconds)", p + 1, what, wait_limit());
+            if (rc)
+                return cnnelm_fail(err, "MPI: sending partition %d's %s to rank 0 failed", p + 1, what);
+        } else if (c->rank == 0) {
+            size_t len = 0;
+            int late;
+            unsigned char *b = recv_bytes(&len, owner, TAG(p), &late);
+            if (!b && late)
+                return cnnelm_fail(err, "MPI: rank %d sent nothing for %.0f s (partition %d's %s): it is "
+                                   "stopped, hung or far slower than expected (CNNELM_MPI_TIMEOUT sets "
+                                   "the wait, in seconds)", owner, wait_limit(), p + 1, what);
+            if (!b)
+                return cnnelm_fail(err, "MPI: receiving partition %d's %s from rank %d failed", p + 1, what,
+                                   owner);
+            int rc = decode(user, p, b, len, err);
             free(b);
+            if (rc)
+                return -1;
         }
     }
     return 0;
 #else
-    (void)blocks;
-    (void)count;
     (void)k;
+    (void)encode;
+    (void)decode;
+    (void)user;
+    (void)what;
     return cnnelm_fail(err, "this cnnelm was built without MPI");
 #endif
 }
 
-int cnnelm_cluster_gather_blocks(const cnnelm_cluster *c, double *blocks, size_t count, int k,
-                                 cnnelm_error *err)
+#ifdef CNNELM_HAVE_MPI
+/* The user-defined reduction: 128-bit two's complement integers as (low, high) limb pairs.
+ * Integer addition is associative and commutative, so any reduction tree gives the same bits. */
+static void add_i128(void *in, void *inout, int *len, MPI_Datatype *type)
 {
-    return cnnelm_cluster_gather_bytes(c, (unsigned char *)blocks, count * sizeof(double), k, err);
+    (void)type;
+    const uint64_t *a = in;
+    uint64_t *b = inout;
+    for (int i = 0; i < *len; i++) {
+        uint64_t lo = b[2 * i] + a[2 * i];
+        b[2 * i + 1] += a[2 * i + 1] + (lo < a[2 * i]);
+        b[2 * i] = lo;
+    }
+}
+
+/* Elements per collective call: 2^20 pairs = 16 MiB, so MPI's own buffers stay small. */
+#define SLAB ((size_t)1 << 20)
+#endif
+
+int cnnelm_cluster_sum_limbs(const cnnelm_cluster *c, uint64_t *w, size_t n, int to_all,
+                             const char *what, cnnelm_error *err)
+{
+    if (!c || c->size == 1)
+        return 0;
+#ifdef CNNELM_HAVE_MPI
+    MPI_Datatype pair;
+    MPI_Op op;
+    if (MPI_Type_contiguous(2, MPI_UINT64_T, &pair) != MPI_SUCCESS || MPI_Type_commit(&pair) != MPI_SUCCESS)
+        return cnnelm_fail(err, "MPI: cannot make the 128-bit integer type");
+    if (MPI_Op_create(add_i128, 1, &op) != MPI_SUCCESS) {
+        MPI_Type_free(&pair);
+        return cnnelm_fail(err, "MPI: cannot make the 128-bit sum");
+    }
+    int w8 = 0;
+    for (size_t off = 0; w8 == 0 && off < n; off += SLAB) {
+        int part = (int)(n - off < SLAB ? n - off : SLAB);
+        uint64_t *at = w + 2 * off;
+        MPI_Request req;
+        int rc;
+        if (to_all)
+            rc = MPI_Iallreduce(MPI_IN_PLACE, at, part, pair, op, MPI_COMM_WORLD, &req);
+        else
+            rc = MPI_Ireduce(c->rank == 0 ? MPI_IN_PLACE : at, c->rank == 0 ? at : NULL, part, pair, op,
+                             0, MPI_COMM_WORLD, &req);
+        w8 = rc != MPI_SUCCESS ? -1 : wait_bounded(req, 0);
+    }
+    MPI_Op_free(&op);
+    MPI_Type_free(&pair);
+    if (w8 == 1)
+        return cnnelm_fail(err, "MPI: the reduce of %s did not complete in %.0f s: %s", what, wait_limit(),
+                           late_hint);
+    if (w8)
+        return cnnelm_fail(err, "MPI: the reduce of %s failed", what);
+    return 0;
+#else
+    (void)w;
+    (void)n;
+    (void)to_all;
+    (void)what;
+    return cnnelm_fail(err, "this cnnelm was built without MPI");
+#endif
+}
+
+/* The small agreements go to rank 0 point to point, and back by broadcast: P tiny messages,
+ * and rank 0 can name a rank that never arrives (a collective could only say it is late). */
+#define TAG_SMALL 30001
+
+int cnnelm_cluster_allreduce_i64(const cnnelm_cluster *c, int64_t *v, int n, cnnelm_cluster_op op,
+                                 const char *what, cnnelm_error *err)
+{
+    if (!c || c->size == 1)
+        return 0;
+#ifdef CNNELM_HAVE_MPI
+    if (c->rank != 0) {
+        int w = send_bounded(v, n, MPI_INT64_T, 0, TAG_SMALL);
+        if (w == 1)
+            return cnnelm_fail(err, "MPI: rank 0 took nothing of %s for %.0f s: it is stopped, hung or far "
+                               "slower than expected (CNNELM_MPI_TIMEOUT sets the wait, in seconds)", what,
+                               wait_limit());
+        if (w)
+            return cnnelm_fail(err, "MPI: sending %s to rank 0 failed", what);
+    } else {
+        int64_t *in = malloc((size_t)(n > 0 ? n : 1) * sizeof *in);
+        if (!in)
+            return cnnelm_fail(err, "out of memory");
+        for (int from = 1; from < c->size; from++) {
+            int w = recv_bounded(in, n, MPI_INT64_T, from, TAG_SMALL);
+            if (w) {
+                free(in);
+                if (w == 1)
+                    return cnnelm_fail(err, "MPI: rank %d sent nothing for %.0f s (%s): it is stopped, hung or "
+                                       "far slower than expected (CNNELM_MPI_TIMEOUT sets the wait, in "
+                                       "seconds)", from, wait_limit(), what);
+                return cnnelm_fail(err, "MPI: receiving %s from rank %d failed", what, from);
+            }
+            for (int i = 0; i < n; i++)
+                v[i] = op == CNNELM_CLUSTER_SUM ? v[i] + in[i]
+                       : op == CNNELM_CLUSTER_MIN ? (in[i] < v[i] ? in[i] : v[i])
+                       : op == CNNELM_CLUSTER_MAX ? (in[i] > v[i] ? in[i] : v[i])
+                                                  : (v[i] | in[i]);
+        }
+        free(in);
+    }
+    int w = bcast_bounded(v, n, MPI_INT64_T);
+    if (w == 1)
+        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 did not complete in %.0f s: %s", what,
+                           wait_limit(), late_hint);
+    if (w)
+        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 failed", what);
+    return 0;
+#else
+    (void)v;
+    (void)n;
+    (void)op;
+    (void)what;
+    return cnnelm_fail(err, "this cnnelm was built without MPI");
+#endif
+}
+
+int cnnelm_cluster_bcast_bytes(const cnnelm_cluster *c, unsigned char *buf, size_t n, const char *what,
+                               cnnelm_error *err)
+{
+    if (!c || c->size == 1)
+        return 0;
+#ifdef CNNELM_HAVE_MPI
+    int w = 0;
+    for (size_t off = 0; w == 0 && off < n; off += PIECE) {
+        int part = (int)(n - off < PIECE ? n - off : PIECE);
+        w = bcast_bounded(buf + off, part, MPI_BYTE);
+    }
+    if (w == 1)
+        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 did not complete in %.0f s: %s", what,
+                           wait_limit(), late_hint);
+    if (w)
+        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 failed", what);
+    return 0;
+#else
+    (void)buf;
+    (void)n;
+    (void)what;
+    return cnnelm_fail(err, "this cnnelm was built without MPI");
+#endif
 }

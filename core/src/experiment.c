@@ -15,6 +15,8 @@
 #include "atomic_file.h"
 #include "cnnelm/cluster.h"
 #include "cnnelm/reduce.h"
+#include "part_facts.h"
+#include "reducer.h"
 
 void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap)
 {
@@ -37,6 +39,7 @@ typedef struct map_job {
     const int *ids;               /* task -> subset (this rank's share); NULL: task = subset */
     int checkpoints;              /* partitions are checkpointed (not the single model) */
     const char *what;             /* "partition" or "single model" */
+    cnnelm_reducer *red;          /* each trained model is folded in, then its U, V freed; NULL: kept */
 } map_job;
 
 static int evaluate_into(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset *test,
@@ -298,7 +301,7 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
     if (j->checkpoints && x->resume && load_checkpoint(x, j, p, r)) {
         cnnelm_progress_note(prog, "resumed from its checkpoint");
     } else {
-        rc = cnnelm_model_copy(&r->model, j->init, err);
+        rc = cnnelm_model_like(&r->model, j->init, err);
         /* With several partitions the per-iteration test accuracy would multiply the cost by k:
          * each partition's model is evaluated once, at the end. */
         cnnelm_subset none = { x->test.ds, NULL, 0 };
@@ -316,50 +319,19 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
         rc = evaluate_into(&w->net, &r->model, &x->test, prog, &r->test, NULL, err);
     if (rc == 0 && j->n > 1)
         cnnelm_progress_note(prog, "trained in %.1f s%s", r->seconds, x->test.n ? ", evaluated" : "");
+    /* folded last, after everything that can fail: a task run again after a device failure has
+     * added nothing yet. U and V go (O(L^2) per rank, not per partition); the kernels and beta
+     * stay for the report and the tests (O(L C) each). */
+    if (rc == 0 && j->red) {
+        rc = cnnelm_reducer_add(j->red, &r->model, p, NULL, err);
+        free(r->model.U);
+        free(r->model.V);
+        r->model.U = r->model.V = NULL;
+    }
     if (j->n > 1)
         cnnelm_progress_destroy(&child);
     if (rc != 0)
         cnnelm_fail_prefix(err, "%s %d", j->what, p + 1);
-    return rc;
-}
-
-typedef struct refit_job {
-    const cnnelm_model *avg;
-    const cnnelm_subset *parts;
-    const int *ids;               /* task -> partition */
-    double *U, *V, *n;            /* per partition: L*L, L*C, 1 */
-    const cnnelm_fit_opts *opts;
-    cnnelm_progress *prog;
-    int k;
-    const cnnelm_pool *pool;
-} refit_job;
-
-static int refit_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
-{
-    refit_job *j = user;
-    int p = j->ids[task];
-    char label[64];
-    cnnelm_worker_label(j->pool, w, label, sizeof label);
-    size_t L = (size_t)j->avg->arch.hidden, C = (size_t)j->avg->arch.classes;
-    cnnelm_model m;
-    if (cnnelm_model_copy(&m, j->avg, err))
-        return -1;
-    char stage[160];
-    snprintf(stage, sizeof stage, "refit: U, V of partition %d/%d [%s]", p + 1, j->k, label);
-    cnnelm_progress child;
-    cnnelm_progress_init_worker(&child, j->prog, "", w->index);
-    /* the partition's sums; its own beta (solved on the way) is not used */
-    m.flags &= ~(uint32_t)CNNELM_MODEL_LAMBDA_AUTO;
-    if (!(m.lambda > 0))
-        m.lambda = 1;
-    int rc = cnnelm_elm_fit(&w->net, &m, &j->parts[p], j->opts, NULL, &child, stage, err);
-    cnnelm_progress_destroy(&child);
-    if (rc == 0) {
-        memcpy(j->U + (size_t)p * L * L, m.U, L * L * sizeof(double));
-        memcpy(j->V + (size_t)p * L * C, m.V, L * C * sizeof(double));
-        j->n[p] = (double)m.n_examples;
-    }
-    cnnelm_model_free(&m);
     return rc;
 }
 
@@ -371,93 +343,6 @@ static int local_ids(const cnnelm_cluster *c, int k, int *ids)
         if (cnnelm_cluster_owner(c, p) == (c ? c->rank : 0))
             ids[n++] = p;
     return n;
-}
-
-int cnnelm_refit(cnnelm_pool *pool, const cnnelm_cluster *cluster, const cnnelm_model *const *models,
-                 int k, const cnnelm_subset *parts, int n_parts, const cnnelm_fit_opts *opts,
-                 cnnelm_progress *prog, cnnelm_model *out, cnnelm_lambda_choice *choice,
-                 cnnelm_error *err)
-{
-    int rank = cluster ? cluster->rank : 0;
-    memset(out, 0, sizeof *out);
-    cnnelm_lambda_choice local;
-    if (!choice)
-        choice = &local;
-    memset(choice, 0, sizeof *choice);
-    if (rank == 0 && cnnelm_reduce_models(models, k, CNNELM_REDUCE_REFIT, out, err))
-        return -1;
-    /* Without fine-tuning the averaged kernels are the initial ones, and the models' own U and V
-     * (summed by reduce_models) are exactly what a second pass would give: no second pass.
-     * Rank 0 says so to every rank through the broadcast model: n_examples > 0 = sums valid. */
-    if (rank == 0 && !cnnelm_reduce_same_kernels(models, k))
-        out->n_examples = 0;
-    if (cnnelm_cluster_bcast_model(cluster, out, err))
-        return -1;
-    size_t L = (size_t)out->arch.hidden, C = (size_t)out->arch.classes;
-    if (out->n_examples > 0) {
-        if (rank == 0) {
-            cnnelm_progress_note(prog, "refit: the kernels were not fine-tuned, so the partitions' "
-                                 "own U and V are summed (no second pass over the data)");
-            int bad = cnnelm_elm_solve_model(out, opts ? opts->lambda_candidates : NULL,
-                                             opts ? opts->n_lambda_candidates : 0, choice, err);
-            cnnelm_elm_symmetrize(out->U, out->arch.hidden);
-            if (bad) {
-                cnnelm_model_free(out);
-                return -1;
-            }
-            if (out->flags & CNNELM_MODEL_LAMBDA_AUTO)
-                cnnelm_lambda_choice_note(prog, choice);
-        }
-        return 0;
-    }
-    /* Fine-tuned kernels: one pass of the averaged kernels over each partition. Memory: one
-     * L x L double block per partition of this run (as the partitions' models hold already). */
-    refit_job j = { out, parts, NULL, calloc((size_t)n_parts * L * L, sizeof(double)),
-                    calloc((size_t)n_parts * L * C, sizeof(double)), calloc((size_t)n_parts, sizeof(double)),
-                    opts, prog, n_parts, pool };
-    int *ids = calloc((size_t)n_parts, sizeof *ids);
-    int rc = -1;
-    if (!j.U || !j.V || !j.n || !ids) {
-        cnnelm_fail(err, "out of memory");
-        goto out;
-    }
-    j.ids = ids;
-    int mine = local_ids(cluster, n_parts, ids);
-    if (mine > 0 && cnnelm_pool_run(pool, mine, refit_task, &j, err))
-        goto out;
-    if (cnnelm_cluster_gather_blocks(cluster, j.U, L * L, n_parts, err) ||
-        cnnelm_cluster_gather_blocks(cluster, j.V, L * C, n_parts, err) ||
-        cnnelm_cluster_gather_blocks(cluster, j.n, 1, n_parts, err))
-        goto out;
-    if (rank == 0) {
-        /* sums in partition order; I/lambda is added once, by the solve */
-        memset(out->U, 0, L * L * sizeof(double));
-        memset(out->V, 0, L * C * sizeof(double));
-        out->n_examples = 0;
-        for (int p = 0; p < n_parts; p++) {
-            for (size_t i = 0; i < L * L; i++)
-                out->U[i] += j.U[(size_t)p * L * L + i];
-            for (size_t i = 0; i < L * C; i++)
-                out->V[i] += j.V[(size_t)p * L * C + i];
-            out->n_examples += (uint64_t)j.n[p];
-        }
-        int bad = cnnelm_elm_solve_model(out, opts ? opts->lambda_candidates : NULL,
-                                         opts ? opts->n_lambda_candidates : 0, choice, err);
-        cnnelm_elm_symmetrize(out->U, out->arch.hidden);
-        if (bad)
-            goto out;
-        if (out->flags & CNNELM_MODEL_LAMBDA_AUTO)
-            cnnelm_lambda_choice_note(prog, choice);
-    }
-    rc = 0;
-out:
-    free(j.U);
-    free(j.V);
-    free(j.n);
-    free(ids);
-    if (rc != 0)
-        cnnelm_model_free(out);
-    return rc;
 }
 
 /* Evaluation of several models on the test set, one task each. */
@@ -480,62 +365,54 @@ static int eval_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
     return rc;
 }
 
-/* Per-partition facts that travel to rank 0 with the models. */
-typedef struct part_facts {
-    double seconds;
-    int worker, rank, resumed, n_iters, diverged;
-    cnnelm_metrics test;
-} part_facts;
+/* The facts of partition p to rank 0 (part_facts.h), as cnnelm_cluster_gather_each's callbacks. */
+static int encode_facts(void *user, int p, unsigned char **out, size_t *len, cnnelm_error *err)
+{
+    const cnnelm_experiment *x = user;
+    return cnnelm_part_facts_encode(&x->parts[p], out, len, err);
+}
 
-/* Sends each partition's facts and iteration series from its owner to rank 0. */
-static int gather_results(cnnelm_experiment *x, cnnelm_error *err)
+static int decode_facts(void *user, int p, const unsigned char *buf, size_t len, cnnelm_error *err)
+{
+    cnnelm_experiment *x = user;
+    return cnnelm_part_facts_decode(&x->parts[p], p, buf, len, err);
+}
+
+/* Evaluates x->reduced on this rank's share of the test set (examples [n r / P, n (r+1) / P))
+ * and sums the confusion matrices over the ranks: integers, so exact in any order. */
+static int evaluate_reduced(cnnelm_experiment *x, cnnelm_error *err)
 {
     const cnnelm_cluster *c = x->cluster;
-    if (!c || c->size == 1)
-        return 0;
-    int max_iters = x->cfg->train.iterations + 1;
-    size_t block = sizeof(part_facts) + (size_t)max_iters * sizeof(cnnelm_iter_stats) +
-                   sizeof x->parts[0].log.divergence;
-    unsigned char *buf = calloc((size_t)x->k, block);
-    if (!buf)
-        return cnnelm_fail(err, "out of memory");
-    for (int p = 0; p < x->k; p++) {
-        if (cnnelm_cluster_owner(c, p) != c->rank)
-            continue;
-        cnnelm_part_result *r = &x->parts[p];
-        part_facts f = { r->seconds, r->worker, r->rank, r->resumed, r->log.n, r->log.diverged, r->test };
-        unsigned char *b = buf + (size_t)p * block;
-        memcpy(b, &f, sizeof f);
-        memcpy(b + sizeof f, r->log.iters, (size_t)(r->log.n < max_iters ? r->log.n : max_iters) * sizeof(cnnelm_iter_stats));
-        memcpy(b + block - sizeof r->log.divergence, r->log.divergence, sizeof r->log.divergence);
+    int P = c ? c->size : 1, rank = c ? c->rank : 0, C = x->reduced.arch.classes;
+    size_t n = x->test.n, lo = n * (size_t)rank / (size_t)P, hi = n * (size_t)(rank + 1) / (size_t)P;
+    size_t *rows = NULL;
+    if (!x->test.rows && hi > lo) {
+        rows = malloc((hi - lo) * sizeof *rows);
+        if (!rows)
+            return cnnelm_fail(err, "out of memory");
+        for (size_t i = lo; i < hi; i++)
+            rows[i - lo] = i;
     }
-    int rc = cnnelm_cluster_gather_bytes(c, buf, block, x->k, err);
-    for (int p = 0; p < x->k && rc == 0 && c->rank == 0; p++) {
-        if (cnnelm_cluster_owner(c, p) == 0)
-            continue;
-        cnnelm_part_result *r = &x->parts[p];
-        const unsigned char *b = buf + (size_t)p * block;
-        part_facts f;
-        memcpy(&f, b, sizeof f);
-        r->seconds = f.seconds;
-        r->test = f.test;
-        r->worker = f.worker;
-        r->rank = f.rank;
-        r->resumed = f.resumed;
-        r->examples = (size_t)r->model.n_examples;
-        cnnelm_train_log_free(&r->log);
-        int n = f.n_iters < max_iters ? f.n_iters : max_iters;
-        r->log.iters = calloc((size_t)(n ? n : 1), sizeof(cnnelm_iter_stats));
-        if (!r->log.iters) {
-            rc = cnnelm_fail(err, "out of memory");
-            break;
-        }
-        memcpy(r->log.iters, b + sizeof f, (size_t)n * sizeof(cnnelm_iter_stats));
-        r->log.n = n;
-        r->log.diverged = f.diverged;
-        memcpy(r->log.divergence, b + block - sizeof r->log.divergence, sizeof r->log.divergence);
+    cnnelm_subset share = { x->test.ds, x->test.rows ? x->test.rows + lo : rows, hi - lo };
+    int64_t *conf = calloc((size_t)C * C, sizeof *conf);
+    int rc = conf ? 0 : cnnelm_fail(err, "out of memory");
+    if (rc == 0 && share.n > 0) {
+        const cnnelm_model *em[1] = { &x->reduced };
+        cnnelm_metrics part;
+        cnnelm_metrics *eo[1] = { &part };
+        eval_job ej = { em, &share, x->prog, eo, x->reduced_confusion };
+        rc = cnnelm_pool_run(x->pool, 1, eval_task, &ej, err);
     }
-    free(buf);
+    for (int i = 0; rc == 0 && i < C * C; i++)
+        conf[i] = (int64_t)x->reduced_confusion[i];
+    if (rc == 0)
+        rc = cnnelm_cluster_allreduce_i64(c, conf, C * C, CNNELM_CLUSTER_SUM, "the confusion matrix", err);
+    for (int i = 0; rc == 0 && i < C * C; i++)
+        x->reduced_confusion[i] = (uint64_t)conf[i];
+    if (rc == 0)
+        cnnelm_metrics_compute(x->reduced_confusion, C, &x->reduced_test);
+    free(conf);
+    free(rows);
     return rc;
 }
 
@@ -563,6 +440,10 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
         return -1;
     if (lambda_auto)
         init.flags |= CNNELM_MODEL_LAMBDA_AUTO; /* every partition, and the reduce, choose it */
+    /* the initial weights only: each partition gets its own U and V (cnnelm_model_like) */
+    free(init.U);
+    free(init.V);
+    init.U = init.V = NULL;
     cnnelm_fit_opts fo = cnnelm_fit_opts_from_config(c);
     /* the partition keys: labels, or each example's source for by-source */
     const uint8_t *keys = x->train.ds->labels;
@@ -600,65 +481,56 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
         /* x->prog already carries the rank's prefix */
         cnnelm_progress_note(x->prog, "map: %d of %d partitions (%s) on %d worker%s", mine, k, cnnelm_partitioning_name(c->train.partitioning), x->pool->n,
                              x->pool->n == 1 ? "" : "s");
-    map_job mj = { x, &init, subs, x->parts, k, ids, c->train.checkpoint_dir[0] != '\0', "partition" };
-    if (mine > 0 && cnnelm_pool_run(x->pool, mine, train_task, &mj, err))
-        goto out;
-    {
-        cnnelm_model *models = malloc((size_t)k * sizeof *models);
-        if (!models) {
-            cnnelm_fail(err, "out of memory");
+    /* k > 1: each partition is folded into this rank's sums as soon as it is trained */
+    cnnelm_reducer red;
+    int have_red = 0;
+    if (k > 1) {
+        if (cnnelm_reducer_init(&red, &init, c->train.reduce, err))
             goto out;
-        }
-        for (int p = 0; p < k; p++)
-            models[p] = x->parts[p].model;
-        int g = cnnelm_cluster_gather_models(x->cluster, models, k, err);
-        for (int p = 0; p < k; p++)
-            x->parts[p].model = models[p];
-        free(models);
-        if (g || gather_results(x, err))
-            goto out;
+        red.ref_name = "the initial weights";
+        have_red = 1;
     }
+    map_job mj = { x, &init, subs, x->parts, k, ids, c->train.checkpoint_dir[0] != '\0', "partition",
+                   have_red ? &red : NULL };
+    int r = mine > 0 ? cnnelm_pool_run(x->pool, mine, train_task, &mj, err) : 0;
+    /* the facts the report needs, point to point (so a rank that never finishes is named),
+     * then the sums over every rank (a tree of collectives, exact) */
+    if (r == 0)
+        r = cnnelm_cluster_gather_each(x->cluster, k, encode_facts, decode_facts, x, "facts", err);
+    if (r == 0 && have_red)
+        r = cnnelm_reducer_combine(&red, x->cluster, err);
     x->map_seconds = cnnelm_now() - t0;
 
-    /* Reduce (rank 0; refit runs the averaged kernels over every rank's partitions) */
+    /* Reduce: the combined model on every rank (U, V and the solve on rank 0) */
     t0 = cnnelm_now();
-    const cnnelm_model **models = malloc((size_t)k * sizeof *models);
-    if (!models) {
-        cnnelm_fail(err, "out of memory");
-        goto out;
-    }
-    for (int p = 0; p < k; p++)
-        models[p] = &x->parts[p].model;
-    int r = 0;
-    if (k == 1)
+    if (r == 0 && k == 1) {
         r = rank == 0 ? cnnelm_model_copy(&x->reduced, &x->parts[0].model, err) : 0;
-    else if (c->train.reduce == CNNELM_REDUCE_REFIT)
-        r = cnnelm_refit(x->pool, x->cluster, models, k, subs, k, &fo, x->prog, &x->reduced,
-                         &x->reduced_lambda, err);
-    else if (rank == 0)
-        r = cnnelm_reduce_models(models, k, c->train.reduce, &x->reduced, err);
+        if (r == 0)
+            r = cnnelm_cluster_bcast_model(x->cluster, &x->reduced, err); /* to evaluate everywhere */
+    } else if (r == 0 && c->train.reduce == CNNELM_REDUCE_REFIT) {
+        r = cnnelm_reducer_refit(&red, x->pool, x->cluster, subs, k, &fo, x->prog, &x->reduced,
+                                 &x->reduced_lambda, err);
+    } else if (r == 0) {
+        r = cnnelm_reducer_model(&red, rank, &x->reduced, err);
+    }
+    if (have_red)
+        cnnelm_reducer_free(&red);
     x->reduce_seconds = cnnelm_now() - t0;
-    if (r) {
-        free(models);
-        goto out;
-    }
-
-    /* Evaluation of the reduced model on rank 0 (the partitions' were evaluated where trained) */
-    if (rank == 0 && x->test.n) {
-        const cnnelm_model *em[1] = { &x->reduced };
-        cnnelm_metrics *eo[1] = { &x->reduced_test };
-        eval_job ej = { em, &x->test, x->prog, eo, x->reduced_confusion };
-        r = cnnelm_pool_run(x->pool, 1, eval_task, &ej, err);
-        if (k == 1)
-            x->parts[0].test = x->reduced_test;
-    }
-    free(models);
     if (r)
         goto out;
 
+    /* Evaluation of the reduced model by every rank on its share (the partitions' were
+     * evaluated where trained) */
+    if (x->test.n) {
+        if (evaluate_reduced(x, err))
+            goto out;
+        if (k == 1)
+            x->parts[0].test = x->reduced_test;
+    }
+
     /* The single model on all the data, for comparison (rank 0) */
     if (c->train.compare_single && k > 1 && rank == 0) {
-        map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model" };
+        map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model", NULL };
         cnnelm_progress_note(x->prog, "single model on all %zu training examples", x->train.n);
         if (cnnelm_pool_run(x->pool, 1, train_task, &sj, err))
             goto out;

@@ -1,6 +1,7 @@
 /* cnnelm experiments: Map (k partitions trained from the same initial weights on the worker
- * pool), Reduce (mean, weighted, refit), and the evaluation of each partition's model, the
- * reduced model and optionally a single model trained on all the data (the paper's tables). */
+ * pool, each folded into the reduce's sums as it finishes), the exchange of per-partition facts,
+ * Reduce (reducer.h), and the evaluation of each partition's model, the reduced model (by every
+ * rank on its share of the test set) and optionally a single model trained on all the data. */
 #ifndef CNNELM_EXPERIMENT_H
 #define CNNELM_EXPERIMENT_H
 
@@ -37,10 +38,13 @@ typedef struct cnnelm_experiment {
     int fold;                   /* for checkpoint names */
     int resume;                 /* reuse partitions found in train.checkpoint_dir */
     const char *rank_prefix;    /* "" or "rank R: " for messages */
-    /* outputs (on rank 0; other ranks hold their own partitions' models) */
+    /* outputs (on rank 0; other ranks hold their own partitions' results). A partition's
+     * model keeps its kernels and beta where it was trained; U and V are folded into the
+     * reduce's sums and freed, and on rank 0 another rank's partition holds only its facts. */
     int k;
     cnnelm_part_result *parts;  /* k */
-    cnnelm_model reduced;       /* the combined model (k = 1: the partition's model) */
+    cnnelm_model reduced;       /* the combined model (k = 1: the partition's model), on every
+                                 * rank; its U and V only on rank 0 */
     cnnelm_metrics reduced_test;
     cnnelm_lambda_choice reduced_lambda; /* refit with lambda = "auto": its choice (n = 0: none) */
     uint64_t *reduced_confusion;/* classes x classes */
@@ -56,15 +60,5 @@ void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *
 /* Runs one experiment (inputs filled in by the caller). */
 int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err);
 void cnnelm_experiment_free(cnnelm_experiment *x);
-
-/* The refit reduce of trained models over partitions of the data: averaged kernels (from the
- * models, needed on rank 0 only), U and V of each partition computed by its owner rank and
- * summed in partition order on rank 0, beta solved once there (without fine-tuning the
- * models' own U and V are summed instead: no pass over the data). Used by the run and by
- * `cnnelm average` (cluster NULL). */
-int cnnelm_refit(cnnelm_pool *pool, const cnnelm_cluster *cluster, const cnnelm_model *const *models,
-                 int k, const cnnelm_subset *parts, int n_parts, const cnnelm_fit_opts *opts,
-                 cnnelm_progress *prog, cnnelm_model *out, cnnelm_lambda_choice *choice,
-                 cnnelm_error *err);
 
 #endif

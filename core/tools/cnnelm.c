@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef CNNELM_HAVE_MPI
+#include <mpi.h>
+#endif
 
 #include "cnnelm/backend.h"
 #include "cnnelm/cluster.h"
@@ -13,6 +16,7 @@
 #include "cnnelm/plugin.h"
 #include "cnnelm/plugin_check.h"
 #include "cnnelm/predict.h"
+#include "cnnelm/reduce.h"
 #include "cnnelm/run.h"
 #include "plot.h"
 
@@ -248,7 +252,11 @@ static int cmd_job(int argc, char **argv, int is_train, const cnnelm_cluster *cl
     free(sets);
     if (rc != 0) {
         int sig = is_train ? cnnelm_run_interrupted() : 0;
-        cnnelm_cluster_abort(cluster, err.msg); /* ends every rank: a job never hangs */
+        cnnelm_cluster_error(cluster, err.msg);
+#ifdef CNNELM_HAVE_MPI
+        if (cluster && cluster->mpi)
+            MPI_Abort(MPI_COMM_WORLD, 1); /* ends every rank: a job never hangs */
+#endif
         return sig ? 128 + sig : 1; /* 130 after SIGINT, as a shell reports it */
     }
     return 0;
@@ -303,12 +311,15 @@ static int cmd_average(int argc, char **argv)
     o.overrides = sets;
     o.n_overrides = n_sets;
     cnnelm_error err = { "" };
-    int rc = cnnelm_run_average(&o, &err);
+    uint64_t examples = 0;
+    int rc = cnnelm_average_models(&o, &examples, &err);
     free(sets);
     if (rc) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);
         return 1;
     }
+    printf("combined %d models (%s reduce, %llu training examples) into %s\n", o.n_models,
+           cnnelm_reduce_name(o.reduce), (unsigned long long)examples, o.output);
     return 0;
 }
 

@@ -1,10 +1,11 @@
 /* cnnelm clusters: one run spread over several processes (and nodes) with Open MPI. Partitions
- * are dealt to ranks (partition p to rank p mod size); rank 0 gathers, reduces, evaluates and
- * alone writes files. Built without MPI, or started without mpirun, a run is one process. */
+ * are dealt to ranks (partition p to rank p mod size); sums are combined by collectives over
+ * every rank, rank 0 solves and alone writes files. Built without MPI, or started without mpirun, a run is one process. */
 #ifndef CNNELM_CLUSTER_H
 #define CNNELM_CLUSTER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cnnelm/error.h"
 #include "cnnelm/model.h"
@@ -23,31 +24,48 @@ typedef struct cnnelm_cluster {
 int cnnelm_cluster_init(cnnelm_cluster *c, int *argc, char ***argv, cnnelm_error *err);
 void cnnelm_cluster_finalize(cnnelm_cluster *c);
 
-/* A rank that fails ends the whole job: prints "cnnelm: error: rank R: MESSAGE" and aborts
- * every rank (MPI_Abort), so a job never hangs waiting for a dead rank. Without MPI it only
- * prints and returns: the caller ends the process (library code never calls exit). */
-void cnnelm_cluster_abort(const cnnelm_cluster *c, const char *message);
+/* A rank that fails prints "cnnelm: error: rank R: MESSAGE" (or "cnnelm: error: MESSAGE" alone);
+ * the caller then ends the whole job (the tool calls MPI_Abort, so a job never hangs waiting for
+ * a dead rank). Library code never exits. */
+void cnnelm_cluster_error(const cnnelm_cluster *c, const char *message);
 
 static inline int cnnelm_cluster_owner(const cnnelm_cluster *c, int partition)
 {
     return c ? partition % c->size : 0;
 }
 
-/* After the call rank 0 holds models[p] for every p < k: each partition's model is sent by
- * its owner. The other ranks' models are unchanged. */
-int cnnelm_cluster_gather_models(const cnnelm_cluster *c, cnnelm_model *models, int k,
-                                 cnnelm_error *err);
-
 /* Rank 0's model is copied to every rank (whose *m must be free or zeroed). */
 int cnnelm_cluster_bcast_model(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_error *err);
 
-/* blocks holds k blocks of `count` doubles; block p is sent by its owner to rank 0. */
-int cnnelm_cluster_gather_blocks(const cnnelm_cluster *c, double *blocks, size_t count, int k,
-                                 cnnelm_error *err);
+/* Per-partition records to rank 0: for each partition p < k owned by a rank other than 0 the
+ * owner calls encode (a malloc'd buffer, freed here) and rank 0 decode with what arrived.
+ * Waits are bounded (CNNELM_MPI_TIMEOUT); `what` names the records in messages. */
+typedef int (*cnnelm_cluster_encode_fn)(void *user, int p, unsigned char **buf, size_t *len,
+                                        cnnelm_error *err);
+typedef int (*cnnelm_cluster_decode_fn)(void *user, int p, const unsigned char *buf, size_t len,
+                                        cnnelm_error *err);
+int cnnelm_cluster_gather_each(const cnnelm_cluster *c, int k, cnnelm_cluster_encode_fn encode,
+                               cnnelm_cluster_decode_fn decode, void *user, const char *what,
+                               cnnelm_error *err);
 
-/* The same, for k blocks of `count` bytes. */
-int cnnelm_cluster_gather_bytes(const cnnelm_cluster *c, unsigned char *blocks, size_t count, int k,
-                                cnnelm_error *err);
+/* Sums n 128-bit two's complement integers (w[2i] low limb, w[2i+1] high) over the ranks with
+ * a user-defined MPI op, in slabs of 2^20, in place: on rank 0 only, or on every rank
+ * (to_all). Integer sums: the same bits whatever tree MPI uses. */
+int cnnelm_cluster_sum_limbs(const cnnelm_cluster *c, uint64_t *w, size_t n, int to_all,
+                             const char *what, cnnelm_error *err);
+
+typedef enum cnnelm_cluster_op {
+    CNNELM_CLUSTER_SUM, CNNELM_CLUSTER_MIN, CNNELM_CLUSTER_MAX, CNNELM_CLUSTER_BOR
+} cnnelm_cluster_op;
+
+/* v[0..n) combined over every rank, result on every rank: sent to rank 0 point to point (so a
+ * rank that never arrives is named, with bounded waits) and broadcast back. For small n. */
+int cnnelm_cluster_allreduce_i64(const cnnelm_cluster *c, int64_t *v, int n, cnnelm_cluster_op op,
+                                 const char *what, cnnelm_error *err);
+
+/* Rank 0's n bytes to every rank. */
+int cnnelm_cluster_bcast_bytes(const cnnelm_cluster *c, unsigned char *buf, size_t n, const char *what,
+                               cnnelm_error *err);
 
 #ifdef __cplusplus
 }

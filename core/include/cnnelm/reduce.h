@@ -1,5 +1,6 @@
-/* cnnelm reduce: combines k models trained from the same initial weights. Sums run in
- * partition (argument) order so the result never depends on which worker finished first. */
+/* cnnelm reduce: combines k models trained from the same initial weights. Every sum is exact
+ * integer arithmetic on rounded contributions (docs/reduce.md), so the result never depends on
+ * the order of the models, which worker finished first or how many ranks took part. */
 #ifndef CNNELM_REDUCE_H
 #define CNNELM_REDUCE_H
 
@@ -22,7 +23,8 @@ int cnnelm_reduce_check(const cnnelm_model *const *models, int k, const char *co
  *             averaged kernels over the data, sums U and V, and solves (cnnelm_reduce_solve
  *             when the sums are already in out->U, out->V).
  * In every mode out->U, out->V and out->n_examples are the sums of the models' (exactly
- * right for REFIT only when the kernels were identical, i.e. without fine-tuning). */
+ * right for REFIT only when the kernels were identical, i.e. without fine-tuning). Means are
+ * sums divided once (WEIGHTED: sum of n_i x_i over sum of n_i); identical kernels are copied. */
 int cnnelm_reduce_models(const cnnelm_model *const *models, int k, cnnelm_reduce mode,
                          cnnelm_model *out, cnnelm_error *err);
 
@@ -34,6 +36,13 @@ int cnnelm_reduce_solve(cnnelm_model *m, cnnelm_error *err);
 /* 1 when every model has bit-for-bit the same kernels and biases (none was fine-tuned): then
  * the sum of their U and V is exactly what one pass over all their data would give. */
 int cnnelm_reduce_same_kernels(const cnnelm_model *const *models, int k);
+
+/* cnnelm average (run.h's options): model files combined one at a time (memory: one model and
+ * the sums), saved to o->output; *n_examples (may be NULL) gets the combined model's count.
+ * Prints nothing: the caller reports. cnnelm_run_average is this without the count. */
+struct cnnelm_average_options;
+int cnnelm_average_models(const struct cnnelm_average_options *o, uint64_t *n_examples,
+                          cnnelm_error *err);
 
 #ifdef __cplusplus
 }
