@@ -43,6 +43,7 @@ static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/cnnelm_test_dataset_build.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
+    setenv("XDG_CACHE_HOME", dir, 1); /* streamed gzip files are decompressed here, not in ~/.cache */
 }
 
 static void teardown(void)

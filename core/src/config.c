@@ -1268,7 +1268,7 @@ int cnnelm_config_load(cnnelm_config *cfg, const char *path, const char *const *
                 "data.train_labels, data.test_images and data.test_labels: set them to \"\"", names[i]);
         goto done;
     }
-    if (cfg->train.partitioning == CNNELM_PART_BY_SOURCE && cfg->data.n_sources == 0) {
+    if (cfg->train.partitioning == CNNELM_PART_BY_SOURCE && cfg->data.n_sources == 0 && !cfg->data.shards[0]) {
         fail_at(&c, config_lookup(&conf, "train.partitioning"),
                 "train.partitioning = \"by-source\" needs data.sources (one partition per source)");
         goto done;

@@ -365,6 +365,8 @@ typedef struct builder {
     int rows, cols, channels;
     const cnnelm_config *cfg;
     cnnelm_input_options io;
+    char **names;            /* an image folder's class names (kept for a single set, as today) */
+    int n_names;
 } builder;
 
 static int grow(builder *b, size_t more, cnnelm_error *err)
@@ -415,15 +417,20 @@ static int append_labels(builder *b, const uint8_t *labels, size_t n, int offset
     return 0;
 }
 
+enum { OPEN_NOW, OPEN_LATER, HEADER_NOW };
+
 /* One image file (or folder, CSV) with its labels: max_classes as cnnelm_dataset_load takes it
  * (-1: labels only checked to fit a byte, shards checked together at the end); *classes gets
- * its label file's class count. lazy: the images are opened on first fetch (a shard). */
+ * its label file's class count. when: OPEN_NOW reads and opens the images now (errors at
+ * load); a shard's are opened on first fetch, the first shard's header read now for the set's
+ * image size (HEADER_NOW), the others' checked against it when opened (OPEN_LATER). */
 static int add_entry(builder *b, const char *img, const char *lab, int max_classes, int offset,
-                     int source, int lazy, size_t limit, int *classes, cnnelm_error *err)
+                     int source, int when, size_t limit, int *classes, cnnelm_error *err)
 {
     cnnelm_idx_info info = { 0 };
-    int in_memory = cnnelm_input_holds_labels(img);
-    if (!in_memory && !lazy) {
+    int in_memory = when == OPEN_NOW && cnnelm_input_holds_labels(img);
+    int lazy = when != OPEN_NOW;
+    if (!in_memory && when != OPEN_LATER) {
         if (cnnelm_idx_image_info(img, &info, err))
             return -1;
         in_memory = b->io.grayscale && info.channels == 3; /* converted once, then held */
@@ -436,6 +443,11 @@ static int add_entry(builder *b, const char *img, const char *lab, int max_class
         if (rc == 0)
             rc = append_labels(b, part.labels, part.n, offset, source, err);
         *classes = part.classes;
+        if (rc == 0 && !b->names) {
+            b->names = part.class_names;
+            b->n_names = part.classes;
+            part.class_names = NULL;
+        }
         if (rc == 0)
             rc = cnnelm_stream_add_memory(b->st, &part, err);
         cnnelm_dataset_free(&part);
@@ -448,7 +460,11 @@ static int add_entry(builder *b, const char *img, const char *lab, int max_class
     if (cnnelm_idx_read_labels(lab, &lb, err))
         return -1;
     int rc = -1;
-    if (lazy) { /* the size of the first shard, checked when this one is opened */
+    if (when == HEADER_NOW && b->io.grayscale && info.channels == 3) {
+        cnnelm_fail(err, "%s: data.grayscale is not supported for colour shards", img);
+        goto out;
+    }
+    if (when == OPEN_LATER) { /* the size of the first shard, checked when this one is opened */
         info.n = lb.n;
         info.rows = b->rows;
         info.cols = b->cols;
@@ -516,7 +532,8 @@ static int load_shards(builder *b, const cnnelm_config *cfg, int *classes, int *
         if (limit > 0 && b->n >= limit)
             break; /* the limit is reached: later shards are not even looked at */
         if (shard_labels(g.gl_pathv[s], lab, sizeof lab, err) ||
-            add_entry(b, g.gl_pathv[s], lab, -1, 0, by_source ? (int)(s * (size_t)P / S) : 0, s > 0,
+            add_entry(b, g.gl_pathv[s], lab, -1, 0, by_source ? (int)(s * (size_t)P / S) : 0,
+                      s > 0 ? OPEN_LATER : HEADER_NOW,
                       limit > 0 ? limit - b->n : 0, &c, err)) {
             cnnelm_fail_prefix(err, "data.shards");
             goto out;
@@ -562,7 +579,7 @@ static int load_streamed(cnnelm_dataset *ds, const cnnelm_config *cfg, int test,
             if (*img) {
                 any = 1;
                 int got = 0;
-                if (add_entry(&b, img, lab, c, offset, s, 0,
+                if (add_entry(&b, img, lab, c, offset, s, OPEN_NOW,
                               (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &got, err))
                     goto out;
                 if (!test)
@@ -586,17 +603,12 @@ static int load_streamed(cnnelm_dataset *ds, const cnnelm_config *cfg, int test,
         classes = offset;
         n_sources = k;
     } else if (!test && cfg->data.shards[0]) {
-        if (cfg->data.train_images[0] || cfg->data.train_labels[0]) {
-            cnnelm_fail(err, "%s: data.shards replaces data.train_images and data.train_labels: set them to \"\"",
-                        cfg->path);
-            goto out;
-        }
         if (load_shards(&b, cfg, &classes, &n_sources, err))
             goto out;
     } else {
         const char *img = test ? cfg->data.test_images : cfg->data.train_images;
         const char *lab = test ? cfg->data.test_labels : cfg->data.train_labels;
-        if (add_entry(&b, img, lab, test ? max_classes : CNNELM_LABELS_TRAIN, 0, 0, 0,
+        if (add_entry(&b, img, lab, test ? max_classes : CNNELM_LABELS_TRAIN, 0, 0, OPEN_NOW,
                       (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &classes, err))
             goto out;
     }
@@ -611,8 +623,13 @@ static int load_streamed(cnnelm_dataset *ds, const cnnelm_config *cfg, int test,
     ds->channels = b.channels;
     ds->classes = classes;
     ds->n_sources = n_sources;
+    if (k == 0 && b.names && b.n_names == classes)
+        ds->class_names = b.names;
+    else
+        cnnelm_class_names_free(b.names, b.n_names);
     return 0;
 out:
+    cnnelm_class_names_free(b.names, b.n_names);
     cnnelm_stream_free(b.st);
     free(b.labels);
     free(b.source);
@@ -653,6 +670,9 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
                                int max_classes, cnnelm_error *err)
 {
     memset(ds, 0, sizeof *ds);
+    if (cfg->data.shards[0] && (cfg->data.train_images[0] || cfg->data.train_labels[0] || cfg->data.n_sources))
+        return cnnelm_fail(err, "%s: data.shards replaces data.train_images and data.train_labels (and "
+                           "data.sources): set them to \"\" (or ())", cfg->path);
     if (check_sizes(cfg, test, err))
         return -1;
     int streamed = cfg->data.stream || (!test && cfg->data.shards[0]); /* shards always stream */
