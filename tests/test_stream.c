@@ -429,6 +429,36 @@ START_TEST(truncated_files)
                   "%s", err.msg);
     cnnelm_dataset_free(&ds);
     cnnelm_config_free(&cfg);
+
+    /* gzip with data after the payload: refused at load, naming the file */
+    write_random_set("raw", 50, 4, 4, 2, 0, 1);
+    FILE *f = fopen(in_dir("raw-images-idx3-ubyte"), "a");
+    fputs("extra", f);
+    fclose(f);
+    char cmd2[1400];
+    snprintf(cmd2, sizeof cmd2, "gzip -c %s > %s", in_dir("raw-images-idx3-ubyte"),
+             in_dir("gz-images-idx3-ubyte.gz"));
+    ck_assert_int_eq(system(cmd2), 0);
+    ck_assert_msg(load_cfg(&cfg, single_text("gz", "gz"), NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_ne(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err), 0);
+    ck_assert_msg(strstr(err.msg, "gz-images-idx3-ubyte.gz: header says 50 images") &&
+                  strstr(err.msg, "trailing data"), "%s", err.msg);
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
+/* A damaged cached copy (cut short) is made again, and gives the same bytes. */
+START_TEST(cache_copy_remade)
+{
+    write_random_set("gz", 80, 6, 5, 3, 1, 12);
+    write_random_set("raw", 10, 6, 5, 3, 0, 13);
+    compare_config(single_text("gz", "raw"), NULL, 0, 0);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "f=$(ls %s/cache/gz-images-idx3-ubyte-*.idx) && truncate -s 500 \"$f\"", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    compare_config(single_text("gz", "raw"), NULL, 0, 0);
+    snprintf(cmd, sizeof cmd, "test $(stat -c %%s %s/cache/gz-images-idx3-ubyte-*.idx) -eq %d", dir, 16 + 80 * 30);
+    ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -546,6 +576,7 @@ static Suite *suite(void)
     tcase_add_test(tc, shard_errors);
     tcase_add_test(tc, truncated_files);
     tcase_add_test(tc, cache_dir_unwritable);
+    tcase_add_test(tc, cache_copy_remade);
     tcase_add_test(tc, writer_same_bytes);
     tcase_add_test(tc, train_same_model);
     suite_add_tcase(s, tc);
