@@ -17,6 +17,20 @@
 #include "cnnelm/dataset.h"
 #include "rng.h"
 
+/* cnnelm_dataset_load_config with the images then read into memory (these tests look at
+ * ds.images; test_stream.c checks that streamed and in-memory sets fetch the same bytes). */
+static int load_set(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, int max_classes,
+                    cnnelm_error *err)
+{
+    if (cnnelm_dataset_load_config(ds, cfg, test, max_classes, err))
+        return -1;
+    if (cnnelm_dataset_materialize(ds, err)) {
+        cnnelm_dataset_free(ds);
+        return -1;
+    }
+    return 0;
+}
+
 static char dir[256];
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -29,6 +43,7 @@ static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/cnnelm_test_dataset_build.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
+    setenv("XDG_CACHE_HOME", dir, 1); /* streamed gzip files are decompressed here, not in ~/.cache */
 }
 
 static void teardown(void)
@@ -109,7 +124,7 @@ START_TEST(sources_concatenated)
     ck_assert_int_eq(cfg.data.n_sources, 3);
 
     cnnelm_dataset tr, te;
-    ck_assert_msg(cnnelm_dataset_load_config(&tr, &cfg, 0, 256, &err) == 0, "%s", err.msg);
+    ck_assert_msg(load_set(&tr, &cfg, 0, 256, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(tr.n, 9);
     ck_assert_int_eq(tr.rows, 4);
     ck_assert_int_eq(tr.cols, 3);
@@ -126,7 +141,7 @@ START_TEST(sources_concatenated)
     }
 
     /* test: A's and B's test sets (C has none), with the training offsets */
-    ck_assert_msg(cnnelm_dataset_load_config(&te, &cfg, 1, tr.classes, &err) == 0, "%s", err.msg);
+    ck_assert_msg(load_set(&te, &cfg, 1, tr.classes, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(te.n, 3);
     ck_assert_int_eq(te.classes, 6);
     const uint8_t want_tl[] = {2, 0, 4}, want_ts[] = {0, 0, 1};
@@ -144,19 +159,19 @@ START_TEST(sources_concatenated)
     /* limits apply per file; a source's class count still comes from its whole label file */
     const char *ov[] = {"data.train_limit=2", "data.test_limit=1"};
     ck_assert_msg(load_cfg(&cfg, sources_text(""), ov, 2, &err) == 0, "%s", err.msg);
-    ck_assert_msg(cnnelm_dataset_load_config(&tr, &cfg, 0, 256, &err) == 0, "%s", err.msg);
+    ck_assert_msg(load_set(&tr, &cfg, 0, 256, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(tr.n, 6);
     ck_assert_int_eq(tr.classes, 6);
     const uint8_t want_l2[] = {0, 1, 4, 3, 5, 5};
     for (size_t i = 0; i < tr.n; i++)
         ck_assert_uint_eq(tr.labels[i], want_l2[i]);
-    ck_assert_msg(cnnelm_dataset_load_config(&te, &cfg, 1, 6, &err) == 0, "%s", err.msg);
+    ck_assert_msg(load_set(&te, &cfg, 1, 6, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(te.n, 2);
     ck_assert_uint_eq(te.labels[0], 2);
     ck_assert_uint_eq(te.labels[1], 4);
     /* a model with fewer classes than the sources together */
     cnnelm_dataset te2;
-    ck_assert_int_ne(cnnelm_dataset_load_config(&te2, &cfg, 1, 5, &err), 0);
+    ck_assert_int_ne(load_set(&te2, &cfg, 1, 5, &err), 0);
     ck_assert_ptr_nonnull(strstr(err.msg, "data.sources have 6 classes but the model has 5"));
     ck_assert_uint_eq(te2.n, 0);
     cnnelm_dataset_free(&tr);
@@ -176,7 +191,7 @@ START_TEST(source_errors)
     const uint8_t lb[] = {1, 0};
     write_set("b", 2, 5, 3, 30, lb, 0);
     ck_assert_msg(load_cfg(&cfg, sources_text(""), NULL, 0, &err) == 0, "%s", err.msg);
-    ck_assert_int_ne(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err), 0);
+    ck_assert_int_ne(load_set(&ds, &cfg, 0, 256, &err), 0);
     char want[1024];
     snprintf(want, sizeof want, "%s/b-images: images are 5x3 but the sources before it have 4x3", dir);
     ck_assert_str_eq(err.msg, want);
@@ -189,7 +204,7 @@ START_TEST(source_errors)
     const uint8_t bad[] = {2};
     write_set("bt", 1, 4, 3, 40, bad, 1);
     ck_assert_msg(load_cfg(&cfg, sources_text(""), NULL, 0, &err) == 0, "%s", err.msg);
-    ck_assert_int_ne(cnnelm_dataset_load_config(&ds, &cfg, 1, 256, &err), 0);
+    ck_assert_int_ne(load_set(&ds, &cfg, 1, 256, &err), 0);
     snprintf(want, sizeof want, "%s/bt-labels.gz: label 2 of example 0 is out of range", dir);
     ck_assert_msg(strncmp(err.msg, want, strlen(want)) == 0, "%s", err.msg);
     cnnelm_config_free(&cfg);
@@ -197,7 +212,7 @@ START_TEST(source_errors)
     /* a missing file */
     remove(in_dir("c-labels"));
     ck_assert_msg(load_cfg(&cfg, sources_text(""), NULL, 0, &err) == 0, "%s", err.msg);
-    ck_assert_int_ne(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err), 0);
+    ck_assert_int_ne(load_set(&ds, &cfg, 0, 256, &err), 0);
     snprintf(want, sizeof want, "%s/c-labels: cannot open", dir);
     ck_assert_msg(strncmp(err.msg, want, strlen(want)) == 0, "%s", err.msg);
     cnnelm_config_free(&cfg);
@@ -216,13 +231,13 @@ START_TEST(single_source)
     cnnelm_error err = {""};
     ck_assert_msg(load_cfg(&cfg, text, NULL, 0, &err) == 0, "%s", err.msg);
     cnnelm_dataset tr, te;
-    ck_assert_msg(cnnelm_dataset_load_config(&tr, &cfg, 0, 256, &err) == 0, "%s", err.msg);
+    ck_assert_msg(load_set(&tr, &cfg, 0, 256, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(tr.n, 3);
     ck_assert_int_eq(tr.classes, 4);
     ck_assert_ptr_null(tr.source);
     ck_assert_int_eq(tr.n_sources, 0);
     /* no test set configured: empty, not an error */
-    ck_assert_msg(cnnelm_dataset_load_config(&te, &cfg, 1, 4, &err) == 0, "%s", err.msg);
+    ck_assert_msg(load_set(&te, &cfg, 1, 4, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(te.n, 0);
     cnnelm_dataset_free(&tr);
     cnnelm_dataset_free(&te);
@@ -230,7 +245,7 @@ START_TEST(single_source)
 
     /* no training set: an error */
     ck_assert_msg(load_cfg(&cfg, "train = { seed = 2; };\n", NULL, 0, &err) == 0, "%s", err.msg);
-    ck_assert_int_ne(cnnelm_dataset_load_config(&tr, &cfg, 0, 256, &err), 0);
+    ck_assert_int_ne(load_set(&tr, &cfg, 0, 256, &err), 0);
     ck_assert_ptr_nonnull(strstr(err.msg, "data.train_images and data.train_labels must name the training set"));
     cnnelm_config_free(&cfg);
 }
@@ -431,8 +446,8 @@ START_TEST(load_config_extend)
                   "%s", err.msg);
     ck_assert_uint_eq(cfg.data.extend, CNNELM_NOISE_GAUSSIAN | CNNELM_NOISE_POISSON);
     cnnelm_dataset tr, te;
-    ck_assert_msg(cnnelm_dataset_load_config(&tr, &cfg, 0, 256, &err) == 0, "%s", err.msg);
-    ck_assert_msg(cnnelm_dataset_load_config(&te, &cfg, 1, 6, &err) == 0, "%s", err.msg);
+    ck_assert_msg(load_set(&tr, &cfg, 0, 256, &err) == 0, "%s", err.msg);
+    ck_assert_msg(load_set(&te, &cfg, 1, 6, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(tr.n, 27);
     ck_assert_uint_eq(te.n, 9);
     const uint8_t want_l[] = {0, 1, 2, 1, 4, 3, 5, 5, 5}, want_s[] = {0, 0, 0, 0, 1, 1, 2, 2, 2};
@@ -449,22 +464,14 @@ START_TEST(load_config_extend)
 }
 END_TEST
 
-/* Runs cnnelm_run_extend with stdout captured into `out`. */
+/* Runs cnnelm_run_extend with its path lines written into `out`. */
 static int run_extend_captured(const char *cfg_path, const char *const *ov, int n_ov, const char *out_dir,
                                char *out, size_t out_size, cnnelm_error *err)
 {
-    fflush(stdout);
-    int saved = dup(1);
-    const char *cap = in_dir("stdout.txt");
-    int fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ck_assert_int_ge(fd, 0);
-    dup2(fd, 1);
-    close(fd);
-    int rc = cnnelm_run_extend(cfg_path, ov, n_ov, out_dir, 1, err);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    FILE *f = fopen(cap, "r");
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    int rc = cnnelm_run_extend(cfg_path, ov, n_ov, out_dir, 1, f, err);
+    rewind(f);
     size_t n = fread(out, 1, out_size - 1, f);
     out[n] = 0;
     fclose(f);
@@ -494,7 +501,7 @@ START_TEST(run_extend_round_trip)
 
     for (int t = 0; t < 2; t++) {
         cnnelm_dataset built, read;
-        ck_assert_msg(cnnelm_dataset_load_config(&built, &cfg, t, t ? 6 : 256, &err) == 0, "%s", err.msg);
+        ck_assert_msg(load_set(&built, &cfg, t, t ? 6 : 256, &err) == 0, "%s", err.msg);
         char pi[700], pl[700];
         snprintf(pi, sizeof pi, "%s/%s", out, names[2 * t]);
         snprintf(pl, sizeof pl, "%s/%s", out, names[2 * t + 1]);

@@ -440,7 +440,7 @@ int cnnelm_config_check_relations(const config_ctx *c, const config_t *conf, con
                                      "replaces data.train_images, data.train_labels, data.test_images "
                                      "and data.test_labels: set them to \"\"", names[i]);
     }
-    if (cfg->train.partitioning == CNNELM_PART_BY_SOURCE && cfg->data.n_sources == 0)
+    if (cfg->train.partitioning == CNNELM_PART_BY_SOURCE && cfg->data.n_sources == 0 && !cfg->data.shards[0])
         return cnnelm_config_fail_at(c, config_lookup(conf, "train.partitioning"),
                                      "train.partitioning = \"by-source\" needs data.sources (one "
                                      "partition per source)");

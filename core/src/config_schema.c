@@ -83,6 +83,23 @@ const key_def cnnelm_schema[] = {
      .help = "A source's test images (IDX); \"\": none."},
     {.path = "data.sources.test_labels", .kind = K_STRING, .worker = 2, SF(test_labels), .sdef = "",
      .help = "A source's test labels (IDX); \"\": none."},
+    {.path = "data.shards", .kind = K_STRING, CF(data.shards), .sdef = "",
+     .help = "A training set given as many IDX image files: a glob pattern (e.g. "
+             "\"parts/train-*-images-idx3-ubyte.gz\"), matched files used in name order; each "
+             "file's labels are the file of the same name with \"images\" replaced by \"labels\" "
+             "and \"idx3\" by \"idx1\". Labels are read at start; each shard's images are opened "
+             "on first use. With train.partitioning = \"by-source\" the shards are split in order "
+             "into train.partitions groups, one partition each. Replaces data.train_images and "
+             "data.train_labels. \"\": none."},
+    {.path = "data.stream", .kind = K_BOOL, CF(data.stream), .idef = 1,
+     .help = "Read IDX images from disk chunk by chunk (noisy copies made when read) instead of "
+             "holding the data set in memory: memory then grows with the chunk and the labels, "
+             "not the images. false: hold it in memory."},
+    {.path = "data.cache_dir", .kind = K_STRING, CF(data.cache_dir), .sdef = "",
+     .help = "Where a streamed gzipped IDX file is decompressed once (a file named after it and "
+             "keyed by its path, size and modification time; shared by concurrent runs). "
+             "\"\": $XDG_CACHE_HOME/cnnelm, else ~/.cache/cnnelm; one that cannot be written: a "
+             "temporary file, with a note."},
     {.path = "data.resize", .kind = K_STRING, CF(data.resize), .sdef = "",
      .help = "\"WxH\" (e.g. \"28x28\"): images in an image folder of another size are resized to it "
              "(bilinear). \"\": every image must have the folder's most common size; others count as bad files."},

@@ -4,6 +4,8 @@
 
 #include "cnnelm/dataset.h"
 #include "atomic_file.h"
+#include "idx_stream.h"
+#include "dataset_stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -608,6 +610,19 @@ int cnnelm_idx_check_size(const char *path, unsigned long long max_bytes, cnnelm
     return 0;
 }
 
+int cnnelm_idx_check_labels(const char *path, const uint8_t *labels, size_t n, int max_classes,
+                            cnnelm_error *err)
+{
+    int training = max_classes == CNNELM_LABELS_TRAIN;
+    if (training) max_classes = 256;
+    if (max_classes < 1) max_classes = 1;
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] >= max_classes)
+            return cnnelm_fail(err, "%s: label %d of example %zu is out of range (at most %d classes: 0..%d)",
+                               path, labels[i], i, max_classes, max_classes - 1);
+    return training ? check_label_gaps(path, labels, n, err) : 0;
+}
+
 int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char *labels_path,
                         int max_classes, size_t limit, cnnelm_error *err)
 {
@@ -628,18 +643,7 @@ int cnnelm_dataset_load(cnnelm_dataset *ds, const char *images_path, const char 
         return cnnelm_fail(err, "%s: %zu labels, but %s has %zu images", labels_path, lab.n,
                            images_path, n_images);
     }
-    int training = max_classes == CNNELM_LABELS_TRAIN;
-    if (training) max_classes = 256;
-    if (max_classes < 1) max_classes = 1;
-    for (size_t i = 0; i < lab.n; i++) {
-        if (lab.labels[i] >= max_classes) {
-            int label = lab.labels[i];
-            cnnelm_dataset_free(ds);
-            return cnnelm_fail(err, "%s: label %d of example %zu is out of range (at most %d classes: 0..%d)",
-                               labels_path, label, i, max_classes, max_classes - 1);
-        }
-    }
-    if (training && check_label_gaps(labels_path, lab.labels, lab.n, err)) {
+    if (cnnelm_idx_check_labels(labels_path, lab.labels, lab.n, max_classes, err)) {
         cnnelm_dataset_free(ds);
         return -1;
     }
@@ -655,6 +659,7 @@ void cnnelm_dataset_free(cnnelm_dataset *ds)
     free_images(ds);
     free(ds->labels_alloc);
     free((void *)ds->source); /* built by cnnelm_dataset_load_config, always malloc'd */
+    cnnelm_stream_free(ds->stream);
     cnnelm_class_names_free(ds->class_names, ds->classes);
     memset(ds, 0, sizeof *ds);
 }
@@ -773,4 +778,282 @@ int cnnelm_idx_write_images_c(const char *path, const uint8_t *images, size_t n,
     put_be32(header + 12, (uint32_t)rows);
     put_be32(header + 16, (uint32_t)cols);
     return write_idx(path, header, sizeof header, images, n * img, err);
+}
+
+/* ---- pieces of the streamed data sets (idx_stream.h) ---- */
+
+/* The header of an open IDX image stream (gzip or raw through zlib). */
+static int read_gz_header(gzFile gz, const char *path, idx_header *h, cnnelm_error *err)
+{
+    unsigned char head[20];
+    int cut = 0;
+    long long got = gz_read_full(gz, path, head, 16, &cut, err);
+    if (got == 16 && be32(head) == IDX_MAGIC_IMAGES_C) {
+        long long more = gz_read_full(gz, path, head + 16, 4, &cut, err);
+        if (more < 0)
+            return -1;
+        got += more;
+    }
+    if (got < 0)
+        return -1;
+    return parse_header(path, head, (size_t)got, 1, h, err);
+}
+
+static gzFile gz_from(int fd, const char *path, cnnelm_error *err)
+{
+    int fd2 = dup(fd);
+    gzFile gz = fd2 >= 0 ? gzdopen(fd2, "rb") : NULL;
+    if (!gz) {
+        if (fd2 >= 0)
+            close(fd2);
+        cnnelm_fail(err, "%s: cannot read: %s", path, fd2 < 0 ? strerror(errno) : "out of memory");
+        return NULL;
+    }
+    gzbuffer(gz, 1u << 18);
+    return gz;
+}
+
+int cnnelm_idx_image_info(const char *path, cnnelm_idx_info *info, cnnelm_error *err)
+{
+    int fd, is_gzip;
+    struct stat st;
+    memset(info, 0, sizeof *info);
+    if (open_idx(path, &fd, &is_gzip, &st, err))
+        return -1;
+    idx_header h;
+    int rc = -1;
+    if (is_gzip) {
+        gzFile gz = gz_from(fd, path, err);
+        if (gz) {
+            rc = read_gz_header(gz, path, &h, err);
+            gzclose(gz);
+        }
+    } else {
+        unsigned char head[20];
+        size_t size = (size_t)st.st_size;
+        ssize_t got = pread(fd, head, size < 20 ? size : 20, 0);
+        if (got < 0)
+            cnnelm_fail(err, "%s: cannot read: %s", path, strerror(errno));
+        else if (parse_header(path, head, (size_t)got, 1, &h, err) == 0) {
+            size_t follow = size - h.header_bytes;
+            if (follow < h.payload_bytes)
+                fail_truncated(path, &h, 1, follow, err);
+            else if (follow > h.payload_bytes) {
+                char n[32];
+                snprintf(n, sizeof n, "%zu", follow);
+                fail_trailing(path, &h, 1, n, err);
+            } else
+                rc = 0;
+        }
+    }
+    close(fd);
+    if (rc)
+        return -1;
+    info->n = h.dims[0];
+    info->rows = (int)h.dims[1];
+    info->cols = (int)h.dims[2];
+    info->channels = (int)h.channels;
+    info->header_bytes = h.header_bytes;
+    info->gzip = is_gzip;
+    return 0;
+}
+
+static int write_fd_all(int fd, const void *p, size_t len)
+{
+    const unsigned char *c = p;
+    while (len > 0) {
+        ssize_t w = write(fd, c, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int cnnelm_idx_gunzip_to(const char *path, int out, const cnnelm_idx_info *want, cnnelm_error *err)
+{
+    int fd, is_gzip;
+    struct stat st;
+    if (open_idx(path, &fd, &is_gzip, &st, err))
+        return -1;
+    gzFile gz = gz_from(fd, path, err);
+    close(fd);
+    if (!gz)
+        return -1;
+    int rc = -1, cut = 0;
+    idx_header h;
+    enum { STEP = 1 << 20 };
+    unsigned char *buf = malloc(STEP);
+    if (!buf) {
+        cnnelm_fail(err, "%s: out of memory", path);
+        goto done;
+    }
+    if (read_gz_header(gz, path, &h, err))
+        goto done;
+    if (h.dims[0] != want->n || (int)h.dims[1] != want->rows || (int)h.dims[2] != want->cols ||
+        (int)h.channels != want->channels) {
+        cnnelm_fail(err, "%s: the file changed while in use (its header is not the one read before)", path);
+        goto done;
+    }
+    /* the header as read, then the payload: a raw IDX file the reader can pread */
+    unsigned char head[20];
+    put_be32(head, h.header_bytes == 20 ? IDX_MAGIC_IMAGES_C : IDX_MAGIC_IMAGES);
+    put_be32(head + 4, h.dims[0]);
+    if (h.header_bytes == 20) {
+        put_be32(head + 8, h.channels);
+        put_be32(head + 12, h.dims[1]);
+        put_be32(head + 16, h.dims[2]);
+    } else {
+        put_be32(head + 8, h.dims[1]);
+        put_be32(head + 12, h.dims[2]);
+    }
+    if (write_fd_all(out, head, h.header_bytes)) {
+        cnnelm_fail(err, "%s: cannot write the decompressed copy: %s", path, strerror(errno));
+        goto done;
+    }
+    size_t total = 0;
+    for (;;) {
+        long long got = gz_read_full(gz, path, buf, STEP, &cut, err);
+        if (got < 0)
+            goto done;
+        size_t keep = (size_t)got;
+        if (total + keep > h.payload_bytes) { /* trailing data: count it all for the message */
+            size_t extra = total + keep;
+            while (got == STEP) {
+                got = gz_read_full(gz, path, buf, STEP, &cut, err);
+                if (got < 0)
+                    goto done;
+                extra += (size_t)got;
+            }
+            char n[32];
+            snprintf(n, sizeof n, "%zu", extra);
+            fail_trailing(path, &h, 1, n, err);
+            goto done;
+        }
+        if (keep && write_fd_all(out, buf, keep)) {
+            cnnelm_fail(err, "%s: cannot write the decompressed copy: %s", path, strerror(errno));
+            goto done;
+        }
+        total += keep;
+        if (got < STEP)
+            break;
+    }
+    if (total < h.payload_bytes) {
+        fail_truncated(path, &h, 1, total, err);
+        goto done;
+    }
+    if (cut) {
+        char what[160];
+        describe(&h, 1, what, sizeof what);
+        cnnelm_fail(err, "%s: truncated: %s and all follow, but the gzip stream ends before its trailer",
+                    path, what);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(buf);
+    gzclose(gz);
+    return rc;
+}
+
+int cnnelm_idx_writer_open(cnnelm_idx_writer *w, const char *path, size_t n, int channels, int rows,
+                           int cols, cnnelm_error *err)
+{
+    memset(w, 0, sizeof *w);
+    if (channels != 1 && channels != 3)
+        return cnnelm_fail(err, "%s: cannot write images of %d channels (1 or 3)", path, channels);
+    if (n == 0 || n > UINT32_MAX)
+        return cnnelm_fail(err, "%s: cannot write %zu images (IDX holds 1..%u)", path, n, UINT32_MAX);
+    if (rows < 1 || cols < 1 || rows > (int)IDX_MAX_SIDE || cols > (int)IDX_MAX_SIDE)
+        return cnnelm_fail(err, "%s: cannot write images of %dx%d (each side 1..%u)", path, rows,
+                           cols, IDX_MAX_SIDE);
+    size_t img = (size_t)channels * (size_t)rows * (size_t)cols;
+    if (n > SIZE_MAX / img)
+        return cnnelm_fail(err, "%s: %zu images of %dx%dx%d overflow the address space", path, n,
+                           channels, rows, cols);
+    /* the same header as cnnelm_idx_write_images_c */
+    unsigned char header[20];
+    size_t hlen = channels == 1 ? 16 : 20;
+    put_be32(header, channels == 1 ? IDX_MAGIC_IMAGES : IDX_MAGIC_IMAGES_C);
+    put_be32(header + 4, (uint32_t)n);
+    if (channels == 1) {
+        put_be32(header + 8, (uint32_t)rows);
+        put_be32(header + 12, (uint32_t)cols);
+    } else {
+        put_be32(header + 8, (uint32_t)channels);
+        put_be32(header + 12, (uint32_t)rows);
+        put_be32(header + 16, (uint32_t)cols);
+    }
+    if (cnnelm_atomic_open(&w->af, path, err))
+        return -1;
+    w->open = 1;
+    w->left = n * img;
+    if (ends_with(path, ".gz")) {
+        int fd2 = dup(fileno(w->af.f));
+        w->gz = fd2 >= 0 ? gzdopen(fd2, "wb6") : NULL;
+        if (!w->gz) {
+            int e = errno;
+            if (fd2 >= 0) close(fd2);
+            cnnelm_idx_writer_abort(w);
+            return cnnelm_fail(err, "%s: cannot open gzip stream: %s", path, e ? strerror(e) : "out of memory");
+        }
+    }
+    w->left += hlen; /* put counts the header too */
+    if (cnnelm_idx_writer_put(w, header, hlen, err)) {
+        cnnelm_idx_writer_abort(w);
+        return -1;
+    }
+    return 0;
+}
+
+int cnnelm_idx_writer_put(cnnelm_idx_writer *w, const uint8_t *data, size_t len, cnnelm_error *err)
+{
+    if (len > w->left)
+        return cnnelm_fail(err, "%s: internal: %zu bytes more than the header announces", w->af.path, len - w->left);
+    int bad;
+    if (w->gz) {
+        bad = gz_write_all(w->gz, data, len) != 0;
+        if (bad) {
+            int code;
+            const char *msg = gzerror(w->gz, &code);
+            return cnnelm_fail(err, "%s: cannot write: %s", w->af.path, code == Z_ERRNO ? strerror(errno) : msg);
+        }
+    } else if (fwrite(data, 1, len, w->af.f) != len)
+        return cnnelm_fail(err, "%s: cannot write: %s", w->af.path, strerror(errno));
+    w->left -= len;
+    return 0;
+}
+
+int cnnelm_idx_writer_commit(cnnelm_idx_writer *w, cnnelm_error *err)
+{
+    char path[sizeof w->af.path];
+    snprintf(path, sizeof path, "%s", w->af.path);
+    if (w->left) {
+        cnnelm_idx_writer_abort(w);
+        return cnnelm_fail(err, "%s: internal: %zu bytes of payload missing", path, w->left);
+    }
+    if (w->gz) {
+        int zrc = gzclose(w->gz);
+        w->gz = NULL;
+        if (zrc != Z_OK) {
+            int e = zrc == Z_ERRNO ? errno : 0;
+            cnnelm_idx_writer_abort(w);
+            return cnnelm_fail(err, "%s: cannot write: %s", path, e ? strerror(e) : "unknown error");
+        }
+    }
+    w->open = 0;
+    return cnnelm_atomic_commit(&w->af, err);
+}
+
+void cnnelm_idx_writer_abort(cnnelm_idx_writer *w)
+{
+    if (w->gz)
+        gzclose(w->gz);
+    w->gz = NULL;
+    if (w->open)
+        cnnelm_atomic_abort(&w->af);
+    w->open = 0;
 }

@@ -248,12 +248,17 @@ int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *
     net->host_x = net->host_xs[net->slot];
     net->host_t = net->host_ts[net->slot];
     memset(net->host_t, 0, (size_t)n * C * sizeof(float));
+    /* The chunk's bytes are fetched (from memory or the stream behind ds) into the last quarter
+     * of the float buffer and widened in place from the front: float k ends at byte 4k + 3,
+     * before byte k of the bytes still to be read, so nothing is overwritten before it is read. */
+    size_t total = (size_t)n * in;
+    uint8_t *bytes = (uint8_t *)net->host_x + 3 * total;
+    if (cnnelm_dataset_fetch(ds, rows, first, (size_t)n, bytes, err))
+        return -1;
+    for (size_t k = 0; k < total; k++)
+        net->host_x[k] = (float)bytes[k] * (1.0f / 255.0f);
     for (int j = 0; j < n; j++) {
         size_t r = rows ? rows[first + (size_t)j] : first + (size_t)j;
-        const uint8_t *img = ds->images + r * in;
-        float *dst = net->host_x + (size_t)j * in;
-        for (size_t k = 0; k < in; k++)
-            dst[k] = (float)img[k] * (1.0f / 255.0f);
         unsigned char lab = ds->labels[r];
         net->labels[j] = lab;
         if (lab < C)

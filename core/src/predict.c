@@ -13,6 +13,8 @@
 
 #include "atomic_file.h"
 #include "cnnelm/dataset.h"
+#include "dataset_stream.h"
+#include "idx_stream.h"
 #include "cnnelm/metrics.h"
 #include "image.h"
 #include "image_folder.h"
@@ -160,15 +162,22 @@ static int predict_idx(predict_job *j, const char *path, cnnelm_error *err)
     const cnnelm_arch *a = &j->m->arch;
     cnnelm_dataset ds;
     memset(&ds, 0, sizeof ds);
-    if (cnnelm_idx_read_images(path, &ds, err))
+    /* streamed: the images are read one slot at a time (a gzipped file through the cache) */
+    cnnelm_idx_info info;
+    if (cnnelm_idx_image_info(path, &info, err))
         return -1;
     int rc = -1;
-    int ch = ds.channels > 0 ? ds.channels : 1;
-    if (ds.rows != a->in_h || ds.cols != a->in_w || ch != a->in_c) {
+    int ch = info.channels;
+    if (info.rows != a->in_h || info.cols != a->in_w || ch != a->in_c) {
         cnnelm_fail(err, "%s: images are %dx%dx%d (channels x rows x cols) but the model takes %dx%dx%d",
-                    path, ch, ds.rows, ds.cols, a->in_c, a->in_h, a->in_w);
+                    path, ch, info.rows, info.cols, a->in_c, a->in_h, a->in_w);
         goto out;
     }
+    ds.stream = cnnelm_stream_new(j->ex, "", j->o->quiet, err);
+    if (!ds.stream ||
+        cnnelm_stream_add_file(ds.stream, path, info.n, info.n, info.rows, info.cols, ch, 0, err))
+        goto out;
+    ds.n = info.n;
     char lab[CNNELM_PATH_MAX + 16];
     const char *labels = j->o->labels_path;
     if (!labels && sibling_labels(path, lab, sizeof lab))
@@ -194,7 +203,8 @@ static int predict_idx(predict_job *j, const char *path, cnnelm_error *err)
         int s = next_slot(j, name, truth, err);
         if (s < 0)
             goto out;
-        memcpy(j->x + (size_t)s * j->ex, ds.images + i * j->ex, j->ex);
+        if (cnnelm_dataset_fetch(&ds, NULL, i, 1, j->x + (size_t)s * j->ex, err))
+            goto out;
         j->fill++;
     }
     rc = 0;

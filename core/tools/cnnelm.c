@@ -379,7 +379,7 @@ static int cmd_extend(int argc, char **argv)
         return usage_error(usage_extend, "%s", "expected -c CONFIG and -o DIR");
     }
     cnnelm_error err = { "" };
-    int rc = cnnelm_run_extend(cfg, sets, n_sets, dir, quiet, &err);
+    int rc = cnnelm_run_extend(cfg, sets, n_sets, dir, quiet, stdout, &err);
     free(sets);
     if (rc) {
         fprintf(stderr, "cnnelm: error: %s\n", err.msg);

@@ -55,6 +55,9 @@ typedef struct cnnelm_config {
         char class_names_file[CNNELM_PATH_MAX]; /* "" or a file with one class name a line */
         long long max_bytes;             /* most payload bytes one gzipped image file or label
                                           * file may read into memory; 0: half the RAM */
+        char shards[CNNELM_PATH_MAX];    /* "" or a glob of IDX image files: the training set */
+        int stream;                      /* read IDX images chunk by chunk (default) */
+        char cache_dir[CNNELM_PATH_MAX]; /* "": $XDG_CACHE_HOME/cnnelm; gzipped files decompressed */
     } data;
     struct {
         char layers[256];                /* e.g. "6c-2s-12c-2s" */

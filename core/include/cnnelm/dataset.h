@@ -1,11 +1,14 @@
 /* cnnelm data sets: IDX files (the MNIST format, raw or gzipped) of uint8 images and labels.
- * Images stay uint8 in memory (memory-mapped when the file is uncompressed) until a chunk is
- * converted to float on its way to a device. */
+ * A set is either in memory (`images`: memory-mapped when the file is uncompressed, or read) or
+ * streamed (`stream`: images stay on disk and are read by row, see cnnelm_dataset_fetch); labels
+ * are always in memory. Images stay uint8 until a chunk is converted to float on its way to a
+ * device. */
 #ifndef CNNELM_DATASET_H
 #define CNNELM_DATASET_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cnnelm/error.h"
 
@@ -13,8 +16,10 @@
 extern "C" {
 #endif
 
+struct cnnelm_stream;
+
 typedef struct cnnelm_dataset {
-    const uint8_t *images;  /* n * rows * cols, row-major, image after image */
+    const uint8_t *images;  /* n * rows * cols, row-major, image after image; NULL when streamed */
     const uint8_t *labels;  /* n labels */
     size_t n;
     int rows, cols;
@@ -26,7 +31,18 @@ typedef struct cnnelm_dataset {
     void *images_map;  size_t images_map_len; /* mmap'd file or NULL */
     int channels;           /* 1 (gray) or 3 (RGB); 0 reads as 1. images are n x channels x rows x cols */
     char **class_names;     /* `classes` names (from folder names or data.class_names) or NULL; owned */
+    struct cnnelm_stream *stream; /* non-NULL: images are read by row from files (owned) */
 } cnnelm_dataset;
+
+/* Copies the images of examples rows[first .. first+n) (rows NULL: examples first .. first+n)
+ * into out (n x example bytes), from memory or from the stream behind ds. Safe from several
+ * threads at once. A read error (a file truncated or removed while in use, a shard that cannot
+ * be opened) is a one-line message naming the file. */
+int cnnelm_dataset_fetch(const cnnelm_dataset *ds, const size_t *rows, size_t first, size_t n,
+                         uint8_t *out, cnnelm_error *err);
+
+/* Reads a streamed set's images into memory (ds->images); an in-memory set is left as it is. */
+int cnnelm_dataset_materialize(cnnelm_dataset *ds, cnnelm_error *err);
 
 /* Bytes of one example: channels x rows x cols. */
 static inline size_t cnnelm_dataset_example_bytes(const cnnelm_dataset *ds)
@@ -101,11 +117,16 @@ void cnnelm_class_names_free(char **names, int n);
 struct cnnelm_config;
 
 /* Loads the training set (test = 0) or the test set (test = 1) as the config says: the four
- * data.* paths (with their limits), or data.sources concatenated in order with each source's
- * labels shifted by the class counts of the sources before it (counted on their training
- * labels, so training and test agree); then, with data.extend, one noisy copy of every image
- * per noise type appended after the originals. No test set configured: ds->n = 0, not an error.
- * Test labels must be < max_classes. */
+ * data.* paths (with their limits), data.sources in order with each source's labels shifted by
+ * the class counts of the sources before it (counted on their training labels, so training and
+ * test agree), or (training set) the files data.shards matches, in name order; then, with
+ * data.extend, one noisy copy of every image per noise type after the originals. No test set
+ * configured: ds->n = 0, not an error. Test labels must be < max_classes.
+ * IDX files are streamed (data.stream, the default): labels are read, images are not (a gzipped
+ * file is decompressed once to data.cache_dir) and noisy copies are made when fetched; shards
+ * after the first are opened on their first fetch. Image folders, CSV files and gray-converted
+ * colour files are held in memory. data.stream = false holds everything in memory, as
+ * cnnelm_dataset_load does; the fetched bytes are the same either way. */
 int cnnelm_dataset_load_config(cnnelm_dataset *ds, const struct cnnelm_config *cfg, int test,
                                int max_classes, cnnelm_error *err);
 
@@ -123,10 +144,11 @@ int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, c
 /* cnnelm extend: writes the training and test sets as the config builds them into `dir`
  * (created with its parents if missing) as MNIST-named gzipped IDX files
  * (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-...; no t10k files without a
- * test set), each atomically; prints each file's path on its own line on stdout, and unless
- * `quiet` each set's size on stderr. */
+ * test set), each atomically and chunk by chunk (memory does not grow with the set); writes
+ * each file's path on its own line to `paths` (NULL: nowhere), and unless `quiet` each set's
+ * size on stderr. */
 int cnnelm_run_extend(const char *config_path, const char *const *overrides, int n_overrides,
-                      const char *dir, int quiet, cnnelm_error *err);
+                      const char *dir, int quiet, FILE *paths, cnnelm_error *err);
 
 /* Writes IDX files atomically (temporary file in the same directory, then rename); gzipped
  * when the path ends in ".gz". */
