@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,19 @@ static char *fingerprint(const cnnelm_experiment *x, const map_job *j, int p)
         fp_file(out, key, c->data.sources[s].train_images);
         snprintf(key, sizeof key, "data.sources.%d.train_labels", s);
         fp_file(out, key, c->data.sources[s].train_labels);
+    }
+    if (c->data.shards[0]) {
+        /* every shard of the set: a replaced or added shard changes the rows behind p */
+        glob_t g;
+        int grc = glob(c->data.shards, 0, NULL, &g);
+        fprintf(out, "data.shards %s files %zu\n", c->data.shards, grc == 0 ? (size_t)g.gl_pathc : 0);
+        for (size_t s = 0; grc == 0 && s < g.gl_pathc; s++) {
+            char key[64];
+            snprintf(key, sizeof key, "data.shards.%zu", s);
+            fp_file(out, key, g.gl_pathv[s]);
+        }
+        if (grc == 0)
+            globfree(&g);
     }
     const cnnelm_subset *sub = &j->parts[p];
     uint64_t h = 14695981039346656037ull;
