@@ -15,8 +15,12 @@ typedef struct cnnelm_memory_plan {
     double host_per_worker;    /* host staging of one worker: chunk, U and V in float */
     double solve_per_worker;   /* the solve: I/lambda + U in double (+ eigenvectors for "auto") */
     double model;              /* one model: kernels, beta, U and V in double */
-    double models;             /* the models held at once: partitions, initial, reduced, single */
-    double refit;              /* refit's per-partition U, V blocks (fine-tuned kernels only) */
+    double models;             /* whole models held at once: initial, one in training per worker,
+                                * reduced, single */
+    double part_models;        /* the finished partitions' kernels and beta (their U, V are folded
+                                * into the reduce's sums and freed) */
+    double sums;               /* the reduce's order-independent sums: 16 bytes a value for the
+                                * upper triangle of U, V, kernels and beta (k > 1) */
     double host_total;         /* on the host, counting CPU workers' device buffers */
     double device_total;       /* on other devices (not on the host) */
 } cnnelm_memory_plan;
