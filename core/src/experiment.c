@@ -19,18 +19,6 @@
 #include "part_facts.h"
 #include "reducer.h"
 
-void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap)
-{
-    /* "cpu:0", or "cpu:0#1" when another worker has the same device, so lines tell them apart */
-    int shared = 0;
-    for (int i = 0; i < pool->n; i++)
-        shared += i != w->index && strcmp(pool->w[i].net.where, w->net.where) == 0;
-    if (shared)
-        snprintf(out, cap, "%.40s#%d", w->net.where, w->index);
-    else
-        snprintf(out, cap, "%.40s", w->net.where);
-}
-
 typedef struct map_job {
     cnnelm_experiment *x;
     const cnnelm_model *init;

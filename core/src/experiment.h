@@ -53,9 +53,6 @@ typedef struct cnnelm_experiment {
     double map_seconds, reduce_seconds;
 } cnnelm_experiment;
 
-/* A worker's name in messages: its device ("cpu:0"), with "#index" when several workers share
- * that device. */
-void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap);
 
 /* Runs one experiment (inputs filled in by the caller). */
 int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err);

@@ -269,24 +269,12 @@ typedef struct refit_job {
     int64_t n;                    /* examples summed on this rank */
 } refit_job;
 
-/* "cpu:0", or "cpu:0#1" when workers share a device (as cnnelm_worker_label). */
-static void label_of(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap)
-{
-    int shared = 0;
-    for (int i = 0; i < pool->n; i++)
-        shared += i != w->index && strcmp(pool->w[i].net.where, w->net.where) == 0;
-    if (shared)
-        snprintf(out, cap, "%.40s#%d", w->net.where, w->index);
-    else
-        snprintf(out, cap, "%.40s", w->net.where);
-}
-
 static int refit_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
 {
     refit_job *j = user;
     int p = j->ids[task];
     char label[64];
-    label_of(j->pool, w, label, sizeof label);
+    cnnelm_worker_label(j->pool, w, label, sizeof label);
     cnnelm_model m;
     if (cnnelm_model_like(&m, j->avg, err))
         return -1;

@@ -141,7 +141,7 @@ int cnnelm_pool_describe(const cnnelm_pool *pool, int i, cnnelm_worker_desc *d)
     if (!pool || i < 0 || i >= pool->n)
         return -1;
     const cnnelm_worker *w = &pool->w[i];
-    /* the same rule as cnnelm_worker_label: "#index" only when another worker has the device */
+    /* "#index" only when another worker has the same device, so lines tell them apart */
     int shared = 0;
     for (int o = 0; o < pool->n; o++)
         shared += o != i && strcmp(pool->w[o].net.where, w->net.where) == 0;
@@ -433,4 +433,12 @@ int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *use
         return cnnelm_fail(err, "%d task%s could not run: every worker's device failed", left,
                            left == 1 ? "" : "s");
     return 0;
+}
+
+void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap)
+{
+    cnnelm_worker_desc d;
+    if (cnnelm_pool_describe(pool, w->index, &d) != 0)
+        snprintf(d.label, sizeof d.label, "worker %d", w->index);
+    snprintf(out, cap, "%s", d.label);
 }

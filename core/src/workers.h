@@ -55,6 +55,9 @@ typedef struct cnnelm_worker_desc {
 /* Describes worker i (0 <= i < pool->n). Returns 0, or -1 when i is out of range. */
 int cnnelm_pool_describe(const cnnelm_pool *pool, int i, cnnelm_worker_desc *d);
 
+/* A worker's name in messages: its describe label ("cpu:0", "cpu:0#1" when workers share it). */
+void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap);
+
 /* Prints (once per run, through `note`) which ops each worker ran on the CPU reference. */
 void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *user, const char *line),
                                   void *user);
