@@ -13,9 +13,9 @@
 #include "cnnelm/dataset.h"
 #include "cnnelm/metrics.h"
 #include "cnnelm/plugin.h"
-#include "elm_solve.h"
-#include "network.h"
-#include "train.h"
+#include "model/elm_solve.h"
+#include "model/network.h"
+#include "training/train.h"
 
 static int die(const char *msg)
 {

@@ -2,7 +2,7 @@
  * Written for clarity, not speed: every index is spelled out as in backend.h. */
 #include "ref_ops.h"
 
-#include "elm_solve.h"
+#include "model/elm_solve.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -17,8 +17,8 @@
 #include "cnnelm/metrics.h"
 #include "cnnelm/model.h"
 #include "cnnelm/plugin.h"
-#include "network.h"
-#include "train.h"
+#include "model/network.h"
+#include "training/train.h"
 
 static cnnelm_dataset train_ds, test_ds;
 static const char *other; /* the backend compared with the CPU */

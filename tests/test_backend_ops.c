@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "cnnelm/plugin.h"
-#include "ops.h"
+#include "model/ops.h"
 #include "ref_ops.h"
 
 #define TOL_CONV 1e-4

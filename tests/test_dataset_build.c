@@ -15,7 +15,7 @@
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
-#include "rng.h"
+#include "base/rng.h"
 
 /* cnnelm_dataset_load_config with the images then read into memory (these tests look at
  * ds.images; test_stream.c checks that streamed and in-memory sets fetch the same bytes). */

@@ -13,8 +13,8 @@
 #include "cnnelm/dataset.h"
 #include "cnnelm/plugin.h"
 #include "cnnelm/reduce.h"
-#include "elm_solve.h"
-#include "experiment.h"
+#include "model/elm_solve.h"
+#include "training/experiment.h"
 
 static double urand(unsigned *s)
 {

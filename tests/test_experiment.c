@@ -2,7 +2,7 @@
  * workers give the same models bit for bit (the reduced model's file byte for byte), for each
  * reduce, with and without fine-tuning. */
 #define _GNU_SOURCE
-#include "experiment.h"
+#include "training/experiment.h"
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"

@@ -11,7 +11,7 @@
 
 #include "cnnelm/config.h"
 #include "cnnelm/plugin.h"
-#include "network.h"
+#include "model/network.h"
 #include "ref_ops.h"
 
 enum { N = 7, C = 3, SIDE = 14, K = 3 };

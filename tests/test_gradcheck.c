@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cnnelm/plugin.h"
-#include "network.h"
+#include "model/network.h"
 
 enum { N = 5, C = 3, SIDE = 14, K = 3 };
 

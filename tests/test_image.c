@@ -20,7 +20,7 @@
 #include "cnnelm/model.h"
 #include "cnnelm/plugin.h"
 #include "cnnelm/run.h"
-#include "image.h"
+#include "data/image.h"
 
 static char tmp[256];
 static cnnelm_dataset fashion; /* the first training images of Fashion-MNIST */

@@ -8,7 +8,7 @@
 
 #include "cnnelm/config.h"
 #include "cnnelm/model.h"
-#include "memory_plan.h"
+#include "model/memory_plan.h"
 
 static void config_with(cnnelm_config *cfg, const char *const *sets, int n)
 {

@@ -12,8 +12,8 @@
 
 #include "cnnelm/backend_util.h"
 #include "cnnelm/plugin.h"
-#include "network.h"
-#include "ops.h"
+#include "model/network.h"
+#include "model/ops.h"
 
 /* ---- the counting stub: host buffers, every op counts and does nothing ------------------- */
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "partition.h"
+#include "data/partition.h"
 
 enum { N = 1003, C = 10 };
 static uint8_t labels[N];

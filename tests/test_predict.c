@@ -16,7 +16,7 @@
 #include "cnnelm/model.h"
 #include "cnnelm/predict.h"
 #include "cnnelm/run.h"
-#include "image.h"
+#include "data/image.h"
 
 static char tmp[256];
 static char model_path[512];

@@ -7,10 +7,10 @@
  * - the per-partition facts record survives a round trip and refuses a malformed one. */
 #define _GNU_SOURCE
 #include "cnnelm/reduce.h"
-#include "elm_solve.h"
-#include "fixsum.h"
-#include "part_facts.h"
-#include "reducer.h"
+#include "model/elm_solve.h"
+#include "base/fixsum.h"
+#include "training/part_facts.h"
+#include "training/reducer.h"
 
 #include <check.h>
 #include <math.h>

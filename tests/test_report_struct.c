@@ -3,7 +3,7 @@
  * JSON and the table showing those values, the warnings (divergence, a reduced model worse
  * than every partition, chance level) raised exactly when their condition holds. */
 #define _GNU_SOURCE /* open_memstream */
-#include "report.h"
+#include "report/report.h"
 
 #include <check.h>
 #include <math.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "base/rng.h"
 
 #define K 3
 #define RUNS 5

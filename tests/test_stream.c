@@ -18,9 +18,9 @@
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
-#include "dataset_stream.h"
-#include "idx_stream.h"
-#include "rng.h"
+#include "data/dataset_stream.h"
+#include "data/idx_stream.h"
+#include "base/rng.h"
 
 static char dir[256];
 

@@ -16,9 +16,9 @@
 #include "cnnelm/metrics.h"
 #include "cnnelm/model.h"
 #include "cnnelm/plugin.h"
-#include "atomic_file.h"
-#include "network.h"
-#include "train.h"
+#include "base/atomic_file.h"
+#include "model/network.h"
+#include "training/train.h"
 
 static cnnelm_plugin *plugin;
 static cnnelm_dataset train_ds, test_ds;

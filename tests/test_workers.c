@@ -1,7 +1,7 @@
 /* Checks for the worker pool (core/src/workers.c): a task whose device is lost goes back to the
  * queue and runs on another worker; other failures stop the run with the lowest task's error. */
 #define _GNU_SOURCE
-#include "workers.h"
+#include "training/workers.h"
 
 #include "cnnelm/config.h"
 #include "cnnelm/model.h"

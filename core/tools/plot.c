@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "atomic_file.h"
+#include "base/atomic_file.h"
 #include "plot.h"
 
 /* ---- a small JSON reader: the whole report as a tree ---- */

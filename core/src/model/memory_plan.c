@@ -1,0 +1,97 @@
+/* cnnelm memory plan (see memory_plan.h). The sizes follow network.c's buffers, train.c's and
+ * experiment.c's models, reduce.c's sums and elm_solve.c's workspaces; a change there belongs here too. */
+#include "model/memory_plan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnnelm_memory_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    double F = sizeof(float), D = sizeof(double);
+    double N = cfg->train.chunk, L = a->hidden, C = a->classes;
+    double in = (double)a->in_c * a->in_h * a->in_w;
+    double dev = N * in + 2 * N * (double)a->max_maps + 3 * N * C + L * L + 2 * L * C;
+    for (int i = 0; i < a->n_layers; i++) {
+        const cnnelm_layer *ly = &a->layer[i];
+        dev += N * ly->out_c * ly->out_h * ly->out_w;
+        if (ly->kind == CNNELM_LAYER_CONV)
+            dev += 2.0 * ((double)ly->out_c * ly->in_c * a->kernel * a->kernel + ly->out_c);
+    }
+    if (a->elm_activation != CNNELM_ACT_IDENTITY)
+        dev += N * L;
+    p->device_per_worker = dev * F;
+    p->host_per_worker = (N * in + N * C + L * L + L * C) * F + N;
+    /* Cholesky: I/lambda + U; "auto" first reduces a copy of U (freed before the Cholesky) */
+    p->solve_per_worker = L * L * D;
+    p->model = ((double)a->n_params + L * C) * F + (L * L + L * C) * D;
+    int k = cfg->train.partitioning == CNNELM_PART_BY_SOURCE && cfg->data.n_sources > 0
+                ? cfg->data.n_sources : cfg->train.partitions;
+    p->partitions = k;
+    p->workers = cfg->n_workers;
+    /* whole models: the initial one, one being trained on each worker, the reduced one, the
+     * single one; a finished partition keeps only its kernels and beta (reduce.c folds its U and
+     * V into the sums and frees them) */
+    int training = cfg->n_workers < k ? cfg->n_workers : k;
+    p->models = p->model * (1 + training + (k > 1) + (k > 1 && cfg->train.compare_single));
+    if (k > 1) {
+        p->part_models = k * ((double)a->n_params + L * C) * F;
+        p->sums = 16.0 * (L * (L + 1) / 2 + 2 * L * C + (double)a->n_params);
+    }
+    int on_host = 0;
+    for (int w = 0; w < cfg->n_workers; w++)
+        on_host += strcmp(cfg->workers[w].backend, "cpu") == 0;
+    p->host_total = p->workers * (p->host_per_worker + p->solve_per_worker) + on_host * p->device_per_worker +
+                    p->models + p->part_models + p->sums;
+    p->device_total = (p->workers - on_host) * p->device_per_worker;
+}
+
+double cnnelm_memory_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    double kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib * 1024.0;
+}
+
+int cnnelm_memory_plan_check(const cnnelm_memory_plan *p, double limit, char *line, size_t size,
+                             cnnelm_error *err)
+{
+    const char *what = "the limit (train.memory_limit)";
+    if (!(limit > 0)) {
+        limit = cnnelm_memory_available();
+        what = "available (MemAvailable)";
+    }
+    int n_models = (int)(p->models / p->model + 0.5);
+    size_t used = (size_t)snprintf(line, size, "memory: %.2f GiB on the host: per worker %.2f GiB "
+                                   "of buffers and %.2f GiB for the solve; %d model%s of %.2f GiB",
+                                   p->host_total / GIB, (p->device_per_worker + p->host_per_worker) / GIB,
+                                   p->solve_per_worker / GIB, n_models, n_models == 1 ? "" : "s",
+                                   p->model / GIB);
+    if (p->sums > 0 && used < size)
+        used += (size_t)snprintf(line + used, size - used, "; %d partitions' kernels and beta "
+                                 "%.2f GiB; the reduce's sums %.2f GiB", p->partitions,
+                                 p->part_models / GIB, p->sums / GIB);
+    if (p->device_total > 0 && used < size)
+        used += (size_t)snprintf(line + used, size - used, "; %.2f GiB on other devices",
+                                 p->device_total / GIB);
+    if (limit > 0 && used < size)
+        snprintf(line + used, size - used, "; %.2f GiB %s", limit / GIB, what);
+    if (limit > 0 && p->host_total > limit)
+        return cnnelm_fail(err, "this run needs about %.2f GiB of host memory but %.2f GiB is %s "
+                           "(%d worker%s x %.2f GiB of buffers and solve workspace, %d model%s of "
+                           "%.2f GiB): use fewer workers or partitions, a narrower model, or a "
+                           "smaller train.chunk", p->host_total / GIB, limit / GIB, what,
+                           p->workers, p->workers == 1 ? "" : "s",
+                           (p->host_per_worker + p->solve_per_worker + p->device_per_worker) / GIB,
+                           n_models, n_models == 1 ? "" : "s", p->model / GIB);
+    return 0;
+}

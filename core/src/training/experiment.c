@@ -1,0 +1,571 @@
+/* cnnelm experiments: Map over partitions on the worker pool, Reduce, evaluation (see
+ * experiment.h). Results are stored by partition index, never by finishing order. */
+#define _GNU_SOURCE
+#include "training/experiment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/atomic_file.h"
+#include "cnnelm/cluster.h"
+#include "cnnelm/reduce.h"
+#include "training/part_facts.h"
+#include "training/reducer.h"
+
+typedef struct map_job {
+    cnnelm_experiment *x;
+    const cnnelm_model *init;
+    const cnnelm_subset *parts;   /* the subsets to train on */
+    cnnelm_part_result *res;      /* one per subset */
+    int n;                        /* subsets in all */
+    const int *ids;               /* task -> subset (this rank's share); NULL: task = subset */
+    int checkpoints;              /* partitions are checkpointed (not the single model) */
+    const char *what;             /* "partition" or "single model" */
+    cnnelm_reducer *red;          /* each trained model is folded in, then its U, V freed; NULL: kept */
+} map_job;
+
+static int evaluate_into(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset *test,
+                         cnnelm_progress *prog, cnnelm_metrics *out, uint64_t *confusion_out,
+                         cnnelm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (test->n == 0)
+        return 0;
+    int C = m->arch.classes;
+    uint64_t *conf = calloc((size_t)C * C, sizeof *conf);
+    if (!conf)
+        return cnnelm_fail(err, "out of memory");
+    int rc = cnnelm_evaluate(net, m, test, conf, prog, "test", err);
+    if (rc == 0) {
+        cnnelm_metrics_compute(conf, C, out);
+        if (confusion_out)
+            memcpy(confusion_out, conf, (size_t)C * C * sizeof *conf);
+    }
+    free(conf);
+    return rc;
+}
+
+/* The checkpoint file of partition p of this run. */
+static void checkpoint_path(const cnnelm_experiment *x, int p, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/seed%llu-fold%d-part%dof%d.model", x->cfg->train.checkpoint_dir,
+             (unsigned long long)x->seed, x->fold, p + 1, x->k);
+}
+
+/* ---- checkpoint fingerprints ----
+ * Beside each checkpoint NAME.model, NAME.model.fingerprint lists, one "key value" line each,
+ * everything that determines the partition's result: the settings that change training, the
+ * training files' identity and the partition's examples. --resume reuses a checkpoint only when
+ * every line matches, and otherwise says which setting differs. Settings that do not change the
+ * model (workers, threads, reduce, the test set, trials and checkpoint_dir) are left out. */
+#define FINGERPRINT_VERSION 1
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+/* A data file's identity: size, mtime and a hash of its first and last 64 KiB (header
+ * included), so an edited or replaced file is noticed without reading it all. */
+static void fp_file(FILE *out, const char *key, const char *path)
+{
+    if (!path || !*path)
+        return;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        fprintf(out, "%s %s unreadable\n", key, path);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    uint64_t h = 14695981039346656037ull;
+    unsigned char block[65536];
+    off_t at[2] = { 0, st.st_size > (off_t)sizeof block ? st.st_size - (off_t)sizeof block : 0 };
+    for (int i = 0; i < 2; i++) {
+        ssize_t got = pread(fd, block, sizeof block, at[i]);
+        if (got > 0)
+            h = fnv1a(h, block, (size_t)got);
+    }
+    close(fd);
+    fprintf(out, "%s %s size %lld mtime %lld.%09ld hash %016llx\n", key, path, (long long)st.st_size,
+            (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec, (unsigned long long)h);
+}
+
+/* The fingerprint text of partition p (malloc'd), or NULL when out of memory. */
+static char *fingerprint(const cnnelm_experiment *x, const map_job *j, int p)
+{
+    const cnnelm_config *c = x->cfg;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out)
+        return NULL;
+    fprintf(out, "fingerprint.version %d\n", FINGERPRINT_VERSION);
+    fprintf(out, "model.layers %s\nmodel.kernel %d\n", c->model.layers, c->model.kernel);
+    fprintf(out, "model.activation %s\nmodel.pooling %s\nmodel.elm_activation %s\n",
+            cnnelm_activation_name(c->model.activation), cnnelm_pooling_name(c->model.pooling),
+            cnnelm_activation_name(c->model.elm_activation));
+    fprintf(out, "model.lambda %.17g\nmodel.init %s\n", c->model.lambda,
+            c->model.init == CNNELM_INIT_ZERO_MEAN ? "zero-mean" : "uniform");
+    fprintf(out, "train.seed %llu\ntrain.iterations %d\ntrain.batch %ld\ntrain.chunk %d\n",
+            (unsigned long long)x->seed, c->train.iterations, c->train.batch, c->train.chunk);
+    fprintf(out, "train.learning_rate %.17g\ntrain.lr_schedule %s\ntrain.momentum %.17g\n",
+            c->train.learning_rate, cnnelm_lr_schedule_name(c->train.lr_schedule), c->train.momentum);
+    fprintf(out, "train.partitions %d\ntrain.partitioning %s\ntrain.folds %d\nfold %d\n", x->k,
+            cnnelm_partitioning_name(c->train.partitioning), c->train.folds, x->fold);
+    fprintf(out, "data.train_limit %ld\ndata.extend %u\n", c->data.train_limit, c->data.extend);
+    fp_file(out, "data.train_images", c->data.train_images);
+    fp_file(out, "data.train_labels", c->data.train_labels);
+    for (int s = 0; s < c->data.n_sources; s++) {
+        char key[64];
+        snprintf(key, sizeof key, "data.sources.%d.train_images", s);
+        fp_file(out, key, c->data.sources[s].train_images);
+        snprintf(key, sizeof key, "data.sources.%d.train_labels", s);
+        fp_file(out, key, c->data.sources[s].train_labels);
+    }
+    if (c->data.shards[0]) {
+        /* every shard of the set: a replaced or added shard changes the rows behind p */
+        glob_t g;
+        int grc = glob(c->data.shards, 0, NULL, &g);
+        fprintf(out, "data.shards %s files %zu\n", c->data.shards, grc == 0 ? (size_t)g.gl_pathc : 0);
+        for (size_t s = 0; grc == 0 && s < g.gl_pathc; s++) {
+            char key[64];
+            snprintf(key, sizeof key, "data.shards.%zu", s);
+            fp_file(out, key, g.gl_pathv[s]);
+        }
+        if (grc == 0)
+            globfree(&g);
+    }
+    const cnnelm_subset *sub = &j->parts[p];
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < sub->n; i++) {
+        uint64_t row = sub->rows ? (uint64_t)sub->rows[i] : (uint64_t)i;
+        h = fnv1a(h, &row, sizeof row);
+    }
+    fprintf(out, "partition.examples %zu\npartition.ids %016llx\n", sub->n, (unsigned long long)h);
+    if (fclose(out) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(65537);
+    size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+/* The first line of `want` that `have` lacks, as "KEY (now: VALUE; the checkpoint's: VALUE)". */
+static void first_difference(const char *have, const char *want, char *out, size_t cap)
+{
+    for (const char *line = want; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        const char *sp = memchr(line, ' ', n);
+        size_t klen = sp ? (size_t)(sp - line) : n;
+        /* the checkpoint's line with the same key */
+        const char *old = NULL;
+        size_t olen = 0;
+        for (const char *h = have; *h;) {
+            const char *he = strchr(h, '\n');
+            size_t hn = he ? (size_t)(he - h) : strlen(h);
+            if (hn > klen && strncmp(h, line, klen) == 0 && h[klen] == ' ') {
+                old = h;
+                olen = hn;
+                break;
+            }
+            h = he ? he + 1 : h + hn;
+        }
+        if (!old || olen != n || memcmp(old, line, n) != 0) {
+            snprintf(out, cap, "%.*s differs (now%.*s; the checkpoint's%.*s)", (int)klen, line,
+                     (int)(n - klen), line + klen, old ? (int)(olen - klen) : 5,
+                     old ? old + klen : " none");
+            return;
+        }
+        line = end ? end + 1 : line + n;
+    }
+    snprintf(out, cap, "the fingerprint differs");
+}
+
+/* A usable checkpoint: its fingerprint matches this run's exactly. Says why any other
+ * checkpoint found is trained again. */
+static int load_checkpoint(const cnnelm_experiment *x, const map_job *j, int p, cnnelm_part_result *r)
+{
+    char path[CNNELM_PATH_MAX + 64], fp_path[CNNELM_PATH_MAX + 96];
+    checkpoint_path(x, p, path, sizeof path);
+    snprintf(fp_path, sizeof fp_path, "%s.fingerprint", path);
+    if (access(path, F_OK) != 0)
+        return 0; /* not trained yet */
+    cnnelm_model m;
+    cnnelm_error e;
+    if (cnnelm_model_load(&m, path, &e) != 0) {
+        cnnelm_progress_note(x->prog, "checkpoint is corrupt, training again: %s", e.msg);
+        return 0;
+    }
+    char *want = fingerprint(x, j, p), *have = read_text(fp_path);
+    int ok = want && have && strcmp(want, have) == 0 && cnnelm_arch_equal(&m.arch, &j->init->arch) &&
+             m.seed == j->init->seed && m.n_examples == j->parts[p].n;
+    if (!ok) {
+        char why[CNNELM_PATH_MAX + 512];
+        if (!have)
+            snprintf(why, sizeof why, "it has no fingerprint %s (an older cnnelm or an interrupted save)",
+                     fp_path);
+        else if (!want)
+            snprintf(why, sizeof why, "out of memory");
+        else if (strcmp(want, have) != 0)
+            first_difference(have, want, why, sizeof why);
+        else
+            snprintf(why, sizeof why, "its model does not match its fingerprint");
+        cnnelm_progress_note(x->prog, "checkpoint %s is not this run's partition %d, training again: %s",
+                             path, p + 1, why);
+        cnnelm_model_free(&m);
+    } else {
+        r->model = m;
+        r->resumed = 1;
+    }
+    free(want);
+    free(have);
+    return ok;
+}
+
+/* The model first, then its fingerprint; an old fingerprint goes before the model is replaced,
+ * so a save cut short leaves a checkpoint that is trained again, never a stale match. */
+static int save_checkpoint(const cnnelm_experiment *x, const map_job *j, int p, const cnnelm_model *m,
+                           cnnelm_error *err)
+{
+    char path[CNNELM_PATH_MAX + 64], fp_path[CNNELM_PATH_MAX + 96];
+    checkpoint_path(x, p, path, sizeof path);
+    snprintf(fp_path, sizeof fp_path, "%s.fingerprint", path);
+    if (unlink(fp_path) != 0 && errno != ENOENT)
+        return cnnelm_fail(err, "%s: cannot remove the old fingerprint: %s", fp_path, strerror(errno));
+    if (cnnelm_model_save(m, path, err))
+        return -1;
+    char *text = fingerprint(x, j, p);
+    if (!text)
+        return cnnelm_fail(err, "out of memory");
+    cnnelm_atomic_file af;
+    int rc = cnnelm_atomic_open(&af, fp_path, err);
+    if (rc == 0) {
+        size_t n = strlen(text);
+        if (fwrite(text, 1, n, af.f) != n) {
+            int e = errno;
+            cnnelm_atomic_abort(&af);
+            rc = cnnelm_fail(err, "%s: cannot write: %s", fp_path, strerror(e));
+        } else {
+            rc = cnnelm_atomic_commit(&af, err);
+        }
+    }
+    free(text);
+    return rc;
+}
+
+static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
+{
+    map_job *j = user;
+    cnnelm_experiment *x = j->x;
+    int p = j->ids ? j->ids[task] : task;
+    cnnelm_part_result *r = &j->res[p];
+    /* a task may run again after a device failure: start from nothing */
+    cnnelm_model_free(&r->model);
+    cnnelm_train_log_free(&r->log);
+    char prefix[96], label[64];
+    cnnelm_progress child, *prog = x->prog;
+    if (j->n > 1) {
+        cnnelm_worker_label(x->pool, w, label, sizeof label);
+        snprintf(prefix, sizeof prefix, "%s%s %d/%d [%s]: ", x->rank_prefix, j->what, p + 1, j->n, label);
+        cnnelm_progress_init_worker(&child, x->prog, prefix, w->index);
+        prog = &child;
+    }
+    double t0 = cnnelm_now();
+    r->worker = w->index;
+    r->rank = x->cluster ? x->cluster->rank : 0;
+    r->examples = j->parts[p].n;
+    int rc = 0;
+    if (j->checkpoints && x->resume && load_checkpoint(x, j, p, r)) {
+        cnnelm_progress_note(prog, "resumed from its checkpoint");
+    } else {
+        rc = cnnelm_model_like(&r->model, j->init, err);
+        /* With several partitions the per-iteration test accuracy would multiply the cost by k:
+         * each partition's model is evaluated once, at the end. */
+        cnnelm_subset none = { x->test.ds, NULL, 0 };
+        const cnnelm_subset *series_test = j->n > 1 ? &none : &x->test;
+        cnnelm_train_params tp = cnnelm_train_params_from_config(x->cfg);
+        if (rc == 0)
+            rc = cnnelm_train_model(&w->net, &r->model, &j->parts[p], series_test, &tp, prog,
+                                    &r->log, err);
+        if (rc == 0 && j->checkpoints)
+            rc = save_checkpoint(x, j, p, &r->model, err);
+    }
+    r->seconds = cnnelm_now() - t0;
+    /* each partition's model is evaluated where it was trained, in parallel with the others */
+    if (rc == 0 && j->n > 1)
+        rc = evaluate_into(&w->net, &r->model, &x->test, prog, &r->test, NULL, err);
+    if (rc == 0 && j->n > 1)
+        cnnelm_progress_note(prog, "trained in %.1f s%s", r->seconds, x->test.n ? ", evaluated" : "");
+    /* folded last, after everything that can fail: a task run again after a device failure has
+     * added nothing yet. U and V go (O(L^2) per rank, not per partition); the kernels and beta
+     * stay for the report and the tests (O(L C) each). */
+    if (rc == 0 && j->red) {
+        rc = cnnelm_reducer_add(j->red, &r->model, p, NULL, err);
+        free(r->model.U);
+        free(r->model.V);
+        r->model.U = r->model.V = NULL;
+    }
+    if (j->n > 1)
+        cnnelm_progress_destroy(&child);
+    if (rc != 0)
+        cnnelm_fail_prefix(err, "%s %d", j->what, p + 1);
+    return rc;
+}
+
+/* The partitions this rank owns. */
+static int local_ids(const cnnelm_cluster *c, int k, int *ids)
+{
+    int n = 0;
+    for (int p = 0; p < k; p++)
+        if (cnnelm_cluster_owner(c, p) == (c ? c->rank : 0))
+            ids[n++] = p;
+    return n;
+}
+
+/* Evaluation of several models on the test set, one task each. */
+typedef struct eval_job {
+    const cnnelm_model **m;
+    const cnnelm_subset *test;
+    cnnelm_progress *prog;
+    cnnelm_metrics **out;
+    uint64_t *confusion;          /* filled for task 0 when non-NULL */
+} eval_job;
+
+static int eval_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
+{
+    eval_job *j = user;
+    cnnelm_progress child;
+    cnnelm_progress_init_worker(&child, j->prog, "", w->index);
+    int rc = evaluate_into(&w->net, j->m[task], j->test, &child, j->out[task],
+                           task == 0 ? j->confusion : NULL, err);
+    cnnelm_progress_destroy(&child);
+    return rc;
+}
+
+/* The facts of partition p to rank 0 (part_facts.h), as cnnelm_cluster_gather_each's callbacks. */
+static int encode_facts(void *user, int p, unsigned char **out, size_t *len, cnnelm_error *err)
+{
+    const cnnelm_experiment *x = user;
+    return cnnelm_part_facts_encode(&x->parts[p], out, len, err);
+}
+
+static int decode_facts(void *user, int p, const unsigned char *buf, size_t len, cnnelm_error *err)
+{
+    cnnelm_experiment *x = user;
+    return cnnelm_part_facts_decode(&x->parts[p], p, buf, len, err);
+}
+
+/* Evaluates x->reduced on this rank's share of the test set (examples [n r / P, n (r+1) / P))
+ * and sums the confusion matrices over the ranks: integers, so exact in any order. */
+static int evaluate_reduced(cnnelm_experiment *x, cnnelm_error *err)
+{
+    const cnnelm_cluster *c = x->cluster;
+    int P = c ? c->size : 1, rank = c ? c->rank : 0, C = x->reduced.arch.classes;
+    size_t n = x->test.n, lo = n * (size_t)rank / (size_t)P, hi = n * (size_t)(rank + 1) / (size_t)P;
+    size_t *rows = NULL;
+    if (!x->test.rows && hi > lo) {
+        rows = malloc((hi - lo) * sizeof *rows);
+        if (!rows)
+            return cnnelm_fail(err, "out of memory");
+        for (size_t i = lo; i < hi; i++)
+            rows[i - lo] = i;
+    }
+    cnnelm_subset share = { x->test.ds, x->test.rows ? x->test.rows + lo : rows, hi - lo };
+    int64_t *conf = calloc((size_t)C * C, sizeof *conf);
+    int rc = conf ? 0 : cnnelm_fail(err, "out of memory");
+    if (rc == 0 && share.n > 0) {
+        const cnnelm_model *em[1] = { &x->reduced };
+        cnnelm_metrics part;
+        cnnelm_metrics *eo[1] = { &part };
+        eval_job ej = { em, &share, x->prog, eo, x->reduced_confusion };
+        rc = cnnelm_pool_run(x->pool, 1, eval_task, &ej, err);
+    }
+    for (int i = 0; rc == 0 && i < C * C; i++)
+        conf[i] = (int64_t)x->reduced_confusion[i];
+    if (rc == 0)
+        rc = cnnelm_cluster_allreduce_i64(c, conf, C * C, CNNELM_CLUSTER_SUM, "the confusion matrix", err);
+    for (int i = 0; rc == 0 && i < C * C; i++)
+        x->reduced_confusion[i] = (uint64_t)conf[i];
+    if (rc == 0)
+        cnnelm_metrics_compute(x->reduced_confusion, C, &x->reduced_test);
+    free(conf);
+    free(rows);
+    return rc;
+}
+
+/* Training examples per class in a partition, for the report (which classes each one saw). */
+static void count_classes(const cnnelm_subset *s, uint64_t *count)
+{
+    for (size_t i = 0; i < s->n; i++)
+        count[s->ds->labels[s->rows ? s->rows[i] : i]]++;
+}
+
+int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err)
+{
+    const cnnelm_config *c = x->cfg;
+    int k = c->train.partitions;
+    int rank = x->cluster ? x->cluster->rank : 0;
+    cnnelm_model init;
+    cnnelm_partitions parts;
+    memset(&parts, 0, sizeof parts);
+    cnnelm_subset *subs = NULL;
+    int *ids = NULL;
+    int rc = -1;
+    int lambda_auto = !(c->model.lambda > 0); /* "auto" */
+    if (cnnelm_model_init(&init, arch, lambda_auto ? 1.0 : c->model.lambda, x->seed,
+                          c->model.init == CNNELM_INIT_ZERO_MEAN, err))
+        return -1;
+    if (lambda_auto)
+        init.flags |= CNNELM_MODEL_LAMBDA_AUTO; /* every partition, and the reduce, choose it */
+    /* the initial weights only: each partition gets its own U and V (cnnelm_model_like) */
+    free(init.U);
+    free(init.V);
+    init.U = init.V = NULL;
+    cnnelm_fit_opts fo = cnnelm_fit_opts_from_config(c);
+    /* the partition keys: labels, or each example's source for by-source */
+    const uint8_t *keys = x->train.ds->labels;
+    if (c->train.partitioning == CNNELM_PART_BY_SOURCE) {
+        keys = x->train.ds->source;
+        if (!keys) {
+            cnnelm_fail(err, "train.partitioning = \"by-source\" needs data.sources");
+            goto out;
+        }
+        k = x->train.ds->n_sources;
+    }
+    if (cnnelm_partition(x->train.rows, x->train.n, keys, k, c->train.partitioning, x->seed, &parts,
+                         err)) {
+        cnnelm_fail_prefix(err, "%s: train.partitions", c->path);
+        goto out;
+    }
+    x->k = k;
+    subs = calloc((size_t)k, sizeof *subs);
+    ids = calloc((size_t)k, sizeof *ids);
+    x->parts = calloc((size_t)k, sizeof *x->parts);
+    x->reduced_confusion = calloc((size_t)arch->classes * arch->classes, sizeof(uint64_t));
+    if (!subs || !ids || !x->parts || !x->reduced_confusion) {
+        cnnelm_fail(err, "out of memory");
+        goto out;
+    }
+    for (int p = 0; p < k; p++) {
+        subs[p] = (cnnelm_subset){ x->train.ds, parts.rows + parts.start[p], cnnelm_partition_size(&parts, p) };
+        count_classes(&subs[p], x->parts[p].class_examples);
+    }
+
+    /* Map: this rank's partitions on its workers */
+    double t0 = cnnelm_now();
+    int mine = local_ids(x->cluster, k, ids);
+    if (k > 1)
+        /* x->prog already carries the rank's prefix */
+        cnnelm_progress_note(x->prog, "map: %d of %d partitions (%s) on %d worker%s", mine, k, cnnelm_partitioning_name(c->train.partitioning), x->pool->n,
+                             x->pool->n == 1 ? "" : "s");
+    /* k > 1: each partition is folded into this rank's sums as soon as it is trained */
+    cnnelm_reducer red;
+    int have_red = 0;
+    if (k > 1) {
+        if (cnnelm_reducer_init(&red, &init, c->train.reduce, err))
+            goto out;
+        red.ref_name = "the initial weights";
+        have_red = 1;
+    }
+    map_job mj = { x, &init, subs, x->parts, k, ids, c->train.checkpoint_dir[0] != '\0', "partition",
+                   have_red ? &red : NULL };
+    int r = mine > 0 ? cnnelm_pool_run(x->pool, mine, train_task, &mj, err) : 0;
+    /* the facts the report needs, point to point (so a rank that never finishes is named),
+     * then the sums over every rank (a tree of collectives, exact) */
+    if (r == 0)
+        r = cnnelm_cluster_gather_each(x->cluster, k, encode_facts, decode_facts, x, "facts", err);
+    if (r == 0 && have_red)
+        r = cnnelm_reducer_combine(&red, x->cluster, err);
+    x->map_seconds = cnnelm_now() - t0;
+
+    /* Reduce: the combined model on every rank (U, V and the solve on rank 0) */
+    t0 = cnnelm_now();
+    if (r == 0 && k == 1) {
+        r = rank == 0 ? cnnelm_model_copy(&x->reduced, &x->parts[0].model, err) : 0;
+        if (r == 0)
+            r = cnnelm_cluster_bcast_model(x->cluster, &x->reduced, err); /* to evaluate everywhere */
+    } else if (r == 0 && c->train.reduce == CNNELM_REDUCE_REFIT) {
+        r = cnnelm_reducer_refit(&red, x->pool, x->cluster, subs, k, &fo, x->prog, &x->reduced,
+                                 &x->reduced_lambda, err);
+    } else if (r == 0) {
+        r = cnnelm_reducer_model(&red, rank, &x->reduced, err);
+    }
+    if (have_red)
+        cnnelm_reducer_free(&red);
+    x->reduce_seconds = cnnelm_now() - t0;
+    if (r)
+        goto out;
+
+    /* Evaluation of the reduced model by every rank on its share (the partitions' were
+     * evaluated where trained) */
+    if (x->test.n) {
+        if (evaluate_reduced(x, err))
+            goto out;
+        if (k == 1)
+            x->parts[0].test = x->reduced_test;
+    }
+
+    /* The single model on all the data, for comparison (rank 0) */
+    if (c->train.compare_single && k > 1 && rank == 0) {
+        map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model", NULL };
+        cnnelm_progress_note(x->prog, "single model on all %zu training examples", x->train.n);
+        if (cnnelm_pool_run(x->pool, 1, train_task, &sj, err))
+            goto out;
+        const cnnelm_model *sm[1] = { &x->single.model };
+        cnnelm_metrics *so[1] = { &x->single.test };
+        eval_job ej = { sm, &x->test, x->prog, so, NULL };
+        if (x->test.n && cnnelm_pool_run(x->pool, 1, eval_task, &ej, err))
+            goto out;
+        x->has_single = 1;
+    }
+    rc = 0;
+out:
+    cnnelm_model_free(&init);
+    cnnelm_partitions_free(&parts);
+    free(subs);
+    free(ids);
+    return rc;
+}
+
+void cnnelm_experiment_free(cnnelm_experiment *x)
+{
+    for (int p = 0; p < x->k && x->parts; p++) {
+        cnnelm_model_free(&x->parts[p].model);
+        cnnelm_train_log_free(&x->parts[p].log);
+    }
+    free(x->parts);
+    x->parts = NULL;
+    cnnelm_model_free(&x->reduced);
+    free(x->reduced_confusion);
+    x->reduced_confusion = NULL;
+    if (x->has_single) {
+        cnnelm_model_free(&x->single.model);
+        cnnelm_train_log_free(&x->single.log);
+    }
+    x->has_single = 0;
+}

@@ -1,0 +1,61 @@
+/* cnnelm experiments: Map (k partitions trained from the same initial weights on the worker
+ * pool, each folded into the reduce's sums as it finishes), the exchange of per-partition facts,
+ * Reduce (reducer.h), and the evaluation of each partition's model, the reduced model (by every
+ * rank on its share of the test set) and optionally a single model trained on all the data. */
+#ifndef CNNELM_EXPERIMENT_H
+#define CNNELM_EXPERIMENT_H
+
+#include "cnnelm/cluster.h"
+#include "cnnelm/config.h"
+#include "cnnelm/metrics.h"
+#include "cnnelm/model.h"
+#include "data/partition.h"
+#include "base/progress.h"
+#include "training/train.h"
+#include "training/workers.h"
+
+typedef struct cnnelm_part_result {
+    cnnelm_model model;
+    cnnelm_train_log log;
+    int worker;                 /* index of the worker that trained it (on its rank) */
+    int rank;                   /* the process that trained it */
+    int resumed;                /* loaded from its checkpoint, not trained in this run */
+    double seconds;
+    size_t examples;
+    cnnelm_metrics test;
+    uint64_t class_examples[256]; /* training examples of each class in the partition (non-IID splits) */
+} cnnelm_part_result;
+
+typedef struct cnnelm_experiment {
+    /* inputs */
+    const cnnelm_config *cfg;
+    uint64_t seed;              /* initial weights and partitioning */
+    cnnelm_subset train;        /* all training rows of this run */
+    cnnelm_subset test;         /* n = 0: no evaluation */
+    cnnelm_progress *prog;
+    cnnelm_pool *pool;
+    const cnnelm_cluster *cluster; /* NULL: one process */
+    int fold;                   /* for checkpoint names */
+    int resume;                 /* reuse partitions found in train.checkpoint_dir */
+    const char *rank_prefix;    /* "" or "rank R: " for messages */
+    /* outputs (on rank 0; other ranks hold their own partitions' results). A partition's
+     * model keeps its kernels and beta where it was trained; U and V are folded into the
+     * reduce's sums and freed, and on rank 0 another rank's partition holds only its facts. */
+    int k;
+    cnnelm_part_result *parts;  /* k */
+    cnnelm_model reduced;       /* the combined model (k = 1: the partition's model), on every
+                                 * rank; its U and V only on rank 0 */
+    cnnelm_metrics reduced_test;
+    cnnelm_lambda_choice reduced_lambda; /* refit with lambda = "auto": its choice (n = 0: none) */
+    uint64_t *reduced_confusion;/* classes x classes */
+    int has_single;
+    cnnelm_part_result single;  /* a model trained on all the data (train.compare_single) */
+    double map_seconds, reduce_seconds;
+} cnnelm_experiment;
+
+
+/* Runs one experiment (inputs filled in by the caller). */
+int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err);
+void cnnelm_experiment_free(cnnelm_experiment *x);
+
+#endif
