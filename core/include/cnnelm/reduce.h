@@ -37,10 +37,24 @@ int cnnelm_reduce_solve(cnnelm_model *m, cnnelm_error *err);
  * the sum of their U and V is exactly what one pass over all their data would give. */
 int cnnelm_reduce_same_kernels(const cnnelm_model *const *models, int k);
 
-/* cnnelm average (run.h's options): model files combined one at a time (memory: one model and
- * the sums), saved to o->output; *n_examples (may be NULL) gets the combined model's count.
- * Prints nothing: the caller reports. cnnelm_run_average is this without the count. */
-struct cnnelm_average_options;
+typedef struct cnnelm_average_options {
+    const char *output;             /* -o */
+    cnnelm_reduce reduce;           /* --reduce */
+    const char *const *models;      /* the model files, in partition order */
+    int n_models;
+    const char *config_path;        /* -c: the training data and workers, for refit */
+    const char *const *overrides;
+    int n_overrides;
+    int quiet;
+} cnnelm_average_options;
+
+/* Combine model files (cnnelm average): mean, weighted, or refit over the config's training data.
+ * Models with different architectures, initial seeds or lambda are refused. */
+int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err);
+
+/* The same: model files combined one at a time (memory: one model and the sums), saved to
+ * o->output; *n_examples (may be NULL) gets the combined model's count. Prints nothing: the
+ * caller reports. */
 int cnnelm_average_models(const struct cnnelm_average_options *o, uint64_t *n_examples,
                           cnnelm_error *err);
 

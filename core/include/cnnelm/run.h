@@ -7,6 +7,7 @@
 
 #include "cnnelm/config.h"
 #include "cnnelm/error.h"
+#include "cnnelm/reduce.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,20 +42,7 @@ int cnnelm_run_interrupted(void);
 /* Evaluate a saved model on the config's test set. */
 int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err);
 
-typedef struct cnnelm_average_options {
-    const char *output;             /* -o */
-    cnnelm_reduce reduce;           /* --reduce */
-    const char *const *models;      /* the model files, in partition order */
-    int n_models;
-    const char *config_path;        /* -c: the training data and workers, for refit */
-    const char *const *overrides;
-    int n_overrides;
-    int quiet;
-} cnnelm_average_options;
-
-/* Combine model files (cnnelm average): mean, weighted, or refit over the config's training data.
- * Models with different architectures, initial seeds or lambda are refused. */
-int cnnelm_run_average(const cnnelm_average_options *o, cnnelm_error *err);
+/* cnnelm average: cnnelm_run_average and its options are in cnnelm/reduce.h. */
 
 /* Nonzero when a worker's watchdog (workers[i].op_timeout) gave up on a device in this
  * process: a thread may still be inside its plugin, so end with _Exit() after flushing. */

@@ -26,7 +26,7 @@ static void child_side(int fd, cnnelm_child_fn fn, void *arg, size_t reply_size)
     signal(SIGPIPE, SIG_IGN); /* a parent that stopped reading is not a crash of the plugin */
     void *reply = calloc(1, reply_size ? reply_size : 1);
     if (!reply)
-        _exit(4);
+        _exit(4); /* exit-ok: the forked child ends here */
     fn(arg, reply, reply_size);
     const char *c = reply;
     size_t n = reply_size;
@@ -35,11 +35,12 @@ static void child_side(int fd, cnnelm_child_fn fn, void *arg, size_t reply_size)
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            _exit(3);
+            _exit(3); /* exit-ok: the forked child ends here */
         c += w;
         n -= (size_t)w;
     }
-    _exit(0); /* no atexit handlers, no stdio flush: the parent's buffers are not ours */
+    /* no atexit handlers, no stdio flush: the parent's buffers are not ours */
+    _exit(0); /* exit-ok: the forked child ends here */
 }
 
 int cnnelm_child_run(cnnelm_child_fn fn, void *arg, void *reply, size_t reply_size, double timeout_s,

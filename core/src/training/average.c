@@ -8,7 +8,6 @@
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
 #include "cnnelm/reduce.h"
-#include "cnnelm/run.h"
 #include "base/atomic_file.h"
 #include "training/reducer.h"
 #include "training/workers.h"
