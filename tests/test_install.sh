@@ -28,7 +28,7 @@ check "configs installed" '[ -f "$p/share/cnnelm/conf/default.cfg" ]'
 # headers: the public API and the plugin ABI, nothing internal
 inc=$p/include/cnnelm
 # the public API headers (core/CMakeLists.txt CNNELM_PUBLIC_HEADERS)
-public_headers="config.h model.h run.h dataset.h metrics.h error.h layers.h predict.h reduce.h"
+public_headers="config.h model.h run.h dataset.h metrics.h error.h layers.h enums.h predict.h reduce.h"
 for h in $public_headers backend.h; do
   check "header $h installed" '[ -f "$inc/$h" ]'
 done
