@@ -47,6 +47,19 @@ static int evaluate_into(cnnelm_net *net, const cnnelm_model *m, const cnnelm_su
     return rc;
 }
 
+/* FNV-1a over a model's kernels, biases and beta. */
+static uint64_t weights_digest(const cnnelm_model *m)
+{
+    uint64_t h = 14695981039346656037ull;
+    const unsigned char *b[2] = { (const unsigned char *)m->params, (const unsigned char *)m->beta };
+    size_t n[2] = { m->arch.n_params * sizeof *m->params,
+                    (size_t)m->arch.hidden * (size_t)m->arch.classes * sizeof *m->beta };
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; b[k] && i < n[k]; i++)
+            h = (h ^ b[k][i]) * 1099511628211ull;
+    return h;
+}
+
 static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
 {
     map_job *j = user;
@@ -91,13 +104,13 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
     if (rc == 0 && j->n > 1)
         cnnelm_progress_note(prog, "trained in %.1f s%s", r->seconds, x->test.n ? ", evaluated" : "");
     /* folded last, after everything that can fail: a task run again after a device failure has
-     * added nothing yet. U and V go (O(L^2) per rank, not per partition); the kernels and beta
-     * stay for the report and the tests (O(L C) each). */
+     * added nothing yet. Then the weights go: the sums hold them, the checkpoint (if any) is on
+     * disk, and the report needs only the facts, so memory does not grow with k (a digest
+     * stays, for runs to compare partitions). */
     if (rc == 0 && j->red) {
         rc = cnnelm_reducer_add(j->red, &r->model, p, NULL, err);
-        free(r->model.U);
-        free(r->model.V);
-        r->model.U = r->model.V = NULL;
+        r->weights_digest = weights_digest(&r->model);
+        cnnelm_model_free(&r->model); /* frees the arrays; architecture and facts stay */
     }
     if (j->n > 1)
         cnnelm_progress_destroy(&child);

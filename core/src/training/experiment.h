@@ -15,7 +15,10 @@
 #include "training/workers.h"
 
 typedef struct cnnelm_part_result {
-    cnnelm_model model;
+    cnnelm_model model;         /* once folded into the reduce (k > 1): its facts only (iterations,
+                                 * flags, n_examples, lambda); the weights are freed */
+    uint64_t weights_digest;    /* FNV-1a of its kernels, biases and beta before they were freed
+                                 * (on the rank that trained it; 0 elsewhere) */
     cnnelm_train_log log;
     int worker;                 /* index of the worker that trained it (on its rank) */
     int rank;                   /* the process that trained it */
