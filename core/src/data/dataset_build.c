@@ -2,7 +2,6 @@
  * source), or shards and streamed sets, extended with noisy copies as in the paper. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <glob.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,8 +14,6 @@
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
 #include "base/atomic_file.h"
-#include "data/dataset_stream.h"
-#include "data/idx_stream.h"
 #include "data/noise.h"
 #include "data/dataset_build.h"
 #include "base/rng.h"
