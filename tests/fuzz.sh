@@ -34,8 +34,8 @@ flags=(-g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
        -Icore/include -Icore/src -Iplugins/include)
 libs=($(pkg-config --libs libconfig zlib) -lm -lpthread -ldl)
 declare -A sources=(
-  [idx]="core/src/data/idx.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
-  [model]="core/src/model/model.c core/src/model/model_io.c core/src/data/idx.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
+  [idx]="core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
+  [model]="core/src/model/model.c core/src/model/model_io.c core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
   [config]="$(echo core/src/config/*.c) core/src/base/error.c"
 )
 declare -A max_len=([idx]=8192 [model]=65536 [config]=8192)

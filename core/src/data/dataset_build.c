@@ -1,8 +1,7 @@
 /* cnnelm data sets as a config builds them: several sources as one set (labels offset per
- * source), extended with noisy copies as in the paper, and written back out as IDX files. */
+ * source), or shards and streamed sets, extended with noisy copies as in the paper. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <glob.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,13 +14,12 @@
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
 #include "base/atomic_file.h"
-#include "data/dataset_stream.h"
-#include "data/idx_stream.h"
 #include "data/noise.h"
+#include "data/dataset_build.h"
 #include "base/rng.h"
 
-/* data.resize ("WxH"), data.grayscale, data.max_bad as the loaders take them. */
-static int input_options(const cnnelm_config *cfg, cnnelm_input_options *io, cnnelm_error *err)
+/* data.resize ("WxH"), data.grayscale, data.max_bad as the loaders take them (dataset_build.h). */
+int cnnelm_build_input_options(const cnnelm_config *cfg, cnnelm_input_options *io, cnnelm_error *err)
 {
     memset(io, 0, sizeof *io);
     if (cfg->data.resize[0]) {
@@ -66,7 +64,7 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
             any_test = 1;
             /* test labels beyond the source's training classes are an error naming the file */
             cnnelm_input_options io;
-            if (input_options(cfg, &io, err) ||
+            if (cnnelm_build_input_options(cfg, &io, err) ||
                 cnnelm_dataset_load_any(&part[s], img, lab, classes,
                                         (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &io, err))
                 goto out;
@@ -150,316 +148,6 @@ static int check_sizes(const cnnelm_config *cfg, int test, cnnelm_error *err)
     return 0;
 }
 
-/* ---- streamed sets: labels in memory, images read by row (dataset_stream.c) ---- */
-
-typedef struct builder {
-    cnnelm_stream *st;
-    uint8_t *labels, *source;
-    size_t n, cap;
-    int rows, cols, channels;
-    const cnnelm_config *cfg;
-    cnnelm_input_options io;
-    char **names;            /* an image folder's class names (kept for a single set, as today) */
-    int n_names;
-} builder;
-
-static int grow(builder *b, size_t more, cnnelm_error *err)
-{
-    if (b->n + more <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->n + more)
-        cap *= 2;
-    uint8_t *l = realloc(b->labels, cap);
-    if (l)
-        b->labels = l;
-    uint8_t *s = l ? realloc(b->source, cap) : NULL;
-    if (s)
-        b->source = s;
-    if (!l || !s)
-        return cnnelm_fail(err, "out of memory for the labels of %zu examples", b->n + more);
-    b->cap = cap;
-    return 0;
-}
-
-/* The first entry sets the image size; the others must match it. */
-static int same_size(builder *b, const char *img, int rows, int cols, int channels, cnnelm_error *err)
-{
-    if (!b->st) {
-        b->rows = rows;
-        b->cols = cols;
-        b->channels = channels;
-        b->st = cnnelm_stream_new((size_t)channels * rows * cols, b->cfg->data.cache_dir, 0, err);
-        return b->st ? 0 : -1;
-    }
-    if (rows != b->rows || cols != b->cols || channels != b->channels)
-        return cnnelm_fail(err, "%s: images are %dx%d but the sources before it have %dx%d", img, rows,
-                           cols, b->rows, b->cols);
-    return 0;
-}
-
-static int append_labels(builder *b, const uint8_t *labels, size_t n, int offset, int source,
-                         cnnelm_error *err)
-{
-    if (grow(b, n, err))
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        b->labels[b->n + i] = (uint8_t)(labels[i] + offset);
-        b->source[b->n + i] = (uint8_t)source;
-    }
-    b->n += n;
-    return 0;
-}
-
-enum { OPEN_NOW, OPEN_LATER, HEADER_NOW };
-
-/* One image file (or folder, CSV) with its labels: max_classes as cnnelm_dataset_load takes it
- * (-1: labels only checked to fit a byte, shards checked together at the end); *classes gets
- * its label file's class count. when: OPEN_NOW reads and opens the images now (errors at
- * load); a shard's are opened on first fetch, the first shard's header read now for the set's
- * image size (HEADER_NOW), the others' checked against it when opened (OPEN_LATER). */
-static int add_entry(builder *b, const char *img, const char *lab, int max_classes, int offset,
-                     int source, int when, size_t limit, int *classes, cnnelm_error *err)
-{
-    cnnelm_idx_info info = { 0 };
-    int in_memory = when == OPEN_NOW && cnnelm_input_holds_labels(img);
-    int lazy = when != OPEN_NOW;
-    if (!in_memory && when != OPEN_LATER) {
-        if (cnnelm_idx_image_info(img, &info, err))
-            return -1;
-        in_memory = b->io.grayscale && info.channels == 3; /* converted once, then held */
-    }
-    if (in_memory) {
-        cnnelm_dataset part;
-        if (cnnelm_dataset_load_any(&part, img, lab, max_classes < 0 ? 256 : max_classes, limit, &b->io, err))
-            return -1;
-        int rc = same_size(b, img, part.rows, part.cols, part.channels > 0 ? part.channels : 1, err);
-        if (rc == 0)
-            rc = append_labels(b, part.labels, part.n, offset, source, err);
-        *classes = part.classes;
-        if (rc == 0 && !b->names) {
-            b->names = part.class_names;
-            b->n_names = part.classes;
-            part.class_names = NULL;
-        }
-        if (rc == 0)
-            rc = cnnelm_stream_add_memory(b->st, &part, err);
-        cnnelm_dataset_free(&part);
-        return rc;
-    }
-    if (!*lab)
-        return cnnelm_fail(err, "%s: an IDX image file needs its label file too", img);
-    cnnelm_dataset lb;
-    memset(&lb, 0, sizeof lb);
-    if (cnnelm_idx_read_labels(lab, &lb, err))
-        return -1;
-    int rc = -1;
-    if (when == HEADER_NOW && b->io.grayscale && info.channels == 3) {
-        cnnelm_fail(err, "%s: data.grayscale is not supported for colour shards", img);
-        goto out;
-    }
-    if (when == OPEN_LATER) { /* the size of the first shard, checked when this one is opened */
-        info.n = lb.n;
-        info.rows = b->rows;
-        info.cols = b->cols;
-        info.channels = b->channels;
-    }
-    if (lb.n != info.n) {
-        cnnelm_fail(err, "%s: %zu labels, but %s has %zu images", lab, lb.n, img, info.n);
-        goto out;
-    }
-    if (cnnelm_idx_check_labels(lab, lb.labels, lb.n, max_classes < 0 ? 256 : max_classes, err) ||
-        same_size(b, img, info.rows, info.cols, info.channels, err))
-        goto out;
-    size_t n = limit > 0 && limit < lb.n ? limit : lb.n;
-    if (cnnelm_stream_add_file(b->st, img, n, lb.n, info.rows, info.cols, info.channels, lazy, err) ||
-        append_labels(b, lb.labels, n, offset, source, err))
-        goto out;
-    *classes = lb.classes;
-    rc = 0;
-out:
-    cnnelm_dataset_free(&lb);
-    return rc;
-}
-
-/* A shard's labels file: its name with "images" -> "labels" and "idx3" -> "idx1". */
-static int shard_labels(const char *images, char *out, size_t size, cnnelm_error *err)
-{
-    const char *slash = strrchr(images, '/');
-    const char *base = slash ? slash + 1 : images;
-    const char *at = strstr(base, "images");
-    if (!at || strlen(images) + 1 > size)
-        return cnnelm_fail(err, "%s: data.shards: a shard's name must contain \"images\" (its labels "
-                           "file is the same name with \"labels\")", images);
-    snprintf(out, size, "%.*slabels%s", (int)(at - images), images, at + 6);
-    char *idx3 = strstr(out + (base - images), "idx3");
-    if (idx3)
-        idx3[3] = '1';
-    return 0;
-}
-
-static int load_shards(builder *b, const cnnelm_config *cfg, int *classes, int *n_groups, cnnelm_error *err)
-{
-    glob_t g;
-    memset(&g, 0, sizeof g);
-    int grc = glob(cfg->data.shards, GLOB_ERR, NULL, &g);
-    if (grc != 0 || g.gl_pathc == 0) {
-        globfree(&g);
-        return cnnelm_fail(err, "%s: data.shards = \"%s\" %s", cfg->path, cfg->data.shards,
-                           grc == GLOB_NOSPACE ? "cannot be expanded: out of memory"
-                           : grc == GLOB_ABORTED ? "cannot be expanded: a directory cannot be read"
-                                                 : "matches no file");
-    }
-    int rc = -1;
-    size_t S = g.gl_pathc, limit = (size_t)cfg->data.train_limit;
-    int by_source = cfg->train.partitioning == CNNELM_PART_BY_SOURCE;
-    int P = cfg->train.partitions;
-    if (by_source && ((size_t)P > S || P > 255)) {
-        cnnelm_fail(err, "%s: train.partitions = %d with by-source partitioning, but data.shards has %zu "
-                    "shards (each partition is one or more shards; at most 255 partitions)", cfg->path, P, S);
-        goto out;
-    }
-    *classes = 0;
-    for (size_t s = 0; s < S; s++) {
-        char lab[CNNELM_PATH_MAX];
-        int c = 0;
-        if (limit > 0 && b->n >= limit)
-            break; /* the limit is reached: later shards are not even looked at */
-        if (shard_labels(g.gl_pathv[s], lab, sizeof lab, err) ||
-            add_entry(b, g.gl_pathv[s], lab, -1, 0, by_source ? (int)(s * (size_t)P / S) : 0,
-                      s > 0 ? OPEN_LATER : HEADER_NOW,
-                      limit > 0 ? limit - b->n : 0, &c, err)) {
-            cnnelm_fail_prefix(err, "data.shards");
-            goto out;
-        }
-        if (c > *classes)
-            *classes = c;
-    }
-    /* classes 0..C-1 all present, checked over all shards together (one shard may lack some) */
-    if (cnnelm_idx_check_labels(cfg->data.shards, b->labels, b->n, CNNELM_LABELS_TRAIN, err))
-        goto out;
-    *n_groups = by_source ? P : 0;
-    rc = 0;
-out:
-    globfree(&g);
-    return rc;
-}
-
-static int load_streamed(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, int max_classes,
-                         cnnelm_error *err)
-{
-    builder b;
-    memset(&b, 0, sizeof b);
-    b.cfg = cfg;
-    if (input_options(cfg, &b.io, err))
-        return -1;
-    int rc = -1, classes = 0, n_sources = 0, k = cfg->data.n_sources;
-    if (k > 0) {
-        int offset = 0, any = 0;
-        for (int s = 0; s < k; s++) {
-            const char *ti = cfg->data.sources[s].train_images, *tl = cfg->data.sources[s].train_labels;
-            const char *img = test ? cfg->data.sources[s].test_images : ti;
-            const char *lab = test ? cfg->data.sources[s].test_labels : tl;
-            /* as load_sources: a source's class count comes from its whole training label file */
-            int c = CNNELM_LABELS_TRAIN;
-            if (test) {
-                cnnelm_dataset lo;
-                memset(&lo, 0, sizeof lo);
-                if (cnnelm_idx_read_labels(tl, &lo, err))
-                    goto out;
-                c = lo.classes;
-                cnnelm_dataset_free(&lo);
-            }
-            if (*img) {
-                any = 1;
-                int got = 0;
-                if (add_entry(&b, img, lab, c, offset, s, OPEN_NOW,
-                              (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &got, err))
-                    goto out;
-                if (!test)
-                    c = got;
-            }
-            offset += c;
-            if (offset > 256) {
-                cnnelm_fail(err, "%s: data.sources have %d classes together (at most 256)", cfg->path, offset);
-                goto out;
-            }
-        }
-        if (test && !any) {
-            rc = 0;
-            goto out;
-        }
-        if (offset > (test ? max_classes : 256)) {
-            cnnelm_fail(err, "%s: data.sources have %d classes but the model has %d", cfg->path, offset,
-                        test ? max_classes : 256);
-            goto out;
-        }
-        classes = offset;
-        n_sources = k;
-    } else if (!test && cfg->data.shards[0]) {
-        if (load_shards(&b, cfg, &classes, &n_sources, err))
-            goto out;
-    } else {
-        const char *img = test ? cfg->data.test_images : cfg->data.train_images;
-        const char *lab = test ? cfg->data.test_labels : cfg->data.train_labels;
-        if (add_entry(&b, img, lab, test ? max_classes : CNNELM_LABELS_TRAIN, 0, 0, OPEN_NOW,
-                      (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &classes, err))
-            goto out;
-    }
-    ds->stream = b.st;
-    ds->labels = ds->labels_alloc = b.labels;
-    ds->source = n_sources ? b.source : NULL;
-    if (!n_sources)
-        free(b.source);
-    ds->n = b.n;
-    ds->rows = b.rows;
-    ds->cols = b.cols;
-    ds->channels = b.channels;
-    ds->classes = classes;
-    ds->n_sources = n_sources;
-    if (k == 0 && b.names && b.n_names == classes)
-        ds->class_names = b.names;
-    else
-        cnnelm_class_names_free(b.names, b.n_names);
-    return 0;
-out:
-    cnnelm_class_names_free(b.names, b.n_names);
-    cnnelm_stream_free(b.st);
-    free(b.labels);
-    free(b.source);
-    return rc;
-}
-
-/* data.extend on a streamed set: labels (and sources) repeated per copy; the images are made
- * by the stream when fetched, byte for byte as cnnelm_dataset_add_noise makes them. */
-static int stream_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, cnnelm_error *err)
-{
-    int types[3], copies = 0;
-    for (int t = 0; t < 3; t++)
-        if ((mask >> t) & 1u)
-            types[copies++] = t;
-    if (copies == 0 || ds->n == 0)
-        return 0;
-    size_t n = ds->n, total = n * (size_t)(1 + copies);
-    uint8_t *labels = realloc(ds->labels_alloc, total);
-    if (!labels)
-        return cnnelm_fail(err, "out of memory extending %zu images to %zu", n, total);
-    ds->labels = ds->labels_alloc = labels;
-    if (ds->source) {
-        uint8_t *source = realloc((void *)ds->source, total);
-        if (!source)
-            return cnnelm_fail(err, "out of memory extending %zu images to %zu", n, total);
-        ds->source = source;
-        for (int t = 1; t <= copies; t++)
-            memcpy(source + (size_t)t * n, source, n);
-    }
-    for (int t = 1; t <= copies; t++)
-        memcpy(labels + (size_t)t * n, labels, n);
-    cnnelm_stream_set_noise(ds->stream, types, copies, seed);
-    ds->n = total;
-    return 0;
-}
-
 int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int test,
                                int max_classes, cnnelm_error *err)
 {
@@ -481,7 +169,7 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
                                    test ? "test" : "train", test ? "test" : "train",
                                    test ? "go together (one is empty)" : "must name the training set");
         }
-        if (load_streamed(ds, cfg, test, test ? max_classes : 256, err))
+        if (cnnelm_build_streamed(ds, cfg, test, test ? max_classes : 256, err))
             return -1;
     } else if (cfg->data.n_sources > 0) {
         if (load_sources(ds, cfg, test, test ? max_classes : 256, err))
@@ -496,7 +184,7 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
                                test ? "test" : "train", test ? "test" : "train",
                                test ? "go together (one is empty)" : "must name the training set");
         cnnelm_input_options io;
-        if (input_options(cfg, &io, err) ||
+        if (cnnelm_build_input_options(cfg, &io, err) ||
             cnnelm_dataset_load_any(ds, img, lab, test ? max_classes : CNNELM_LABELS_TRAIN,
                                     (size_t)(test ? cfg->data.test_limit : cfg->data.train_limit), &io, err))
             return -1;
@@ -508,128 +196,10 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
         return -1;
     }
     /* test copies get their own noise: seed + 1 keeps them apart from the training copies */
-    if ((ds->stream ? stream_noise : cnnelm_dataset_add_noise)(ds, cfg->data.extend,
-                                                              cfg->train.seed + (uint64_t)test, err)) {
+    if ((ds->stream ? cnnelm_build_stream_noise : cnnelm_dataset_add_noise)(
+            ds, cfg->data.extend, cfg->train.seed + (uint64_t)test, err)) {
         cnnelm_dataset_free(ds);
         return -1;
     }
     return 0;
-}
-
-/* mkdir -p: creates dir and its missing parents. */
-static int make_dirs(const char *dir, cnnelm_error *err)
-{
-    char path[CNNELM_PATH_MAX];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof path)
-        return cnnelm_fail(err, "%s: bad output directory name", dir);
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != 0)
-            continue;
-        char c = path[i];
-        path[i] = 0;
-        struct stat st;
-        if (mkdir(path, 0777) != 0 && (errno != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
-            return cnnelm_fail(err, "%s: cannot create directory %s: %s", dir, path,
-                               errno == EEXIST ? "not a directory" : strerror(errno));
-        path[i] = c;
-    }
-    return 0;
-}
-
-/* extend writes into a directory of the user's choosing: never over one of the data files it
- * reads (the source data set would be replaced by its noisy copy). */
-static int check_not_inputs(const cnnelm_config *cfg, const char *out, cnnelm_error *err)
-{
-    const char *in[4 + 4 * CNNELM_MAX_SOURCES];
-    int n = 0;
-    in[n++] = cfg->data.train_images;
-    in[n++] = cfg->data.train_labels;
-    in[n++] = cfg->data.test_images;
-    in[n++] = cfg->data.test_labels;
-    for (int s = 0; s < cfg->data.n_sources; s++) {
-        in[n++] = cfg->data.sources[s].train_images;
-        in[n++] = cfg->data.sources[s].train_labels;
-        in[n++] = cfg->data.sources[s].test_images;
-        in[n++] = cfg->data.sources[s].test_labels;
-    }
-    return cnnelm_output_not_input(out, in, n, err);
-}
-
-/* Writes ds's images chunk by chunk: memory stays at one chunk whatever the set's size. */
-static int write_images_streamed(const char *path, const cnnelm_dataset *ds, cnnelm_error *err)
-{
-    enum { CHUNK = 4096 };
-    size_t px = cnnelm_dataset_example_bytes(ds);
-    uint8_t *buf = malloc(CHUNK * px);
-    if (!buf)
-        return cnnelm_fail(err, "%s: out of memory", path);
-    cnnelm_idx_writer w;
-    int rc = -1;
-    if (cnnelm_idx_writer_open(&w, path, ds->n, ds->channels > 0 ? ds->channels : 1, ds->rows, ds->cols, err))
-        goto out;
-    for (size_t at = 0; at < ds->n; at += CHUNK) {
-        size_t m = ds->n - at < CHUNK ? ds->n - at : CHUNK;
-        if (cnnelm_dataset_fetch(ds, NULL, at, m, buf, err) || cnnelm_idx_writer_put(&w, buf, m * px, err)) {
-            cnnelm_idx_writer_abort(&w);
-            goto out;
-        }
-    }
-    rc = cnnelm_idx_writer_commit(&w, err);
-out:
-    free(buf);
-    return rc;
-}
-
-int cnnelm_run_extend(const char *config_path, const char *const *overrides, int n_overrides,
-                      const char *dir, int quiet, FILE *paths, cnnelm_error *err)
-{
-    cnnelm_config cfg;
-    cnnelm_dataset train, test;
-    memset(&train, 0, sizeof train);
-    memset(&test, 0, sizeof test);
-    int rc = -1;
-    if (cnnelm_config_load(&cfg, config_path, overrides, n_overrides, err))
-        return -1;
-    if (cnnelm_dataset_load_config(&train, &cfg, 0, 256, err) ||
-        cnnelm_dataset_load_config(&test, &cfg, 1, train.classes, err))
-        goto out;
-    if (make_dirs(dir, err))
-        goto out;
-    const struct {
-        const cnnelm_dataset *ds;
-        const char *images, *labels;
-    } sets[2] = { { &train, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz" },
-                  { &test, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" } };
-    for (int i = 0; i < 4; i++) { /* all four checked before any is written */
-        char p[CNNELM_PATH_MAX + 64];
-        snprintf(p, sizeof p, "%s/%s", dir, i % 2 ? sets[i / 2].labels : sets[i / 2].images);
-        if (check_not_inputs(&cfg, p, err) || cnnelm_output_probe(p, err))
-            goto out;
-    }
-    for (int i = 0; i < 2; i++) {
-        if (sets[i].ds->n == 0)
-            continue;
-        char pi[CNNELM_PATH_MAX + 64], pl[CNNELM_PATH_MAX + 64];
-        snprintf(pi, sizeof pi, "%s/%s", dir, sets[i].images);
-        snprintf(pl, sizeof pl, "%s/%s", dir, sets[i].labels);
-        if (write_images_streamed(pi, sets[i].ds, err) ||
-            cnnelm_idx_write_labels(pl, sets[i].ds->labels, sets[i].ds->n, err))
-            goto out;
-        /* one line per file (for scripts); the counts on stderr */
-        if (paths) {
-            fprintf(paths, "%s\n%s\n", pi, pl);
-            fflush(paths);
-        }
-        if (!quiet)
-            fprintf(stderr, "%s set: %zu images of %dx%d, %d classes\n", i ? "test" : "training",
-                    sets[i].ds->n, sets[i].ds->rows, sets[i].ds->cols, sets[i].ds->classes);
-    }
-    rc = 0;
-out:
-    cnnelm_dataset_free(&train);
-    cnnelm_dataset_free(&test);
-    cnnelm_config_free(&cfg);
-    return rc;
 }

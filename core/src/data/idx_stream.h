@@ -1,6 +1,6 @@
-/* cnnelm IDX pieces the streamed data sets use (idx.c): an image file's header alone, a gzipped
- * file decompressed into a file descriptor, the label checks of cnnelm_dataset_load, and a writer
- * that takes the payload chunk by chunk. */
+/* cnnelm IDX pieces the streamed data sets use: an image file's header alone and the label checks
+ * of cnnelm_dataset_load (idx_header.c), a gzipped file decompressed into a file descriptor
+ * (idx_gunzip.c), and a writer that takes the payload chunk by chunk (idx_write.c). */
 #ifndef CNNELM_IDX_STREAM_H
 #define CNNELM_IDX_STREAM_H
 
