@@ -218,7 +218,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
             put_err("cnnelm: error: ");
             put_err(maps[i].path);
             put_err(": the file was truncated or changed while in use (reading it raised SIGBUS)\n");
-            _exit(1);
+            _exit(1); /* exit-ok: a fatal signal in a mapped data file: no return is possible */
         }
     }
     signal(sig, SIG_DFL); /* not ours: the default action, as if no handler had been set */
