@@ -1,10 +1,10 @@
-/* cnnelm network execution on one backend context: forward, ELM products and back-propagation,
- * chunk by chunk (see network.h). */
+/* cnnelm network on one backend context: opening it (the device buffers and host staging sized
+ * for one chunk, then every call planned once), closing it, and the kernels and beta written to
+ * the device. The runs (forward, ELM products, back-propagation) are in network_run.c, the
+ * multi-scale and "-sqrt" host step in network_features.c. */
 #include "model/network.h"
+#include "model/network_internal.h"
 
-#include "model/elm_solve.h"
-
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,35 +39,6 @@ static int watch_fail(cnnelm_net *net, const char *op, cnnelm_error *err)
     return cnnelm_fail(err, "%s: %s: the device was given up on (workers[i].op_timeout)", net->where, op);
 }
 
-/* cnnelm_op_run under the watchdog. */
-static cnnelm_status watched_op_run(cnnelm_net *net, cnnelm_op_call *k, int layer, char *why, size_t why_size)
-{
-    cnnelm_watch_begin(&net->watch, cnnelm_op_name(k->op), layer, k);
-    cnnelm_status st = cnnelm_op_run(&net->ops, k, why, why_size);
-    if (cnnelm_watch_end(&net->watch) != 0) {
-        snprintf(why, why_size, "the device was given up on (workers[i].op_timeout)");
-        return CNNELM_ERR_DEVICE;
-    }
-    return st;
-}
-
-/* Runs one op through the dispatcher (which falls back to the CPU reference when it must). */
-static int run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *err)
-{
-    char why[512] = "";
-    cnnelm_status st = net->planning ? cnnelm_op_plan(&net->ops, k, why, sizeof why)
-                                     : watched_op_run(net, k, layer, why, sizeof why);
-    if (st == CNNELM_OK)
-        return 0;
-    if (st == CNNELM_ERR_DEVICE)
-        net->device_lost = 1;
-    const char *op = cnnelm_op_name(k->op);
-    if (layer >= 0)
-        return cnnelm_fail(err, "%s: %s (layer %d) failed: %s: %s", net->where, op, layer + 1,
-                           cnnelm_status_name(st), why);
-    return cnnelm_fail(err, "%s: %s failed: %s: %s", net->where, op, cnnelm_status_name(st), why);
-}
-
 static int alloc_buf(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_error *err)
 {
     CALL(cnnelm_op_alloc(&net->ops, floats * sizeof(float), b), "buffer_alloc", -1);
@@ -75,22 +46,13 @@ static int alloc_buf(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_e
 }
 
 /* A transfer (or fill, sync) through the op layer, which checks its range. */
-static int xfer_fail(cnnelm_net *net, cnnelm_status st, const char *what, const char *why,
-                     cnnelm_error *err)
+int cnnelm_net_xfer_fail(cnnelm_net *net, cnnelm_status st, const char *what, const char *why,
+                         cnnelm_error *err)
 {
     net->device_lost |= st == CNNELM_ERR_DEVICE;
     return cnnelm_fail(err, "%s: %s failed: %s: %s", net->where, what, cnnelm_status_name(st),
                        why[0] ? why : "no detail");
 }
-#define XFER(what, fn, ...)                                                             \
-    do {                                                                                \
-        char why_[512] = "";                                                            \
-        cnnelm_status st_ = fn(&net->ops, __VA_ARGS__, why_, sizeof why_);              \
-        if (st_ != CNNELM_OK)                                                           \
-            return xfer_fail(net, st_, what, why_, err);                                \
-    } while (0)
-#define WRITE(buf, src, bytes) XFER("buffer_write", cnnelm_op_write, buf, 0, src, bytes)
-#define READ(buf, dst, bytes) XFER("buffer_read", cnnelm_op_read, buf, 0, dst, bytes)
 
 int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
                     const cnnelm_arch *arch, int chunk, const cnnelm_plugin *reference,
@@ -99,8 +61,6 @@ int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, in
     cnnelm_reference_source src = { .plugin = reference };
     return cnnelm_net_open_ex(net, plugin, device, threads, arch, chunk, &src, err);
 }
-
-static int plan_all(cnnelm_net *net, cnnelm_error *err);
 
 int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
                        const cnnelm_arch *arch, int chunk, const cnnelm_reference_source *reference,
@@ -184,7 +144,7 @@ int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device,
         cnnelm_fail(err, "out of memory for a chunk of %d examples", chunk);
         goto fail;
     }
-    if (plan_all(net, err) != 0)
+    if (cnnelm_net_plan_all(net, err) != 0)
         goto fail;
     return 0;
 fail:
@@ -227,291 +187,4 @@ int cnnelm_net_set_beta(cnnelm_net *net, const float *beta, cnnelm_error *err)
     size_t bytes = (size_t)net->arch.hidden * net->arch.classes * sizeof(float);
     WRITE(net->beta, beta, bytes);
     return 0;
-}
-
-static cnnelm_buffer *hidden_buffer(const cnnelm_net *net)
-{
-    if (net->h)
-        return net->h;
-    return net->hcat ? net->hcat : net->act[net->arch.n_layers - 1];
-}
-
-static int forward_layers(cnnelm_net *net, cnnelm_error *err);
-
-int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows, size_t first,
-                       int n, cnnelm_error *err)
-{
-    const cnnelm_arch *a = &net->arch;
-    if (n < 1 || n > net->chunk)
-        return cnnelm_fail(err, "internal: chunk of %d examples (capacity %d)", n, net->chunk);
-    size_t in = (size_t)a->in_c * a->in_h * a->in_w, C = (size_t)a->classes;
-    net->host_x = net->host_xs[net->slot];
-    net->host_t = net->host_ts[net->slot];
-    memset(net->host_t, 0, (size_t)n * C * sizeof(float));
-    /* The chunk's bytes are fetched (from memory or the stream behind ds) into the last quarter
-     * of the float buffer and widened in place from the front: float k ends at byte 4k + 3,
-     * before byte k of the bytes still to be read, so nothing is overwritten before it is read. */
-    size_t total = (size_t)n * in;
-    uint8_t *bytes = (uint8_t *)net->host_x + 3 * total;
-    if (cnnelm_dataset_fetch(ds, rows, first, (size_t)n, bytes, err))
-        return -1;
-    for (size_t k = 0; k < total; k++)
-        net->host_x[k] = (float)bytes[k] * (1.0f / 255.0f);
-    for (int j = 0; j < n; j++) {
-        size_t r = rows ? rows[first + (size_t)j] : first + (size_t)j;
-        unsigned char lab = ds->labels[r];
-        net->labels[j] = lab;
-        if (lab < C)
-            net->host_t[(size_t)j * C + lab] = 1.0f;
-    }
-    net->n = n;
-    /* Converting this chunk overlapped the device's work on the previous one; that work (and
-     * the upload from these host buffers two chunks ago) must be done before they are reused. */
-    char why[512] = "";
-    cnnelm_status st = cnnelm_op_sync(&net->ops, why, sizeof why);
-    if (st != CNNELM_OK)
-        return xfer_fail(net, st, "synchronize", why, err);
-    net->x = net->xs[net->slot];
-    net->t = net->ts[net->slot];
-    XFER("buffer_write", cnnelm_op_write_async, net->x, 0, net->host_x, (size_t)n * in * sizeof(float));
-    XFER("buffer_write", cnnelm_op_write_async, net->t, 0, net->host_t, (size_t)n * C * sizeof(float));
-    if (forward_layers(net, err) != 0)
-        return -1;
-    /* the next chunk goes to the other input buffers while this one computes */
-    net->slot = (net->slot + 1) % net->n_slots;
-    return 0;
-}
-
-/* A multi-scale group's pools are separate N x (maps) blocks on the device; H wants them side
- * by side in each example's row, and "-sqrt" wants a square root no op has. The host does both:
- * two copies of N x L floats per chunk, small beside the N x L^2 of the U product that follows. */
-static int gather_hidden(cnnelm_net *net, cnnelm_error *err)
-{
-    const cnnelm_arch *a = &net->arch;
-    size_t n = (size_t)net->n, L = (size_t)a->hidden;
-    int first = a->n_scales ? a->n_layers - a->n_scales : a->n_layers - 1;
-    for (int i = first; i < a->n_layers; i++) {
-        const cnnelm_layer *ly = &a->layer[i];
-        size_t per = (size_t)ly->out_c * ly->out_h * ly->out_w;
-        READ(net->act[i], net->host_scale, n * per * sizeof(float));
-        for (size_t j = 0; j < n; j++)
-            memcpy(net->host_h + j * L + ly->h_offset, net->host_scale + j * per, per * sizeof(float));
-    }
-    if (a->sqrt_features)
-        /* power normalisation: large pooled responses compressed, so that no few features
-         * dominate the linear ELM (+0.5 points on Fashion-MNIST at L = 2304) */
-        for (size_t q = 0; q < n * L; q++) {
-            float v = net->host_h[q];
-            net->host_h[q] = v < 0 ? -sqrtf(-v) : sqrtf(v);
-        }
-    WRITE(net->hcat, net->host_h, n * L * sizeof(float));
-    return 0;
-}
-
-static int forward_layers(cnnelm_net *net, cnnelm_error *err)
-{
-    const cnnelm_arch *a = &net->arch;
-    int n = net->n;
-    int first_scale = a->n_layers - a->n_scales;
-    const cnnelm_buffer *src = net->x;
-    for (int i = 0; i < a->n_layers; i++) {
-        const cnnelm_layer *ly = &a->layer[i];
-        if (ly->kind == CNNELM_LAYER_CONV) {
-            cnnelm_conv_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->out_c, a->kernel };
-            cnnelm_op_call k = { .op = CNNELM_OP_CONV_FORWARD, .conv = s, .act = a->activation,
-                                 .buf = { (cnnelm_buffer *)src, net->w[i], net->b[i], net->act[i] } };
-            if (run_op(net, &k, i, err))
-                return -1;
-        } else {
-            cnnelm_pool_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->size };
-            cnnelm_op_call k = { .op = CNNELM_OP_POOL_FORWARD, .pool = s, .mode = a->pooling,
-                                 .buf = { (cnnelm_buffer *)src, net->act[i] } };
-            if (run_op(net, &k, i, err))
-                return -1;
-        }
-        if (i < first_scale) /* every pool of a multi-scale group reads the group's input */
-            src = net->act[i];
-    }
-    if (net->hcat) {
-        if (!net->planning && gather_hidden(net, err) != 0)
-            return -1;
-        src = net->hcat;
-    }
-    if (net->h) {
-        cnnelm_op_call k = { .op = CNNELM_OP_ACT_FORWARD, .act = a->elm_activation,
-                             .count = (size_t)n * a->hidden, .buf = { (cnnelm_buffer *)src, net->h } };
-        if (run_op(net, &k, -1, err))
-            return -1;
-    }
-    return 0;
-}
-
-int cnnelm_net_reset_uv(cnnelm_net *net, cnnelm_error *err)
-{
-    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    XFER("buffer_fill", cnnelm_op_fill, net->u, 0, L * L * sizeof(float), 0.0f);
-    XFER("buffer_fill", cnnelm_op_fill, net->v, 0, L * C * sizeof(float), 0.0f);
-    return 0;
-}
-
-int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err)
-{
-    cnnelm_op_call k = { .op = CNNELM_OP_ELM_ACCUMULATE, .n = net->n, .l = net->arch.hidden,
-                         .c = net->arch.classes, .buf = { hidden_buffer(net), net->t, net->u, net->v } };
-    return run_op(net, &k, -1, err);
-}
-
-int cnnelm_net_add_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err)
-{
-    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    READ(net->u, net->host_uv, L * L * sizeof(float));
-    READ(net->v, net->host_uv + L * L, L * C * sizeof(float));
-    /* U is symmetric: only the upper triangle is summed (the solve reads only that one) */
-    for (size_t i = 0; i < L; i++) {
-        const float *src = net->host_uv + i * L;
-        double *dst = U + i * L;
-        for (size_t j = i; j < L; j++)
-            dst[j] += src[j];
-    }
-    for (size_t i = 0; i < L * C; i++)
-        V[i] += net->host_uv[L * L + i];
-    /* the device sums start again from zero, so float only ever holds one batch */
-    return cnnelm_net_reset_uv(net, err);
-}
-
-int cnnelm_net_solve(cnnelm_net *net, const double *U, const double *V, double lambda,
-                     float *beta_out, cnnelm_error *err)
-{
-    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    float *beta = beta_out ? beta_out : net->host_uv + L * L; /* host_uv: free between batches */
-    int rc = cnnelm_elm_solve_float(U, V, (int)L, (int)C, lambda, beta, err);
-    if (rc == CNNELM_STATUS_NOT_POSITIVE_DEFINITE)
-        cnnelm_fail_prefix(err, "%s", net->where);
-    if (rc != 0)
-        return rc;
-    WRITE(net->beta, beta, L * C * sizeof(float));
-    return 0;
-}
-
-int cnnelm_net_predict(cnnelm_net *net, float *Y, cnnelm_error *err)
-{
-    int C = net->arch.classes;
-    cnnelm_op_call k = { .op = CNNELM_OP_ELM_PREDICT, .n = net->n, .l = net->arch.hidden, .c = C,
-                         .buf = { hidden_buffer(net), net->beta, net->y } };
-    if (run_op(net, &k, -1, err))
-        return -1;
-    READ(net->y, Y, (size_t)net->n * C * sizeof(float));
-    return 0;
-}
-
-static int backward_layers(cnnelm_net *net, int accumulate, cnnelm_error *err);
-
-int cnnelm_net_backward(cnnelm_net *net, const float *E, int accumulate, cnnelm_error *err)
-{
-    const cnnelm_arch *a = &net->arch;
-    WRITE(net->e, E, (size_t)net->n * a->classes * sizeof(float));
-    return backward_layers(net, accumulate, err);
-}
-
-static int backward_layers(cnnelm_net *net, int accumulate, cnnelm_error *err)
-{
-    const cnnelm_arch *a = &net->arch;
-    if (a->n_scales || a->sqrt_features)
-        return cnnelm_fail(err, "architecture \"%s\": a multi-scale pooling group or \"-sqrt\" "
-                           "cannot be fine-tuned (no back-propagation through them): set "
-                           "train.iterations = 0", a->layers);
-    int n = net->n, C = a->classes, L = a->hidden;
-    int cur = 0;
-    cnnelm_op_call bp = { .op = CNNELM_OP_ELM_BACKPROP, .n = n, .l = L, .c = C,
-                          .buf = { net->e, net->beta, net->g[cur] } };
-    if (run_op(net, &bp, -1, err))
-        return -1;
-    if (net->h) {
-        cnnelm_op_call k = { .op = CNNELM_OP_ACT_BACKWARD, .act = a->elm_activation,
-                             .count = (size_t)n * L, .buf = { net->h, net->g[cur], net->g[cur] } };
-        if (run_op(net, &k, -1, err))
-            return -1;
-    }
-    int lowest_conv = 0;
-    while (a->layer[lowest_conv].kind != CNNELM_LAYER_CONV)
-        lowest_conv++;
-    for (int i = a->n_layers - 1; i >= lowest_conv; i--) {
-        const cnnelm_layer *ly = &a->layer[i];
-        const cnnelm_buffer *in = i > 0 ? net->act[i - 1] : net->x;
-        if (ly->kind == CNNELM_LAYER_POOL) {
-            cnnelm_pool_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->size };
-            cnnelm_op_call k = { .op = CNNELM_OP_POOL_BACKWARD, .pool = s, .mode = a->pooling,
-                                 .buf = { (cnnelm_buffer *)in, net->g[cur], net->g[1 - cur] } };
-            if (run_op(net, &k, i, err))
-                return -1;
-            cur = 1 - cur;
-            continue;
-        }
-        size_t count = (size_t)n * ly->out_c * ly->out_h * ly->out_w;
-        cnnelm_op_call ab = { .op = CNNELM_OP_ACT_BACKWARD, .act = a->activation, .count = count,
-                              .buf = { net->act[i], net->g[cur], net->g[cur] } };
-        if (run_op(net, &ab, i, err))
-            return -1;
-        cnnelm_conv_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->out_c, a->kernel };
-        cnnelm_op_call bf = { .op = CNNELM_OP_CONV_BACKWARD_FILTER, .conv = s, .accumulate = accumulate,
-                              .buf = { (cnnelm_buffer *)in, net->g[cur], net->dw[i], net->db[i] } };
-        if (run_op(net, &bf, i, err))
-            return -1;
-        if (i > lowest_conv) {
-            cnnelm_op_call bd = { .op = CNNELM_OP_CONV_BACKWARD_DATA, .conv = s,
-                                  .buf = { net->g[cur], net->w[i], net->g[1 - cur] } };
-            if (run_op(net, &bd, i, err))
-                return -1;
-            cur = 1 - cur;
-        }
-    }
-    return 0;
-}
-
-int cnnelm_net_read_grads(cnnelm_net *net, float *grads, cnnelm_error *err)
-{
-    const cnnelm_arch *a = &net->arch;
-    for (int i = 0; i < a->n_layers; i++) {
-        const cnnelm_layer *ly = &a->layer[i];
-        if (ly->kind != CNNELM_LAYER_CONV)
-            continue;
-        size_t nw = (size_t)ly->out_c * ly->in_c * a->kernel * a->kernel;
-        READ(net->dw[i], grads + ly->w_offset, nw * sizeof(float));
-        READ(net->db[i], grads + ly->b_offset, (size_t)ly->out_c * sizeof(float));
-    }
-    return 0;
-}
-
-/* Every call a run makes, at the full chunk, checked and planned once: where each op runs is
- * decided here (supports()), and the fallbacks' reference buffers are made now, not per call. */
-static int plan_all(cnnelm_net *net, cnnelm_error *err)
-{
-    net->planning = 1;
-    net->n = net->chunk;
-    const cnnelm_arch *a = &net->arch;
-    int rc = 0;
-    for (int s = 0; s < net->n_slots && rc == 0; s++) {
-        net->x = net->xs[s];
-        net->t = net->ts[s];
-        cnnelm_op_call acc = { .op = CNNELM_OP_ELM_ACCUMULATE, .n = net->n, .l = a->hidden,
-                               .c = a->classes, .buf = { hidden_buffer(net), net->t, net->u, net->v } };
-        cnnelm_op_call pr = { .op = CNNELM_OP_ELM_PREDICT, .n = net->n, .l = a->hidden,
-                              .c = a->classes, .buf = { hidden_buffer(net), net->beta, net->y } };
-        cnnelm_op_call sv = { .op = CNNELM_OP_ELM_SOLVE, .l = a->hidden, .c = a->classes,
-                              .lambda = 1.0, .buf = { net->u, net->v, net->beta } };
-        /* multi-scale groups and -sqrt have no backward pass: backward_layers refuses them */
-        rc = forward_layers(net, err) || run_op(net, &acc, -1, err) || run_op(net, &pr, -1, err) ||
-             run_op(net, &sv, -1, err) ||
-             (!a->n_scales && !a->sqrt_features && (backward_layers(net, 0, err) || backward_layers(net, 1, err)));
-    }
-    net->planning = 0;
-    net->n = 0;
-    net->x = net->xs[0];
-    net->t = net->ts[0];
-    return rc ? -1 : 0;
-}
-
-uint32_t cnnelm_net_planned_fallbacks(const cnnelm_net *net)
-{
-    return net->ops.planned_fallback;
 }

@@ -1,0 +1,28 @@
+/* cnnelm network, internal: what network.c (open, close, buffers), network_run.c (the runs and
+ * the plan) and network_features.c (the multi-scale and "-sqrt" host step) share. Not for other
+ * files: they use network.h. */
+#ifndef CNNELM_NETWORK_INTERNAL_H
+#define CNNELM_NETWORK_INTERNAL_H
+
+#include "model/network.h"
+
+/* A transfer (or fill, sync) through the op layer, which checks its range. */
+int cnnelm_net_xfer_fail(cnnelm_net *net, cnnelm_status st, const char *what, const char *why,
+                         cnnelm_error *err);
+#define XFER(what, fn, ...)                                                             \
+    do {                                                                                \
+        char why_[512] = "";                                                            \
+        cnnelm_status st_ = fn(&net->ops, __VA_ARGS__, why_, sizeof why_);              \
+        if (st_ != CNNELM_OK)                                                           \
+            return cnnelm_net_xfer_fail(net, st_, what, why_, err);                     \
+    } while (0)
+#define WRITE(buf, src, bytes) XFER("buffer_write", cnnelm_op_write, buf, 0, src, bytes)
+#define READ(buf, dst, bytes) XFER("buffer_read", cnnelm_op_read, buf, 0, dst, bytes)
+
+/* Every call a run makes, at the full chunk, checked and planned once (network_run.c). */
+int cnnelm_net_plan_all(cnnelm_net *net, cnnelm_error *err);
+
+/* The multi-scale / "-sqrt" hidden features gathered on the host into hcat (network_features.c). */
+int cnnelm_net_gather_hidden(cnnelm_net *net, cnnelm_error *err);
+
+#endif

@@ -1,0 +1,158 @@
+/* cnnelm op layer: buffers and transfers. Every buffer is allocated through here and recorded
+ * with its size, so that each write, read and fill is checked against its range; a buffer whose
+ * newest data a CPU-reference fallback wrote is flushed back first, or read from the reference
+ * (the mirror state: ops_fallback.c). */
+#include "model/ops.h"
+#include "model/ops_internal.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+cnnelm_buf_record *cnnelm_op_record_of(cnnelm_opctx *o, const cnnelm_buffer *b)
+{
+    return (cnnelm_buf_record *)cnnelm_op_find_record(o, b);
+}
+
+cnnelm_status cnnelm_op_alloc(cnnelm_opctx *o, size_t bytes, cnnelm_buffer **out)
+{
+    *out = NULL;
+    if (o->n_rec == o->cap_rec) {
+        int cap = o->cap_rec ? 2 * o->cap_rec : 64;
+        cnnelm_buf_record *r = realloc(o->rec, (size_t)cap * sizeof *r);
+        if (!r)
+            return CNNELM_ERR_OUT_OF_MEMORY;
+        o->rec = r;
+        o->cap_rec = cap;
+    }
+    cnnelm_status st = o->be->buffer_alloc(o->ctx, bytes, out);
+    if (st != CNNELM_OK) {
+        *out = NULL;
+        return st;
+    }
+    o->rec[o->n_rec++] = (cnnelm_buf_record){ .handle = *out, .bytes = bytes };
+    return CNNELM_OK;
+}
+
+static cnnelm_status range_check(cnnelm_opctx *o, const char *what, const cnnelm_buffer *b,
+                                 size_t offset, size_t bytes, const void *host,
+                                 cnnelm_buf_record **rec, char *why, size_t why_size)
+{
+    *rec = cnnelm_op_record_of(o, b);
+    if (!*rec) {
+        snprintf(why, why_size, "%s: not a live buffer of this context", what);
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    if (offset > (*rec)->bytes || bytes > (*rec)->bytes - offset || (!host && bytes)) {
+        snprintf(why, why_size, "%s: %zu bytes at offset %zu do not fit in a buffer of %zu bytes",
+                 what, bytes, offset, (*rec)->bytes);
+        return CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    return CNNELM_OK;
+}
+
+void cnnelm_op_backend_why(cnnelm_opctx *o, char *why, size_t why_size)
+{
+    const char *m = o->be->last_error(o->ctx);
+    snprintf(why, why_size, "%s", m && *m ? m : "no detail");
+}
+
+cnnelm_status cnnelm_op_write(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset, const void *src,
+                              size_t bytes, char *why, size_t why_size)
+{
+    cnnelm_buf_record *r;
+    cnnelm_status st = range_check(o, "buffer_write", dst, offset, bytes, src, &r, why, why_size);
+    if (st == CNNELM_OK && (offset > 0 || bytes < r->bytes))
+        st = cnnelm_op_flush_mirror(o, r, why, why_size); /* the rest of the buffer must stay as it is */
+    if (st != CNNELM_OK)
+        return st;
+    r->mirror_valid = 0;
+    st = o->be->buffer_write(o->ctx, dst, offset, src, bytes);
+    if (st != CNNELM_OK)
+        cnnelm_op_backend_why(o, why, why_size);
+    return st;
+}
+
+cnnelm_status cnnelm_op_write_async(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset,
+                                    const void *src, size_t bytes, char *why, size_t why_size)
+{
+    if (!CNNELM_BACKEND_HAS(o->be, buffer_write_async) || !CNNELM_BACKEND_HAS(o->be, synchronize))
+        return cnnelm_op_write(o, dst, offset, src, bytes, why, why_size);
+    cnnelm_buf_record *r;
+    cnnelm_status st = range_check(o, "buffer_write_async", dst, offset, bytes, src, &r, why, why_size);
+    if (st == CNNELM_OK && (offset > 0 || bytes < r->bytes))
+        st = cnnelm_op_flush_mirror(o, r, why, why_size);
+    if (st != CNNELM_OK)
+        return st;
+    r->mirror_valid = 0;
+    st = o->be->buffer_write_async(o->ctx, dst, offset, src, bytes);
+    if (st != CNNELM_OK)
+        cnnelm_op_backend_why(o, why, why_size);
+    return st;
+}
+
+cnnelm_status cnnelm_op_sync(cnnelm_opctx *o, char *why, size_t why_size)
+{
+    if (!CNNELM_BACKEND_HAS(o->be, synchronize))
+        return CNNELM_OK;
+    cnnelm_status st = o->be->synchronize(o->ctx);
+    if (st != CNNELM_OK)
+        cnnelm_op_backend_why(o, why, why_size);
+    return st;
+}
+
+cnnelm_status cnnelm_op_read(cnnelm_opctx *o, const cnnelm_buffer *src, size_t offset, void *dst,
+                             size_t bytes, char *why, size_t why_size)
+{
+    cnnelm_buf_record *r;
+    cnnelm_status st = range_check(o, "buffer_read", src, offset, bytes, dst, &r, why, why_size);
+    if (st != CNNELM_OK)
+        return st;
+    if (r->mirror_valid == SIZE_MAX) {
+        /* the reference holds the newest data (a fallback wrote it): read it from there */
+        st = o->reference->ops->buffer_read(o->ref_ctx, r->mirror, offset, dst, bytes);
+        if (st != CNNELM_OK)
+            snprintf(why, why_size, "the CPU reference failed: %s",
+                     o->reference->ops->last_error(o->ref_ctx));
+        return st;
+    }
+    st = o->be->buffer_read(o->ctx, src, offset, dst, bytes);
+    if (st != CNNELM_OK)
+        cnnelm_op_backend_why(o, why, why_size);
+    return st;
+}
+
+cnnelm_status cnnelm_op_fill(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset, size_t bytes,
+                             float value, char *why, size_t why_size)
+{
+    cnnelm_buf_record *r;
+    cnnelm_status st = range_check(o, "buffer_fill", dst, offset, bytes, "", &r, why, why_size);
+    if (st == CNNELM_OK && bytes % sizeof(float)) {
+        snprintf(why, why_size, "buffer_fill: %zu bytes is not a whole number of floats", bytes);
+        st = CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    if (st == CNNELM_OK && (offset > 0 || bytes < r->bytes))
+        st = cnnelm_op_flush_mirror(o, r, why, why_size);
+    if (st != CNNELM_OK)
+        return st;
+    r->mirror_valid = 0;
+    if (CNNELM_BACKEND_HAS(o->be, buffer_fill)) {
+        st = o->be->buffer_fill(o->ctx, dst, offset, bytes, value);
+        if (st != CNNELM_OK)
+            cnnelm_op_backend_why(o, why, why_size);
+        return st;
+    }
+    /* a 1.0 plugin: a host block of the value, written */
+    float *block = malloc(bytes ? bytes : 1);
+    if (!block) {
+        snprintf(why, why_size, "out of host memory for a fill of %zu bytes", bytes);
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    }
+    for (size_t i = 0; i < bytes / sizeof(float); i++)
+        block[i] = value;
+    st = o->be->buffer_write(o->ctx, dst, offset, block, bytes);
+    free(block);
+    if (st != CNNELM_OK)
+        cnnelm_op_backend_why(o, why, why_size);
+    return st;
+}

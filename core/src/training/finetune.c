@@ -1,0 +1,324 @@
+/* cnnelm training, fine-tuning: SGD on the kernels by back-propagating the ELM error
+ * (Algorithm 2 of the paper, see DESIGN.md), epoch by epoch, with an ELM fit after each, the
+ * series of iterations in the training log, and the way back to the last good kernels on
+ * divergence or an interrupt. The ELM fit and evaluation are in train.c. */
+#include "training/train.h"
+#include "training/train_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/atomic_file.h"
+#include "cnnelm/metrics.h"
+#include "model/elm_solve.h"
+
+/* J exploding: a batch's mean J this many times iteration 0's mean J counts as divergence. */
+#define DIVERGENCE_FACTOR 100.0
+
+void cnnelm_train_log_free(cnnelm_train_log *log)
+{
+    free(log->iters);
+    memset(log, 0, sizeof *log);
+}
+
+static int log_push(cnnelm_train_log *log, const cnnelm_iter_stats *s, cnnelm_error *err)
+{
+    cnnelm_iter_stats *n = realloc(log->iters, (size_t)(log->n + 1) * sizeof *n);
+    if (!n)
+        return cnnelm_fail(err, "out of memory");
+    log->iters = n;
+    log->iters[log->n++] = *s;
+    return 0;
+}
+
+/* Mean J per example from the sums: 1/2 (tr(b'Ub) - 2 tr(b'V) + n), one-hot rows of norm 1. */
+static double j_from_sums(const cnnelm_model *m)
+{
+    size_t L = (size_t)m->arch.hidden, C = (size_t)m->arch.classes;
+    double q = 0, lin = 0;
+    for (size_t c = 0; c < C; c++)
+        for (size_t i = 0; i < L; i++) {
+            double ub = 0;
+            for (size_t k = 0; k < L; k++)
+                ub += m->U[i * L + k] * m->beta[k * C + c];
+            q += m->beta[i * C + c] * ub;
+            lin += m->beta[i * C + c] * m->V[i * C + c];
+        }
+    return 0.5 * (q - 2 * lin + (double)m->n_examples) / (double)m->n_examples;
+}
+
+static int all_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+typedef struct finetune_state {
+    float *grads, *velocity, *good, *Y, *E;
+} finetune_state;
+
+/* Divergence is an outcome, not a failure: the epoch stops, says why in the log and returns 0. */
+static int diverge(cnnelm_train_log *log)
+{
+    log->diverged = 1;
+    return 0;
+}
+
+/* One epoch of Algorithm 2. Returns 0 (log->diverged set when it diverged, with the reason in
+ * log->divergence), CNNELM_STATUS_INTERRUPTED, or another negative status on failure. */
+static int finetune_epoch(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
+                          const cnnelm_train_params *tp, double lr, double j0, int it,
+                          finetune_state *fs, cnnelm_progress *prog, double *J, double *acc,
+                          cnnelm_train_log *log, cnnelm_error *err)
+{
+    size_t n = train->n, B = tp->batch > 0 ? tp->batch : n;
+    int C = m->arch.classes;
+    size_t P = m->arch.n_params;
+    double jsum = 0;
+    size_t correct = 0;
+    /* m->U, m->V hold the epoch's running sums (the ELM fit after the epoch recomputes them) */
+    size_t L = (size_t)m->arch.hidden;
+    memset(m->U, 0, L * L * sizeof *m->U);
+    memset(m->V, 0, L * (size_t)C * sizeof *m->V);
+    if (cnnelm_net_reset_uv(net, err))
+        return -1;
+    for (size_t b0 = 0; b0 < n; b0 += B) {
+        size_t bn = n - b0 < B ? n - b0 : B;
+        int single = bn <= (size_t)net->chunk; /* activations of a one-chunk batch stay loaded */
+        for (size_t i = 0; i < bn;) {
+            int c = cnnelm_train_chunk_len(net, i, bn);
+            if (cnnelm_train_stop_now(1, err))
+                return CNNELM_STATUS_INTERRUPTED;
+            if (cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err) ||
+                cnnelm_net_accumulate(net, err))
+                return -1;
+            i += (size_t)c;
+        }
+        if (cnnelm_net_add_uv(net, m->U, m->V, err))
+            return -1;
+        cnnelm_error solve_err;
+        if (cnnelm_net_solve(net, m->U, m->V, m->lambda, NULL, &solve_err) != 0) {
+            /* the solver's words mean nothing to a user here: say what happened */
+            snprintf(log->divergence, sizeof log->divergence,
+                     "iteration %d: the ELM system could not be solved: the hidden activations grew "
+                     "too large or non-finite with learning rate %g, so I/lambda + U is no longer a "
+                     "usable positive definite matrix; try a smaller train.learning_rate", it, lr);
+            return diverge(log);
+        }
+        double jb = 0;
+        for (size_t i = 0; i < bn;) {
+            int c = cnnelm_train_chunk_len(net, i, bn);
+            if (cnnelm_train_stop_now(1, err))
+                return CNNELM_STATUS_INTERRUPTED;
+            if (!single && cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err))
+                return -1;
+            if (cnnelm_net_predict(net, fs->Y, err))
+                return -1;
+            for (int j = 0; j < c; j++) {
+                const float *y = fs->Y + (size_t)j * C;
+                float *e = fs->E + (size_t)j * C;
+                int truth = net->labels[j];
+                correct += cnnelm_argmax(y, C) == truth;
+                for (int k = 0; k < C; k++) {
+                    double d = (double)y[k] - (k == truth ? 1.0 : 0.0);
+                    jb += 0.5 * d * d;
+                    e[k] = (float)(d / (double)bn); /* J averaged over the batch */
+                }
+            }
+            if (cnnelm_net_backward(net, fs->E, i > 0, err))
+                return -1;
+            i += (size_t)c;
+            cnnelm_progress_add(prog, (size_t)c);
+        }
+        jsum += jb;
+        if (!isfinite(jb) || jb / (double)bn > DIVERGENCE_FACTOR * j0) {
+            snprintf(log->divergence, sizeof log->divergence,
+                     "iteration %d: J exploded (batch mean %.4g, iteration 0 had %.4g) with learning "
+                     "rate %g; try a smaller train.learning_rate", it, jb / (double)bn, j0, lr);
+            return diverge(log);
+        }
+        if (cnnelm_net_read_grads(net, fs->grads, err))
+            return -1;
+        double mu = tp->momentum;
+        for (size_t p = 0; p < P; p++) {
+            fs->velocity[p] = (float)(mu * fs->velocity[p] - lr * fs->grads[p]);
+            m->params[p] += fs->velocity[p];
+        }
+        if (!all_finite(m->params, P)) {
+            snprintf(log->divergence, sizeof log->divergence,
+                     "iteration %d: kernels became NaN or Inf with learning rate %g; try a smaller "
+                     "train.learning_rate", it, lr);
+            return diverge(log);
+        }
+        if (cnnelm_net_set_params(net, m->params, err))
+            return -1;
+    }
+    *J = jsum / (double)n;
+    *acc = (double)correct / (double)n;
+    return 0;
+}
+
+double cnnelm_finetune_weight(const cnnelm_train_params *p, int chunk)
+{
+    /* forward, then backward through data and filters (about twice a forward), and a second
+     * forward when a batch spans several chunks (measured on the CPU backend: 3x, 4x) */
+    size_t B = p->batch > 0 ? p->batch : (size_t)-1;
+    return B <= (size_t)chunk ? 3.0 : 4.0;
+}
+
+int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
+                       const cnnelm_subset *test, const cnnelm_train_params *tp, cnnelm_progress *prog,
+                       cnnelm_train_log *log, cnnelm_error *err)
+{
+    memset(log, 0, sizeof *log);
+    int E = tp->iterations;
+    double t0 = cnnelm_now();
+    const cnnelm_fit_opts *fo = &tp->fit;
+    cnnelm_lambda_choice *ch = &log->lambda_choice;
+    int r0 = cnnelm_elm_fit(net, m, train, fo, ch, prog, "iteration 0: ELM fit", err);
+    if (r0 == CNNELM_STATUS_INTERRUPTED)
+        log->interrupted = cnnelm_interrupted(); /* nothing complete to keep */
+    if (r0)
+        return r0;
+    cnnelm_iter_stats s0 = { .iteration = 0, .J = j_from_sums(m), .test_accuracy = NAN };
+    if (E > 0) {
+        /* the series wants both accuracies at every iteration */
+        int a = cnnelm_train_device_accuracy(net, train, prog, "iteration 0: training accuracy",
+                                             &s0.train_accuracy, err);
+        if (a == 0)
+            a = cnnelm_train_device_accuracy(net, test, prog, "iteration 0: test accuracy",
+                                             &s0.test_accuracy, err);
+        if (a == CNNELM_STATUS_INTERRUPTED) { /* the ELM model of iteration 0 is complete */
+            log->interrupted = cnnelm_interrupted();
+            log->kept = 1;
+            m->iterations = 0;
+        }
+        if (a)
+            return a;
+    } else {
+        s0.train_accuracy = NAN;
+    }
+    s0.seconds = cnnelm_now() - t0;
+    if (log_push(log, &s0, err))
+        return -1;
+    if (E == 0)
+        return 0;
+
+    size_t P = m->arch.n_params, C = (size_t)m->arch.classes;
+    finetune_state fs = {
+        .grads = malloc(P * sizeof(float)), .velocity = calloc(P, sizeof(float)),
+        .good = malloc(P * sizeof(float)), .Y = malloc((size_t)net->chunk * C * sizeof(float)),
+        .E = malloc((size_t)net->chunk * C * sizeof(float)),
+    };
+    int rc = -1;
+    if (!fs.grads || !fs.velocity || !fs.good || !fs.Y || !fs.E) {
+        rc = cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY, "out of memory");
+        goto out;
+    }
+    memcpy(fs.good, m->params, P * sizeof(float));
+    double j0 = s0.J > 1e-6 ? s0.J : 1e-6;
+    int done = 0, stopped = 0;
+    for (int it = 1; it <= E; it++) {
+        double lr = tp->learning_rate;
+        if (tp->lr_schedule == CNNELM_LR_INVERSE)
+            lr /= it;
+        double ti = cnnelm_now();
+        char stage[96];
+        snprintf(stage, sizeof stage, "iteration %d/%d: fine-tune (rate %g)", it, E, lr);
+        cnnelm_progress_begin_weighted(prog, stage, train->n, cnnelm_finetune_weight(tp, net->chunk));
+        cnnelm_iter_stats s = { .iteration = it, .learning_rate = lr };
+        int r = finetune_epoch(net, m, train, tp, lr, j0, it, &fs, prog, &s.J, &s.train_accuracy,
+                               log, err);
+        if (r == CNNELM_STATUS_INTERRUPTED) {
+            cnnelm_progress_end(prog, "interrupted");
+            stopped = it;
+            break;
+        }
+        if (r != 0) {
+            rc = r;
+            goto out;
+        }
+        if (log->diverged) {
+            cnnelm_progress_end(prog, "diverged");
+            memcpy(m->params, fs.good, P * sizeof(float));
+            break;
+        }
+        char detail[96];
+        snprintf(detail, sizeof detail, "J %.5f, training accuracy %.2f%%", s.J, 100 * s.train_accuracy);
+        cnnelm_progress_end(prog, detail);
+        /* The series reports the model as it would be saved after this iteration: beta, U and V
+         * re-solved on the iteration's final kernels (one more forward pass). */
+        snprintf(stage, sizeof stage, "iteration %d: ELM fit on the new kernels", it);
+        int fit = cnnelm_elm_fit(net, m, train, fo, ch, prog, stage, err);
+        if (fit == CNNELM_STATUS_INTERRUPTED) {
+            stopped = it;
+            break;
+        }
+        /* kernels so large that H overflowed, or U lost its positive definiteness to rounding */
+        if (fit == CNNELM_STATUS_NOT_POSITIVE_DEFINITE) {
+            snprintf(log->divergence, sizeof log->divergence,
+                     "iteration %d: the ELM system of the new kernels is not positive definite "
+                     "(the kernels grew too large with learning rate %g); try a smaller "
+                     "train.learning_rate", it, lr);
+            diverge(log);
+            memcpy(m->params, fs.good, P * sizeof(float));
+            break;
+        }
+        if (fit != 0) {
+            rc = fit;
+            goto out;
+        }
+        snprintf(stage, sizeof stage, "iteration %d: test accuracy", it);
+        int a = cnnelm_train_device_accuracy(net, test, prog, stage, &s.test_accuracy, err);
+        if (a == CNNELM_STATUS_INTERRUPTED) {
+            stopped = it;
+            break;
+        }
+        if (a) {
+            rc = a;
+            goto out;
+        }
+        s.seconds = cnnelm_now() - ti;
+        if ((rc = log_push(log, &s, err)) != 0)
+            goto out;
+        memcpy(fs.good, m->params, P * sizeof(float));
+        done = it;
+    }
+    m->iterations = (uint32_t)done;
+    rc = 0;
+    if (stopped) {
+        /* back to the last complete iteration's kernels, with their own beta, U and V */
+        log->interrupted = cnnelm_interrupted();
+        log->interrupted_at = stopped;
+        memcpy(m->params, fs.good, P * sizeof(float));
+        char stage[96];
+        snprintf(stage, sizeof stage, "interrupted: ELM fit on the kernels of iteration %d, to keep them", done);
+        cnnelm_error fit_err;
+        int kept = cnnelm_train_elm_fit(net, m, train, fo, ch, 0, prog, stage, &fit_err);
+        if (kept != 0) {
+            *err = fit_err;
+            rc = kept;
+            goto out;
+        }
+        log->kept = 1;
+        rc = cnnelm_train_stop_now(1, err) ? CNNELM_STATUS_INTERRUPTED : -1;
+        goto out;
+    }
+    if (log->diverged) {
+        /* back to the last good kernels, with their own beta, U and V */
+        m->flags |= CNNELM_MODEL_DIVERGED;
+        rc = cnnelm_train_elm_fit(net, m, train, fo, ch, 0, prog, "ELM fit on the last good kernels",
+                                  err);
+    }
+out:
+    free(fs.grads);
+    free(fs.velocity);
+    free(fs.good);
+    free(fs.Y);
+    free(fs.E);
+    return rc;
+}
