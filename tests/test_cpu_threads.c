@@ -71,7 +71,7 @@ static void run_jobs(int threads, int jobs, int with_busy)
     cnnelm_backend_ctx *ctx = calloc(1, sizeof *ctx);
     ck_assert_ptr_nonnull(ctx);
     ctx->threads = threads;
-    ck_assert_int_eq(cpu_pool_start(ctx), CNNELM_OK);
+    ck_assert_int_eq(cpu_thread_pool_start(ctx), CNNELM_OK);
     pthread_t busy[2];
     atomic_store(&stop_busy, 0);
     if (with_busy)
@@ -101,7 +101,7 @@ static void run_jobs(int threads, int jobs, int with_busy)
         for (int i = 0; i < 2; i++)
             pthread_join(busy[i], NULL);
     }
-    cpu_pool_stop(ctx);
+    cpu_thread_pool_stop(ctx);
     free(j);
     free(ctx);
 }
@@ -144,7 +144,7 @@ START_TEST(stalled_worker_does_not_hold_up_jobs)
     cnnelm_backend_ctx *ctx = calloc(1, sizeof *ctx);
     ck_assert_ptr_nonnull(ctx);
     ctx->threads = 3;
-    ck_assert_int_eq(cpu_pool_start(ctx), CNNELM_OK);
+    ck_assert_int_eq(cpu_thread_pool_start(ctx), CNNELM_OK);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = hold_thread;
@@ -178,7 +178,7 @@ START_TEST(stalled_worker_does_not_hold_up_jobs)
     }
     ck_assert_msg(!atomic_load(&handler_timed_out), "50 small jobs waited for the stalled worker");
     atomic_store(&release_handler, 1);
-    cpu_pool_stop(ctx); /* joins the worker once its handler returns */
+    cpu_thread_pool_stop(ctx); /* joins the worker once its handler returns */
     ck_assert_int_eq(atomic_load(&j->bad_thread), 0);
     signal(SIGUSR1, SIG_DFL);
     free(j);
@@ -192,8 +192,8 @@ START_TEST(pool_start_stop_without_jobs)
         cnnelm_backend_ctx *ctx = calloc(1, sizeof *ctx);
         ck_assert_ptr_nonnull(ctx);
         ctx->threads = t;
-        ck_assert_int_eq(cpu_pool_start(ctx), CNNELM_OK);
-        cpu_pool_stop(ctx);
+        ck_assert_int_eq(cpu_thread_pool_start(ctx), CNNELM_OK);
+        cpu_thread_pool_stop(ctx);
         free(ctx);
     }
 }

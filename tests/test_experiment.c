@@ -20,7 +20,7 @@ static int have_data;
 typedef struct run_result {
     cnnelm_experiment x;
     cnnelm_config cfg;
-    cnnelm_pool pool;
+    cnnelm_worker_pool pool;
     cnnelm_progress prog;
 } run_result;
 
@@ -45,7 +45,7 @@ static void run_experiment(run_result *r, int workers, const char *const *extra,
     ck_assert_msg(cnnelm_arch_init(&a, c->model.layers, c->model.kernel, 1, 28, 28, 10,
                                    c->model.activation, c->model.pooling, c->model.elm_activation,
                                    &err) == 0, "%s", err.msg);
-    ck_assert_msg(cnnelm_pool_open(&r->pool, c, &a, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_worker_pool_open(&r->pool, c, &a, &err) == 0, "%s", err.msg);
     cnnelm_progress_init(&r->prog, 1);
     memset(&r->x, 0, sizeof r->x);
     r->x.cfg = c;
@@ -62,7 +62,7 @@ static void run_experiment(run_result *r, int workers, const char *const *extra,
 static void run_free(run_result *r)
 {
     cnnelm_experiment_free(&r->x);
-    cnnelm_pool_close(&r->pool);
+    cnnelm_worker_pool_close(&r->pool);
     cnnelm_progress_destroy(&r->prog);
     cnnelm_config_free(&r->cfg);
 }

@@ -46,7 +46,7 @@ static void fixture_open(fixture *f, int folds)
     r->classes = CLASSES;
     r->has_test_set = 1;
     r->runs_total = folds > 1 ? folds : RUNS;
-    /* two workers on one device, as cnnelm_pool_describe labels them */
+    /* two workers on one device, as cnnelm_worker_pool_describe labels them */
     for (int w = 0; w < 2; w++) {
         snprintf(f->workers[w].label, sizeof f->workers[w].label, "cpu:0#%d", w);
         f->workers[w].device = "cpu:0";
@@ -305,11 +305,11 @@ START_TEST(pool_describe_two_cpu_workers)
     cnnelm_arch arch;
     ck_assert_msg(cnnelm_arch_init(&arch, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10, cfg.model.activation,
                                    cfg.model.pooling, cfg.model.elm_activation, &err) == 0, "%s", err.msg);
-    cnnelm_pool pool;
-    ck_assert_msg(cnnelm_pool_open(&pool, &cfg, &arch, &err) == 0, "%s", err.msg);
+    cnnelm_worker_pool pool;
+    ck_assert_msg(cnnelm_worker_pool_open(&pool, &cfg, &arch, &err) == 0, "%s", err.msg);
     cnnelm_worker_desc d;
     for (int i = 0; i < 2; i++) {
-        ck_assert_int_eq(cnnelm_pool_describe(&pool, i, &d), 0);
+        ck_assert_int_eq(cnnelm_worker_pool_describe(&pool, i, &d), 0);
         char want[16];
         snprintf(want, sizeof want, "cpu:0#%d", i);
         ck_assert_str_eq(d.label, want);
@@ -322,9 +322,9 @@ START_TEST(pool_describe_two_cpu_workers)
         ck_assert_uint_eq(d.fell_back, 0);
         ck_assert_int_eq(d.failed, 0);
     }
-    ck_assert_int_eq(cnnelm_pool_describe(&pool, 2, &d), -1);
-    ck_assert_int_eq(cnnelm_pool_describe(&pool, -1, &d), -1);
-    cnnelm_pool_close(&pool);
+    ck_assert_int_eq(cnnelm_worker_pool_describe(&pool, 2, &d), -1);
+    ck_assert_int_eq(cnnelm_worker_pool_describe(&pool, -1, &d), -1);
+    cnnelm_worker_pool_close(&pool);
     cnnelm_config_free(&cfg);
 }
 END_TEST

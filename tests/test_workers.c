@@ -78,7 +78,7 @@ static int device_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err
 typedef struct fixture {
     cnnelm_config cfg;
     cnnelm_arch arch;
-    cnnelm_pool pool;
+    cnnelm_worker_pool pool;
     float *params;
 } fixture;
 
@@ -103,7 +103,7 @@ static void fixture_open(fixture *f, int n, const char *fail_after)
                                    &err) == 0, "%s", err.msg);
     if (fail_after)
         setenv("CNNELM_FAULTY_FAIL_AFTER", fail_after, 1);
-    int rc = cnnelm_pool_open(&f->pool, c, &f->arch, &err);
+    int rc = cnnelm_worker_pool_open(&f->pool, c, &f->arch, &err);
     unsetenv("CNNELM_FAULTY_FAIL_AFTER");
     ck_assert_msg(rc == 0, "%s", err.msg);
     ck_assert_int_eq(f->pool.n, n);
@@ -113,7 +113,7 @@ static void fixture_open(fixture *f, int n, const char *fail_after)
 
 static void fixture_close(fixture *f)
 {
-    cnnelm_pool_close(&f->pool);
+    cnnelm_worker_pool_close(&f->pool);
     cnnelm_config_free(&f->cfg);
     free(f->params);
 }
@@ -131,7 +131,7 @@ START_TEST(lost_device_task_runs_on_another_worker)
     f.pool.note = note;
     f.pool.note_user = &r;
     cnnelm_error err = { "" };
-    ck_assert_msg(cnnelm_pool_run(&f.pool, N_TASKS, device_task, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_worker_pool_run(&f.pool, N_TASKS, device_task, &r, &err) == 0, "%s", err.msg);
     int lost = -1;
     for (int t = 0; t < N_TASKS; t++) {
         ck_assert_msg(r.done[t] == 1, "task %d succeeded %d times", t + 1, r.done[t]);
@@ -159,7 +159,7 @@ START_TEST(lost_device_task_runs_on_another_worker)
     record r2;
     record_init(&r2, f.params, 1);
     f.pool.note_user = &r2;
-    ck_assert_msg(cnnelm_pool_run(&f.pool, N_TASKS, device_task, &r2, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_worker_pool_run(&f.pool, N_TASKS, device_task, &r2, &err) == 0, "%s", err.msg);
     for (int t = 0; t < N_TASKS; t++)
         ck_assert(r2.done[t] == 1 && r2.done_by[t] == 1 && r2.attempts[t] == 1);
     ck_assert_int_eq(r2.n_notes, 0);
@@ -176,7 +176,7 @@ START_TEST(last_worker_lost_fails_the_run)
     record r;
     record_init(&r, f.params, 2000);
     cnnelm_error err = { "" };
-    ck_assert_int_eq(cnnelm_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
+    ck_assert_int_eq(cnnelm_worker_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
     ck_assert_msg(strstr(err.msg, "injected device failure (CNNELM_FAULTY_FAIL_AFTER=1000)"), "%s", err.msg);
     ck_assert_int_eq(r.attempts[0], 1);
     ck_assert_int_eq(r.done[0], 0);
@@ -187,13 +187,13 @@ START_TEST(last_worker_lost_fails_the_run)
     record_init(&r, f.params, 2000);
     f.pool.note = note;
     f.pool.note_user = &r;
-    ck_assert_int_eq(cnnelm_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
+    ck_assert_int_eq(cnnelm_worker_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
     ck_assert_msg(strstr(err.msg, "injected device failure"), "%s", err.msg);
     for (int t = 0; t < N_TASKS; t++)
         ck_assert_int_eq(r.done[t], 0);
     ck_assert_int_eq(r.n_notes, 1); /* the first loss handed its task on; the second could not */
     ck_assert_int_eq(f.pool.w[0].failed + f.pool.w[1].failed, 1);
-    ck_assert_int_eq(cnnelm_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
+    ck_assert_int_eq(cnnelm_worker_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
     ck_assert_msg(strstr(err.msg, "injected device failure"), "%s", err.msg);
     fixture_close(&f);
 }
@@ -211,7 +211,7 @@ START_TEST(other_failure_stops_the_run)
     f.pool.note = note;
     f.pool.note_user = &r;
     cnnelm_error err = { "" };
-    ck_assert_int_eq(cnnelm_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
+    ck_assert_int_eq(cnnelm_worker_pool_run(&f.pool, N_TASKS, device_task, &r, &err), -1);
     ck_assert_str_eq(err.msg, "task 3 broke");
     ck_assert_int_eq(r.attempts[2], 1);
     ck_assert_int_eq(r.done[2], 0);
@@ -227,7 +227,7 @@ START_TEST(other_failure_stops_the_run)
     ck_assert(!f.pool.w[0].failed && !f.pool.w[1].failed);
     /* the pool is still usable */
     record_init(&r, f.params, 1);
-    ck_assert_msg(cnnelm_pool_run(&f.pool, N_TASKS, device_task, &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_worker_pool_run(&f.pool, N_TASKS, device_task, &r, &err) == 0, "%s", err.msg);
     for (int t = 0; t < N_TASKS; t++)
         ck_assert_int_eq(r.done[t], 1);
     fixture_close(&f);

@@ -153,7 +153,7 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
     ctx->magic = CPU_CTX_MAGIC;
     ctx->threads = threads;
     ctx->isa = detect_isa();
-    cnnelm_status st = cpu_pool_start(ctx);
+    cnnelm_status st = cpu_thread_pool_start(ctx);
     if (st != CNNELM_OK) {
         open_error(error, error_size, ctx->err);
         free(ctx);
@@ -174,7 +174,7 @@ static void cpu_context_close(cnnelm_backend_ctx *ctx)
 {
     if (!ctx || ctx->magic != CPU_CTX_MAGIC)
         return;
-    cpu_pool_stop(ctx);
+    cpu_thread_pool_stop(ctx);
     CNNELM_BUFFER_LIST_FREE_ALL(&ctx->buffers, release_buffer);
     cpu_scratch_free(ctx);
     ctx->magic = 0;

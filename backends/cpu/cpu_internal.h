@@ -75,8 +75,8 @@ cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fm
  * rest); returns when every task is done. fn may be called several times per thread per job.
  * Outputs of a task must not depend on which thread runs it or on the range it came in:
  * results then do not depend on the thread count or on the scheduling either. */
-cnnelm_status cpu_pool_start(cnnelm_backend_ctx *ctx);
-void cpu_pool_stop(cnnelm_backend_ctx *ctx);
+cnnelm_status cpu_thread_pool_start(cnnelm_backend_ctx *ctx);
+void cpu_thread_pool_stop(cnnelm_backend_ctx *ctx);
 void cpu_parallel(cnnelm_backend_ctx *ctx, int tasks, cpu_task_fn fn, void *arg);
 
 /* Scratch: makes every thread's scratch (or the shared one) at least `bytes` long. The

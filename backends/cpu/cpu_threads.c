@@ -152,7 +152,7 @@ static void *worker_main(void *p)
     }
 }
 
-cnnelm_status cpu_pool_start(cnnelm_backend_ctx *ctx)
+cnnelm_status cpu_thread_pool_start(cnnelm_backend_ctx *ctx)
 {
     ctx->started = 0;
     atomic_store(&ctx->state, CPU_CLOSED);
@@ -178,7 +178,7 @@ cnnelm_status cpu_pool_start(cnnelm_backend_ctx *ctx)
             wa->index = i;
             if (pthread_create(&ctx->tid[i - 1], NULL, worker_main, wa) != 0) {
                 free(wa);
-                cpu_pool_stop(ctx);
+                cpu_thread_pool_stop(ctx);
                 return cpu_fail(ctx, CNNELM_ERR_INTERNAL, "cannot start worker thread %d of %d", i,
                                 ctx->threads);
             }
@@ -187,11 +187,11 @@ cnnelm_status cpu_pool_start(cnnelm_backend_ctx *ctx)
     }
     return CNNELM_OK;
 oom:
-    cpu_pool_stop(ctx);
+    cpu_thread_pool_stop(ctx);
     return cpu_fail(ctx, CNNELM_ERR_OUT_OF_MEMORY, "out of memory starting %d threads", ctx->threads);
 }
 
-void cpu_pool_stop(cnnelm_backend_ctx *ctx)
+void cpu_thread_pool_stop(cnnelm_backend_ctx *ctx)
 {
     if (ctx->started > 0) {
         atomic_store(&ctx->quit, 1);

@@ -17,7 +17,7 @@
 typedef struct eval_job {
     cnnelm_config cfg;
     cnnelm_dataset test;
-    cnnelm_pool pool;
+    cnnelm_worker_pool pool;
     int pool_open;
     cnnelm_model model;
     cnnelm_progress prog;
@@ -97,7 +97,7 @@ static int eval_run(eval_job *j, const cnnelm_run_options *o, cnnelm_error *err)
         return -1;
     j->cfg.n_workers = 1; /* evaluation runs on the first worker */
     cnnelm_plugin_log_begin(o->verbose, j->cfg.cache_dir);
-    if (cnnelm_pool_open(&j->pool, &j->cfg, a, err))
+    if (cnnelm_worker_pool_open(&j->pool, &j->cfg, a, err))
         return -1;
     j->pool_open = 1;
     cnnelm_report *r = &j->report;
@@ -118,7 +118,7 @@ static int eval_run(eval_job *j, const cnnelm_run_options *o, cnnelm_error *err)
     cnnelm_subset test = { &j->test, NULL, j->test.n };
     eval_one e = { &j->model, &test, &j->prog, confusion };
     cnnelm_metrics m;
-    int rc = cnnelm_pool_run(&j->pool, 1, eval_one_task, &e, err);
+    int rc = cnnelm_worker_pool_run(&j->pool, 1, eval_one_task, &e, err);
     if (rc == 0) {
         r->t_eval = cnnelm_now() - te;
         cnnelm_metrics_compute(confusion, C, &m);
@@ -154,7 +154,7 @@ int cnnelm_run_eval(const cnnelm_run_options *o, cnnelm_error *err)
     int rc = eval_run(j, o, err);
     cnnelm_report_free(&j->report);
     if (j->pool_open)
-        cnnelm_pool_close(&j->pool);
+        cnnelm_worker_pool_close(&j->pool);
     cnnelm_model_free(&j->model);
     cnnelm_dataset_free(&j->test);
     cnnelm_config_free(&j->cfg);

@@ -10,7 +10,7 @@
 #include "training/workers.h"
 
 struct cnnelm_predictor {
-    cnnelm_pool pool;
+    cnnelm_worker_pool pool;
     cnnelm_arch arch;
     uint8_t *zero_labels;  /* chunk zeros: net_forward reads labels, predictions have none */
 };
@@ -34,7 +34,7 @@ int cnnelm_predictor_open(cnnelm_predictor **out, const cnnelm_model *m, const c
     one->n_workers = 1; /* predictions run on the first worker, like eval */
     one->text = NULL;
     p->arch = m->arch;
-    int rc = cnnelm_pool_open(&p->pool, one, &m->arch, err);
+    int rc = cnnelm_worker_pool_open(&p->pool, one, &m->arch, err);
     free(one);
     if (rc) {
         free(p);
@@ -58,7 +58,7 @@ void cnnelm_predictor_close(cnnelm_predictor *p)
 {
     if (!p)
         return;
-    cnnelm_pool_close(&p->pool);
+    cnnelm_worker_pool_close(&p->pool);
     free(p->zero_labels);
     free(p);
 }
@@ -67,13 +67,13 @@ void cnnelm_predictor_close(cnnelm_predictor *p)
 const char *cnnelm_predictor_device(const cnnelm_predictor *p)
 {
     cnnelm_worker_desc d;
-    return cnnelm_pool_describe(&p->pool, 0, &d) == 0 ? d.device : "";
+    return cnnelm_worker_pool_describe(&p->pool, 0, &d) == 0 ? d.device : "";
 }
 
 int cnnelm_predictor_chunk(const cnnelm_predictor *p)
 {
     cnnelm_worker_desc d;
-    return cnnelm_pool_describe(&p->pool, 0, &d) == 0 ? d.chunk : 0;
+    return cnnelm_worker_pool_describe(&p->pool, 0, &d) == 0 ? d.chunk : 0;
 }
 
 int cnnelm_predictor_run(cnnelm_predictor *p, const uint8_t *inputs, size_t n, float *scores,

@@ -56,7 +56,7 @@ void cnnelm_report_warn(cnnelm_report *r, const char *fmt, ...)
         r->n_warnings++;
 }
 
-int cnnelm_report_set_workers(cnnelm_report *r, const cnnelm_pool *pool, cnnelm_error *err)
+int cnnelm_report_set_workers(cnnelm_report *r, const cnnelm_worker_pool *pool, cnnelm_error *err)
 {
     free(r->workers);
     r->n_workers = 0;
@@ -64,7 +64,7 @@ int cnnelm_report_set_workers(cnnelm_report *r, const cnnelm_pool *pool, cnnelm_
     if (!r->workers)
         return cnnelm_fail(err, "out of memory");
     for (int i = 0; i < pool->n; i++)
-        cnnelm_pool_describe(pool, i, &r->workers[r->n_workers++]);
+        cnnelm_worker_pool_describe(pool, i, &r->workers[r->n_workers++]);
     return 0;
 }
 

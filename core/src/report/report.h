@@ -100,7 +100,7 @@ void cnnelm_report_warn(cnnelm_report *r, const char *fmt, ...)
     ;
 
 /* The pool's workers as the report lists them. */
-int cnnelm_report_set_workers(cnnelm_report *r, const cnnelm_pool *pool, cnnelm_error *err);
+int cnnelm_report_set_workers(cnnelm_report *r, const cnnelm_worker_pool *pool, cnnelm_error *err);
 
 /* Adds one finished experiment as a run: warns about divergence and a reduced model worse than
  * every partition (`run`: "" or "fold 2/5: " before the messages), and copies what the report

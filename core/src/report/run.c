@@ -41,7 +41,7 @@ typedef struct train_job {
     char rank_prefix[32];        /* "rank R: " on other ranks' messages */
     cnnelm_config cfg;
     cnnelm_dataset train, test;
-    cnnelm_pool pool;
+    cnnelm_worker_pool pool;
     int pool_open;
     cnnelm_model model;          /* the model saved */
     cnnelm_progress prog;
@@ -130,13 +130,13 @@ static int open_pool(train_job *j, const cnnelm_run_options *o, const cnnelm_arc
     if (cnnelm_memory_plan_check(&plan, (double)c->train.memory_limit * 1048576.0, line, sizeof line, err))
         return cnnelm_fail_prefix(err, "%s", c->path);
     cnnelm_progress_note(&j->prog, "%s", line);
-    if (cnnelm_pool_open(&j->pool, c, arch, err))
+    if (cnnelm_worker_pool_open(&j->pool, c, arch, err))
         return -1;
     j->pool_open = 1;
     j->pool.note = note_line;
     j->pool.note_user = &j->prog;
     cnnelm_worker_desc first;
-    cnnelm_pool_describe(&j->pool, 0, &first);
+    cnnelm_worker_pool_describe(&j->pool, 0, &first);
     cnnelm_progress_note(&j->prog, "model %s, kernel %d, %d hidden units, %zu parameters; %d worker%s "
                          "(first: %s)", arch->layers, arch->kernel, arch->hidden, arch->n_params,
                          j->pool.n, j->pool.n == 1 ? "" : "s", first.device);
@@ -222,13 +222,13 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         goto out;
     cnnelm_progress_finish(&j->prog); /* the results must not land on the live line */
     r->t_train = cnnelm_now() - tt;
-    cnnelm_pool_report_fallbacks(&j->pool, note_line, &j->prog);
+    cnnelm_worker_pool_report_fallbacks(&j->pool, note_line, &j->prog);
     /* rank 0 alone writes the model and the report */
     rc = j->rank == 0 ? save_and_report(j, o, err) : 0;
 out:
     cnnelm_report_free(&j->report);
     if (j->pool_open)
-        cnnelm_pool_close(&j->pool);
+        cnnelm_worker_pool_close(&j->pool);
     cnnelm_model_free(&j->model);
     cnnelm_dataset_free(&j->train);
     cnnelm_dataset_free(&j->test);

@@ -108,7 +108,7 @@ static void set_run_work(const cnnelm_trials *j, int folds)
         tune += t1;
     }
     cnnelm_worker_desc first;
-    cnnelm_pool_describe(j->pool, 0, &first);
+    cnnelm_worker_pool_describe(j->pool, 0, &first);
     cnnelm_train_params tp = cnnelm_train_params_from_config(c);
     cnnelm_progress_set_run(j->prog, fwd, tune, cnnelm_finetune_weight(&tp, first.chunk));
 }

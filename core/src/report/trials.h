@@ -15,7 +15,7 @@
 typedef struct cnnelm_trials {
     const cnnelm_config *cfg;
     const cnnelm_dataset *train, *test;
-    cnnelm_pool *pool;
+    cnnelm_worker_pool *pool;
     const cnnelm_cluster *cluster;  /* NULL: one process */
     int rank;                       /* 0 unless under MPI: only rank 0 reports and keeps */
     int resume;

@@ -28,7 +28,7 @@ int cnnelm_average_models(const struct cnnelm_average_options *o, uint64_t *n_ex
     memset(&cfg, 0, sizeof cfg);
     cnnelm_dataset train;
     memset(&train, 0, sizeof train);
-    cnnelm_pool pool;
+    cnnelm_worker_pool pool;
     memset(&pool, 0, sizeof pool);
     cnnelm_reducer red;
     int pool_open = 0, have_red = 0, rc = -1, classes = 0;
@@ -66,7 +66,7 @@ int cnnelm_average_models(const struct cnnelm_average_options *o, uint64_t *n_ex
                         cfg.path, train.rows, train.cols, arch->in_h, arch->in_w);
             goto out;
         }
-        if (cnnelm_pool_open(&pool, &cfg, arch, err))
+        if (cnnelm_worker_pool_open(&pool, &cfg, arch, err))
             goto out;
         pool_open = 1;
         /* the whole training set as one pass; U and V are sums, so this equals the sum over
@@ -88,7 +88,7 @@ int cnnelm_average_models(const struct cnnelm_average_options *o, uint64_t *n_ex
     rc = 0;
 out:
     if (pool_open)
-        cnnelm_pool_close(&pool);
+        cnnelm_worker_pool_close(&pool);
     if (have_red)
         cnnelm_reducer_free(&red);
     cnnelm_model_free(&m);

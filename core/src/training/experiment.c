@@ -185,7 +185,7 @@ static int evaluate_reduced(cnnelm_experiment *x, cnnelm_error *err)
         cnnelm_metrics part;
         cnnelm_metrics *eo[1] = { &part };
         eval_job ej = { em, &share, x->prog, eo, x->reduced_confusion };
-        rc = cnnelm_pool_run(x->pool, 1, eval_task, &ej, err);
+        rc = cnnelm_worker_pool_run(x->pool, 1, eval_task, &ej, err);
     }
     for (int i = 0; rc == 0 && i < C * C; i++)
         conf[i] = (int64_t)x->reduced_confusion[i];
@@ -276,7 +276,7 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
     }
     map_job mj = { x, &init, subs, x->parts, k, ids, c->train.checkpoint_dir[0] != '\0', "partition",
                    have_red ? &red : NULL };
-    int r = mine > 0 ? cnnelm_pool_run(x->pool, mine, train_task, &mj, err) : 0;
+    int r = mine > 0 ? cnnelm_worker_pool_run(x->pool, mine, train_task, &mj, err) : 0;
     /* the facts the report needs, point to point (so a rank that never finishes is named),
      * then the sums over every rank (a tree of collectives, exact) */
     if (r == 0)
@@ -316,12 +316,12 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
     if (c->train.compare_single && k > 1 && rank == 0) {
         map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model", NULL };
         cnnelm_progress_note(x->prog, "single model on all %zu training examples", x->train.n);
-        if (cnnelm_pool_run(x->pool, 1, train_task, &sj, err))
+        if (cnnelm_worker_pool_run(x->pool, 1, train_task, &sj, err))
             goto out;
         const cnnelm_model *sm[1] = { &x->single.model };
         cnnelm_metrics *so[1] = { &x->single.test };
         eval_job ej = { sm, &x->test, x->prog, so, NULL };
-        if (x->test.n && cnnelm_pool_run(x->pool, 1, eval_task, &ej, err))
+        if (x->test.n && cnnelm_worker_pool_run(x->pool, 1, eval_task, &ej, err))
             goto out;
         x->has_single = 1;
     }

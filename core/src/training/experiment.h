@@ -36,7 +36,7 @@ typedef struct cnnelm_experiment {
     cnnelm_subset train;        /* all training rows of this run */
     cnnelm_subset test;         /* n = 0: no evaluation */
     cnnelm_progress *prog;
-    cnnelm_pool *pool;
+    cnnelm_worker_pool *pool;
     const cnnelm_cluster *cluster; /* NULL: one process */
     int fold;                   /* for checkpoint names */
     int resume;                 /* reuse partitions found in train.checkpoint_dir */

@@ -265,7 +265,7 @@ typedef struct refit_job {
     const cnnelm_fit_opts *opts;
     cnnelm_progress *prog;
     int k;
-    const cnnelm_pool *pool;
+    const cnnelm_worker_pool *pool;
     int64_t n;                    /* examples summed on this rank */
 } refit_job;
 
@@ -351,7 +351,7 @@ static int bcast_beta(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_error *er
     return rc;
 }
 
-int cnnelm_reducer_refit(cnnelm_reducer *r, cnnelm_pool *pool, const cnnelm_cluster *cluster,
+int cnnelm_reducer_refit(cnnelm_reducer *r, cnnelm_worker_pool *pool, const cnnelm_cluster *cluster,
                          const cnnelm_subset *parts, int n_parts, const cnnelm_fit_opts *opts,
                          cnnelm_progress *prog, cnnelm_model *out, cnnelm_lambda_choice *choice,
                          cnnelm_error *err)
@@ -390,7 +390,7 @@ int cnnelm_reducer_refit(cnnelm_reducer *r, cnnelm_pool *pool, const cnnelm_clus
         free(out->V);
         out->U = out->V = NULL;
         refit_job j = { r, out, parts, ids, opts, prog, n_parts, pool, 0 };
-        if (mine > 0 && cnnelm_pool_run(pool, mine, refit_task, &j, err))
+        if (mine > 0 && cnnelm_worker_pool_run(pool, mine, refit_task, &j, err))
             goto out;
         cnnelm_fixsum *s[2] = { &r->U, &r->V };
         int to_all[2] = { 0, 0 };

@@ -59,7 +59,7 @@ int cnnelm_reducer_model(const cnnelm_reducer *r, int rank, cnnelm_model *out, c
  * and summed to rank 0; without fine-tuning the models' own U and V are the same sums. Rank 0
  * solves beta once (the training solver), and beta and lambda go to every rank, so each can
  * evaluate *out. choice (rank 0, may be NULL): lambda = "auto"'s choice. */
-int cnnelm_reducer_refit(cnnelm_reducer *r, cnnelm_pool *pool, const cnnelm_cluster *cluster,
+int cnnelm_reducer_refit(cnnelm_reducer *r, cnnelm_worker_pool *pool, const cnnelm_cluster *cluster,
                          const cnnelm_subset *parts, int n_parts, const cnnelm_fit_opts *opts,
                          cnnelm_progress *prog, cnnelm_model *out, cnnelm_lambda_choice *choice,
                          cnnelm_error *err);

@@ -56,7 +56,7 @@ static int pick_device(const cnnelm_plugin *p, const cnnelm_worker_config *wc, i
 /* The CPU reference, loaded the first time any worker's fallback needs it (from any thread). */
 static const cnnelm_plugin *load_reference(void *user, cnnelm_error *err)
 {
-    cnnelm_pool *pool = user;
+    cnnelm_worker_pool *pool = user;
     pthread_mutex_lock(&pool->reference_lock);
     if (!pool->reference_tried) {
         pool->reference_tried = 1;
@@ -70,7 +70,7 @@ static const cnnelm_plugin *load_reference(void *user, cnnelm_error *err)
     return ref;
 }
 
-int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
+int cnnelm_worker_pool_open(cnnelm_worker_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
                      cnnelm_error *err)
 {
     memset(pool, 0, sizeof *pool);
@@ -96,7 +96,7 @@ int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_a
             cnnelm_net_open_ex(&w->net, w->plugin, device, w->cfg.threads, arch, cfg->train.chunk,
                                &ref, err)) {
             cnnelm_fail_prefix(err, "worker %d", i + 1);
-            cnnelm_pool_close(pool);
+            cnnelm_worker_pool_close(pool);
             return -1;
         }
         w->open = 1;
@@ -104,7 +104,7 @@ int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_a
     return 0;
 }
 
-void cnnelm_pool_close(cnnelm_pool *pool)
+void cnnelm_worker_pool_close(cnnelm_worker_pool *pool)
 {
     int hung = 0;
     for (int i = 0; i < pool->n; i++)
@@ -135,7 +135,7 @@ void cnnelm_pool_close(cnnelm_pool *pool)
     memset(pool, 0, sizeof *pool);
 }
 
-int cnnelm_pool_describe(const cnnelm_pool *pool, int i, cnnelm_worker_desc *d)
+int cnnelm_worker_pool_describe(const cnnelm_worker_pool *pool, int i, cnnelm_worker_desc *d)
 {
     memset(d, 0, sizeof *d);
     if (!pool || i < 0 || i >= pool->n)
@@ -160,7 +160,7 @@ int cnnelm_pool_describe(const cnnelm_pool *pool, int i, cnnelm_worker_desc *d)
     return 0;
 }
 
-void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *user, const char *line),
+void cnnelm_worker_pool_report_fallbacks(const cnnelm_worker_pool *pool, void (*note)(void *user, const char *line),
                                   void *user)
 {
     for (int i = 0; i < pool->n; i++) {
@@ -178,7 +178,7 @@ void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *us
 }
 
 typedef struct run_state {
-    cnnelm_pool *pool;
+    cnnelm_worker_pool *pool;
     int n_tasks, next;
     int *requeued, n_requeued;   /* tasks given back by workers whose device failed */
     int alive;                   /* workers still running tasks */
@@ -316,7 +316,7 @@ static void watch_workers(run_state *s, thread_arg *args, int n)
 
 /* Starts a thread per usable worker and waits for them, watching their device calls. A thread
  * given up on is detached and its arguments are kept: it may still be running. */
-static int run_watched(run_state *s, cnnelm_pool *pool, const int *usable, int n_usable)
+static int run_watched(run_state *s, cnnelm_worker_pool *pool, const int *usable, int n_usable)
 {
     thread_arg *args = calloc((size_t)n_usable, sizeof *args);
     pthread_t *tid = calloc((size_t)n_usable, sizeof *tid);
@@ -373,7 +373,7 @@ static int run_watched(run_state *s, cnnelm_pool *pool, const int *usable, int n
     return 0;
 }
 
-int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
+int cnnelm_worker_pool_run(cnnelm_worker_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
                     cnnelm_error *err)
 {
     run_state s = { .pool = pool, .n_tasks = n_tasks, .failed_task = n_tasks, .fn = fn,
@@ -435,10 +435,10 @@ int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *use
     return 0;
 }
 
-void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap)
+void cnnelm_worker_label(const cnnelm_worker_pool *pool, const cnnelm_worker *w, char *out, size_t cap)
 {
     cnnelm_worker_desc d;
-    if (cnnelm_pool_describe(pool, w->index, &d) != 0)
+    if (cnnelm_worker_pool_describe(pool, w->index, &d) != 0)
         snprintf(d.label, sizeof d.label, "worker %d", w->index);
     snprintf(out, cap, "%s", d.label);
 }

@@ -19,7 +19,7 @@ typedef struct cnnelm_worker {
     int failed;                /* its device failed during a run: it takes no more tasks */
 } cnnelm_worker;
 
-typedef struct cnnelm_pool {
+typedef struct cnnelm_worker_pool {
     int n;
     cnnelm_worker *w;
     cnnelm_plugin *reference;  /* the CPU plugin, for ops another backend lacks; loaded only
@@ -30,14 +30,14 @@ typedef struct cnnelm_pool {
     pthread_mutex_t reference_lock;
     void (*note)(void *user, const char *line); /* where worker failures are told; may be NULL */
     void *note_user;
-} cnnelm_pool;
+} cnnelm_worker_pool;
 
 /* Loads each worker's backend and opens its device with buffers for cfg->train.chunk examples.
  * The CPU backend is loaded as the fallback for ops a plugin lacks only when one needs it; when
  * it is needed and cannot be loaded, that is an error naming why. */
-int cnnelm_pool_open(cnnelm_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
+int cnnelm_worker_pool_open(cnnelm_worker_pool *pool, const cnnelm_config *cfg, const cnnelm_arch *arch,
                      cnnelm_error *err);
-void cnnelm_pool_close(cnnelm_pool *pool);
+void cnnelm_worker_pool_close(cnnelm_worker_pool *pool);
 
 /* What a worker is, for reports and messages, without reaching into its network or plugin. */
 typedef struct cnnelm_worker_desc {
@@ -53,13 +53,13 @@ typedef struct cnnelm_worker_desc {
 } cnnelm_worker_desc;
 
 /* Describes worker i (0 <= i < pool->n). Returns 0, or -1 when i is out of range. */
-int cnnelm_pool_describe(const cnnelm_pool *pool, int i, cnnelm_worker_desc *d);
+int cnnelm_worker_pool_describe(const cnnelm_worker_pool *pool, int i, cnnelm_worker_desc *d);
 
 /* A worker's name in messages: its describe label ("cpu:0", "cpu:0#1" when workers share it). */
-void cnnelm_worker_label(const cnnelm_pool *pool, const cnnelm_worker *w, char *out, size_t cap);
+void cnnelm_worker_label(const cnnelm_worker_pool *pool, const cnnelm_worker *w, char *out, size_t cap);
 
 /* Prints (once per run, through `note`) which ops each worker ran on the CPU reference. */
-void cnnelm_pool_report_fallbacks(const cnnelm_pool *pool, void (*note)(void *user, const char *line),
+void cnnelm_worker_pool_report_fallbacks(const cnnelm_worker_pool *pool, void (*note)(void *user, const char *line),
                                   void *user);
 
 /* A task: returns 0 or -1 with err set. Runs on the worker's thread. */
@@ -76,7 +76,7 @@ typedef int (*cnnelm_task_fn)(cnnelm_worker *w, int task, void *user, cnnelm_err
  * device lost for good (its thread is abandoned: a hung call cannot be interrupted), its task
  * goes back to the queue when another worker is left, or the run fails with a message naming
  * the worker, op and shape. Without op_timeouts, one worker runs the tasks on this thread. */
-int cnnelm_pool_run(cnnelm_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
+int cnnelm_worker_pool_run(cnnelm_worker_pool *pool, int n_tasks, cnnelm_task_fn fn, void *user,
                     cnnelm_error *err);
 
 /* Nonzero when a watchdog gave up on a device in this process: a thread may still be inside
