@@ -218,7 +218,10 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 1 "the output stream: write failed|writing the predictions failed" -- sh -c '"$0" predict -q -m "$1" "$2" >/dev/full' "$CNNELM" "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz"
   # the same predictions on another backend (any worker, like eval)
   if "$CNNELM" devices 2>/dev/null | grep -A1 "^backend opencl" | grep -q "device 0"; then
-    expect 0 "10000 predictions written" -- "$CNNELM" predict -q -m "$tmp/p.model" -c "$cfg" -s 'workers=({backend="opencl";device=0;})' "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p-ocl.csv"
+    # PoCL's device threads outlive the context; under a loaded sanitizer build LeakSanitizer's
+    # thread stopper has crashed on them at exit ("Tracer caught signal 11", once in CI) after
+    # a correct run. Leaks on the OpenCL path stay checked by the Check suites.
+    expect 0 "10000 predictions written" -- env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "$CNNELM" predict -q -m "$tmp/p.model" -c "$cfg" -s 'workers=({backend="opencl";device=0;})' "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p-ocl.csv"
     same=$(paste -d' ' <(cut -d, -f2 "$tmp/p.csv") <(cut -d, -f2 "$tmp/p-ocl.csv") | awk '$1 == $2' | wc -l)
     if [ "$same" -ge 9990 ]; then ok; else bad "OpenCL predictions agree with the CPU on only $same of 10001 rows"; fi
   fi

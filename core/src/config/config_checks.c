@@ -133,8 +133,8 @@ static int layers_syntax(const char *s, char *bad, size_t bad_size)
         long n = 0;
         /* a multi-scale group "(4s,12s,...)" and then "sqrt" may end the string (model.c
          * checks them) */
-        const char *close = p + 1 + strspn(p + 1, "0123456789s,");
-        if (p > s && ((*p == '(' && *close == ')' && (!close[1] || !strcmp(close + 1, "-sqrt"))) ||
+        const char *close = *p == '(' ? p + 1 + strspn(p + 1, "0123456789s,") : NULL;
+        if (p > s && ((close && *close == ')' && (!close[1] || !strcmp(close + 1, "-sqrt"))) ||
                       !strcmp(p, "sqrt")))
             return 0;
         while (isdigit((unsigned char)*p) && n <= 1024) n = n * 10 + (*p++ - '0');

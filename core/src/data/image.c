@@ -120,7 +120,8 @@ typedef struct jpeg_failure {
     char msg[JMSG_LENGTH_MAX];
 } jpeg_failure;
 
-static void jpeg_fail_exit(j_common_ptr cinfo)
+/* libjpeg's error_exit hook: instead of exiting, back to read_jpeg's setjmp with the message */
+static void jpeg_fail_jump(j_common_ptr cinfo)
 {
     jpeg_failure *f = (jpeg_failure *)cinfo->err;
     f->mgr.format_message(cinfo, f->msg);
@@ -139,7 +140,7 @@ static int read_jpeg(const char *path, cnnelm_image *img, cnnelm_error *err)
     /* volatile: read after a longjmp */
     uint8_t *volatile pix = NULL;
     cinfo.err = jpeg_std_error(&fail.mgr);
-    fail.mgr.error_exit = jpeg_fail_exit;
+    fail.mgr.error_exit = jpeg_fail_jump;
     fail.mgr.emit_message = jpeg_quiet;
     if (setjmp(fail.jump)) {
         jpeg_destroy_decompress(&cinfo);
