@@ -181,6 +181,27 @@ static unsigned char *recv_bytes(size_t *n, int from, int tag, int *timed_out)
     *n = len;
     return p;
 }
+
+static const char *late_hint = "a rank is stopped, hung or far slower than expected "
+                               "(CNNELM_MPI_TIMEOUT sets the wait, in seconds)";
+
+/* Rank 0's count elements of type to every rank, in pieces (MPI counts are int), each wait
+ * bounded; a failure is named by `what`. Every broadcast goes through here. */
+static int bcast_checked(void *buf, size_t count, MPI_Datatype type, const char *what, cnnelm_error *err)
+{
+    int size, w = 0;
+    MPI_Type_size(type, &size);
+    for (size_t off = 0; w == 0 && off < count; off += PIECE) {
+        int part = (int)(count - off < PIECE ? count - off : PIECE);
+        w = bcast_bounded((unsigned char *)buf + off * (size_t)size, part, type);
+    }
+    if (w == 1)
+        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 did not complete in %.0f s: %s", what,
+                           wait_limit(), late_hint);
+    if (w)
+        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 failed", what);
+    return 0;
+}
 #endif
 
 int cnnelm_cluster_bcast_model(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_error *err)
@@ -197,20 +218,16 @@ int cnnelm_cluster_bcast_model(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_
         len = n;
     }
     /* bounded like the receives: a stopped rank leaves every other one here otherwise */
-    int w = bcast_bounded(&len, 1, MPI_UNSIGNED_LONG_LONG);
-    if (w == 0 && c->rank != 0 && !(buf = malloc(len ? len : 1)))
-        return cnnelm_fail(err, "out of memory");
-    for (size_t off = 0; w == 0 && off < len; off += PIECE) {
-        int part = (int)(len - off < PIECE ? len - off : PIECE);
-        w = bcast_bounded(buf + off, part, MPI_BYTE);
-    }
-    if (w != 0) {
+    const char *what = "the reduced model";
+    if (bcast_checked(&len, 1, MPI_UNSIGNED_LONG_LONG, what, err)) {
         free(buf);
-        if (w == 1)
-            return cnnelm_fail(err, "MPI: the broadcast of the reduced model from rank 0 did not complete "
-                               "in %.0f s: a rank is stopped, hung or far slower than expected "
-                               "(CNNELM_MPI_TIMEOUT sets the wait, in seconds)", wait_limit());
-        return cnnelm_fail(err, "MPI: the broadcast of the reduced model from rank 0 failed");
+        return -1;
+    }
+    if (c->rank != 0 && !(buf = malloc(len ? len : 1)))
+        return cnnelm_fail(err, "out of memory");
+    if (bcast_checked(buf, len, MPI_BYTE, what, err)) {
+        free(buf);
+        return -1;
     }
     int rc = 0;
     if (c->rank != 0) {
@@ -224,9 +241,6 @@ int cnnelm_cluster_bcast_model(const cnnelm_cluster *c, cnnelm_model *m, cnnelm_
     return cnnelm_fail(err, "this cnnelm was built without MPI");
 #endif
 }
-
-static const char *late_hint = "a rank is stopped, hung or far slower than expected "
-                               "(CNNELM_MPI_TIMEOUT sets the wait, in seconds)";
 
 int cnnelm_cluster_gather_each(const cnnelm_cluster *c, int k, cnnelm_cluster_encode_fn encode,
                                cnnelm_cluster_decode_fn decode, void *user, const char *what,
@@ -383,13 +397,7 @@ int cnnelm_cluster_allreduce_i64(const cnnelm_cluster *c, int64_t *v, int n, cnn
         }
         free(in);
     }
-    int w = bcast_bounded(v, n, MPI_INT64_T);
-    if (w == 1)
-        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 did not complete in %.0f s: %s", what,
-                           wait_limit(), late_hint);
-    if (w)
-        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 failed", what);
-    return 0;
+    return bcast_checked(v, (size_t)n, MPI_INT64_T, what, err);
 #else
     (void)v;
     (void)n;
@@ -405,17 +413,7 @@ int cnnelm_cluster_bcast_bytes(const cnnelm_cluster *c, unsigned char *buf, size
     if (!c || c->size == 1)
         return 0;
 #ifdef CNNELM_HAVE_MPI
-    int w = 0;
-    for (size_t off = 0; w == 0 && off < n; off += PIECE) {
-        int part = (int)(n - off < PIECE ? n - off : PIECE);
-        w = bcast_bounded(buf + off, part, MPI_BYTE);
-    }
-    if (w == 1)
-        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 did not complete in %.0f s: %s", what,
-                           wait_limit(), late_hint);
-    if (w)
-        return cnnelm_fail(err, "MPI: the broadcast of %s from rank 0 failed", what);
-    return 0;
+    return bcast_checked(buf, n, MPI_BYTE, what, err);
 #else
     (void)buf;
     (void)n;
