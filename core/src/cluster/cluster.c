@@ -80,7 +80,7 @@ static double wait_limit(void)
     const char *v = getenv("CNNELM_MPI_TIMEOUT");
     char *end;
     double t = v && *v ? strtod(v, &end) : 3600;
-    return v && *v && (*end || t < 0) ? 3600 : t;
+    return v && *v && (*end || !(t >= 0)) ? 3600 : t; /* "nan" too: not a wait */
 }
 
 /* Waits for a non-blocking request with the deadline above: polls MPI_Test. Returns 0, -1 on
@@ -95,20 +95,22 @@ static int wait_bounded(MPI_Request req, int cancellable)
             return -1;
         if (done)
             return 0;
-        /* Open MPI advances a non-blocking collective only inside MPI_Test: a large sum is
-         * thousands of steps, and a 5 ms nap between each made a 33 MB reduce take 20 s. So
-         * poll at full speed for the first 2 s (long enough for any slab once every rank is
-         * there), and nap only when a rank is really late. */
-        if (MPI_Wtime() - start < 2.0) {
-            sched_yield();
-            continue;
-        }
-        if (limit > 0 && MPI_Wtime() - start > limit) {
+        double waited = MPI_Wtime() - start;
+        if (limit > 0 && waited > limit) {
             if (cancellable) {
                 MPI_Cancel(&req);
                 MPI_Request_free(&req);
             }
             return 1;
+        }
+        /* Open MPI advances a non-blocking collective only inside MPI_Test: a large sum is
+         * thousands of steps, and a 5 ms nap between each made a 33 MB reduce take 20 s. So
+         * poll at full speed for the first 2 s (long enough for any slab once every rank is
+         * there: the reducer's small agreements just before line the ranks up), and nap only
+         * when a rank is really late. The deadline is checked first, so a limit under 2 s holds. */
+        if (waited < 2.0) {
+            sched_yield();
+            continue;
         }
         struct timespec pause = { 0, 5 * 1000 * 1000 };
         nanosleep(&pause, NULL);
