@@ -216,9 +216,22 @@ START_TEST(fixsum_refuses_what_it_cannot_add)
     ck_assert_int_eq(cnnelm_fixsum_add(&s, a, 1.0, "partition 1's U", &err), 0);
     ck_assert_int_eq(cnnelm_fixsum_add(&s, huge, 1.0, "partition 2's U", &err), -1);
     ck_assert_msg(strstr(err.msg, "partition 2's U differs in magnitude") != NULL, "%s", err.msg);
+    /* the message states the bound for 2 terms: 126 - 62 - bits(2) */
+    ck_assert_msg(strstr(err.msg, "by more than 2^62:") != NULL, "%s", err.msg);
     ck_assert_int_eq(cnnelm_fixsum_add(&s, bad, 1.0, "partition 3's V", &err), -1);
     ck_assert_msg(strstr(err.msg, "partition 3's V holds a value that is not finite") != NULL, "%s", err.msg);
+    /* a weight that overflows a finite value is refused too (weighted: n_i x_i) */
+    double big[2] = { 1e300, 1.0 };
+    ck_assert_int_eq(cnnelm_fixsum_add(&s, big, 1e10, "partition 4's beta", &err), -1);
+    ck_assert_msg(strstr(err.msg, "partition 4's beta holds a value that is not finite") != NULL, "%s", err.msg);
     /* the refused ones left the sum as it was */
+    ck_assert(cnnelm_fixsum_get(&s, 0) == 1.0 && cnnelm_fixsum_get(&s, 1) == -3.0);
+    /* exactly at the bound (|a| < 2^2, |edge| < 2^64: 62 apart) still adds, exactly */
+    double edge[2] = { 0x1p63, 0.0 };
+    ck_assert_msg(cnnelm_fixsum_add(&s, edge, 1.0, "partition 5's U", &err) == 0, "%s", err.msg);
+    ck_assert(cnnelm_fixsum_get(&s, 0) == 0x1p63 && cnnelm_fixsum_get(&s, 1) == -3.0);
+    double unedge[2] = { -0x1p63, 0.0 };
+    ck_assert_msg(cnnelm_fixsum_add(&s, unedge, 1.0, "partition 6's U", &err) == 0, "%s", err.msg);
     ck_assert(cnnelm_fixsum_get(&s, 0) == 1.0 && cnnelm_fixsum_get(&s, 1) == -3.0);
     cnnelm_fixsum_free(&s);
 }

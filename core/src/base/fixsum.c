@@ -51,6 +51,13 @@ int cnnelm_fixsum_fits(int lsb, int top, uint64_t terms)
     return terms == 0 || (long)top - (long)lsb + bit_length(terms) <= 126;
 }
 
+/* How far apart (in binary orders of magnitude) `terms` contributions may be and still fit:
+ * the bound cnnelm_fixsum_fits checks, for messages. */
+static int spread_allowed(uint64_t terms)
+{
+    return 126 - CNNELM_FIXSUM_BITS - bit_length(terms);
+}
+
 /* (hi, lo) <<= d, 0 <= d < 128 */
 static void shl128(uint64_t *lo, uint64_t *hi, int d)
 {
@@ -90,7 +97,7 @@ int cnnelm_fixsum_rescale(cnnelm_fixsum *s, int lsb, int top, uint64_t terms, cn
         return 0;
     if (!cnnelm_fixsum_fits(lsb, top, terms))
         return cnnelm_fail(err, "the sums to combine differ in magnitude by more than 2^%d: they "
-                           "cannot be added exactly in 128 bits", 126 - CNNELM_FIXSUM_BITS);
+                           "cannot be added exactly in 128 bits", spread_allowed(terms));
     if (s->terms > 0)
         shift_all(s, s->lsb - lsb);
     s->lsb = lsb;
@@ -148,7 +155,7 @@ static int add_src(cnnelm_fixsum *s, const src *x, const char *what, cnnelm_erro
     int new_top = s->terms && s->top > top ? s->top : top;
     if (!cnnelm_fixsum_fits(new_lsb, new_top, s->terms + 1))
         return cnnelm_fail(err, "%s differs in magnitude from the sums before it by more than 2^%d: "
-                           "they cannot be added exactly in 128 bits", what, 126 - CNNELM_FIXSUM_BITS);
+                           "they cannot be added exactly in 128 bits", what, spread_allowed(s->terms + 1));
     if (s->terms)
         shift_all(s, s->lsb - new_lsb);
     s->lsb = new_lsb;

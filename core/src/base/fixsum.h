@@ -43,8 +43,9 @@ int cnnelm_fixsum_add_upper(cnnelm_fixsum *s, const double *U, size_t L, const c
  * would not fit. Used to agree on one step before ranks add their limbs. */
 int cnnelm_fixsum_rescale(cnnelm_fixsum *s, int lsb, int top, uint64_t terms, cnnelm_error *err);
 
-/* The sum's element i, rounded to the nearest double (ties to even), divided by `divisor`. */
+/* The sum's element i, rounded to the nearest double (ties to even). */
 double cnnelm_fixsum_get(const cnnelm_fixsum *s, size_t i);
+/* Every element so, then divided by `divisor`. */
 void cnnelm_fixsum_to_double(const cnnelm_fixsum *s, double *out, double divisor);
 void cnnelm_fixsum_to_float(const cnnelm_fixsum *s, float *out, double divisor);
 /* The whole symmetric L x L matrix from a sum of upper triangles. */
