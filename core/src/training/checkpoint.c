@@ -123,13 +123,28 @@ static char *fingerprint(const cnnelm_experiment *x, const cnnelm_subset *sub)
     return text;
 }
 
+/* The whole file as a string: a fingerprint grows with the shards (a line each), so a fixed
+ * cap would cut a long one and no checkpoint of that run would ever match again. */
 static char *read_text(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    char *buf = malloc(65537);
-    size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+    size_t n = 0, cap = 65536;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        char *more = realloc(buf, 2 * cap + 1);
+        if (!more) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = more;
+        cap *= 2;
+    }
     fclose(f);
     if (buf)
         buf[n] = '\0';
