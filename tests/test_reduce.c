@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -458,6 +459,48 @@ START_TEST(reduce_refuses_mismatched_models)
 }
 END_TEST
 
+/* cnnelm average: a file named twice (or by a second name) is refused, not counted double. */
+START_TEST(average_refuses_a_repeated_file)
+{
+    make_data(0);
+    cnnelm_error err = { "" };
+    char dir[] = "/tmp/test_reduce.XXXXXX", a[64], b[64], link_b[64], out[64];
+    ck_assert(mkdtemp(dir) != NULL);
+    snprintf(a, sizeof a, "%s/a.model", dir);
+    snprintf(b, sizeof b, "%s/b.model", dir);
+    snprintf(link_b, sizeof link_b, "%s/also-b.model", dir);
+    snprintf(out, sizeof out, "%s/out.model", dir);
+    ck_assert_msg(cnnelm_model_save(&models[0], a, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_save(&models[1], b, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(link(b, link_b), 0);
+    const char *two[2] = { a, b }, *again[3] = { a, b, a }, *linked[2] = { b, link_b };
+    cnnelm_average_options o;
+    memset(&o, 0, sizeof o);
+    o.output = out;
+    o.reduce = CNNELM_REDUCE_MEAN;
+    o.quiet = 1;
+    uint64_t n = 0;
+    o.models = two;
+    o.n_models = 2;
+    ck_assert_msg(cnnelm_average_models(&o, &n, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(n, models[0].n_examples + models[1].n_examples);
+    o.models = again;
+    o.n_models = 3;
+    ck_assert_int_eq(cnnelm_average_models(&o, &n, &err), -1);
+    ck_assert_msg(strstr(err.msg, "a.model are the same file") != NULL, "%s", err.msg);
+    o.models = linked;
+    o.n_models = 2;
+    ck_assert_int_eq(cnnelm_average_models(&o, &n, &err), -1);
+    ck_assert_msg(strstr(err.msg, "also-b.model are the same file") != NULL, "%s", err.msg);
+    unlink(a);
+    unlink(b);
+    unlink(link_b);
+    unlink(out);
+    ck_assert_int_eq(rmdir(dir), 0);
+    free_data();
+}
+END_TEST
+
 /* ---- the per-partition facts record ---- */
 
 START_TEST(facts_round_trip)
@@ -531,6 +574,7 @@ int main(void)
     tcase_add_test(tc, mean_and_weighted_match_plain_average);
     tcase_add_test(tc, refit_equals_one_machine_fit);
     tcase_add_test(tc, reduce_refuses_mismatched_models);
+    tcase_add_test(tc, average_refuses_a_repeated_file);
     tcase_add_test(tc, facts_round_trip);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -12,12 +13,33 @@
 #include "training/reducer.h"
 #include "training/workers.h"
 
+/* A file named twice (or by two names) would be folded twice: its U, V and examples counted
+ * double, silently. Files that cannot be stat'ed are left to the load's message. */
+static int refuse_repeats(const char *const *paths, int k, cnnelm_error *err)
+{
+    struct stat *st = calloc((size_t)k, sizeof *st);
+    char *ok = calloc((size_t)k, 1);
+    int rc = st && ok ? 0 : cnnelm_fail(err, "out of memory");
+    for (int i = 0; rc == 0 && i < k; i++) {
+        ok[i] = stat(paths[i], &st[i]) == 0;
+        for (int j = 0; ok[i] && j < i && rc == 0; j++)
+            if (ok[j] && st[j].st_dev == st[i].st_dev && st[j].st_ino == st[i].st_ino)
+                rc = cnnelm_fail(err, "%s and %s are the same file: each model is combined once",
+                                 paths[j], paths[i]);
+    }
+    free(st);
+    free(ok);
+    return rc;
+}
+
 int cnnelm_average_models(const struct cnnelm_average_options *o, uint64_t *n_examples,
                           cnnelm_error *err)
 {
     int k = o->n_models;
     if (k < 1)
         return cnnelm_fail(err, "no model files to combine");
+    if (refuse_repeats(o->models, k, err))
+        return -1;
     if (o->reduce == CNNELM_REDUCE_REFIT && !o->config_path)
         return cnnelm_fail(err, "--reduce refit runs the averaged kernels over the training data: "
                            "give the config that names it (-c CONFIG)");
