@@ -146,7 +146,8 @@ for np_reduce in 2:mean 4:refit; do
     else bad "$np ranks on 2 hosts ($reduce): the model differs from the single-process one"; fi
     if grep -q '"processes": '"$np" "$tmp/np$np.json" && grep -q '"rank": '$((np - 1)) "$tmp/np$np.json"; then ok
     else bad "$np ranks on 2 hosts: the report does not show every rank training"; fi
-    # host 2's partition models left it over its veth: at least one model file's worth of bytes
+    # host 2's share left it over its veth: its 128-bit sums of U's triangle and V alone
+    # (8 L (L + 1) + 16 L C bytes, docs/reduce.md) outweigh a model file's U
     sent=$(( $(tx_bytes) - tx0 ))
     if [ "$sent" -ge "$(stat -c %s "$tmp/np$np.model")" ]; then ok
     else bad "$np ranks on 2 hosts: host 2 sent only $sent bytes over its link"; fi
