@@ -65,8 +65,7 @@ static void fp_file(FILE *out, const char *key, const char *path)
             (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec, (unsigned long long)h);
 }
 
-/* The fingerprint text of partition p (malloc'd), or NULL when out of memory. */
-static char *fingerprint(const cnnelm_experiment *x, const cnnelm_subset *sub)
+char *cnnelm_checkpoint_run_text(const cnnelm_experiment *x)
 {
     const cnnelm_config *c = x->cfg;
     char *text = NULL;
@@ -110,6 +109,24 @@ static char *fingerprint(const cnnelm_experiment *x, const cnnelm_subset *sub)
         if (grc == 0)
             globfree(&g);
     }
+    if (fclose(out) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* The fingerprint text of one partition (malloc'd): the run's part, then its examples; NULL
+ * when out of memory. */
+static char *fingerprint(const char *run_text, const cnnelm_subset *sub)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out)
+        return NULL;
+    fputs(run_text, out);
+
     uint64_t h = 14695981039346656037ull;
     for (size_t i = 0; i < sub->n; i++) {
         uint64_t row = sub->rows ? (uint64_t)sub->rows[i] : (uint64_t)i;
@@ -185,8 +202,8 @@ static void first_difference(const char *have, const char *want, char *out, size
 
 /* A usable checkpoint: its fingerprint matches this run's exactly. Says why any other
  * checkpoint found is trained again. */
-int cnnelm_checkpoint_load(const cnnelm_experiment *x, const cnnelm_model *init, const cnnelm_subset *sub,
-                           int p, cnnelm_part_result *r)
+int cnnelm_checkpoint_load(const cnnelm_experiment *x, const char *run_text, const cnnelm_model *init,
+                           const cnnelm_subset *sub, int p, cnnelm_part_result *r)
 {
     char path[CNNELM_PATH_MAX + 64], fp_path[CNNELM_PATH_MAX + 96];
     checkpoint_path(x, p, path, sizeof path);
@@ -199,7 +216,7 @@ int cnnelm_checkpoint_load(const cnnelm_experiment *x, const cnnelm_model *init,
         cnnelm_progress_note(x->prog, "checkpoint is corrupt, training again: %s", e.msg);
         return 0;
     }
-    char *want = fingerprint(x, sub), *have = read_text(fp_path);
+    char *want = fingerprint(run_text, sub), *have = read_text(fp_path);
     int ok = want && have && strcmp(want, have) == 0 && cnnelm_arch_equal(&m.arch, &init->arch) &&
              m.seed == init->seed && m.n_examples == sub->n;
     if (!ok) {
@@ -227,8 +244,8 @@ int cnnelm_checkpoint_load(const cnnelm_experiment *x, const cnnelm_model *init,
 
 /* The model first, then its fingerprint; an old fingerprint goes before the model is replaced,
  * so a save cut short leaves a checkpoint that is trained again, never a stale match. */
-int cnnelm_checkpoint_save(const cnnelm_experiment *x, const cnnelm_subset *sub, int p,
-                           const cnnelm_model *m, cnnelm_error *err)
+int cnnelm_checkpoint_save(const cnnelm_experiment *x, const char *run_text, const cnnelm_subset *sub,
+                           int p, const cnnelm_model *m, cnnelm_error *err)
 {
     char path[CNNELM_PATH_MAX + 64], fp_path[CNNELM_PATH_MAX + 96];
     checkpoint_path(x, p, path, sizeof path);
@@ -237,7 +254,7 @@ int cnnelm_checkpoint_save(const cnnelm_experiment *x, const cnnelm_subset *sub,
         return cnnelm_fail(err, "%s: cannot remove the old fingerprint: %s", fp_path, strerror(errno));
     if (cnnelm_model_save(m, path, err))
         return -1;
-    char *text = fingerprint(x, sub);
+    char *text = fingerprint(run_text, sub);
     if (!text)
         return cnnelm_fail(err, "out of memory");
     cnnelm_atomic_file af;

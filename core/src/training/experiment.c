@@ -23,7 +23,8 @@ typedef struct map_job {
     const int *ids;               /* task -> subset (this rank's share); NULL: task = subset */
     int checkpoints;              /* partitions are checkpointed (not the single model) */
     const char *what;             /* "partition" or "single model" */
-    cnnelm_reducer *red;          /* each trained model is folded in, then its U, V freed; NULL: kept */
+    cnnelm_reducer *red;          /* each trained model is folded in, then freed; NULL: kept */
+    const char *run_text;         /* the fingerprints' run part, made once (with checkpoints) */
 } map_job;
 
 static int evaluate_into(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset *test,
@@ -82,7 +83,7 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
     r->rank = x->cluster ? x->cluster->rank : 0;
     r->examples = j->parts[p].n;
     int rc = 0;
-    if (j->checkpoints && x->resume && cnnelm_checkpoint_load(x, j->init, &j->parts[p], p, r)) {
+    if (j->checkpoints && x->resume && cnnelm_checkpoint_load(x, j->run_text, j->init, &j->parts[p], p, r)) {
         cnnelm_progress_note(prog, "resumed from its checkpoint");
     } else {
         rc = cnnelm_model_like(&r->model, j->init, err);
@@ -95,7 +96,7 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
             rc = cnnelm_train_model(&w->net, &r->model, &j->parts[p], series_test, &tp, prog,
                                     &r->log, err);
         if (rc == 0 && j->checkpoints)
-            rc = cnnelm_checkpoint_save(x, &j->parts[p], p, &r->model, err);
+            rc = cnnelm_checkpoint_save(x, j->run_text, &j->parts[p], p, &r->model, err);
     }
     r->seconds = cnnelm_now() - t0;
     /* each partition's model is evaluated where it was trained, in parallel with the others */
@@ -217,6 +218,7 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
     memset(&parts, 0, sizeof parts);
     cnnelm_subset *subs = NULL;
     int *ids = NULL;
+    char *run_text = NULL;
     int rc = -1;
     int lambda_auto = !(c->model.lambda > 0); /* "auto" */
     if (cnnelm_model_init(&init, arch, lambda_auto ? 1.0 : c->model.lambda, x->seed,
@@ -265,6 +267,11 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
         /* x->prog already carries the rank's prefix */
         cnnelm_progress_note(x->prog, "map: %d of %d partitions (%s) on %d worker%s", mine, k, cnnelm_partitioning_name(c->train.partitioning), x->pool->n,
                              x->pool->n == 1 ? "" : "s");
+    int checkpoints = c->train.checkpoint_dir[0] != '\0';
+    if (checkpoints && !(run_text = cnnelm_checkpoint_run_text(x))) {
+        cnnelm_fail(err, "out of memory");
+        goto out;
+    }
     /* k > 1: each partition is folded into this rank's sums as soon as it is trained */
     cnnelm_reducer red;
     int have_red = 0;
@@ -274,8 +281,8 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
         red.ref_name = "the initial weights";
         have_red = 1;
     }
-    map_job mj = { x, &init, subs, x->parts, k, ids, c->train.checkpoint_dir[0] != '\0', "partition",
-                   have_red ? &red : NULL };
+    map_job mj = { x, &init, subs, x->parts, k, ids, checkpoints, "partition", have_red ? &red : NULL,
+                   run_text };
     int r = mine > 0 ? cnnelm_worker_pool_run(x->pool, mine, train_task, &mj, err) : 0;
     /* the facts the report needs, point to point (so a rank that never finishes is named),
      * then the sums over every rank (a tree of collectives, exact) */
@@ -314,7 +321,7 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
 
     /* The single model on all the data, for comparison (rank 0) */
     if (c->train.compare_single && k > 1 && rank == 0) {
-        map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model", NULL };
+        map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model", NULL, NULL };
         cnnelm_progress_note(x->prog, "single model on all %zu training examples", x->train.n);
         if (cnnelm_worker_pool_run(x->pool, 1, train_task, &sj, err))
             goto out;
@@ -327,6 +334,7 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
     }
     rc = 0;
 out:
+    free(run_text);
     cnnelm_model_free(&init);
     cnnelm_partitions_free(&parts);
     free(subs);

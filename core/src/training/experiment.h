@@ -41,9 +41,8 @@ typedef struct cnnelm_experiment {
     int fold;                   /* for checkpoint names */
     int resume;                 /* reuse partitions found in train.checkpoint_dir */
     const char *rank_prefix;    /* "" or "rank R: " for messages */
-    /* outputs (on rank 0; other ranks hold their own partitions' results). A partition's
-     * model keeps its kernels and beta where it was trained; U and V are folded into the
-     * reduce's sums and freed, and on rank 0 another rank's partition holds only its facts. */
+    /* outputs (on rank 0; other ranks hold their own partitions' results). Once folded into the
+     * reduce's sums a partition's model is freed: its facts and weights digest stay. */
     int k;
     cnnelm_part_result *parts;  /* k */
     cnnelm_model reduced;       /* the combined model (k = 1: the partition's model), on every
