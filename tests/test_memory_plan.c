@@ -72,12 +72,12 @@ START_TEST(partitions_auto_and_refit)
     ck_assert_double_eq(p.solve_per_worker, L * L * 8); /* one copy of U at a time */
     /* initial, one in training on each of the 2 workers, reduced, single */
     ck_assert_double_eq(p.models, 5 * p.model);
-    /* finished partitions keep kernels and beta; U, V live once, in the reduce's 128-bit sums */
-    ck_assert_double_eq(p.part_models, 4 * ((double)a.n_params + L * C) * 4);
-    ck_assert_double_eq(p.sums, 16 * (L * (L + 1) / 2 + 2 * L * C + (double)a.n_params));
+    /* finished partitions are freed: U, V and the kernels live once, in the reduce's 128-bit
+     * sums (refit sums no beta) */
+    ck_assert_double_eq(p.sums, 16 * (L * (L + 1) / 2 + L * C + (double)a.n_params));
     ck_assert_double_eq(p.device_total, p.device_per_worker); /* the OpenCL worker's */
     ck_assert_double_eq(p.host_total, 2 * (p.host_per_worker + p.solve_per_worker) +
-                                      p.device_per_worker + p.models + p.part_models + p.sums);
+                                      p.device_per_worker + p.models + p.sums);
     cnnelm_config_free(&cfg);
 }
 END_TEST

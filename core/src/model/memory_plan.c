@@ -32,19 +32,18 @@ void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnn
     p->partitions = k;
     p->workers = cfg->n_workers;
     /* whole models: the initial one, one being trained on each worker, the reduced one, the
-     * single one; a finished partition keeps only its kernels and beta (reduce.c folds its U and
-     * V into the sums and frees them) */
+     * single one; a finished partition is folded into the reduce's sums and freed (reduce.c,
+     * experiment.c), which hold the upper triangle of U, V, kernels and, but for refit, beta */
     int training = cfg->n_workers < k ? cfg->n_workers : k;
     p->models = p->model * (1 + training + (k > 1) + (k > 1 && cfg->train.compare_single));
-    if (k > 1) {
-        p->part_models = k * ((double)a->n_params + L * C) * F;
-        p->sums = 16.0 * (L * (L + 1) / 2 + 2 * L * C + (double)a->n_params);
-    }
+    if (k > 1)
+        p->sums = 16.0 * (L * (L + 1) / 2 + L * C + (double)a->n_params +
+                          (cfg->train.reduce == CNNELM_REDUCE_REFIT ? 0 : L * C));
     int on_host = 0;
     for (int w = 0; w < cfg->n_workers; w++)
         on_host += strcmp(cfg->workers[w].backend, "cpu") == 0;
     p->host_total = p->workers * (p->host_per_worker + p->solve_per_worker) + on_host * p->device_per_worker +
-                    p->models + p->part_models + p->sums;
+                    p->models + p->sums;
     p->device_total = (p->workers - on_host) * p->device_per_worker;
 }
 
@@ -77,9 +76,8 @@ int cnnelm_memory_plan_check(const cnnelm_memory_plan *p, double limit, char *li
                                    p->solve_per_worker / GIB, n_models, n_models == 1 ? "" : "s",
                                    p->model / GIB);
     if (p->sums > 0 && used < size)
-        used += (size_t)snprintf(line + used, size - used, "; %d partitions' kernels and beta "
-                                 "%.2f GiB; the reduce's sums %.2f GiB", p->partitions,
-                                 p->part_models / GIB, p->sums / GIB);
+        used += (size_t)snprintf(line + used, size - used, "; the reduce's sums %.2f GiB",
+                                 p->sums / GIB);
     if (p->device_total > 0 && used < size)
         used += (size_t)snprintf(line + used, size - used, "; %.2f GiB on other devices",
                                  p->device_total / GIB);

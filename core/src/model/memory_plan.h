@@ -17,10 +17,8 @@ typedef struct cnnelm_memory_plan {
     double model;              /* one model: kernels, beta, U and V in double */
     double models;             /* whole models held at once: initial, one in training per worker,
                                 * reduced, single */
-    double part_models;        /* the finished partitions' kernels and beta (their U, V are folded
-                                * into the reduce's sums and freed) */
     double sums;               /* the reduce's order-independent sums: 16 bytes a value for the
-                                * upper triangle of U, V, kernels and beta (k > 1) */
+                                * upper triangle of U, V, kernels and beta (not for refit; k > 1) */
     double host_total;         /* on the host, counting CPU workers' device buffers */
     double device_total;       /* on other devices (not on the host) */
 } cnnelm_memory_plan;
