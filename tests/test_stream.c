@@ -524,6 +524,29 @@ START_TEST(writer_same_bytes)
         snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
         ck_assert_msg(system(cmd) == 0, "%s and %s differ", a, b);
     }
+    /* and for colour images (the 4-dimension header), from the same header code */
+    for (int gz = 0; gz < 2; gz++) {
+        char a[600], b[600];
+        snprintf(a, sizeof a, "%s/once-c%s", dir, gz ? ".gz" : "");
+        snprintf(b, sizeof b, "%s/chunked-c%s", dir, gz ? ".gz" : "");
+        size_t nc = n / 3, pc = 3 * px;
+        ck_assert_msg(cnnelm_idx_write_images_c(a, img, nc, 3, 28, 28, &err) == 0, "%s", err.msg);
+        cnnelm_idx_writer w;
+        ck_assert_msg(cnnelm_idx_writer_open(&w, b, nc, 3, 28, 28, &err) == 0, "%s", err.msg);
+        for (size_t at = 0; at < nc; at += 333) {
+            size_t m = nc - at < 333 ? nc - at : 333;
+            ck_assert_msg(cnnelm_idx_writer_put(&w, img + at * pc, m * pc, &err) == 0, "%s", err.msg);
+        }
+        ck_assert_msg(cnnelm_idx_writer_commit(&w, &err) == 0, "%s", err.msg);
+        char cmd[1300];
+        snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
+        ck_assert_msg(system(cmd) == 0, "%s and %s differ", a, b);
+        cnnelm_idx_info info;
+        ck_assert_msg(cnnelm_idx_image_info(a, &info, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(info.n, nc);
+        ck_assert_int_eq(info.channels, 3);
+        ck_assert_uint_eq(info.header_bytes, 20);
+    }
     /* a payload cut short is refused and leaves no file */
     char c[600];
     snprintf(c, sizeof c, "%s/short", dir);
