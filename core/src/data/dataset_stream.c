@@ -125,27 +125,6 @@ static stream_seg *new_seg(cnnelm_stream *st, size_t n, cnnelm_error *err)
     return g;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir)
-{
-    char path[PATH_MAX];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof path)
-        return -1;
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != 0)
-            continue;
-        char c = path[i];
-        path[i] = 0;
-        struct stat st;
-        if (mkdir(path, 0777) != 0 && (errno != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
-            return -1;
-        path[i] = c;
-    }
-    return 0;
-}
-
 static uint64_t fnv(uint64_t h, const void *p, size_t len)
 {
     const unsigned char *c = p;
@@ -202,8 +181,8 @@ static int open_gz(cnnelm_stream *st, const char *path, const cnnelm_idx_info *i
         if (!cache_valid(cache, info)) {
             cnnelm_atomic_file af;
             cnnelm_error e = { "" };
-            if (make_dirs(st->cache_dir) != 0) {
-                snprintf(why, sizeof why, "cannot create %s: %s", st->cache_dir, strerror(errno));
+            if (cnnelm_make_dirs(st->cache_dir, &e) != 0) {
+                snprintf(why, sizeof why, "%s", e.msg);
             } else if (cnnelm_atomic_open(&af, cache, &e) != 0) {
                 snprintf(why, sizeof why, "%s", e.msg);
             } else {
