@@ -36,6 +36,22 @@ int cnnelm_build_input_options(const cnnelm_config *cfg, cnnelm_input_options *i
     return 0;
 }
 
+/* A source's class count comes from its whole training label file (limits do not change it),
+ * for train and test alike: the test set reads the training labels for it (dataset_build.h). */
+int cnnelm_build_source_classes(const char *train_labels, int test, int *classes, cnnelm_error *err)
+{
+    *classes = CNNELM_LABELS_TRAIN;
+    if (!test)
+        return 0;
+    cnnelm_dataset labels_only;
+    memset(&labels_only, 0, sizeof labels_only);
+    if (cnnelm_idx_read_labels(train_labels, &labels_only, err))
+        return -1;
+    *classes = labels_only.classes;
+    cnnelm_dataset_free(&labels_only);
+    return 0;
+}
+
 static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, int max_classes,
                         cnnelm_error *err)
 {
@@ -49,17 +65,9 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
         const char *ti = cfg->data.sources[s].train_images, *tl = cfg->data.sources[s].train_labels;
         const char *img = test ? cfg->data.sources[s].test_images : ti;
         const char *lab = test ? cfg->data.sources[s].test_labels : tl;
-        /* a source's class count comes from its whole training label file (limits do not change
-         * it), for train and test alike; the test set reads the training labels for it */
-        int classes = CNNELM_LABELS_TRAIN;
-        if (test) {
-            cnnelm_dataset labels_only;
-            memset(&labels_only, 0, sizeof labels_only);
-            if (cnnelm_idx_read_labels(tl, &labels_only, err))
-                goto out;
-            classes = labels_only.classes;
-            cnnelm_dataset_free(&labels_only);
-        }
+        int classes;
+        if (cnnelm_build_source_classes(tl, test, &classes, err))
+            goto out;
         if (*img) {
             any_test = 1;
             /* test labels beyond the source's training classes are an error naming the file */

@@ -224,16 +224,9 @@ int cnnelm_build_streamed(cnnelm_dataset *ds, const cnnelm_config *cfg, int test
             const char *ti = cfg->data.sources[s].train_images, *tl = cfg->data.sources[s].train_labels;
             const char *img = test ? cfg->data.sources[s].test_images : ti;
             const char *lab = test ? cfg->data.sources[s].test_labels : tl;
-            /* as load_sources: a source's class count comes from its whole training label file */
-            int c = CNNELM_LABELS_TRAIN;
-            if (test) {
-                cnnelm_dataset lo;
-                memset(&lo, 0, sizeof lo);
-                if (cnnelm_idx_read_labels(tl, &lo, err))
-                    goto out;
-                c = lo.classes;
-                cnnelm_dataset_free(&lo);
-            }
+            int c;
+            if (cnnelm_build_source_classes(tl, test, &c, err))
+                goto out;
             if (*img) {
                 any = 1;
                 int got = 0;
