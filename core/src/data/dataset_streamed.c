@@ -56,10 +56,7 @@ static int same_size(builder *b, const char *img, int rows, int cols, int channe
         b->st = cnnelm_stream_new((size_t)channels * rows * cols, b->cfg->data.cache_dir, 0, err);
         return b->st ? 0 : -1;
     }
-    if (rows != b->rows || cols != b->cols || channels != b->channels)
-        return cnnelm_fail(err, "%s: images are %dx%d but the sources before it have %dx%d", img, rows,
-                           cols, b->rows, b->cols);
-    return 0;
+    return cnnelm_build_same_shape(img, rows, cols, channels, b->rows, b->cols, b->channels, err);
 }
 
 static int append_labels(builder *b, const uint8_t *labels, size_t n, int offset, int source,
