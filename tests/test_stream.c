@@ -386,6 +386,36 @@ START_TEST(shard_errors)
 }
 END_TEST
 
+/* data.max_bytes bounds gzipped shards as it bounds data.train_images: a label file that
+ * announces more at load, an image file when it is opened (before its copy is made). */
+START_TEST(shard_max_bytes)
+{
+    const char *pattern = write_shards(3, 10, 1); /* 10, 11, 12 images of 5x4: 200, 220, 240 bytes */
+    static char text[2048];
+    cnnelm_config cfg;
+    cnnelm_error err = {""};
+    cnnelm_dataset ds;
+    snprintf(text, sizeof text, "data = { shards = \"%s\"; max_bytes = 230; };\n", pattern);
+    ck_assert_msg(load_cfg(&cfg, text, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err) == 0, "%s", err.msg);
+    uint8_t buf[20];
+    size_t row = 10 + 11 - 1; /* the last of shard-01: 220 bytes, allowed */
+    ck_assert_msg(cnnelm_dataset_fetch(&ds, &row, 0, 1, buf, &err) == 0, "%s", err.msg);
+    row = 10 + 11; /* the first of shard-02: 240 bytes */
+    ck_assert_int_ne(cnnelm_dataset_fetch(&ds, &row, 0, 1, buf, &err), 0);
+    ck_assert_msg(strstr(err.msg, "shard-02-images-idx3-ubyte.gz: header says 12 images") &&
+                  strstr(err.msg, "data.max_bytes (230 bytes)"), "%s", err.msg);
+    ck_assert_int_eq(cnnelm_stream_files_opened(ds.stream), 1);
+    cnnelm_dataset_free(&ds);
+    cnnelm_config_free(&cfg);
+    snprintf(text, sizeof text, "data = { shards = \"%s\"; max_bytes = 11; };\n", pattern);
+    ck_assert_msg(load_cfg(&cfg, text, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_ne(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err), 0);
+    ck_assert_msg(strstr(err.msg, "shard-02-labels-idx1-ubyte.gz: header says 12 labels"), "%s", err.msg);
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
 static void truncate_file(const char *path, off_t keep)
 {
     ck_assert_int_eq(truncate(path, keep), 0);
@@ -597,6 +627,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, fetch_shards, 0, 2);
     tcase_add_test(tc, shard_opened_only_when_fetched);
     tcase_add_test(tc, shard_errors);
+    tcase_add_test(tc, shard_max_bytes);
     tcase_add_test(tc, truncated_files);
     tcase_add_test(tc, cache_dir_unwritable);
     tcase_add_test(tc, cache_copy_remade);

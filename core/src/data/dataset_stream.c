@@ -25,6 +25,7 @@ typedef struct stream_seg {
     size_t n, file_n;        /* examples used (the first n), and in the file */
     int rows, cols, channels;
     int state;               /* 0 not opened yet, 1 open, -1 failed (message in fail) */
+    int lazy;                /* opened on first fetch: its header not checked at load */
     int fd;
     size_t offset;           /* the payload's offset in fd's file */
     char *fail;              /* a failed open's message, given again to every later fetch */
@@ -42,6 +43,7 @@ struct cnnelm_stream {
     uint64_t seed;
     char cache_dir[PATH_MAX];
     int quiet;
+    unsigned long long max_bytes; /* data.max_bytes for a lazy gzipped file (0: the default) */
     int opened;              /* segment files opened so far */
 };
 
@@ -237,6 +239,9 @@ static int open_seg(cnnelm_stream *st, stream_seg *g, cnnelm_error *err)
         return cnnelm_fail(err, "%s: images are %dx%dx%d (channels x rows x cols) but the data set's "
                            "are %dx%dx%d", g->path, info.channels, info.rows, info.cols, g->channels,
                            g->rows, g->cols);
+    /* what cnnelm_dataset_load_config checked at load for the files it opens then */
+    if (info.gzip && g->lazy && cnnelm_idx_check_size(g->path, st->max_bytes, err))
+        return -1;
     int fd;
     if (info.gzip) {
         if (open_gz(st, g->path, &info, &fd, err))
@@ -288,6 +293,7 @@ int cnnelm_stream_add_file(cnnelm_stream *st, const char *path, size_t n, size_t
     g->rows = rows;
     g->cols = cols;
     g->channels = channels;
+    g->lazy = lazy;
     if (!g->path)
         return cnnelm_fail(err, "out of memory");
     return lazy ? 0 : ensure_open(st, g, err);
@@ -313,6 +319,11 @@ void cnnelm_stream_set_noise(cnnelm_stream *st, const int *types, int n_types, u
     for (int t = 0; t < n_types; t++)
         st->types[t] = types[t];
     st->seed = seed;
+}
+
+void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes)
+{
+    st->max_bytes = max_bytes;
 }
 
 size_t cnnelm_stream_size(const cnnelm_stream *st)

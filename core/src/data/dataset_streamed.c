@@ -54,7 +54,10 @@ static int same_size(builder *b, const char *img, int rows, int cols, int channe
         b->cols = cols;
         b->channels = channels;
         b->st = cnnelm_stream_new((size_t)channels * rows * cols, b->cfg->data.cache_dir, 0, err);
-        return b->st ? 0 : -1;
+        if (!b->st)
+            return -1;
+        cnnelm_stream_set_max_bytes(b->st, (unsigned long long)b->cfg->data.max_bytes);
+        return 0;
     }
     return cnnelm_build_same_shape(img, rows, cols, channels, b->rows, b->cols, b->channels, err);
 }
@@ -110,6 +113,10 @@ static int add_entry(builder *b, const char *img, const char *lab, int max_class
     }
     if (!*lab)
         return cnnelm_fail(err, "%s: an IDX image file needs its label file too", img);
+    /* a shard's files are not among those cnnelm_dataset_load_config checked against
+     * data.max_bytes: its labels now (read now), its images when opened (the stream) */
+    if (when != OPEN_NOW && cnnelm_idx_check_size(lab, (unsigned long long)b->cfg->data.max_bytes, err))
+        return -1;
     cnnelm_dataset lb;
     memset(&lb, 0, sizeof lb);
     if (cnnelm_idx_read_labels(lab, &lb, err))
