@@ -383,6 +383,14 @@ START_TEST(shard_errors)
     ck_assert_msg(strstr(err.msg, "shard-01-images-idx3-ubyte: images are 1x6x6") != NULL, "%s", err.msg);
     cnnelm_dataset_free(&ds);
     cnnelm_config_free(&cfg);
+    /* a pattern that also matches the test set's images */
+    snprintf(text, sizeof text, "data = { shards = \"%s\"; test_images = \"%s\"; test_labels = \"%s\"; };\n",
+             pattern, in_dir("shard-02-images-idx3-ubyte"), in_dir("shard-02-labels-idx1-ubyte"));
+    ck_assert_msg(load_cfg(&cfg, text, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_ne(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err), 0);
+    ck_assert_msg(strstr(err.msg, "shard-02-images-idx3-ubyte, which is data.test_images") != NULL, "%s",
+                  err.msg);
+    cnnelm_config_free(&cfg);
 }
 END_TEST
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -187,12 +188,23 @@ static int load_shards(builder *b, const cnnelm_config *cfg, int *classes, int *
                     "shards (each partition is one or more shards; at most 255 partitions)", cfg->path, P, S);
         goto out;
     }
+    /* a pattern that also matches the test set (as "*-images-idx3-ubyte.gz" matches t10k-images) */
+    struct stat test_st;
+    int have_test = cfg->data.test_images[0] && stat(cfg->data.test_images, &test_st) == 0;
     *classes = 0;
     for (size_t s = 0; s < S; s++) {
         char lab[CNNELM_PATH_MAX];
         int c = 0;
         if (limit > 0 && b->n >= limit)
             break; /* the limit is reached: later shards are not even looked at */
+        struct stat sh;
+        if (have_test && stat(g.gl_pathv[s], &sh) == 0 && sh.st_dev == test_st.st_dev &&
+            sh.st_ino == test_st.st_ino) {
+            cnnelm_fail(err, "%s: data.shards = \"%s\" matches %s, which is data.test_images: the "
+                        "test set would be trained on (make the pattern leave it out)", cfg->path,
+                        cfg->data.shards, g.gl_pathv[s]);
+            goto out;
+        }
         if (shard_labels(g.gl_pathv[s], lab, sizeof lab, err) ||
             add_entry(b, g.gl_pathv[s], lab, -1, 0, by_source ? (int)(s * (size_t)P / S) : 0,
                       s > 0 ? OPEN_LATER : HEADER_NOW,
