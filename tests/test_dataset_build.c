@@ -187,17 +187,34 @@ START_TEST(source_errors)
     cnnelm_error err = {""};
     cnnelm_dataset ds;
 
-    /* B's images are 5x3 while A's are 4x3: the message names B's file */
+    /* B's images are 5x3 while A's are 4x3: the message names B's file (in memory and streamed) */
     const uint8_t lb[] = {1, 0};
     write_set("b", 2, 5, 3, 30, lb, 0);
-    ck_assert_msg(load_cfg(&cfg, sources_text(""), NULL, 0, &err) == 0, "%s", err.msg);
-    ck_assert_int_ne(load_set(&ds, &cfg, 0, 256, &err), 0);
     char want[1024];
     snprintf(want, sizeof want, "%s/b-images: images are 5x3 but the sources before it have 4x3", dir);
-    ck_assert_str_eq(err.msg, want);
-    ck_assert_uint_eq(ds.n, 0);
-    ck_assert_ptr_null(ds.images);
-    cnnelm_config_free(&cfg);
+    for (int stream = 0; stream < 2; stream++) {
+        ck_assert_msg(load_cfg(&cfg, sources_text(stream ? "stream = true;\n" : "stream = false;\n"), NULL,
+                               0, &err) == 0, "%s", err.msg);
+        ck_assert_int_ne(load_set(&ds, &cfg, 0, 256, &err), 0);
+        ck_assert_str_eq(err.msg, want);
+        ck_assert_uint_eq(ds.n, 0);
+        ck_assert_ptr_null(ds.images);
+        cnnelm_config_free(&cfg);
+    }
+
+    /* B's images are 4x3 as A's but in colour: the message says channels, held or streamed */
+    uint8_t colour[2 * 3 * 4 * 3];
+    memset(colour, 7, sizeof colour);
+    ck_assert_msg(cnnelm_idx_write_images_c(in_dir("b-images"), colour, 2, 3, 4, 3, &err) == 0, "%s",
+                  err.msg);
+    snprintf(want, sizeof want, "%s/b-images: images have 3 channels but the sources before it have 1", dir);
+    for (int stream = 0; stream < 2; stream++) {
+        ck_assert_msg(load_cfg(&cfg, sources_text(stream ? "stream = true;\n" : "stream = false;\n"), NULL,
+                               0, &err) == 0, "%s", err.msg);
+        ck_assert_int_ne(load_set(&ds, &cfg, 0, 256, &err), 0);
+        ck_assert_str_eq(err.msg, want);
+        cnnelm_config_free(&cfg);
+    }
 
     /* a test label beyond its source's training classes (B has 2) */
     write_sources();

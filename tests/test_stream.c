@@ -383,6 +383,44 @@ START_TEST(shard_errors)
     ck_assert_msg(strstr(err.msg, "shard-01-images-idx3-ubyte: images are 1x6x6") != NULL, "%s", err.msg);
     cnnelm_dataset_free(&ds);
     cnnelm_config_free(&cfg);
+    /* a pattern that also matches the test set's images */
+    snprintf(text, sizeof text, "data = { shards = \"%s\"; test_images = \"%s\"; test_labels = \"%s\"; };\n",
+             pattern, in_dir("shard-02-images-idx3-ubyte"), in_dir("shard-02-labels-idx1-ubyte"));
+    ck_assert_msg(load_cfg(&cfg, text, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_ne(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err), 0);
+    ck_assert_msg(strstr(err.msg, "shard-02-images-idx3-ubyte, which is data.test_images") != NULL, "%s",
+                  err.msg);
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
+/* data.max_bytes bounds gzipped shards as it bounds data.train_images: a label file that
+ * announces more at load, an image file when it is opened (before its copy is made). */
+START_TEST(shard_max_bytes)
+{
+    const char *pattern = write_shards(3, 10, 1); /* 10, 11, 12 images of 5x4: 200, 220, 240 bytes */
+    static char text[2048];
+    cnnelm_config cfg;
+    cnnelm_error err = {""};
+    cnnelm_dataset ds;
+    snprintf(text, sizeof text, "data = { shards = \"%s\"; max_bytes = 230; };\n", pattern);
+    ck_assert_msg(load_cfg(&cfg, text, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err) == 0, "%s", err.msg);
+    uint8_t buf[20];
+    size_t row = 10 + 11 - 1; /* the last of shard-01: 220 bytes, allowed */
+    ck_assert_msg(cnnelm_dataset_fetch(&ds, &row, 0, 1, buf, &err) == 0, "%s", err.msg);
+    row = 10 + 11; /* the first of shard-02: 240 bytes */
+    ck_assert_int_ne(cnnelm_dataset_fetch(&ds, &row, 0, 1, buf, &err), 0);
+    ck_assert_msg(strstr(err.msg, "shard-02-images-idx3-ubyte.gz: header says 12 images") &&
+                  strstr(err.msg, "data.max_bytes (230 bytes)"), "%s", err.msg);
+    ck_assert_int_eq(cnnelm_stream_files_opened(ds.stream), 1);
+    cnnelm_dataset_free(&ds);
+    cnnelm_config_free(&cfg);
+    snprintf(text, sizeof text, "data = { shards = \"%s\"; max_bytes = 11; };\n", pattern);
+    ck_assert_msg(load_cfg(&cfg, text, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_ne(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err), 0);
+    ck_assert_msg(strstr(err.msg, "shard-02-labels-idx1-ubyte.gz: header says 12 labels"), "%s", err.msg);
+    cnnelm_config_free(&cfg);
 }
 END_TEST
 
@@ -524,6 +562,29 @@ START_TEST(writer_same_bytes)
         snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
         ck_assert_msg(system(cmd) == 0, "%s and %s differ", a, b);
     }
+    /* and for colour images (the 4-dimension header), from the same header code */
+    for (int gz = 0; gz < 2; gz++) {
+        char a[600], b[600];
+        snprintf(a, sizeof a, "%s/once-c%s", dir, gz ? ".gz" : "");
+        snprintf(b, sizeof b, "%s/chunked-c%s", dir, gz ? ".gz" : "");
+        size_t nc = n / 3, pc = 3 * px;
+        ck_assert_msg(cnnelm_idx_write_images_c(a, img, nc, 3, 28, 28, &err) == 0, "%s", err.msg);
+        cnnelm_idx_writer w;
+        ck_assert_msg(cnnelm_idx_writer_open(&w, b, nc, 3, 28, 28, &err) == 0, "%s", err.msg);
+        for (size_t at = 0; at < nc; at += 333) {
+            size_t m = nc - at < 333 ? nc - at : 333;
+            ck_assert_msg(cnnelm_idx_writer_put(&w, img + at * pc, m * pc, &err) == 0, "%s", err.msg);
+        }
+        ck_assert_msg(cnnelm_idx_writer_commit(&w, &err) == 0, "%s", err.msg);
+        char cmd[1300];
+        snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
+        ck_assert_msg(system(cmd) == 0, "%s and %s differ", a, b);
+        cnnelm_idx_info info;
+        ck_assert_msg(cnnelm_idx_image_info(a, &info, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(info.n, nc);
+        ck_assert_int_eq(info.channels, 3);
+        ck_assert_uint_eq(info.header_bytes, 20);
+    }
     /* a payload cut short is refused and leaves no file */
     char c[600];
     snprintf(c, sizeof c, "%s/short", dir);
@@ -574,6 +635,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, fetch_shards, 0, 2);
     tcase_add_test(tc, shard_opened_only_when_fetched);
     tcase_add_test(tc, shard_errors);
+    tcase_add_test(tc, shard_max_bytes);
     tcase_add_test(tc, truncated_files);
     tcase_add_test(tc, cache_dir_unwritable);
     tcase_add_test(tc, cache_copy_remade);

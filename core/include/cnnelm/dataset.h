@@ -36,8 +36,8 @@ typedef struct cnnelm_dataset {
 
 /* Copies the images of examples rows[first .. first+n) (rows NULL: examples first .. first+n)
  * into out (n x example bytes), from memory or from the stream behind ds. Safe from several
- * threads at once. A read error (a file truncated or removed while in use, a shard that cannot
- * be opened) is a one-line message naming the file. */
+ * threads at once. A read error (a file cut short while in use, a shard that cannot be opened)
+ * is a one-line message naming the file; a file removed after it was opened is still read. */
 int cnnelm_dataset_fetch(const cnnelm_dataset *ds, const size_t *rows, size_t first, size_t n,
                          uint8_t *out, cnnelm_error *err);
 

@@ -36,6 +36,37 @@ int cnnelm_build_input_options(const cnnelm_config *cfg, cnnelm_input_options *i
     return 0;
 }
 
+/* A source's class count comes from its whole training label file (limits do not change it),
+ * for train and test alike: the test set reads the training labels for it (dataset_build.h). */
+int cnnelm_build_source_classes(const char *train_labels, int test, int *classes, cnnelm_error *err)
+{
+    *classes = CNNELM_LABELS_TRAIN;
+    if (!test)
+        return 0;
+    cnnelm_dataset labels_only;
+    memset(&labels_only, 0, sizeof labels_only);
+    if (cnnelm_idx_read_labels(train_labels, &labels_only, err))
+        return -1;
+    *classes = labels_only.classes;
+    cnnelm_dataset_free(&labels_only);
+    return 0;
+}
+
+/* An entry's image shape against the entries' before it (dataset_build.h); channels 0 reads as 1. */
+int cnnelm_build_same_shape(const char *img, int rows, int cols, int channels, int rows0, int cols0,
+                            int channels0, cnnelm_error *err)
+{
+    channels = channels > 0 ? channels : 1;
+    channels0 = channels0 > 0 ? channels0 : 1;
+    if (rows != rows0 || cols != cols0)
+        return cnnelm_fail(err, "%s: images are %dx%d but the sources before it have %dx%d", img, rows,
+                           cols, rows0, cols0);
+    if (channels != channels0)
+        return cnnelm_fail(err, "%s: images have %d channel%s but the sources before it have %d", img,
+                           channels, channels == 1 ? "" : "s", channels0);
+    return 0;
+}
+
 static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, int max_classes,
                         cnnelm_error *err)
 {
@@ -49,17 +80,9 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
         const char *ti = cfg->data.sources[s].train_images, *tl = cfg->data.sources[s].train_labels;
         const char *img = test ? cfg->data.sources[s].test_images : ti;
         const char *lab = test ? cfg->data.sources[s].test_labels : tl;
-        /* a source's class count comes from its whole training label file (limits do not change
-         * it), for train and test alike; the test set reads the training labels for it */
-        int classes = CNNELM_LABELS_TRAIN;
-        if (test) {
-            cnnelm_dataset labels_only;
-            memset(&labels_only, 0, sizeof labels_only);
-            if (cnnelm_idx_read_labels(tl, &labels_only, err))
-                goto out;
-            classes = labels_only.classes;
-            cnnelm_dataset_free(&labels_only);
-        }
+        int classes;
+        if (cnnelm_build_source_classes(tl, test, &classes, err))
+            goto out;
         if (*img) {
             any_test = 1;
             /* test labels beyond the source's training classes are an error naming the file */
@@ -79,12 +102,9 @@ static int load_sources(cnnelm_dataset *ds, const cnnelm_config *cfg, int test, 
         }
         if (!*img)
             continue;
-        if (total && (part[s].rows != ds->rows || part[s].cols != ds->cols ||
-                      cnnelm_dataset_example_bytes(&part[s]) != cnnelm_dataset_example_bytes(ds))) {
-            cnnelm_fail(err, "%s: images are %dx%d but the sources before it have %dx%d", img,
-                        part[s].rows, part[s].cols, ds->rows, ds->cols);
+        if (total && cnnelm_build_same_shape(img, part[s].rows, part[s].cols, part[s].channels,
+                                             ds->rows, ds->cols, ds->channels, err))
             goto out;
-        }
         ds->rows = part[s].rows;
         ds->cols = part[s].cols;
         ds->channels = part[s].channels;

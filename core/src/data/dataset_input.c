@@ -5,6 +5,7 @@
 #include "cnnelm/dataset.h"
 #include "data/image.h"
 #include "data/image_folder.h"
+#include "data/idx_stream.h"
 
 #include <errno.h>
 #include <math.h>
@@ -168,20 +169,16 @@ static void apply_limit(cnnelm_dataset *ds, size_t limit)
         ds->n = limit;
 }
 
+/* cnnelm_idx_check_labels' range check (a folder's or CSV's training labels are numbered as they
+ * are: no gap check); ds is freed on failure. */
 static int check_labels(cnnelm_dataset *ds, const char *path, int max_classes, cnnelm_error *err)
 {
-    if (max_classes == CNNELM_LABELS_TRAIN) /* a training set: labels are numbered from its folders or rows */
+    if (max_classes == CNNELM_LABELS_TRAIN)
         max_classes = 256;
-    if (max_classes < 1)
-        max_classes = 1;
-    for (size_t i = 0; i < ds->n; i++)
-        if (ds->labels[i] >= max_classes) {
-            int label = ds->labels[i];
-            cnnelm_dataset_free(ds);
-            return cnnelm_fail(err, "%s: label %d of example %zu is out of range (at most %d classes: 0..%d)",
-                               path, label, i, max_classes, max_classes - 1);
-        }
-    return 0;
+    if (cnnelm_idx_check_labels(path, ds->labels, ds->n, max_classes, err) == 0)
+        return 0;
+    cnnelm_dataset_free(ds);
+    return -1;
 }
 
 int cnnelm_input_holds_labels(const char *images_path)

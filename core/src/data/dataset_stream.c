@@ -25,6 +25,7 @@ typedef struct stream_seg {
     size_t n, file_n;        /* examples used (the first n), and in the file */
     int rows, cols, channels;
     int state;               /* 0 not opened yet, 1 open, -1 failed (message in fail) */
+    int lazy;                /* opened on first fetch: its header not checked at load */
     int fd;
     size_t offset;           /* the payload's offset in fd's file */
     char *fail;              /* a failed open's message, given again to every later fetch */
@@ -42,6 +43,7 @@ struct cnnelm_stream {
     uint64_t seed;
     char cache_dir[PATH_MAX];
     int quiet;
+    unsigned long long max_bytes; /* data.max_bytes for a lazy gzipped file (0: the default) */
     int opened;              /* segment files opened so far */
 };
 
@@ -125,27 +127,6 @@ static stream_seg *new_seg(cnnelm_stream *st, size_t n, cnnelm_error *err)
     return g;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir)
-{
-    char path[PATH_MAX];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof path)
-        return -1;
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != 0)
-            continue;
-        char c = path[i];
-        path[i] = 0;
-        struct stat st;
-        if (mkdir(path, 0777) != 0 && (errno != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
-            return -1;
-        path[i] = c;
-    }
-    return 0;
-}
-
 static uint64_t fnv(uint64_t h, const void *p, size_t len)
 {
     const unsigned char *c = p;
@@ -202,8 +183,8 @@ static int open_gz(cnnelm_stream *st, const char *path, const cnnelm_idx_info *i
         if (!cache_valid(cache, info)) {
             cnnelm_atomic_file af;
             cnnelm_error e = { "" };
-            if (make_dirs(st->cache_dir) != 0) {
-                snprintf(why, sizeof why, "cannot create %s: %s", st->cache_dir, strerror(errno));
+            if (cnnelm_make_dirs(st->cache_dir, &e) != 0) {
+                snprintf(why, sizeof why, "%s", e.msg);
             } else if (cnnelm_atomic_open(&af, cache, &e) != 0) {
                 snprintf(why, sizeof why, "%s", e.msg);
             } else {
@@ -258,6 +239,9 @@ static int open_seg(cnnelm_stream *st, stream_seg *g, cnnelm_error *err)
         return cnnelm_fail(err, "%s: images are %dx%dx%d (channels x rows x cols) but the data set's "
                            "are %dx%dx%d", g->path, info.channels, info.rows, info.cols, g->channels,
                            g->rows, g->cols);
+    /* what cnnelm_dataset_load_config checked at load for the files it opens then */
+    if (info.gzip && g->lazy && cnnelm_idx_check_size(g->path, st->max_bytes, err))
+        return -1;
     int fd;
     if (info.gzip) {
         if (open_gz(st, g->path, &info, &fd, err))
@@ -309,6 +293,7 @@ int cnnelm_stream_add_file(cnnelm_stream *st, const char *path, size_t n, size_t
     g->rows = rows;
     g->cols = cols;
     g->channels = channels;
+    g->lazy = lazy;
     if (!g->path)
         return cnnelm_fail(err, "out of memory");
     return lazy ? 0 : ensure_open(st, g, err);
@@ -334,6 +319,11 @@ void cnnelm_stream_set_noise(cnnelm_stream *st, const int *types, int n_types, u
     for (int t = 0; t < n_types; t++)
         st->types[t] = types[t];
     st->seed = seed;
+}
+
+void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes)
+{
+    st->max_bytes = max_bytes;
 }
 
 size_t cnnelm_stream_size(const cnnelm_stream *st)

@@ -24,6 +24,9 @@ int cnnelm_stream_add_file(cnnelm_stream *st, const char *path, size_t n, size_t
                            int cols, int channels, int lazy, cnnelm_error *err);
 /* Appends an in-memory set (its images; the stream takes ownership of *ds, emptied). */
 int cnnelm_stream_add_memory(cnnelm_stream *st, cnnelm_dataset *ds, cnnelm_error *err);
+/* data.max_bytes (0: half the physical memory) for the gzipped files added lazily: one whose
+ * header announces more is refused when opened, before its copy is made. */
+void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes);
 /* Noisy copies after the originals: types are 0 gaussian, 1 salt_pepper, 2 poisson. */
 void cnnelm_stream_set_noise(cnnelm_stream *st, const int *types, int n_types, uint64_t seed);
 /* Examples in the stream (originals and copies). */
@@ -36,5 +39,8 @@ int cnnelm_stream_fetch(cnnelm_stream *st, const size_t *rows, size_t first, siz
 
 /* The data.cache_dir default: $XDG_CACHE_HOME/cnnelm, else $HOME/.cache/cnnelm. */
 int cnnelm_data_cache_dir(const char *configured, char *out, size_t size, cnnelm_error *err);
+
+/* mkdir -p: creates dir and its missing parents (the decompression cache, extend's output). */
+int cnnelm_make_dirs(const char *dir, cnnelm_error *err);
 
 #endif

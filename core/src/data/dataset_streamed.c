@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -54,12 +55,12 @@ static int same_size(builder *b, const char *img, int rows, int cols, int channe
         b->cols = cols;
         b->channels = channels;
         b->st = cnnelm_stream_new((size_t)channels * rows * cols, b->cfg->data.cache_dir, 0, err);
-        return b->st ? 0 : -1;
+        if (!b->st)
+            return -1;
+        cnnelm_stream_set_max_bytes(b->st, (unsigned long long)b->cfg->data.max_bytes);
+        return 0;
     }
-    if (rows != b->rows || cols != b->cols || channels != b->channels)
-        return cnnelm_fail(err, "%s: images are %dx%d but the sources before it have %dx%d", img, rows,
-                           cols, b->rows, b->cols);
-    return 0;
+    return cnnelm_build_same_shape(img, rows, cols, channels, b->rows, b->cols, b->channels, err);
 }
 
 static int append_labels(builder *b, const uint8_t *labels, size_t n, int offset, int source,
@@ -113,6 +114,10 @@ static int add_entry(builder *b, const char *img, const char *lab, int max_class
     }
     if (!*lab)
         return cnnelm_fail(err, "%s: an IDX image file needs its label file too", img);
+    /* a shard's files are not among those cnnelm_dataset_load_config checked against
+     * data.max_bytes: its labels now (read now), its images when opened (the stream) */
+    if (when != OPEN_NOW && cnnelm_idx_check_size(lab, (unsigned long long)b->cfg->data.max_bytes, err))
+        return -1;
     cnnelm_dataset lb;
     memset(&lb, 0, sizeof lb);
     if (cnnelm_idx_read_labels(lab, &lb, err))
@@ -183,12 +188,23 @@ static int load_shards(builder *b, const cnnelm_config *cfg, int *classes, int *
                     "shards (each partition is one or more shards; at most 255 partitions)", cfg->path, P, S);
         goto out;
     }
+    /* a pattern that also matches the test set (as "*-images-idx3-ubyte.gz" matches t10k-images) */
+    struct stat test_st;
+    int have_test = cfg->data.test_images[0] && stat(cfg->data.test_images, &test_st) == 0;
     *classes = 0;
     for (size_t s = 0; s < S; s++) {
         char lab[CNNELM_PATH_MAX];
         int c = 0;
         if (limit > 0 && b->n >= limit)
             break; /* the limit is reached: later shards are not even looked at */
+        struct stat sh;
+        if (have_test && stat(g.gl_pathv[s], &sh) == 0 && sh.st_dev == test_st.st_dev &&
+            sh.st_ino == test_st.st_ino) {
+            cnnelm_fail(err, "%s: data.shards = \"%s\" matches %s, which is data.test_images: the "
+                        "test set would be trained on (make the pattern leave it out)", cfg->path,
+                        cfg->data.shards, g.gl_pathv[s]);
+            goto out;
+        }
         if (shard_labels(g.gl_pathv[s], lab, sizeof lab, err) ||
             add_entry(b, g.gl_pathv[s], lab, -1, 0, by_source ? (int)(s * (size_t)P / S) : 0,
                       s > 0 ? OPEN_LATER : HEADER_NOW,
@@ -224,16 +240,9 @@ int cnnelm_build_streamed(cnnelm_dataset *ds, const cnnelm_config *cfg, int test
             const char *ti = cfg->data.sources[s].train_images, *tl = cfg->data.sources[s].train_labels;
             const char *img = test ? cfg->data.sources[s].test_images : ti;
             const char *lab = test ? cfg->data.sources[s].test_labels : tl;
-            /* as load_sources: a source's class count comes from its whole training label file */
-            int c = CNNELM_LABELS_TRAIN;
-            if (test) {
-                cnnelm_dataset lo;
-                memset(&lo, 0, sizeof lo);
-                if (cnnelm_idx_read_labels(tl, &lo, err))
-                    goto out;
-                c = lo.classes;
-                cnnelm_dataset_free(&lo);
-            }
+            int c;
+            if (cnnelm_build_source_classes(tl, test, &c, err))
+                goto out;
             if (*img) {
                 any = 1;
                 int got = 0;

@@ -11,10 +11,11 @@
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
 #include "base/atomic_file.h"
+#include "data/dataset_stream.h"
 #include "data/idx_stream.h"
 
-/* mkdir -p: creates dir and its missing parents. */
-static int make_dirs(const char *dir, cnnelm_error *err)
+/* mkdir -p (dataset_stream.h) */
+int cnnelm_make_dirs(const char *dir, cnnelm_error *err)
 {
     char path[CNNELM_PATH_MAX];
     size_t len = strlen(dir);
@@ -92,7 +93,7 @@ int cnnelm_run_extend(const char *config_path, const char *const *overrides, int
     if (cnnelm_dataset_load_config(&train, &cfg, 0, 256, err) ||
         cnnelm_dataset_load_config(&test, &cfg, 1, train.classes, err))
         goto out;
-    if (make_dirs(dir, err))
+    if (cnnelm_make_dirs(dir, err))
         goto out;
     const struct {
         const cnnelm_dataset *ds;

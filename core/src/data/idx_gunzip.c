@@ -56,16 +56,7 @@ int cnnelm_idx_gunzip_to(const char *path, int out, const cnnelm_idx_info *want,
     }
     /* the header as read, then the payload: a raw IDX file the reader can pread */
     unsigned char head[20];
-    put_be32(head, h.header_bytes == 20 ? IDX_MAGIC_IMAGES_C : IDX_MAGIC_IMAGES);
-    put_be32(head + 4, h.dims[0]);
-    if (h.header_bytes == 20) {
-        put_be32(head + 8, h.channels);
-        put_be32(head + 12, h.dims[1]);
-        put_be32(head + 16, h.dims[2]);
-    } else {
-        put_be32(head + 8, h.dims[1]);
-        put_be32(head + 12, h.dims[2]);
-    }
+    cnnelm_idx_put_image_header(head, h.header_bytes == 20, h.dims[0], h.channels, h.dims[1], h.dims[2]);
     if (write_fd_all(out, head, h.header_bytes)) {
         cnnelm_fail(err, "%s: cannot write the decompressed copy: %s", path, strerror(errno));
         goto done;

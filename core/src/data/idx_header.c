@@ -323,13 +323,10 @@ int cnnelm_idx_check_size(const char *path, unsigned long long max_bytes, cnnelm
     long long got;
     int cut = 0;
     if (is_gzip) {
-        int fd2 = dup(fd);
-        gzFile gz = fd2 >= 0 ? gzdopen(fd2, "rb") : NULL;
+        gzFile gz = cnnelm_idx_gz_from(fd, path, err);
         if (!gz) {
-            if (fd2 >= 0)
-                close(fd2);
             close(fd);
-            return cnnelm_fail(err, "%s: cannot read: out of memory", path);
+            return -1;
         }
         got = cnnelm_idx_gz_read(gz, path, head, sizeof head, &cut, err);
         gzclose(gz);

@@ -36,6 +36,20 @@ static inline void put_be32(unsigned char *p, uint32_t v)
     p[2] = (unsigned char)(v >> 8);  p[3] = (unsigned char)v;
 }
 
+/* An image file's header at p: 16 bytes (n, rows, cols), or with four_dims 20 bytes (the
+ * 4-dimension magic, with channels); returns its length. */
+static inline size_t cnnelm_idx_put_image_header(unsigned char p[20], int four_dims, uint32_t n,
+                                                 uint32_t channels, uint32_t rows, uint32_t cols)
+{
+    put_be32(p, four_dims ? IDX_MAGIC_IMAGES_C : IDX_MAGIC_IMAGES);
+    put_be32(p + 4, n);
+    if (four_dims)
+        put_be32(p + 8, channels);
+    put_be32(p + (four_dims ? 12 : 8), rows);
+    put_be32(p + (four_dims ? 16 : 12), cols);
+    return four_dims ? 20 : 16;
+}
+
 /* Checks the magic and the dimensions of an IDX header (`have` bytes at `p`) and fills h. */
 int cnnelm_idx_parse_header(const char *path, const unsigned char *p, size_t have, int images,
                             idx_header *h, cnnelm_error *err);

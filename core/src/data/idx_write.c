@@ -75,23 +75,38 @@ static int write_idx(const char *path, const unsigned char *header, size_t heade
     return cnnelm_atomic_commit(&af, err);
 }
 
-int cnnelm_idx_write_images(const char *path, const uint8_t *images, size_t n, int rows, int cols,
-                            cnnelm_error *err)
+/* Checks an image file's shape (1 or 3 channels, 1..UINT32_MAX images, sides 1..IDX_MAX_SIDE, a
+ * payload the address space holds) and builds its header: 16 bytes for one channel, 20 (the
+ * 4-dimension magic) for three. */
+static int image_header(const char *path, size_t n, int channels, int rows, int cols,
+                        unsigned char header[20], size_t *header_len, size_t *payload,
+                        cnnelm_error *err)
 {
+    if (channels != 1 && channels != 3)
+        return cnnelm_fail(err, "%s: cannot write images of %d channels (1 or 3)", path, channels);
     if (n == 0 || n > UINT32_MAX)
         return cnnelm_fail(err, "%s: cannot write %zu images (IDX holds 1..%u)", path, n, UINT32_MAX);
     if (rows < 1 || cols < 1 || rows > (int)IDX_MAX_SIDE || cols > (int)IDX_MAX_SIDE)
         return cnnelm_fail(err, "%s: cannot write images of %dx%d (each side 1..%u)", path, rows,
                            cols, IDX_MAX_SIDE);
-    size_t img = (size_t)rows * (size_t)cols;
-    if (n > SIZE_MAX / img)
-        return cnnelm_fail(err, "%s: %zu images of %dx%d overflow the address space", path, n, rows, cols);
-    unsigned char header[16];
-    put_be32(header, IDX_MAGIC_IMAGES);
-    put_be32(header + 4, (uint32_t)n);
-    put_be32(header + 8, (uint32_t)rows);
-    put_be32(header + 12, (uint32_t)cols);
-    return write_idx(path, header, sizeof header, images, n * img, err);
+    size_t img = (size_t)channels * (size_t)rows * (size_t)cols;
+    if (n > SIZE_MAX / img) {
+        if (channels == 1)
+            return cnnelm_fail(err, "%s: %zu images of %dx%d overflow the address space", path, n,
+                               rows, cols);
+        return cnnelm_fail(err, "%s: %zu images of %dx%dx%d overflow the address space", path, n,
+                           channels, rows, cols);
+    }
+    *header_len = cnnelm_idx_put_image_header(header, channels != 1, (uint32_t)n, (uint32_t)channels,
+                                              (uint32_t)rows, (uint32_t)cols);
+    *payload = n * img;
+    return 0;
+}
+
+int cnnelm_idx_write_images(const char *path, const uint8_t *images, size_t n, int rows, int cols,
+                            cnnelm_error *err)
+{
+    return cnnelm_idx_write_images_c(path, images, n, 1, rows, cols, err);
 }
 
 int cnnelm_idx_write_labels(const char *path, const uint8_t *labels, size_t n, cnnelm_error *err)
@@ -107,60 +122,26 @@ int cnnelm_idx_write_labels(const char *path, const uint8_t *labels, size_t n, c
 int cnnelm_idx_write_images_c(const char *path, const uint8_t *images, size_t n, int channels,
                               int rows, int cols, cnnelm_error *err)
 {
-    if (channels == 1)
-        return cnnelm_idx_write_images(path, images, n, rows, cols, err);
-    if (channels != 3)
-        return cnnelm_fail(err, "%s: cannot write images of %d channels (1 or 3)", path, channels);
-    if (n == 0 || n > UINT32_MAX)
-        return cnnelm_fail(err, "%s: cannot write %zu images (IDX holds 1..%u)", path, n, UINT32_MAX);
-    if (rows < 1 || cols < 1 || rows > (int)IDX_MAX_SIDE || cols > (int)IDX_MAX_SIDE)
-        return cnnelm_fail(err, "%s: cannot write images of %dx%d (each side 1..%u)", path, rows,
-                           cols, IDX_MAX_SIDE);
-    size_t img = (size_t)channels * (size_t)rows * (size_t)cols;
-    if (n > SIZE_MAX / img)
-        return cnnelm_fail(err, "%s: %zu images of %dx%dx%d overflow the address space", path, n,
-                           channels, rows, cols);
     unsigned char header[20];
-    put_be32(header, IDX_MAGIC_IMAGES_C);
-    put_be32(header + 4, (uint32_t)n);
-    put_be32(header + 8, (uint32_t)channels);
-    put_be32(header + 12, (uint32_t)rows);
-    put_be32(header + 16, (uint32_t)cols);
-    return write_idx(path, header, sizeof header, images, n * img, err);
+    size_t hlen = 0, payload = 0;
+    if (image_header(path, n, channels, rows, cols, header, &hlen, &payload, err))
+        return -1;
+    return write_idx(path, header, hlen, images, payload, err);
 }
 
 int cnnelm_idx_writer_open(cnnelm_idx_writer *w, const char *path, size_t n, int channels, int rows,
                            int cols, cnnelm_error *err)
 {
     memset(w, 0, sizeof *w);
-    if (channels != 1 && channels != 3)
-        return cnnelm_fail(err, "%s: cannot write images of %d channels (1 or 3)", path, channels);
-    if (n == 0 || n > UINT32_MAX)
-        return cnnelm_fail(err, "%s: cannot write %zu images (IDX holds 1..%u)", path, n, UINT32_MAX);
-    if (rows < 1 || cols < 1 || rows > (int)IDX_MAX_SIDE || cols > (int)IDX_MAX_SIDE)
-        return cnnelm_fail(err, "%s: cannot write images of %dx%d (each side 1..%u)", path, rows,
-                           cols, IDX_MAX_SIDE);
-    size_t img = (size_t)channels * (size_t)rows * (size_t)cols;
-    if (n > SIZE_MAX / img)
-        return cnnelm_fail(err, "%s: %zu images of %dx%dx%d overflow the address space", path, n,
-                           channels, rows, cols);
     /* the same header as cnnelm_idx_write_images_c */
     unsigned char header[20];
-    size_t hlen = channels == 1 ? 16 : 20;
-    put_be32(header, channels == 1 ? IDX_MAGIC_IMAGES : IDX_MAGIC_IMAGES_C);
-    put_be32(header + 4, (uint32_t)n);
-    if (channels == 1) {
-        put_be32(header + 8, (uint32_t)rows);
-        put_be32(header + 12, (uint32_t)cols);
-    } else {
-        put_be32(header + 8, (uint32_t)channels);
-        put_be32(header + 12, (uint32_t)rows);
-        put_be32(header + 16, (uint32_t)cols);
-    }
+    size_t hlen = 0, payload = 0;
+    if (image_header(path, n, channels, rows, cols, header, &hlen, &payload, err))
+        return -1;
     if (cnnelm_atomic_open(&w->af, path, err))
         return -1;
     w->open = 1;
-    w->left = n * img;
+    w->left = payload;
     if (ends_with(path, ".gz")) {
         int fd2 = dup(fileno(w->af.f));
         w->gz = fd2 >= 0 ? gzdopen(fd2, "wb6") : NULL;

@@ -210,6 +210,18 @@ static int write_skipped(const char *path, const char *text, size_t len, cnnelm_
     return cnnelm_atomic_commit(&af, err);
 }
 
+/* A file that cannot be used: counted, the first message kept, listed for the cache's skip
+ * file, and named on stderr unless quiet. */
+static void skip_file(const char *msg, long *bad, char *first_bad, size_t size, FILE *skip_log, int quiet)
+{
+    (*bad)++;
+    if (!first_bad[0])
+        snprintf(first_bad, size, "%s", msg);
+    fprintf(skip_log, "%s\n", msg);
+    if (!quiet)
+        fprintf(stderr, "cnnelm: skipping %s\n", msg);
+}
+
 int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_options *o,
                        cnnelm_error *err)
 {
@@ -270,12 +282,7 @@ int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_o
     for (size_t i = 0; i < l.n; i++) {
         cnnelm_error e;
         if (cnnelm_image_read(l.path[i], &im[i], &e)) {
-            bad++;
-            if (!first_bad[0])
-                snprintf(first_bad, sizeof first_bad, "%s", e.msg);
-            fprintf(skip_log, "%s\n", e.msg);
-            if (!o->quiet)
-                fprintf(stderr, "cnnelm: skipping %s\n", e.msg);
+            skip_file(e.msg, &bad, first_bad, sizeof first_bad, skip_log, o->quiet);
             continue;
         }
         colour |= !o->grayscale && cnnelm_image_is_colour(&im[i]);
@@ -295,12 +302,7 @@ int cnnelm_folder_load(cnnelm_dataset *ds, const char *dir, const cnnelm_input_o
             continue;
         cnnelm_error e;
         if (cnnelm_image_to_input(&im[i], l.path[i], c, h, w, o->resize_h > 0, images + kept * example, &e)) {
-            bad++;
-            if (!first_bad[0])
-                snprintf(first_bad, sizeof first_bad, "%s", e.msg);
-            fprintf(skip_log, "%s\n", e.msg);
-            if (!o->quiet)
-                fprintf(stderr, "cnnelm: skipping %s\n", e.msg);
+            skip_file(e.msg, &bad, first_bad, sizeof first_bad, skip_log, o->quiet);
         } else {
             labels[kept++] = (uint8_t)l.label[i];
         }

@@ -60,16 +60,26 @@ static double exp_minus(int v)
     return e;
 }
 
+/* Knuth's limits exp(-v), made once for the process (streamed fetches and whole copies alike;
+ * the callers of poisson make sure of them first). */
+static double noise_limits[POISSON_KNUTH_MAX + 1];
+static pthread_once_t noise_limits_once = PTHREAD_ONCE_INIT;
+static void noise_limits_init(void)
+{
+    for (int v = 0; v <= POISSON_KNUTH_MAX; v++)
+        noise_limits[v] = exp_minus(v);
+}
+
 /* A Poisson sample of mean v (an integer grey level): Knuth's product of uniforms up to
  * POISSON_KNUTH_MAX, the normal approximation N(v, v) above (its error is well under a grey
  * level there). */
-static double poisson(cnnelm_rng *r, int v, const double *limits)
+static double poisson(cnnelm_rng *r, int v)
 {
     if (v <= 0)
         return 0;
     if (v > POISSON_KNUTH_MAX)
         return v + sqrt((double)v) * gaussian(r);
-    double limit = limits[v], p = 1.0;
+    double limit = noise_limits[v], p = 1.0;
     int k = 0;
     do {
         k++;
@@ -79,7 +89,7 @@ static double poisson(cnnelm_rng *r, int v, const double *limits)
 }
 
 static void noisy_copy(const uint8_t *src, uint8_t *dst, size_t pixels, int type, uint64_t seed,
-                       size_t index, const double *limits)
+                       size_t index)
 {
     cnnelm_rng r;
     /* one stream per (image, noise type): independent of threads and of the other images; the
@@ -95,24 +105,16 @@ static void noisy_copy(const uint8_t *src, uint8_t *dst, size_t pixels, int type
             dst[i] = u < SALT_PEPPER_RATE / 2 ? 0 : u < SALT_PEPPER_RATE ? 255 : src[i];
             break;
         }
-        default: dst[i] = clamp255(poisson(&r, src[i], limits)); break;
+        default: dst[i] = clamp255(poisson(&r, src[i])); break;
         }
     }
-}
-
-static double noise_limits[POISSON_KNUTH_MAX + 1];
-static void noise_limits_init(void)
-{
-    for (int v = 0; v <= POISSON_KNUTH_MAX; v++)
-        noise_limits[v] = exp_minus(v);
 }
 
 void cnnelm_noise_image(const uint8_t *src, uint8_t *dst, size_t pixels, int type, uint64_t seed,
                         size_t index)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, noise_limits_init);
-    noisy_copy(src, dst, pixels, type, seed, index, noise_limits);
+    pthread_once(&noise_limits_once, noise_limits_init);
+    noisy_copy(src, dst, pixels, type, seed, index);
 }
 
 /* The noisy copies, split over threads by image: each image has its own stream, so the bytes
@@ -123,7 +125,6 @@ typedef struct noise_job {
     size_t n, px;
     int types[3], n_types;
     uint64_t seed;
-    const double *limits;
     size_t begin, end;      /* this thread's images */
 } noise_job;
 
@@ -133,7 +134,7 @@ static void *noise_worker(void *arg)
     for (int t = 0; t < j->n_types; t++)
         for (size_t i = j->begin; i < j->end; i++)
             noisy_copy(j->src + i * j->px, j->dst + ((size_t)t * j->n + i) * j->px, j->px, j->types[t],
-                       j->seed, i, j->limits);
+                       j->seed, i);
     return NULL;
 }
 
@@ -185,9 +186,7 @@ int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, c
         return cnnelm_fail(err, "%zu images of %dx%d with %d noisy copies overflow the address space",
                            n, ds->rows, ds->cols, copies);
     size_t total = n * (size_t)(1 + copies);
-    double limits[POISSON_KNUTH_MAX + 1];
-    for (int v = 0; v <= POISSON_KNUTH_MAX; v++)
-        limits[v] = exp_minus(v);
+    pthread_once(&noise_limits_once, noise_limits_init);
     uint8_t *images = malloc(total * px), *labels = malloc(total);
     uint8_t *source = ds->source ? malloc(total) : NULL;
     if (!images || !labels || (ds->source && !source)) {
@@ -200,8 +199,7 @@ int cnnelm_dataset_add_noise(cnnelm_dataset *ds, unsigned mask, uint64_t seed, c
     memcpy(labels, ds->labels, n);
     if (source)
         memcpy(source, ds->source, n);
-    noise_job job = { .src = ds->images, .dst = images + n * px, .n = n, .px = px, .seed = seed,
-                      .limits = limits };
+    noise_job job = { .src = ds->images, .dst = images + n * px, .n = n, .px = px, .seed = seed };
     for (int t = 0; t < 3; t++)
         if ((mask >> t) & 1u)
             job.types[job.n_types++] = t;
