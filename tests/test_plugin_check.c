@@ -211,6 +211,27 @@ START_TEST(missing_file_fails)
 }
 END_TEST
 
+START_TEST(missing_device_fails_once)
+{
+    /* the count says there is no device 5: one row says so, no case runs for want of it */
+    char *r = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&r, &size);
+    ck_assert_ptr_nonnull(out);
+    cnnelm_error err = { "" };
+    cnnelm_plugin_check_options o = { .device = 5, .verbose = 0, .timeout_s = 60 };
+    cnnelm_plugin_check_summary sum;
+    int rc = cnnelm_plugin_check_run(CPU_PLUGIN, &o, out, &sum, &err);
+    fclose(out);
+    ck_assert_msg(rc == 0, "the checker could not run: %s", err.msg);
+    ck_assert_msg(summary_verdict(r, &sum) == 1, "%s", r);
+    ck_assert_msg(has_line(r, "--device 5", "FAIL: the plugin has 1 device;", NULL),
+                  "%s", r);
+    ck_assert_msg(sum.failed == 1 && !strstr(r, "conv2d_forward") && !strstr(r, "end-to-end"), "%s", r);
+    free(r);
+}
+END_TEST
+
 START_TEST(buggy_ok_passes)
 {
     char *r = NULL;
@@ -440,6 +461,7 @@ int main(void)
     tcase_add_test(tc, no_entry_fails_with_loader_message);
     tcase_add_test(tc, bad_abi_fails_with_loader_message);
     tcase_add_test(tc, missing_file_fails);
+    tcase_add_test(tc, missing_device_fails_once);
     tcase_add_test(tc, buggy_ok_passes);
     tcase_add_test(tc, accumulate_that_overwrites_fails);
     tcase_add_test(tc, ignored_accumulate_flag_fails);

@@ -34,7 +34,7 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
     tally t;
     memset(&t, 0, sizeof t);
     load_reply lr;
-    if (cnnelm_pcheck_loading(plugin_file, timeout, out, &t, &lr) < 0) {
+    if (cnnelm_pcheck_loading(plugin_file, device, timeout, out, &t, &lr) < 0) {
         cnnelm_pcheck_finish(out, &t);
         cnnelm_plugin_unload(ref);
         return cnnelm_pcheck_summarize(&t, summary);
