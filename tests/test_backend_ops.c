@@ -952,6 +952,10 @@ START_TEST(cpu_fault_injection)
     /* other contexts are unaffected */
     cnnelm_buffer *c = device_array(4);
     OK(be->buffer_write(ctx, c, 0, v, sizeof v));
+    /* no context is a bad argument, not a crash, for the transfers and the ops alike */
+    ck_assert_int_eq(be->buffer_write(NULL, c, 0, v, sizeof v), CNNELM_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(be->activation_forward(NULL, CNNELM_ACT_RELU, 4, c, c), CNNELM_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(be->synchronize(NULL), CNNELM_ERR_INVALID_ARGUMENT);
 }
 END_TEST
 
