@@ -111,8 +111,10 @@ int cnnelm_pcheck_loading(const char *file, int device, double timeout, FILE *ou
     int crashed = cnnelm_child_run(child_load, sh, &dummy, sizeof dummy, timeout, &secs, why, sizeof why) != 0;
     *lr = *sh;
     munmap(sh, sizeof *sh);
+    /* the child may have crashed (in shutdown, after the name was written): every string ends */
     lr->stage[sizeof lr->stage - 1] = '\0';
     lr->message[sizeof lr->message - 1] = '\0';
+    lr->name[sizeof lr->name - 1] = lr->description[sizeof lr->description - 1] = '\0';
     int in_init = strcmp(lr->stage, "init") == 0, in_shutdown = strcmp(lr->stage, "shutdown") == 0;
     if (crashed && !in_shutdown) {
         if (in_init) {
