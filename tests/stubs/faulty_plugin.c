@@ -51,6 +51,8 @@ struct cnnelm_backend_ctx {
 
 /* ---- loading the wrapped backend --------------------------------------------------------- */
 
+CNNELM_PLUGIN_EXPORT const cnnelm_backend *cnnelm_backend_entry(void);
+
 static void load_inner(void)
 {
     const char *file = getenv("CNNELM_FAULTY_TARGET");
@@ -70,6 +72,10 @@ static void load_inner(void)
     void *sym = dlsym(h, "cnnelm_backend_entry");
     cnnelm_backend_entry_fn entry;
     memcpy(&entry, &sym, sizeof entry);
+    if (entry == cnnelm_backend_entry) { /* its entry would wait on the table we are building */
+        snprintf(load_error, sizeof load_error, "CNNELM_FAULTY_TARGET is this plugin itself (%s)", file);
+        return;
+    }
     const cnnelm_backend *t = sym ? entry() : NULL;
     if (!t || t->abi_major != CNNELM_BACKEND_ABI_MAJOR ||
         t->table_size < offsetof(cnnelm_backend, elm_solve) + sizeof t->elm_solve) {
@@ -420,7 +426,6 @@ static void build_table(void)
     OPT11(buffer_fill, faulty_buffer_fill);
 }
 
-CNNELM_PLUGIN_EXPORT const cnnelm_backend *cnnelm_backend_entry(void);
 CNNELM_PLUGIN_EXPORT const cnnelm_backend *cnnelm_backend_entry(void)
 {
     pthread_once(&table_once, build_table);
