@@ -934,6 +934,17 @@ START_TEST(cpu_fault_injection)
     EXPECT(CNNELM_ERR_DEVICE, be->buffer_read(ctx, o, 0, v, sizeof v));
     ck_assert_ptr_nonnull(strstr(be->last_error(ctx), "injected device failure"));
     EXPECT(CNNELM_ERR_DEVICE, be->activation_forward(ctx, CNNELM_ACT_RELU, 4, b, o));
+    /* another context of the same plugin, opened after the loss, has no budget: it works */
+    cnnelm_backend_ctx *g = open_ctx(2);
+    ctx = g;
+    cnnelm_buffer *gb = device_array(4), *go = device_array(4);
+    for (int k = 0; k < 4; k++) {
+        OK(be->buffer_write(ctx, gb, 0, v, sizeof v));
+        OK(be->activation_forward(ctx, CNNELM_ACT_RELU, 4, gb, go));
+    }
+    ctx = f;
+    EXPECT(CNNELM_ERR_DEVICE, be->buffer_write(ctx, b, 0, v, sizeof v)); /* still lost */
+    be->context_close(g);
     be->context_close(f);
     cnnelm_plugin_unload(fp);
     be = keep_be;
@@ -941,6 +952,10 @@ START_TEST(cpu_fault_injection)
     /* other contexts are unaffected */
     cnnelm_buffer *c = device_array(4);
     OK(be->buffer_write(ctx, c, 0, v, sizeof v));
+    /* no context is a bad argument, not a crash, for the transfers and the ops alike */
+    ck_assert_int_eq(be->buffer_write(NULL, c, 0, v, sizeof v), CNNELM_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(be->activation_forward(NULL, CNNELM_ACT_RELU, 4, c, c), CNNELM_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(be->synchronize(NULL), CNNELM_ERR_INVALID_ARGUMENT);
 }
 END_TEST
 

@@ -190,6 +190,14 @@ static const char *cpu_last_error(const cnnelm_backend_ctx *ctx)
 
 /* ---- buffers --------------------------------------------------------------------------- */
 
+/* Every call on a context starts with this: NULL or a closed context is a bad argument, not a
+ * crash (what buffer_alloc and context_close check too). */
+#define LIVE_CTX(ctx)                                                                       \
+    do {                                                                                    \
+        if (!(ctx) || (ctx)->magic != CPU_CTX_MAGIC)                                        \
+            return CNNELM_ERR_INVALID_ARGUMENT;                                             \
+    } while (0)
+
 static cnnelm_status cpu_buffer_alloc(cnnelm_backend_ctx *ctx, size_t bytes, cnnelm_buffer **out)
 {
     if (!ctx || ctx->magic != CPU_CTX_MAGIC)
@@ -254,6 +262,7 @@ static cnnelm_status range_ok(cnnelm_backend_ctx *ctx, const char *op, const cnn
 static cnnelm_status cpu_buffer_write(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
                                       const void *src, size_t bytes)
 {
+    LIVE_CTX(ctx);
     cnnelm_status st = check_buf(ctx, "buffer_write", "dst", dst);
     if (st == CNNELM_OK)
         st = range_ok(ctx, "buffer_write", dst, offset, bytes);
@@ -267,6 +276,7 @@ static cnnelm_status cpu_buffer_write(cnnelm_backend_ctx *ctx, cnnelm_buffer *ds
 static cnnelm_status cpu_buffer_read(cnnelm_backend_ctx *ctx, const cnnelm_buffer *src,
                                      size_t offset, void *dst, size_t bytes)
 {
+    LIVE_CTX(ctx);
     cnnelm_status st = check_buf(ctx, "buffer_read", "src", src);
     if (st == CNNELM_OK)
         st = range_ok(ctx, "buffer_read", src, offset, bytes);
@@ -287,6 +297,7 @@ static cnnelm_status cpu_conv2d_forward(cnnelm_backend_ctx *ctx, const cnnelm_co
                                         const cnnelm_buffer *w, const cnnelm_buffer *b,
                                         cnnelm_buffer *y)
 {
+    LIVE_CTX(ctx);
     return cpu_conv_forward(ctx, s, act, x->data, w->data, b->data, y->data);
 }
 
@@ -294,6 +305,7 @@ static cnnelm_status cpu_conv2d_backward_data(cnnelm_backend_ctx *ctx, const cnn
                                               const cnnelm_buffer *dy, const cnnelm_buffer *w,
                                               cnnelm_buffer *dx)
 {
+    LIVE_CTX(ctx);
     return cpu_conv_backward_data(ctx, s, dy->data, w->data, dx->data);
 }
 
@@ -301,6 +313,7 @@ static cnnelm_status cpu_conv2d_backward_filter(cnnelm_backend_ctx *ctx, const c
                                                 const cnnelm_buffer *x, const cnnelm_buffer *dy,
                                                 cnnelm_buffer *dw, cnnelm_buffer *db, int accumulate)
 {
+    LIVE_CTX(ctx);
     return cpu_conv_backward_filter(ctx, s, x->data, dy->data, dw->data, db->data,
                                                accumulate);
 }
@@ -308,6 +321,7 @@ static cnnelm_status cpu_conv2d_backward_filter(cnnelm_backend_ctx *ctx, const c
 static cnnelm_status cpu_pool_forward_op(cnnelm_backend_ctx *ctx, const cnnelm_pool_shape *s,
                                          cnnelm_pooling mode, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
+    LIVE_CTX(ctx);
     return cpu_pool_forward(ctx, s, mode, x->data, y->data);
 }
 
@@ -315,12 +329,14 @@ static cnnelm_status cpu_pool_backward_op(cnnelm_backend_ctx *ctx, const cnnelm_
                                           cnnelm_pooling mode, const cnnelm_buffer *x,
                                           const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
+    LIVE_CTX(ctx);
     return cpu_pool_backward(ctx, s, mode, x->data, dy->data, dx->data);
 }
 
 static cnnelm_status cpu_activation_forward(cnnelm_backend_ctx *ctx, cnnelm_activation act,
                                             size_t count, const cnnelm_buffer *x, cnnelm_buffer *y)
 {
+    LIVE_CTX(ctx);
     return cpu_act_forward(ctx, act, count, x->data, y->data);
 }
 
@@ -328,6 +344,7 @@ static cnnelm_status cpu_activation_backward(cnnelm_backend_ctx *ctx, cnnelm_act
                                              size_t count, const cnnelm_buffer *y,
                                              const cnnelm_buffer *dy, cnnelm_buffer *dx)
 {
+    LIVE_CTX(ctx);
     return cpu_act_backward(ctx, act, count, y->data, dy->data, dx->data);
 }
 
@@ -335,6 +352,7 @@ static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l
                                            const cnnelm_buffer *H, const cnnelm_buffer *T,
                                            cnnelm_buffer *U, cnnelm_buffer *V)
 {
+    LIVE_CTX(ctx);
     return cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data);
 }
 
@@ -342,6 +360,7 @@ static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, i
                                         const cnnelm_buffer *H, const cnnelm_buffer *beta,
                                         cnnelm_buffer *Y)
 {
+    LIVE_CTX(ctx);
     return cpu_elm_predict(ctx, n, l, c, H->data, beta->data, Y->data);
 }
 
@@ -349,6 +368,7 @@ static cnnelm_status cpu_elm_backprop_op(cnnelm_backend_ctx *ctx, int n, int l, 
                                          const cnnelm_buffer *E, const cnnelm_buffer *beta,
                                          cnnelm_buffer *dH)
 {
+    LIVE_CTX(ctx);
     return cpu_elm_backprop(ctx, n, l, c, E->data, beta->data, dH->data);
 }
 
@@ -356,6 +376,7 @@ static cnnelm_status cpu_elm_solve_op(cnnelm_backend_ctx *ctx, int l, int c, dou
                                       const cnnelm_buffer *U, const cnnelm_buffer *V,
                                       cnnelm_buffer *beta)
 {
+    LIVE_CTX(ctx);
     return cpu_elm_solve(ctx, l, c, lambda, U->data, V->data, beta->data);
 }
 
@@ -423,13 +444,14 @@ static cnnelm_status cpu_supports(cnnelm_backend_ctx *ctx, const cnnelm_op_param
  * (synchronize then has nothing left to wait for). */
 static cnnelm_status cpu_synchronize(cnnelm_backend_ctx *ctx)
 {
-    (void)ctx;
+    LIVE_CTX(ctx);
     return CNNELM_OK;
 }
 
 static cnnelm_status cpu_buffer_copy(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t dst_offset,
                                      const cnnelm_buffer *src, size_t src_offset, size_t bytes)
 {
+    LIVE_CTX(ctx);
     cnnelm_status st = range_ok(ctx, "buffer_copy", dst, dst_offset, bytes);
     if (st == CNNELM_OK)
         st = range_ok(ctx, "buffer_copy", src, src_offset, bytes);
@@ -441,6 +463,7 @@ static cnnelm_status cpu_buffer_copy(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst
 static cnnelm_status cpu_buffer_fill(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
                                      size_t bytes, float value)
 {
+    LIVE_CTX(ctx);
     cnnelm_status st = range_ok(ctx, "buffer_fill", dst, offset, bytes);
     if (st == CNNELM_OK) {
         float *p = (float *)((char *)dst->data + offset);

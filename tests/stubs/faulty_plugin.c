@@ -51,6 +51,8 @@ struct cnnelm_backend_ctx {
 
 /* ---- loading the wrapped backend --------------------------------------------------------- */
 
+CNNELM_PLUGIN_EXPORT const cnnelm_backend *cnnelm_backend_entry(void);
+
 static void load_inner(void)
 {
     const char *file = getenv("CNNELM_FAULTY_TARGET");
@@ -70,6 +72,10 @@ static void load_inner(void)
     void *sym = dlsym(h, "cnnelm_backend_entry");
     cnnelm_backend_entry_fn entry;
     memcpy(&entry, &sym, sizeof entry);
+    if (entry == cnnelm_backend_entry) { /* its entry would wait on the table we are building */
+        snprintf(load_error, sizeof load_error, "CNNELM_FAULTY_TARGET is this plugin itself (%s)", file);
+        return;
+    }
     const cnnelm_backend *t = sym ? entry() : NULL;
     if (!t || t->abi_major != CNNELM_BACKEND_ABI_MAJOR ||
         t->table_size < offsetof(cnnelm_backend, elm_solve) + sizeof t->elm_solve) {
@@ -122,9 +128,7 @@ static cnnelm_status faulty_init(const cnnelm_plugin_params *params, void **stat
         return CNNELM_ERR_DEVICE;
     }
     /* the wrapped plugin's state is ours: the device slots below are its own */
-    if (CNNELM_BACKEND_HAS(inner, init))
-        return inner->init(params, state, error, error_size);
-    return CNNELM_OK;
+    return inner->init(params, state, error, error_size);
 }
 
 static cnnelm_status faulty_device_count(int *count) { return inner->device_count(count); }
@@ -378,7 +382,7 @@ static cnnelm_backend table = {
     .buffer_free = faulty_buffer_free,
     .buffer_write = faulty_buffer_write,
     .buffer_read = faulty_buffer_read,
-    .init = faulty_init,
+    .init = faulty_init, /* kept only where the target has one, or to say why it did not load */
 };
 
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
@@ -393,6 +397,9 @@ static void build_table(void)
     load_inner();
     if (!inner)
         return;
+    /* a 1.0 target makes a 1.0 plugin: the minor is what the plugin-check and the loader report */
+    if (inner->abi_minor < table.abi_minor)
+        table.abi_minor = inner->abi_minor;
     OPT10(conv2d_forward);
     OPT10(conv2d_backward_data);
     OPT10(conv2d_backward_filter);
@@ -405,6 +412,7 @@ static void build_table(void)
     OPT10(elm_backprop);
     OPT10(elm_solve);
     /* device-level slots take the wrapped plugin's state (ours is its) and have no context */
+    OPT11(init, faulty_init);
     OPT11(shutdown, inner->shutdown);
     OPT11(device_count_v11, inner->device_count_v11);
     OPT11(device_info_v11, inner->device_info_v11);
@@ -418,7 +426,6 @@ static void build_table(void)
     OPT11(buffer_fill, faulty_buffer_fill);
 }
 
-CNNELM_PLUGIN_EXPORT const cnnelm_backend *cnnelm_backend_entry(void);
 CNNELM_PLUGIN_EXPORT const cnnelm_backend *cnnelm_backend_entry(void)
 {
     pthread_once(&table_once, build_table);

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <sys/stat.h>
 
+#include "cnnelm/backend_util.h"
 #include "plugins/plugin_path.h"
 
 /* What every plugin is given (cnnelm_plugin_set_host): part of the plugin registry. */
@@ -30,20 +31,8 @@ static void host_params(cnnelm_plugin_params *p)
     p->log_user = host.log_user;
 }
 
-const char *cnnelm_status_name(cnnelm_status s)
-{
-    switch (s) {
-    case CNNELM_OK: return "ok";
-    case CNNELM_ERR_INVALID_ARGUMENT: return "invalid argument";
-    case CNNELM_ERR_OUT_OF_MEMORY: return "out of memory";
-    case CNNELM_ERR_DEVICE: return "device error";
-    case CNNELM_ERR_UNSUPPORTED: return "unsupported";
-    case CNNELM_ERR_NOT_POSITIVE_DEFINITE: return "not positive definite";
-    case CNNELM_ERR_BUILD: return "device code build failed";
-    case CNNELM_ERR_INTERNAL: return "internal error";
-    }
-    return "unknown status";
-}
+/* the words are the plugin SDK's (backend_util.h), so a plugin's messages and ours agree */
+const char *cnnelm_status_name(cnnelm_status s) { return cnnelm_backend_status_name(s); }
 
 /* Slots every 1.0 plugin must fill; the offsets keep this table honest if the ABI grows. The
  * ops are optional: one a plugin lacks runs on the CPU reference (core/src/ops.c). */

@@ -34,16 +34,15 @@ int cnnelm_plugin_check_run(const char *plugin_file, const cnnelm_plugin_check_o
     tally t;
     memset(&t, 0, sizeof t);
     load_reply lr;
-    if (cnnelm_pcheck_loading(plugin_file, timeout, out, &t, &lr) < 0) {
+    if (cnnelm_pcheck_loading(plugin_file, device, timeout, out, &t, &lr) < 0) {
         cnnelm_pcheck_finish(out, &t);
         cnnelm_plugin_unload(ref);
         return cnnelm_pcheck_summarize(&t, summary);
     }
     cnnelm_pcheck_transfers(plugin_file, device, &lr, timeout, out, &t);
     cnnelm_backend_ctx *rctx = NULL;
-    cnnelm_context_params params = { .struct_size = sizeof params, .threads = 1 };
     char why[256] = "";
-    if (ref->ops->context_open(0, &params, &rctx, why, sizeof why) != CNNELM_OK) {
+    if (cnnelm_plugin_context_open(ref, 0, 1, &rctx, why, sizeof why) != CNNELM_OK) {
         cnnelm_plugin_unload(ref);
         return cnnelm_fail(err, "cannot open the CPU reference: %s", why);
     }

@@ -115,15 +115,14 @@ void cnnelm_pcheck_end_to_end(const char *file, int device, const cnnelm_plugin 
     if (cnnelm_child_run(child_e2e, &a, &r, sizeof r, timeout, &secs, why, sizeof why) != 0) {
         char res[300];
         snprintf(res, sizeof res, "CRASH: %s", why);
-        cnnelm_pcheck_row(out, name, shape, res);
-        cnnelm_pcheck_note(t, name, shape, 0, why, secs, -1);
+        cnnelm_pcheck_verdict(out, t, name, shape, secs, res);
         return;
     }
+    r.message[sizeof r.message - 1] = '\0'; /* what came back is the child's memory */
     if (r.status != 0) {
         char res[300];
         snprintf(res, sizeof res, "FAIL: %s", r.message);
-        cnnelm_pcheck_row(out, name, shape, res);
-        cnnelm_pcheck_note(t, name, shape, 0, r.message, secs, -1);
+        cnnelm_pcheck_verdict(out, t, name, shape, secs, res);
         return;
     }
     int same = 0;

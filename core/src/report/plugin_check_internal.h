@@ -128,7 +128,7 @@ cnnelm_status cnnelm_pcheck_exec(const cnnelm_backend *be, cnnelm_backend_ctx *c
 void cnnelm_pcheck_child_op(void *arg, void *reply, size_t size);
 
 /* plugin_check_load.c, plugin_check_xfer.c, plugin_check_e2e.c: the checks that are not op cases */
-int cnnelm_pcheck_loading(const char *file, double timeout, FILE *out, tally *t, load_reply *lr);
+int cnnelm_pcheck_loading(const char *file, int device, double timeout, FILE *out, tally *t, load_reply *lr);
 void cnnelm_pcheck_transfers(const char *file, int device, const load_reply *lr, double timeout, FILE *out, tally *t);
 void cnnelm_pcheck_end_to_end(const char *file, int device, const cnnelm_plugin *ref, double timeout, FILE *out,
                       tally *t);

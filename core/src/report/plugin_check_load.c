@@ -93,8 +93,9 @@ static void child_device(void *arg, void *reply, size_t size)
 /* Loading (the entry, the table, init() and shutdown() where the plugin has them), then
  * device_count and device_info (device_limits too where the plugin has it) of every device,
  * each in a child. Returns the device count when the plugin loaded (*lr filled), -1 when
- * nothing more can be checked. */
-int cnnelm_pcheck_loading(const char *file, double timeout, FILE *out, tally *t, load_reply *lr)
+ * nothing more can be checked (also when the count says there is no device `device`: every
+ * case would fail only for want of it). */
+int cnnelm_pcheck_loading(const char *file, int device, double timeout, FILE *out, tally *t, load_reply *lr)
 {
     char why[256], res[800];
     double secs = 0;
@@ -110,8 +111,10 @@ int cnnelm_pcheck_loading(const char *file, double timeout, FILE *out, tally *t,
     int crashed = cnnelm_child_run(child_load, sh, &dummy, sizeof dummy, timeout, &secs, why, sizeof why) != 0;
     *lr = *sh;
     munmap(sh, sizeof *sh);
+    /* the child may have crashed (in shutdown, after the name was written): every string ends */
     lr->stage[sizeof lr->stage - 1] = '\0';
     lr->message[sizeof lr->message - 1] = '\0';
+    lr->name[sizeof lr->name - 1] = lr->description[sizeof lr->description - 1] = '\0';
     int in_init = strcmp(lr->stage, "init") == 0, in_shutdown = strcmp(lr->stage, "shutdown") == 0;
     if (crashed && !in_shutdown) {
         if (in_init) {
@@ -155,7 +158,7 @@ int cnnelm_pcheck_loading(const char *file, double timeout, FILE *out, tally *t,
     const char *info_slot = HAS_V11(lr, device_info_v11) ? "device_info_v11" : "device_info";
     device_arg da = { file, -1, 0 };
     device_reply dr;
-    int count = 0;
+    int count = 0, counted = 0;
     if (cnnelm_child_run(child_device, &da, &dr, sizeof dr, timeout, &secs, why, sizeof why) != 0) {
         snprintf(res, sizeof res, "CRASH: %s", why);
     } else if (dr.status != CNNELM_OK) {
@@ -165,6 +168,7 @@ int cnnelm_pcheck_loading(const char *file, double timeout, FILE *out, tally *t,
     } else {
         snprintf(res, sizeof res, "PASS: %d device%s", dr.count, dr.count == 1 ? "" : "s");
         count = dr.count;
+        counted = 1;
     }
     cnnelm_pcheck_verdict(out, t, count_slot, "", secs, res);
     for (int i = 0; i < count && i < 64; i++) {
@@ -196,6 +200,14 @@ int cnnelm_pcheck_loading(const char *file, double timeout, FILE *out, tally *t,
                      dr.lim.preferred_chunk);
         da.limits = 0;
         cnnelm_pcheck_verdict(out, t, "device_limits", shape, secs, res);
+    }
+    if (counted && (device < 0 || device >= count)) {
+        char what[32];
+        snprintf(what, sizeof what, "--device %d", device);
+        snprintf(res, sizeof res, "FAIL: the plugin has %d device%s; see `cnnelm devices`", count,
+                 count == 1 ? "" : "s");
+        cnnelm_pcheck_verdict(out, t, what, "", 0, res);
+        return -1;
     }
     return count;
 }
