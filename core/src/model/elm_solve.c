@@ -210,6 +210,9 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     out->n = n_cand;
     out->best = 0;
     double n = (double)N;
+    int usable = 0;
+    lapack_int first_bad = 0;
+    double first_bad_lambda = 0;
     for (int i = 0; i < n_cand; i++) {
         double lam = cand[i], mu = 1.0 / lam, df = 0;
         for (size_t k = 0; k < L; k++) {
@@ -221,11 +224,23 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
             AB2[k * ldab] += mu;
         memcpy(X, W, L * C * sizeof *X);
         info = LAPACKE_dpbsv(LAPACK_COL_MAJOR, 'L', l, kd, c, AB2, (int)ldab, X, l);
-        if (info != 0) {
-            rc = cnnelm_fail_status(err, info > 0 ? CNNELM_STATUS_NOT_POSITIVE_DEFINITE : CNNELM_STATUS_FAILED,
-                                    "lambda = \"auto\": I/lambda + U is not positive definite for "
-                                    "lambda = %g (it fails at hidden unit %d of %d)", lam, (int)info, l);
+        if (info < 0) {
+            rc = cnnelm_fail(err, "internal: lambda = \"auto\": the banded solve rejected argument %d",
+                             (int)-info);
             goto out;
+        }
+        if (info > 0) {
+            /* this candidate's system does not factor (a large lambda on a U of rank below L,
+             * fewer examples than hidden units, loses I/lambda to rounding): it cannot be
+             * chosen, the others still can */
+            if (!first_bad) {
+                first_bad = info;
+                first_bad_lambda = lam;
+            }
+            out->lambda[i] = lam;
+            out->df[i] = df;
+            out->gcv[i] = HUGE_VAL;
+            continue;
         }
         double a = 0, b = 0;
         for (size_t k = 0; k < L * C; k++) {
@@ -239,10 +254,18 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
         out->lambda[i] = lam;
         out->df[i] = df;
         out->gcv[i] = dof > 0 ? n * rss / (dof * dof) : HUGE_VAL;
-        if (out->gcv[i] < out->gcv[out->best])
+        if (!usable++ || out->gcv[i] < out->gcv[out->best]) {
             out->best = i;
-        if (Xbest && out->best == i)
-            memcpy(Xbest, X, L * C * sizeof *X);
+            if (Xbest)
+                memcpy(Xbest, X, L * C * sizeof *X);
+        }
+    }
+    if (!usable) {
+        rc = cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE,
+                                "lambda = \"auto\": I/lambda + U is not positive definite for any "
+                                "candidate (lambda = %g fails at hidden unit %d of %d)",
+                                first_bad_lambda, (int)first_bad, l);
+        goto out;
     }
     if (beta) {
         /* beta = Q X of the chosen lambda: no Cholesky of U is needed after the choice */
