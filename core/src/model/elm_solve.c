@@ -101,7 +101,7 @@ int cnnelm_elm_solve_float(const double *U, const double *V, int l, int c, doubl
     size_t n = (size_t)l * (size_t)c;
     double *b = malloc((n ? n : 1) * sizeof *b);
     if (!b)
-        return cnnelm_fail(err, "out of memory");
+        return cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY, "out of memory");
     int rc = cnnelm_elm_solve(U, V, l, c, lambda, b, err);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (!isfinite((float)b[i])) {
@@ -159,8 +159,9 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     int rc = 0;
     lapack_int info = 0;
     if (!A || !W || !X || !AB || !AB2 || !tau || !eig || !e || (beta && !Xbest)) {
-        rc = cnnelm_fail(err, "out of memory for lambda = \"auto\" (%.1f MiB for a copy of U)",
-                         (double)(L * L * sizeof *A) / 1048576.0);
+        rc = cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY,
+                                "out of memory for lambda = \"auto\" (%.1f MiB for a copy of U)",
+                                (double)(L * L * sizeof *A) / 1048576.0);
         goto out;
     }
     for (size_t i = 0; i < L; i++)
@@ -184,7 +185,8 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
         lwork = finfo == 0 && query >= 1 ? (int)query : n * kd;
         work = malloc((size_t)lwork * sizeof *work);
         if (!work) {
-            rc = cnnelm_fail(err, "out of memory for lambda = \"auto\"");
+            rc = cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY,
+                                    "out of memory for lambda = \"auto\"");
             goto out;
         }
         if (finfo == 0)
@@ -322,7 +324,7 @@ int cnnelm_elm_solve_model(cnnelm_model *m, const double *cand, int n_cand,
         size_t n = (size_t)L * (size_t)C;
         double *b = malloc(n * sizeof *b);
         if (!b)
-            return cnnelm_fail(err, "out of memory");
+            return cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY, "out of memory");
         /* the choice gives beta of the chosen lambda on the way (same reduction of U) */
         int rc = cnnelm_elm_choose_lambda(m->U, m->V, L, C, m->n_examples, cand, n_cand, ch, b, err);
         for (size_t i = 0; rc == 0 && i < n; i++) {
