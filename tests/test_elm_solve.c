@@ -229,6 +229,38 @@ static void check_choice_beta(const problem *p, const double *cand, int n)
     free(b2);
 }
 
+/* Fewer examples than hidden units: U has rank 5 of 40, and a huge lambda loses I/lambda to
+ * rounding, so that candidate's system does not factor. It is not chosen (gcv HUGE_VAL); the
+ * others are, as if it were not there. Only when no candidate factors is the choice a failure. */
+START_TEST(unfactorable_candidate_is_skipped)
+{
+    problem p;
+    problem_make(&p, 5, 40, 3, 11u);
+    const double cand[] = { 1, 10, 1e30 };
+    cnnelm_lambda_choice ch;
+    cnnelm_error err = { "" };
+    ck_assert_msg(cnnelm_elm_choose_lambda(p.U, p.V, p.l, p.c, (uint64_t)p.n, cand, 3, &ch, NULL,
+                                           &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(ch.n, 3);
+    ck_assert(ch.gcv[2] == HUGE_VAL);
+    ck_assert(isfinite(ch.gcv[0]) && isfinite(ch.gcv[1]));
+    ck_assert_int_eq(ch.best, ch.gcv[0] <= ch.gcv[1] ? 0 : 1);
+    check_choice_beta(&p, cand, 3);
+    /* the bad candidate first: the choice still starts from a usable one */
+    const double rev[] = { 1e30, 10, 1 };
+    ck_assert_msg(cnnelm_elm_choose_lambda(p.U, p.V, p.l, p.c, (uint64_t)p.n, rev, 3, &ch, NULL,
+                                           &err) == 0, "%s", err.msg);
+    ck_assert(ch.gcv[0] == HUGE_VAL);
+    ck_assert_int_ne(ch.best, 0);
+    check_choice_beta(&p, rev, 3);
+    const double none[] = { 1e30, 1e31 };
+    ck_assert_int_eq(cnnelm_elm_choose_lambda(p.U, p.V, p.l, p.c, (uint64_t)p.n, none, 2, &ch, NULL,
+                                              &err), CNNELM_STATUS_NOT_POSITIVE_DEFINITE);
+    ck_assert_msg(strstr(err.msg, "not positive definite for any candidate"), "%s", err.msg);
+    problem_free(&p);
+}
+END_TEST
+
 /* GCV from U, V, N alone equals GCV computed from H and T: RSS = ||T - H beta||^2 and
  * df = tr(H (U + I/lambda)^-1 H'), with explicit matrices. */
 START_TEST(gcv_matches_direct_computation)
@@ -464,6 +496,7 @@ int main(void)
     tcase_add_test(tc, failures_are_words);
     tcase_add_test(tc, statuses_say_what_failed);
     tcase_add_test(tc, gcv_matches_direct_computation);
+    tcase_add_test(tc, unfactorable_candidate_is_skipped);
     tcase_add_test(tc, gcv_band_path_matches_direct);
     tcase_add_test(tc, refit_equals_single_model);
     tcase_add_test(tc, auto_lambda_refit_and_single_agree);

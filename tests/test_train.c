@@ -276,6 +276,46 @@ START_TEST(interrupt_is_a_status)
 }
 END_TEST
 
+/* A multi-scale group or "-sqrt" cannot be fine-tuned: refused at once, before iteration 0's
+ * ELM fit and accuracies (which cost minutes on a wide model), not after them. */
+START_TEST(finetuning_a_group_is_refused_first)
+{
+    const char *sets[] = { "train.iterations=1", "model.layers=\"6c-(4s,12s)-sqrt\"" };
+    cnnelm_config cfg;
+    load_config(&cfg, sets, 2);
+    cnnelm_train_params tp = cnnelm_train_params_from_config(&cfg);
+    cnnelm_error err = { "" };
+    cnnelm_arch a;
+    ck_assert_msg(cnnelm_arch_init(&a, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10,
+                                   cfg.model.activation, cfg.model.pooling,
+                                   cfg.model.elm_activation, &err) == 0, "%s", err.msg);
+    cnnelm_model m;
+    ck_assert_int_eq(cnnelm_model_init(&m, &a, cfg.model.lambda, 1, 1, &err), 0);
+    cnnelm_net net;
+    ck_assert_msg(cnnelm_net_open(&net, plugin, 0, 2, &a, 100, NULL, &err) == 0, "%s", err.msg);
+    cnnelm_progress prog;
+    cnnelm_progress_init(&prog, 1);
+    cnnelm_subset tr = { &train_ds, NULL, 500 }, none = { &test_ds, NULL, 0 };
+    cnnelm_train_log log;
+    ck_assert_int_eq(cnnelm_train_model(&net, &m, &tr, &none, &tp, &prog, &log, &err),
+                     CNNELM_STATUS_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err.msg, "cannot be fine-tuned") && strstr(err.msg, "train.iterations = 0"),
+                  "%s", err.msg);
+    ck_assert_int_eq(log.n, 0);
+    ck_assert_uint_eq(m.n_examples, 0); /* no ELM fit ran */
+    cnnelm_train_log_free(&log);
+    /* without fine-tuning the same network trains */
+    tp.iterations = 0;
+    ck_assert_msg(cnnelm_train_model(&net, &m, &tr, &none, &tp, &prog, &log, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(m.n_examples, 500);
+    cnnelm_train_log_free(&log);
+    cnnelm_model_free(&m);
+    cnnelm_progress_destroy(&prog);
+    cnnelm_net_close(&net);
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
 int main(void)
 {
     const char *dir = CNNELM_FASHION_DIR;
@@ -304,6 +344,7 @@ int main(void)
     tcase_add_test(tc, wrong_rate_diverges_to_a_usable_model);
     tcase_add_test(tc, params_carry_every_setting);
     tcase_add_test(tc, interrupt_is_a_status);
+    tcase_add_test(tc, finetuning_a_group_is_refused_first);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

@@ -22,25 +22,30 @@ const char *cnnelm_core_status_name(int status)
     }
 }
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 0)))
+#endif
+static void set_message(cnnelm_error *err, const char *fmt, va_list ap)
+{
+    if (err)
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+}
+
 int cnnelm_fail(cnnelm_error *err, const char *fmt, ...)
 {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(err, fmt, ap);
+    va_end(ap);
     return CNNELM_STATUS_FAILED;
 }
 
 int cnnelm_fail_status(cnnelm_error *err, int status, const char *fmt, ...)
 {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(err, fmt, ap);
+    va_end(ap);
     return status;
 }
 

@@ -101,7 +101,7 @@ int cnnelm_elm_solve_float(const double *U, const double *V, int l, int c, doubl
     size_t n = (size_t)l * (size_t)c;
     double *b = malloc((n ? n : 1) * sizeof *b);
     if (!b)
-        return cnnelm_fail(err, "out of memory");
+        return cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY, "out of memory");
     int rc = cnnelm_elm_solve(U, V, l, c, lambda, b, err);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (!isfinite((float)b[i])) {
@@ -159,8 +159,9 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     int rc = 0;
     lapack_int info = 0;
     if (!A || !W || !X || !AB || !AB2 || !tau || !eig || !e || (beta && !Xbest)) {
-        rc = cnnelm_fail(err, "out of memory for lambda = \"auto\" (%.1f MiB for a copy of U)",
-                         (double)(L * L * sizeof *A) / 1048576.0);
+        rc = cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY,
+                                "out of memory for lambda = \"auto\" (%.1f MiB for a copy of U)",
+                                (double)(L * L * sizeof *A) / 1048576.0);
         goto out;
     }
     for (size_t i = 0; i < L; i++)
@@ -184,7 +185,8 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
         lwork = finfo == 0 && query >= 1 ? (int)query : n * kd;
         work = malloc((size_t)lwork * sizeof *work);
         if (!work) {
-            rc = cnnelm_fail(err, "out of memory for lambda = \"auto\"");
+            rc = cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY,
+                                    "out of memory for lambda = \"auto\"");
             goto out;
         }
         if (finfo == 0)
@@ -210,6 +212,9 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     out->n = n_cand;
     out->best = 0;
     double n = (double)N;
+    int usable = 0;
+    lapack_int first_bad = 0;
+    double first_bad_lambda = 0;
     for (int i = 0; i < n_cand; i++) {
         double lam = cand[i], mu = 1.0 / lam, df = 0;
         for (size_t k = 0; k < L; k++) {
@@ -221,11 +226,23 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
             AB2[k * ldab] += mu;
         memcpy(X, W, L * C * sizeof *X);
         info = LAPACKE_dpbsv(LAPACK_COL_MAJOR, 'L', l, kd, c, AB2, (int)ldab, X, l);
-        if (info != 0) {
-            rc = cnnelm_fail_status(err, info > 0 ? CNNELM_STATUS_NOT_POSITIVE_DEFINITE : CNNELM_STATUS_FAILED,
-                                    "lambda = \"auto\": I/lambda + U is not positive definite for "
-                                    "lambda = %g (it fails at hidden unit %d of %d)", lam, (int)info, l);
+        if (info < 0) {
+            rc = cnnelm_fail(err, "internal: lambda = \"auto\": the banded solve rejected argument %d",
+                             (int)-info);
             goto out;
+        }
+        if (info > 0) {
+            /* this candidate's system does not factor (a large lambda on a U of rank below L,
+             * fewer examples than hidden units, loses I/lambda to rounding): it cannot be
+             * chosen, the others still can */
+            if (!first_bad) {
+                first_bad = info;
+                first_bad_lambda = lam;
+            }
+            out->lambda[i] = lam;
+            out->df[i] = df;
+            out->gcv[i] = HUGE_VAL;
+            continue;
         }
         double a = 0, b = 0;
         for (size_t k = 0; k < L * C; k++) {
@@ -239,10 +256,18 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
         out->lambda[i] = lam;
         out->df[i] = df;
         out->gcv[i] = dof > 0 ? n * rss / (dof * dof) : HUGE_VAL;
-        if (out->gcv[i] < out->gcv[out->best])
+        if (!usable++ || out->gcv[i] < out->gcv[out->best]) {
             out->best = i;
-        if (Xbest && out->best == i)
-            memcpy(Xbest, X, L * C * sizeof *X);
+            if (Xbest)
+                memcpy(Xbest, X, L * C * sizeof *X);
+        }
+    }
+    if (!usable) {
+        rc = cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE,
+                                "lambda = \"auto\": I/lambda + U is not positive definite for any "
+                                "candidate (lambda = %g fails at hidden unit %d of %d)",
+                                first_bad_lambda, (int)first_bad, l);
+        goto out;
     }
     if (beta) {
         /* beta = Q X of the chosen lambda: no Cholesky of U is needed after the choice */
@@ -299,7 +324,7 @@ int cnnelm_elm_solve_model(cnnelm_model *m, const double *cand, int n_cand,
         size_t n = (size_t)L * (size_t)C;
         double *b = malloc(n * sizeof *b);
         if (!b)
-            return cnnelm_fail(err, "out of memory");
+            return cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY, "out of memory");
         /* the choice gives beta of the chosen lambda on the way (same reduction of U) */
         int rc = cnnelm_elm_choose_lambda(m->U, m->V, L, C, m->n_examples, cand, n_cand, ch, b, err);
         for (size_t i = 0; rc == 0 && i < n; i++) {

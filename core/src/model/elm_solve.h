@@ -42,9 +42,10 @@ typedef struct cnnelm_lambda_choice {
 
 /* Fills *out for the candidates (1..32 values > 0) from U (upper triangle read), V and the
  * number of examples N summed into them; with beta non-NULL also beta (L x C, row-major) of the
- * chosen lambda, from the same reduction of U (no Cholesky after the choice). Returns 0,
- * CNNELM_STATUS_NOT_POSITIVE_DEFINITE when a candidate's system cannot be factored or that beta
- * is not finite, or another negative status (err set; non-finite U or V: CNNELM_STATUS_FAILED). */
+ * chosen lambda, from the same reduction of U (no Cholesky after the choice). A candidate whose
+ * system cannot be factored is not chosen (its gcv: HUGE_VAL). Returns 0,
+ * CNNELM_STATUS_NOT_POSITIVE_DEFINITE when no candidate's system can be factored or the chosen
+ * beta is not finite, or another negative status (err set; non-finite U or V: CNNELM_STATUS_FAILED). */
 int cnnelm_elm_choose_lambda(const double *U, const double *V, int L, int C, uint64_t N,
                              const double *candidates, int n_candidates,
                              cnnelm_lambda_choice *out, double *beta, cnnelm_error *err);

@@ -115,9 +115,10 @@ int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device,
     if (arch->n_scales || arch->sqrt_features) {
         if (alloc_buf(net, &net->hcat, N * L, err) != 0)
             goto fail;
-        net->host_scale = malloc(N * L * sizeof(float));
+        /* one pool's block read back before it is interleaved: a group's only */
+        net->host_scale = arch->n_scales ? malloc(N * L * sizeof(float)) : NULL;
         net->host_h = malloc(N * L * sizeof(float));
-        if (!net->host_scale || !net->host_h) {
+        if ((arch->n_scales && !net->host_scale) || !net->host_h) {
             cnnelm_fail(err, "out of memory for a chunk of %d examples", chunk);
             goto fail;
         }

@@ -81,6 +81,10 @@ int cnnelm_net_predict(cnnelm_net *net, float *Y, cnnelm_error *err);
  * (accumulate != 0) or writes the kernel and bias gradients. */
 int cnnelm_net_backward(cnnelm_net *net, const float *E, int accumulate, cnnelm_error *err);
 
+/* 0 when the architecture can be fine-tuned; a multi-scale group or "-sqrt" has no backward
+ * pass: CNNELM_STATUS_INVALID_ARGUMENT with the message (cnnelm_net_backward refuses the same). */
+int cnnelm_net_check_backprop(const cnnelm_arch *a, cnnelm_error *err);
+
 /* Reads the gradients into a block laid out like the model's params. */
 int cnnelm_net_read_grads(cnnelm_net *net, float *grads, cnnelm_error *err);
 

@@ -9,7 +9,8 @@
 
 /* A multi-scale group's pools are separate N x (maps) blocks on the device; H wants them side
  * by side in each example's row, and "-sqrt" wants a square root no op has. The host does both:
- * two copies of N x L floats per chunk, small beside the N x L^2 of the U product that follows. */
+ * two copies of N x L floats per chunk (one without a group), small beside the N x L^2 of the U
+ * product that follows. */
 int cnnelm_net_gather_hidden(cnnelm_net *net, cnnelm_error *err)
 {
     const cnnelm_arch *a = &net->arch;
@@ -18,6 +19,10 @@ int cnnelm_net_gather_hidden(cnnelm_net *net, cnnelm_error *err)
     for (int i = first; i < a->n_layers; i++) {
         const cnnelm_layer *ly = &a->layer[i];
         size_t per = (size_t)ly->out_c * ly->out_h * ly->out_w;
+        if (per == L) { /* one block (no group, "-sqrt" only): it is H's rows already */
+            READ(net->act[i], net->host_h, n * L * sizeof(float));
+            continue;
+        }
         READ(net->act[i], net->host_scale, n * per * sizeof(float));
         for (size_t j = 0; j < n; j++)
             memcpy(net->host_h + j * L + ly->h_offset, net->host_scale + j * per, per * sizeof(float));

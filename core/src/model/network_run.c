@@ -196,13 +196,21 @@ int cnnelm_net_backward(cnnelm_net *net, const float *E, int accumulate, cnnelm_
     return backward_layers(net, accumulate, err);
 }
 
+int cnnelm_net_check_backprop(const cnnelm_arch *a, cnnelm_error *err)
+{
+    if (a->n_scales || a->sqrt_features)
+        return cnnelm_fail_status(err, CNNELM_STATUS_INVALID_ARGUMENT,
+                                  "architecture \"%s\": a multi-scale pooling group or \"-sqrt\" "
+                                  "cannot be fine-tuned (no back-propagation through them): set "
+                                  "train.iterations = 0", a->layers);
+    return 0;
+}
+
 static int backward_layers(cnnelm_net *net, int accumulate, cnnelm_error *err)
 {
     const cnnelm_arch *a = &net->arch;
-    if (a->n_scales || a->sqrt_features)
-        return cnnelm_fail(err, "architecture \"%s\": a multi-scale pooling group or \"-sqrt\" "
-                           "cannot be fine-tuned (no back-propagation through them): set "
-                           "train.iterations = 0", a->layers);
+    if (cnnelm_net_check_backprop(a, err))
+        return -1;
     int n = net->n, C = a->classes, L = a->hidden;
     int cur = 0;
     cnnelm_op_call bp = { .op = CNNELM_OP_ELM_BACKPROP, .n = n, .l = L, .c = C,
@@ -282,10 +290,11 @@ int cnnelm_net_plan_all(cnnelm_net *net, cnnelm_error *err)
                               .c = a->classes, .buf = { hidden_buffer(net), net->beta, net->y } };
         cnnelm_op_call sv = { .op = CNNELM_OP_ELM_SOLVE, .l = a->hidden, .c = a->classes,
                               .lambda = 1.0, .buf = { net->u, net->v, net->beta } };
-        /* multi-scale groups and -sqrt have no backward pass: backward_layers refuses them */
+        /* multi-scale groups and -sqrt have no backward pass (cnnelm_net_check_backprop) */
         rc = forward_layers(net, err) || run_op(net, &acc, -1, err) || run_op(net, &pr, -1, err) ||
              run_op(net, &sv, -1, err) ||
-             (!a->n_scales && !a->sqrt_features && (backward_layers(net, 0, err) || backward_layers(net, 1, err)));
+             (cnnelm_net_check_backprop(a, NULL) == 0 &&
+              (backward_layers(net, 0, err) || backward_layers(net, 1, err)));
     }
     net->planning = 0;
     net->n = 0;

@@ -57,20 +57,31 @@ void cnnelm_op_backend_why(cnnelm_opctx *o, char *why, size_t why_size)
     snprintf(why, why_size, "%s", m && *m ? m : "no detail");
 }
 
-cnnelm_status cnnelm_op_write(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset, const void *src,
-                              size_t bytes, char *why, size_t why_size)
+/* A write (blocking or queued, by `fn`) of a checked range; a partial write keeps the rest of
+ * the buffer as it is, so a newer mirror of it is flushed back first. */
+static cnnelm_status write_with(cnnelm_opctx *o, const char *what,
+                                cnnelm_status (*fn)(cnnelm_backend_ctx *, cnnelm_buffer *, size_t,
+                                                    const void *, size_t),
+                                cnnelm_buffer *dst, size_t offset, const void *src, size_t bytes,
+                                char *why, size_t why_size)
 {
     cnnelm_buf_record *r;
-    cnnelm_status st = range_check(o, "buffer_write", dst, offset, bytes, src, &r, why, why_size);
+    cnnelm_status st = range_check(o, what, dst, offset, bytes, src, &r, why, why_size);
     if (st == CNNELM_OK && (offset > 0 || bytes < r->bytes))
-        st = cnnelm_op_flush_mirror(o, r, why, why_size); /* the rest of the buffer must stay as it is */
+        st = cnnelm_op_flush_mirror(o, r, why, why_size);
     if (st != CNNELM_OK)
         return st;
     r->mirror_valid = 0;
-    st = o->be->buffer_write(o->ctx, dst, offset, src, bytes);
+    st = fn(o->ctx, dst, offset, src, bytes);
     if (st != CNNELM_OK)
         cnnelm_op_backend_why(o, why, why_size);
     return st;
+}
+
+cnnelm_status cnnelm_op_write(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset, const void *src,
+                              size_t bytes, char *why, size_t why_size)
+{
+    return write_with(o, "buffer_write", o->be->buffer_write, dst, offset, src, bytes, why, why_size);
 }
 
 cnnelm_status cnnelm_op_write_async(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset,
@@ -78,17 +89,8 @@ cnnelm_status cnnelm_op_write_async(cnnelm_opctx *o, cnnelm_buffer *dst, size_t 
 {
     if (!CNNELM_BACKEND_HAS(o->be, buffer_write_async) || !CNNELM_BACKEND_HAS(o->be, synchronize))
         return cnnelm_op_write(o, dst, offset, src, bytes, why, why_size);
-    cnnelm_buf_record *r;
-    cnnelm_status st = range_check(o, "buffer_write_async", dst, offset, bytes, src, &r, why, why_size);
-    if (st == CNNELM_OK && (offset > 0 || bytes < r->bytes))
-        st = cnnelm_op_flush_mirror(o, r, why, why_size);
-    if (st != CNNELM_OK)
-        return st;
-    r->mirror_valid = 0;
-    st = o->be->buffer_write_async(o->ctx, dst, offset, src, bytes);
-    if (st != CNNELM_OK)
-        cnnelm_op_backend_why(o, why, why_size);
-    return st;
+    return write_with(o, "buffer_write_async", o->be->buffer_write_async, dst, offset, src, bytes,
+                      why, why_size);
 }
 
 cnnelm_status cnnelm_op_sync(cnnelm_opctx *o, char *why, size_t why_size)

@@ -176,6 +176,9 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
 {
     memset(log, 0, sizeof *log);
     int E = tp->iterations;
+    /* refused before iteration 0's fit and accuracies, not after them (minutes at L = 10240) */
+    if (E > 0 && cnnelm_net_check_backprop(&m->arch, err))
+        return CNNELM_STATUS_INVALID_ARGUMENT;
     double t0 = cnnelm_now();
     const cnnelm_fit_opts *fo = &tp->fit;
     cnnelm_lambda_choice *ch = &log->lambda_choice;
