@@ -282,11 +282,8 @@ static int refit_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
     snprintf(stage, sizeof stage, "refit: U, V of partition %d/%d [%s]", p + 1, j->k, label);
     cnnelm_progress child;
     cnnelm_progress_init_worker(&child, j->prog, "", w->index);
-    /* the partition's sums; its own beta (solved on the way) is not used */
-    m.flags &= ~(uint32_t)CNNELM_MODEL_LAMBDA_AUTO;
-    if (!(m.lambda > 0))
-        m.lambda = 1;
-    int rc = cnnelm_elm_fit(&w->net, &m, &j->parts[p], j->opts, NULL, &child, stage, err);
+    /* the partition's sums only: beta is solved once, from every partition's */
+    int rc = cnnelm_elm_sums(&w->net, &m, &j->parts[p], j->opts, &child, stage, err);
     cnnelm_progress_destroy(&child);
     if (rc == 0) {
         /* folded last: a task run again after a device failure has added nothing yet */

@@ -97,6 +97,21 @@ static int sum_uv(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, s
     return 0;
 }
 
+int cnnelm_elm_sums(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                    const cnnelm_fit_opts *opts, cnnelm_progress *prog, const char *stage,
+                    cnnelm_error *err)
+{
+    if (data->n == 0)
+        return cnnelm_fail(err, "no training examples");
+    if (cnnelm_net_set_params(net, m->params, err))
+        return -1;
+    cnnelm_progress_begin(prog, stage, data->n);
+    int sr = sum_uv(net, m, data, cnnelm_fit_batch(opts), 1, prog, err);
+    if (sr == 0)
+        cnnelm_progress_end(prog, NULL);
+    return sr;
+}
+
 int cnnelm_train_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
                          const cnnelm_fit_opts *opts, cnnelm_lambda_choice *choice,
                          int interruptible, cnnelm_progress *prog, const char *stage,

@@ -69,6 +69,13 @@ size_t cnnelm_fit_batch(const cnnelm_fit_opts *o);
 /* Logs a lambda choice and its GCV curve (one line). */
 void cnnelm_lambda_choice_note(cnnelm_progress *prog, const cnnelm_lambda_choice *ch);
 
+/* Only the sums of cnnelm_elm_fit: U (upper triangle) and V of the subset under m's kernels into
+ * m->U, m->V, with n_examples; no lambda choice, no solve, beta untouched. What a refit's pass
+ * over a partition needs. Returns 0, CNNELM_STATUS_INTERRUPTED or another negative status. */
+int cnnelm_elm_sums(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                    const cnnelm_fit_opts *opts, cnnelm_progress *prog, const char *stage,
+                    cnnelm_error *err);
+
 /* Sums U and V over the subset with the model's kernels (device float per batch, host double
  * across batches), stores them in m (with n_examples; U whole and symmetric), chooses lambda
  * when the model's rule is "auto" (into *choice, may be NULL) and solves beta into m. Leaves the
