@@ -157,19 +157,8 @@ static int save_and_report(train_job *j, const cnnelm_run_options *o, cnnelm_err
     cnnelm_report_write_table(r, o->out);
     if (o->out)
         fprintf(o->out, "model saved to %s\n", o->model_path);
-    if (o->report_path) {
-        cnnelm_atomic_file af;
-        if (cnnelm_atomic_open(&af, o->report_path, err))
-            return -1;
-        if (cnnelm_report_write_json(r, af.f, err)) {
-            cnnelm_atomic_abort(&af);
-            return cnnelm_fail_prefix(err, "%s", o->report_path);
-        }
-        if (cnnelm_atomic_commit(&af, err))
-            return -1;
-        if (o->out)
-            fprintf(o->out, "report written to %s\n", o->report_path);
-    }
+    if (o->report_path && cnnelm_report_save_json(r, o->report_path, o->out, err))
+        return -1;
     if (o->strict && r->chance_n) /* everything is written: --strict only changes the exit status */
         return cnnelm_fail(err, "--strict: %d model%s at chance level (kappa < %.2f), see the warnings",
                            r->chance_n, r->chance_n == 1 ? "" : "s", CNNELM_CHANCE_KAPPA);
