@@ -206,6 +206,9 @@ expect 2 "expected one model file" -- "$CNNELM" info
 expect 1 "nonexistent.model: cannot open model" -- "$CNNELM" info "$tmp/nonexistent.model"
 # the library writes to the stream the tool gives: a full one is an error, not a silent loss
 expect 1 "model-v1.model: writing its description failed" -- sh -c '"$0" info "$1" >/dev/full' "$CNNELM" "$SRC/tests/data/model-v1.model"
+# ... and so is a full stdout under any other command (checked once, by the tool, at exit)
+expect 1 "writing the results to stdout failed" -- sh -c '"$0" --version >/dev/full' "$CNNELM"
+expect 1 "writing the results to stdout failed" -- sh -c '"$0" devices >/dev/full' "$CNNELM"
 if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s 'data.class_names="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"' -o "$tmp/p.model"
   expect 0 "per class: .*name" -- "$CNNELM" eval -q -m "$tmp/p.model" -c "$cfg"
@@ -214,6 +217,7 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 0 "10000 predictions written" -- "$CNNELM" predict -q -m "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p.csv"
   pred_acc=$(grep -oE '^accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')
   if [ -n "$eval_acc" ] && [ "$eval_acc" = "$pred_acc" ] && [ "$(wc -l < "$tmp/p.csv")" = 10001 ]; then ok; else bad "predict accuracy '$pred_acc' vs eval '$eval_acc'"; fi
+  expect 1 "writing the results to stdout failed: No space left" -- sh -c '"$0" eval -q -m "$1" -c "$2" >/dev/full' "$CNNELM" "$tmp/p.model" "$cfg"
   expect 0 "Ankle boot" -- "$CNNELM" info "$tmp/p.model"
   expect 1 "the output stream: write failed|writing the predictions failed" -- sh -c '"$0" predict -q -m "$1" "$2" >/dev/full' "$CNNELM" "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz"
   # the same predictions on another backend (any worker, like eval)
