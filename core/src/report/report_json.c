@@ -174,7 +174,7 @@ static void json_part(cnnelm_json *js, const cnnelm_report *rep, const cnnelm_re
         json_metrics(js, "test", &r->test, NULL, 0);
     if (k > 1 || r->log.n > 1 || r->log.diverged) /* a run that diverged at once has only iteration 0 */
         json_series(js, &r->log);
-    json_partition_classes(js, r, rep->n_workers > 0 ? rep->workers[0].classes : 0);
+    json_partition_classes(js, r, rep->classes);
     json_lambda(js, &r->log.lambda_choice);
     cnnelm_json_end(js, '}');
 }
