@@ -242,6 +242,9 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s train.partitions=3 -s 'train.partitioning="label-skew"' -o "$tmp/ls.model" --report "$tmp/ls.json"
   if tr -d ' \n' < "$tmp/ls.json" | grep -q '"classes":\[0,1,2,3\],"class_examples":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*,0,0,0,0,0,0\]'; then ok; else bad "label-skew report lacks the classes of partition 1"; fi
   expect 0 "model.lambda = 1e-12 is tiny" -- "$CNNELM" train -c "$cfg" -s data.train_limit=300 -s data.test_limit=100 -s model.lambda=1e-12 -s 'model.layers="4c-2s"' -o "$tmp/tiny.model"
+  # a warning like any other: shown with -q, and --strict fails on it
+  expect 1 "1 warning \(see above\) and --strict" -- "$CNNELM" train -q --strict -c "$cfg" -s data.train_limit=300 -s data.test_limit=100 -s model.lambda=1e-12 -s 'model.layers="4c-2s"' -o "$tmp/tiny.model"
+  if grep -q "^cnnelm: warning: model.lambda = 1e-12 is tiny" "$tmp/out"; then ok; else bad "-q hid the tiny-lambda warning: $(head -2 "$tmp/out")"; fi
 else
   echo "SKIP: predict cases need Fashion-MNIST ($FASHION)"
 fi
