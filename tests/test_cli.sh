@@ -218,6 +218,7 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   pred_acc=$(grep -oE '^accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')
   if [ -n "$eval_acc" ] && [ "$eval_acc" = "$pred_acc" ] && [ "$(wc -l < "$tmp/p.csv")" = 10001 ]; then ok; else bad "predict accuracy '$pred_acc' vs eval '$eval_acc'"; fi
   expect 1 "writing the results to stdout failed: No space left" -- sh -c '"$0" eval -q -m "$1" -c "$2" >/dev/full' "$CNNELM" "$tmp/p.model" "$cfg"
+  expect 1 "error: --report: .*nodir/e.json: cannot create" -- "$CNNELM" eval -q -m "$tmp/p.model" -c "$cfg" --report "$tmp/nodir/e.json"
   expect 0 "Ankle boot" -- "$CNNELM" info "$tmp/p.model"
   expect 1 "the output stream: write failed|writing the predictions failed" -- sh -c '"$0" predict -q -m "$1" "$2" >/dev/full' "$CNNELM" "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz"
   # the same predictions on another backend (any worker, like eval)

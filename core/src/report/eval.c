@@ -88,7 +88,7 @@ static int eval_run(eval_job *j, const cnnelm_run_options *o, cnnelm_error *err)
     if (cnnelm_config_load(&j->cfg, o->config_path, o->overrides, o->n_overrides, err))
         return -1;
     if (o->report_path && cnnelm_output_probe(o->report_path, err))
-        return -1;
+        return cnnelm_fail_prefix(err, "--report"); /* as train names it */
     if (cnnelm_model_load(&j->model, o->model_path, err))
         return -1;
     const cnnelm_arch *a = &j->model.arch;
