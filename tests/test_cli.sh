@@ -206,6 +206,9 @@ expect 2 "expected one model file" -- "$CNNELM" info
 expect 1 "nonexistent.model: cannot open model" -- "$CNNELM" info "$tmp/nonexistent.model"
 # the library writes to the stream the tool gives: a full one is an error, not a silent loss
 expect 1 "model-v1.model: writing its description failed" -- sh -c '"$0" info "$1" >/dev/full' "$CNNELM" "$SRC/tests/data/model-v1.model"
+# ... and so is a full stdout under any other command (checked once, by the tool, at exit)
+expect 1 "writing the results to stdout failed" -- sh -c '"$0" --version >/dev/full' "$CNNELM"
+expect 1 "writing the results to stdout failed" -- sh -c '"$0" devices >/dev/full' "$CNNELM"
 if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s 'data.class_names="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"' -o "$tmp/p.model"
   expect 0 "per class: .*name" -- "$CNNELM" eval -q -m "$tmp/p.model" -c "$cfg"
@@ -214,6 +217,8 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 0 "10000 predictions written" -- "$CNNELM" predict -q -m "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz" -o "$tmp/p.csv"
   pred_acc=$(grep -oE '^accuracy [0-9.]+%' "$tmp/out" | grep -oE '[0-9.]+%')
   if [ -n "$eval_acc" ] && [ "$eval_acc" = "$pred_acc" ] && [ "$(wc -l < "$tmp/p.csv")" = 10001 ]; then ok; else bad "predict accuracy '$pred_acc' vs eval '$eval_acc'"; fi
+  expect 1 "writing the results to stdout failed: No space left" -- sh -c '"$0" eval -q -m "$1" -c "$2" >/dev/full' "$CNNELM" "$tmp/p.model" "$cfg"
+  expect 1 "error: --report: .*nodir/e.json: cannot create" -- "$CNNELM" eval -q -m "$tmp/p.model" -c "$cfg" --report "$tmp/nodir/e.json"
   expect 0 "Ankle boot" -- "$CNNELM" info "$tmp/p.model"
   expect 1 "the output stream: write failed|writing the predictions failed" -- sh -c '"$0" predict -q -m "$1" "$2" >/dev/full' "$CNNELM" "$tmp/p.model" "$FASHION/t10k-images-idx3-ubyte.gz"
   # the same predictions on another backend (any worker, like eval)
@@ -238,6 +243,9 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s train.partitions=3 -s 'train.partitioning="label-skew"' -o "$tmp/ls.model" --report "$tmp/ls.json"
   if tr -d ' \n' < "$tmp/ls.json" | grep -q '"classes":\[0,1,2,3\],"class_examples":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*,0,0,0,0,0,0\]'; then ok; else bad "label-skew report lacks the classes of partition 1"; fi
   expect 0 "model.lambda = 1e-12 is tiny" -- "$CNNELM" train -c "$cfg" -s data.train_limit=300 -s data.test_limit=100 -s model.lambda=1e-12 -s 'model.layers="4c-2s"' -o "$tmp/tiny.model"
+  # a warning like any other: shown with -q, and --strict fails on it
+  expect 1 "1 warning \(see above\) and --strict" -- "$CNNELM" train -q --strict -c "$cfg" -s data.train_limit=300 -s data.test_limit=100 -s model.lambda=1e-12 -s 'model.layers="4c-2s"' -o "$tmp/tiny.model"
+  if grep -q "^cnnelm: warning: model.lambda = 1e-12 is tiny" "$tmp/out"; then ok; else bad "-q hid the tiny-lambda warning: $(head -2 "$tmp/out")"; fi
 else
   echo "SKIP: predict cases need Fashion-MNIST ($FASHION)"
 fi

@@ -269,6 +269,21 @@ START_TEST(predict_bad_inputs)
     predict_call pc = { { .model_path = model_path, .inputs = inputs, .n_inputs = 1, .quiet = 1 }, {""} };
     ck_assert_int_ne(cnnelm_run_predict(&pc.o, &pc.err), 0);
     ck_assert_msg(strstr(pc.err.msg, "notes.txt:1: 2 fields, but the model takes 784 pixels"), "%s", pc.err.msg);
+    /* a blank field (a space between commas, or a trailing comma) is an error, not a pixel of 0;
+     * row 1 sets 785 fields (a label and 784 pixels), row 2 has as many with one blank */
+    for (int trailing = 0; trailing < 2; trailing++) {
+        f = fopen(path, "w");
+        fputs("3", f);
+        for (int k = 0; k < 784; k++)
+            fputs(",7", f);
+        fputs("\n3", f);
+        for (int k = 0; k < 783; k++)
+            fputs(!trailing && k == 400 ? ", " : ",7", f);
+        fputs(trailing ? ",\n" : ",7\n", f);
+        fclose(f);
+        ck_assert_int_ne(cnnelm_run_predict(&pc.o, &pc.err), 0);
+        ck_assert_msg(strstr(pc.err.msg, "notes.txt:2: a field is not an integer in 0..255"), "%s", pc.err.msg);
+    }
     /* a 1-channel model and an 8x8 image, without --resize */
     cnnelm_error err = {""};
     uint8_t small[64] = { 1, 2, 3 };

@@ -154,6 +154,9 @@ START_TEST(summary_matches_two_pass_reference)
     ck_assert_int_eq(f.rep.k, K);
     char *json = written(&f.rep, 1);
     char *table = written(&f.rep, 0);
+    /* each partition lists the classes of its training examples (partition p: class p) */
+    for (int p = 0; p < K; p++)
+        ck_assert_double_eq(nth_number(json, "\"classes\": [", p), p % CLASSES);
     /* each partition's row and the reduced row: mean and std to 1e-12, in the JSON to its 10
      * significant digits, in the table to its 2 decimals of a percentage */
     for (int p = 0; p <= K; p++) {

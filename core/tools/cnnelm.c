@@ -1,6 +1,7 @@
 /* cnnelm command-line tool: parses arguments and calls the library's jobs (cnnelm/run.h).
  * Exit status: 0 success, 1 a failed job (the message says why), 2 a usage error. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -583,18 +584,32 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
+/* What a command printed must reach stdout: a full disk or a closed stdout is an error (exit
+ * 1), not a silent loss of the results. */
+static int check_stdout(int rc)
+{
+    int e = fflush(stdout) != 0 ? errno : 0;
+    if (!e && !ferror(stdout))
+        return rc;
+    if (rc == 0)
+        fprintf(stderr, "cnnelm: error: writing the results to stdout failed: %s\n",
+                e ? strerror(e) : "a write failed");
+    return rc ? rc : 1;
+}
+
 /* A device whose call never returned leaves a thread inside its plugin: end without running
  * library destructors under it (the output is flushed, files are already committed). */
 static int end_after_job(int rc)
 {
     if (cnnelm_workers_abandoned()) {
+        rc = check_stdout(rc);
         fflush(NULL);
         _Exit(rc);
     }
     return rc;
 }
 
-int main(int argc, char **argv)
+static int run_command(int argc, char **argv)
 {
     argc = take_insecure_plugins_flag(argc, argv);
     if (argc < 2)
@@ -638,4 +653,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "info"))
         return cmd_info(argc - 1, argv + 1);
     return usage_error(usage_main, "unknown command '%s'", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    return check_stdout(run_command(argc, argv));
 }

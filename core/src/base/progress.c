@@ -360,7 +360,6 @@ void cnnelm_progress_warn(cnnelm_progress *p, const char *fmt, ...)
 {
     lock(p);
     cnnelm_progress *r = p->root;
-    r->warnings++;
     if (r->mode == CNNELM_PROGRESS_TTY)
         clear_block(r);
     fputs("cnnelm: warning: ", stderr);

@@ -34,7 +34,6 @@ typedef struct cnnelm_progress {
     int drawn;          /* worker lines on the screen below the live line */
     int n_slots;
     struct cnnelm_progress *slot_p[CNNELM_PROGRESS_SLOTS]; /* busy workers' progress, or NULL */
-    int warnings;       /* cnnelm_progress_warn calls */
 } cnnelm_progress;
 
 /* quiet != 0: nothing; otherwise TTY or LINES depending on isatty(stderr). */
@@ -65,7 +64,7 @@ void cnnelm_progress_note(cnnelm_progress *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* "cnnelm: warning: ..." on stderr, printed even when quiet; counted in the root's warnings. */
+/* "cnnelm: warning: ..." on stderr, printed even when quiet (the report counts its warnings). */
 void cnnelm_progress_warn(cnnelm_progress *p, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

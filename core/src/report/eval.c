@@ -88,7 +88,7 @@ static int eval_run(eval_job *j, const cnnelm_run_options *o, cnnelm_error *err)
     if (cnnelm_config_load(&j->cfg, o->config_path, o->overrides, o->n_overrides, err))
         return -1;
     if (o->report_path && cnnelm_output_probe(o->report_path, err))
-        return -1;
+        return cnnelm_fail_prefix(err, "--report"); /* as train names it */
     if (cnnelm_model_load(&j->model, o->model_path, err))
         return -1;
     const cnnelm_arch *a = &j->model.arch;
@@ -128,19 +128,8 @@ static int eval_run(eval_job *j, const cnnelm_run_options *o, cnnelm_error *err)
     if (rc || cnnelm_report_set_workers(r, &j->pool, err))
         return -1;
     cnnelm_report_write_table(r, o->out);
-    if (!o->report_path)
-        return 0;
-    cnnelm_atomic_file af;
-    if (cnnelm_atomic_open(&af, o->report_path, err))
+    if (o->report_path && cnnelm_report_save_json(r, o->report_path, o->out, err))
         return -1;
-    if (cnnelm_report_write_json(r, af.f, err)) {
-        cnnelm_atomic_abort(&af);
-        return cnnelm_fail_prefix(err, "%s", o->report_path);
-    }
-    if (cnnelm_atomic_commit(&af, err))
-        return -1;
-    if (o->out)
-        fprintf(o->out, "report written to %s\n", o->report_path);
     return 0;
 }
 

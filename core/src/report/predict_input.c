@@ -199,9 +199,10 @@ static int predict_csv(predict_job *j, const char *path, cnnelm_error *err)
             char *end;
             errno = 0;
             long v = strtol(q, &end, 10);
+            int empty = end == q; /* before the spaces are skipped: a blank field is no 0 */
             while (*end == ' ' || *end == '\r' || *end == '\n' || *end == '\t')
                 end++;
-            if (end == q || errno || v < 0 || v > 255 || (*end != ',' && *end != '\0'))
+            if (empty || errno || v < 0 || v > 255 || (*end != ',' && *end != '\0'))
                 bad = 1;
             else if (has_label && k == 0)
                 truth = (int)v;

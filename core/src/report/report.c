@@ -311,7 +311,7 @@ int cnnelm_report_finish(cnnelm_report *r, cnnelm_error *err)
         if (u->has_single)
             row_add(&r->single, &u->single.test);
     }
-    if (r->has_test_set || r->cfg->train.folds > 1)
+    if (r->has_test_set) /* folds validate: set then too */
         warn_chance_level(r);
     return 0;
 }

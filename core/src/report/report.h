@@ -122,6 +122,10 @@ void cnnelm_report_write_table(const cnnelm_report *r, FILE *out);
 /* The JSON report. Returns 0, or -1 when writing fails (err set). */
 int cnnelm_report_write_json(const cnnelm_report *r, FILE *f, cnnelm_error *err);
 
+/* The JSON report written to `path` as a whole or not at all (atomic_file.h), then "report
+ * written to PATH" on out (NULL: nowhere). Returns 0, or -1 with err set. */
+int cnnelm_report_save_json(const cnnelm_report *r, const char *path, FILE *out, cnnelm_error *err);
+
 /* Mean and sample standard deviation of a row. */
 double cnnelm_report_mean(double sum, int n);
 double cnnelm_report_std(double sum, double sq, int n);

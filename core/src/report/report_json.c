@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cnnelm/plugin.h"
+#include "base/atomic_file.h"
 #include "base/json.h"
 #include "model/ops.h"
 #include "plugins/plugin_log.h"
@@ -173,7 +174,7 @@ static void json_part(cnnelm_json *js, const cnnelm_report *rep, const cnnelm_re
         json_metrics(js, "test", &r->test, NULL, 0);
     if (k > 1 || r->log.n > 1 || r->log.diverged) /* a run that diverged at once has only iteration 0 */
         json_series(js, &r->log);
-    json_partition_classes(js, r, rep->n_workers > 0 ? rep->workers[0].classes : 0);
+    json_partition_classes(js, r, rep->classes);
     json_lambda(js, &r->log.lambda_choice);
     cnnelm_json_end(js, '}');
 }
@@ -316,5 +317,21 @@ int cnnelm_report_write_json(const cnnelm_report *r, FILE *f, cnnelm_error *err)
     cnnelm_json_end(&js, '}');
     if (ferror(f))
         return cnnelm_fail(err, "writing the report failed");
+    return 0;
+}
+
+int cnnelm_report_save_json(const cnnelm_report *r, const char *path, FILE *out, cnnelm_error *err)
+{
+    cnnelm_atomic_file af;
+    if (cnnelm_atomic_open(&af, path, err))
+        return -1;
+    if (cnnelm_report_write_json(r, af.f, err)) {
+        cnnelm_atomic_abort(&af);
+        return cnnelm_fail_prefix(err, "%s", path);
+    }
+    if (cnnelm_atomic_commit(&af, err))
+        return -1;
+    if (out)
+        fprintf(out, "report written to %s\n", path);
     return 0;
 }

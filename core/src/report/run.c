@@ -80,20 +80,21 @@ static int load(train_job *j, const cnnelm_run_options *o, cnnelm_arch *arch, cn
                            "classifier needs at least 2", c->data.n_sources ? c->path : c->data.train_labels,
                            j->train.n ? j->train.labels[0] : 0);
     /* lambda grows the other way from scikit-learn's alpha: a tiny one is almost no fit at all */
-    if (c->model.lambda < 1e-6)
-        cnnelm_progress_note(&j->prog, "warning: model.lambda = %g is tiny: larger lambda = less "
-                             "regularisation (beta = (I/lambda + U)^-1 V), so this model barely "
-                             "fits the data; try 1 to 1e4", c->model.lambda);
+    /* warnings through the report: on stderr even with -q, in the JSON, and for --strict */
+    if (j->rank == 0 && c->model.lambda < 1e-6)
+        cnnelm_report_warn(&j->report, "model.lambda = %g is tiny: larger lambda = less "
+                           "regularisation (beta = (I/lambda + U)^-1 V), so this model barely "
+                           "fits the data; try 1 to 1e4", c->model.lambda);
     if (cnnelm_arch_init(arch, c->model.layers, c->model.kernel, j->train.channels > 0 ? j->train.channels : 1,
                          j->train.rows, j->train.cols, j->train.classes, c->model.activation, c->model.pooling,
                          c->model.elm_activation, err))
         return cnnelm_fail_prefix(err, "%s: model.layers", c->path);
     if (j->rank == 0 && c->train.partitions > 1 && c->train.partitioning != CNNELM_PART_BY_SOURCE &&
         j->train.n / (size_t)c->train.partitions < (size_t)arch->hidden)
-        fprintf(stderr, "cnnelm: warning: train.partitions = %d leaves about %zu training examples per "
-                "partition, fewer than the model's %d hidden units: each partition's ELM solve rests on "
-                "lambda alone\n", c->train.partitions, j->train.n / (size_t)c->train.partitions,
-                arch->hidden);
+        cnnelm_report_warn(&j->report, "train.partitions = %d leaves about %zu training examples per "
+                           "partition, fewer than the model's %d hidden units: each partition's ELM solve "
+                           "rests on lambda alone", c->train.partitions,
+                           j->train.n / (size_t)c->train.partitions, arch->hidden);
     /* every rank evaluates the partitions it trains, so every rank reads the test set */
     if (c->train.folds <= 1 && cnnelm_dataset_load_config(&j->test, c, 1, arch->classes, err))
         return -1;
@@ -157,19 +158,8 @@ static int save_and_report(train_job *j, const cnnelm_run_options *o, cnnelm_err
     cnnelm_report_write_table(r, o->out);
     if (o->out)
         fprintf(o->out, "model saved to %s\n", o->model_path);
-    if (o->report_path) {
-        cnnelm_atomic_file af;
-        if (cnnelm_atomic_open(&af, o->report_path, err))
-            return -1;
-        if (cnnelm_report_write_json(r, af.f, err)) {
-            cnnelm_atomic_abort(&af);
-            return cnnelm_fail_prefix(err, "%s", o->report_path);
-        }
-        if (cnnelm_atomic_commit(&af, err))
-            return -1;
-        if (o->out)
-            fprintf(o->out, "report written to %s\n", o->report_path);
-    }
+    if (o->report_path && cnnelm_report_save_json(r, o->report_path, o->out, err))
+        return -1;
     if (o->strict && r->chance_n) /* everything is written: --strict only changes the exit status */
         return cnnelm_fail(err, "--strict: %d model%s at chance level (kappa < %.2f), see the warnings",
                            r->chance_n, r->chance_n == 1 ? "" : "s", CNNELM_CHANCE_KAPPA);
