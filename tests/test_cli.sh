@@ -246,6 +246,8 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   # a warning like any other: shown with -q, and --strict fails on it
   expect 1 "1 warning \(see above\) and --strict" -- "$CNNELM" train -q --strict -c "$cfg" -s data.train_limit=300 -s data.test_limit=100 -s model.lambda=1e-12 -s 'model.layers="4c-2s"' -o "$tmp/tiny.model"
   if grep -q "^cnnelm: warning: model.lambda = 1e-12 is tiny" "$tmp/out"; then ok; else bad "-q hid the tiny-lambda warning: $(head -2 "$tmp/out")"; fi
+  # lambda = "auto" (stored as 0) is not a tiny lambda: --strict has nothing to fail on
+  expect 0 "model saved" -- "$CNNELM" train -q --strict -c "$cfg" -s data.train_limit=300 -s data.test_limit=100 -s 'model.lambda="auto"' -s 'model.layers="4c-2s"' -o "$tmp/auto.model"
 else
   echo "SKIP: predict cases need Fashion-MNIST ($FASHION)"
 fi

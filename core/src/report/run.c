@@ -79,9 +79,10 @@ static int load(train_job *j, const cnnelm_run_options *o, cnnelm_arch *arch, cn
         return cnnelm_fail(err, "%s: the training labels have a single class (every label is %d): a "
                            "classifier needs at least 2", c->data.n_sources ? c->path : c->data.train_labels,
                            j->train.n ? j->train.labels[0] : 0);
-    /* lambda grows the other way from scikit-learn's alpha: a tiny one is almost no fit at all */
-    /* warnings through the report: on stderr even with -q, in the JSON, and for --strict */
-    if (j->rank == 0 && c->model.lambda < 1e-6)
+    /* lambda grows the other way from scikit-learn's alpha: a tiny one is almost no fit at all
+     * ("auto" is stored as 0: not tiny). Warnings go through the report: on stderr even with
+     * -q, in the JSON, and for --strict */
+    if (j->rank == 0 && c->model.lambda > 0 && c->model.lambda < 1e-6)
         cnnelm_report_warn(&j->report, "model.lambda = %g is tiny: larger lambda = less "
                            "regularisation (beta = (I/lambda + U)^-1 V), so this model barely "
                            "fits the data; try 1 to 1e4", c->model.lambda);
