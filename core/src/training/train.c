@@ -97,16 +97,24 @@ static int sum_uv(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, s
     return 0;
 }
 
-int cnnelm_elm_sums(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
-                    const cnnelm_fit_opts *opts, cnnelm_progress *prog, const char *stage,
-                    cnnelm_error *err)
+/* The kernels onto the device, then the data's U and V into m: the first half of a fit. */
+static int fit_sums(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                    const cnnelm_fit_opts *opts, int interruptible, cnnelm_progress *prog,
+                    const char *stage, cnnelm_error *err)
 {
     if (data->n == 0)
         return cnnelm_fail(err, "no training examples");
     if (cnnelm_net_set_params(net, m->params, err))
         return -1;
     cnnelm_progress_begin(prog, stage, data->n);
-    int sr = sum_uv(net, m, data, cnnelm_fit_batch(opts), 1, prog, err);
+    return sum_uv(net, m, data, cnnelm_fit_batch(opts), interruptible, prog, err);
+}
+
+int cnnelm_elm_sums(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
+                    const cnnelm_fit_opts *opts, cnnelm_progress *prog, const char *stage,
+                    cnnelm_error *err)
+{
+    int sr = fit_sums(net, m, data, opts, 1, prog, stage, err);
     if (sr == 0)
         cnnelm_progress_end(prog, NULL);
     return sr;
@@ -117,12 +125,7 @@ int cnnelm_train_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *
                          int interruptible, cnnelm_progress *prog, const char *stage,
                          cnnelm_error *err)
 {
-    if (data->n == 0)
-        return cnnelm_fail(err, "no training examples");
-    if (cnnelm_net_set_params(net, m->params, err))
-        return -1;
-    cnnelm_progress_begin(prog, stage, data->n);
-    int sr = sum_uv(net, m, data, cnnelm_fit_batch(opts), interruptible, prog, err);
+    int sr = fit_sums(net, m, data, opts, interruptible, prog, stage, err);
     if (sr != 0)
         return sr;
     cnnelm_lambda_choice local;
