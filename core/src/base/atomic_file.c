@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -315,4 +316,26 @@ void cnnelm_atomic_abort(cnnelm_atomic_file *af)
         live_remove(af->live);
         af->live = -1;
     }
+}
+
+/* mkdir -p (atomic_file.h) */
+int cnnelm_make_dirs(const char *dir, cnnelm_error *err)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path)
+        return cnnelm_fail(err, "%s: bad output directory name", dir);
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != 0)
+            continue;
+        char c = path[i];
+        path[i] = 0;
+        struct stat st;
+        if (mkdir(path, 0777) != 0 && (errno != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
+            return cnnelm_fail(err, "%s: cannot create directory %s: %s", dir, path,
+                               errno == EEXIST ? "not a directory" : strerror(errno));
+        path[i] = c;
+    }
+    return 0;
 }

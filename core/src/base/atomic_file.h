@@ -43,4 +43,7 @@ int cnnelm_atomic_commit(cnnelm_atomic_file *af, cnnelm_error *err);
 /* Abandons the temporary file (the target is untouched). */
 void cnnelm_atomic_abort(cnnelm_atomic_file *af);
 
+/* mkdir -p: creates dir and its missing parents (the decompression cache, extend's output). */
+int cnnelm_make_dirs(const char *dir, cnnelm_error *err);
+
 #endif

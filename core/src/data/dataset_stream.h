@@ -40,7 +40,5 @@ int cnnelm_stream_fetch(cnnelm_stream *st, const size_t *rows, size_t first, siz
 /* The data.cache_dir default: $XDG_CACHE_HOME/cnnelm, else $HOME/.cache/cnnelm. */
 int cnnelm_data_cache_dir(const char *configured, char *out, size_t size, cnnelm_error *err);
 
-/* mkdir -p: creates dir and its missing parents (the decompression cache, extend's output). */
-int cnnelm_make_dirs(const char *dir, cnnelm_error *err);
 
 #endif

@@ -14,28 +14,6 @@
 #include "data/dataset_stream.h"
 #include "data/idx_stream.h"
 
-/* mkdir -p (dataset_stream.h) */
-int cnnelm_make_dirs(const char *dir, cnnelm_error *err)
-{
-    char path[CNNELM_PATH_MAX];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof path)
-        return cnnelm_fail(err, "%s: bad output directory name", dir);
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != 0)
-            continue;
-        char c = path[i];
-        path[i] = 0;
-        struct stat st;
-        if (mkdir(path, 0777) != 0 && (errno != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
-            return cnnelm_fail(err, "%s: cannot create directory %s: %s", dir, path,
-                               errno == EEXIST ? "not a directory" : strerror(errno));
-        path[i] = c;
-    }
-    return 0;
-}
-
 /* extend writes into a directory of the user's choosing: never over one of the data files it
  * reads (the source data set would be replaced by its noisy copy). */
 static int check_not_inputs(const cnnelm_config *cfg, const char *out, cnnelm_error *err)
