@@ -3,15 +3,47 @@
 # with clang under AddressSanitizer + UndefinedBehaviorSanitizer and runs each for a bounded time
 # from its seed corpus (tests/fuzz/corpus/NAME) and dictionary (tests/fuzz/NAME.dict).
 # usage: tests/fuzz.sh [SECONDS_EACH (default 60)] [NAME...]
+#        tests/fuzz.sh --replay OUT_DIR [CC [CFLAGS...]]
+# --replay builds each harness from the same source lists with an ordinary compiler (no libFuzzer)
+# and tests/fuzz/replay_main.c, and runs it once over its seed and regression inputs: CTest's
+# `fuzz_replay` does this on every test run, so a harness that no longer links fails there.
 # A crash, leak, sanitizer report or slow input stops with exit 1; the input is kept under
 # build-fuzz/artifacts/NAME/: add it to tests/fuzz/corpus/NAME/ with the fix (a regression input).
 # Without clang (with libFuzzer) it says so and exits 0, so a machine without it still tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-60}
-shift || true
-names=("$@")
+replay=""
+names=()
+if [ "${1:-}" = --replay ]; then
+  replay=${2:?usage: tests/fuzz.sh --replay OUT_DIR [CC [CFLAGS...]]}
+  shift 2
+fi
+if [ -z "$replay" ]; then
+  seconds=${1:-60}
+  shift || true
+  names=("$@")
+fi
 [ ${#names[@]} -gt 0 ] || names=(idx model config)
+
+libs=($(pkg-config --libs libconfig zlib) -lm -lpthread -ldl)
+declare -A sources=(
+  [idx]="core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
+  [model]="core/src/model/model.c core/src/model/model_io.c core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
+  [config]="$(echo core/src/config/*.c) core/src/base/error.c"
+)
+
+if [ -n "$replay" ]; then
+  rcc=${1:-cc}
+  shift || true
+  mkdir -p "$replay"
+  for name in idx model config; do
+    # shellcheck disable=SC2086
+    "$rcc" -std=c11 -g -O1 -Wall -Wextra -Werror "$@" -Icore/include -Icore/src -Iplugins/include \
+      -o "$replay/replay_$name" tests/fuzz/replay_main.c "tests/fuzz/fuzz_$name.c" ${sources[$name]} "${libs[@]}"
+    echo "fuzz replay: $name: $("$replay/replay_$name" "tests/fuzz/corpus/$name")"
+  done
+  exit 0
+fi
 
 cc=""
 for c in "${CNNELM_FUZZ_CC:-}" clang-14 clang; do
@@ -32,12 +64,6 @@ out=build-fuzz
 mkdir -p "$out"
 flags=(-g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Icore/include -Icore/src -Iplugins/include)
-libs=($(pkg-config --libs libconfig zlib) -lm -lpthread -ldl)
-declare -A sources=(
-  [idx]="core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
-  [model]="core/src/model/model.c core/src/model/model_io.c core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
-  [config]="$(echo core/src/config/*.c) core/src/base/error.c"
-)
 declare -A max_len=([idx]=8192 [model]=65536 [config]=8192)
 status=0
 for name in "${names[@]}"; do
