@@ -263,6 +263,18 @@ if [ -n "$STUBS" ] && [ -f "$STUBS/libcnnelm-buggyok.so" ]; then
   cp "$STUBS/libcnnelm-buggydevicecounthang.so" "$tmp/plugins/"
   expect 0 "libcnnelm-buggydevicecounthang.so: broken: timed out after 1 s in device_count" -- timeout 60 "$CNNELM" devices --timeout 1 --plugin-path "$tmp/plugins"
   if grep -q "^backend buggyok" "$tmp/out"; then ok; else bad "devices: a hanging plugin hid the others"; fi
+  # killed while a probe hangs, `cnnelm devices` leaves no probe child behind
+  "$CNNELM" devices --timeout 30 --plugin-path "$tmp/plugins" >/dev/null 2>&1 &
+  devpid=$!
+  sleep 1
+  probes=$(pgrep -P "$devpid" | tr '\n' ' ')
+  kill -9 "$devpid"; wait "$devpid" 2>/dev/null || true
+  left=""
+  for _ in $(seq 50); do  # a dead child may stay a zombie until it is reaped: that is gone
+    left=""; for c in $probes; do st=$(ps -o stat= -p "$c" 2>/dev/null || true); case "$st" in ""|Z*) ;; *) left="$left $c";; esac; done
+    [ -z "$left" ] && break; sleep 0.1
+  done
+  if [ -n "$probes" ] && [ -z "$left" ]; then ok; else bad "devices killed during a hanging probe: probes '$probes', still running '$left'"; fi
   # ABI 1.1: a plugin whose init() fails is listed as broken with its message, one that crashes in it too
   cp "$STUBS/libcnnelm-buggyinitfail.so" "$STUBS/libcnnelm-buggyinitcrash.so" "$tmp/plugins/"
   expect 0 "libcnnelm-buggyinitfail.so: broken: init failed: device error: no buggy runtime found" -- "$CNNELM" devices --plugin-path "$tmp/plugins"

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +58,7 @@ int cnnelm_child_run(cnnelm_child_fn fn, void *arg, void *reply, size_t reply_si
         return -1;
     }
     fflush(NULL); /* or the child's copy of unwritten output comes out twice */
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(why, why_size, "cannot fork: %s", strerror(errno));
@@ -63,6 +67,15 @@ int cnnelm_child_run(cnnelm_child_fn fn, void *arg, void *reply, size_t reply_si
         return -1;
     }
     if (pid == 0) {
+#ifdef __linux__
+        /* a child hanging in a plugin must not outlive a parent killed meanwhile (^C on
+         * `cnnelm devices`): the kernel kills it when the parent dies, also if it died already */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(5); /* exit-ok: the forked child ends here */
+#else
+        (void)parent;
+#endif
         close(fds[0]);
         child_side(fds[1], fn, arg, reply_size);
     }
