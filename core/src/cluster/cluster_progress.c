@@ -188,7 +188,8 @@ int cnnelm_cluster_progress_stop(const cnnelm_cluster *c, int complete, cnnelm_e
             plink.pending = 0;
         }
         if (w)
-            rc = cnnelm_fail(err, "MPI: rank 0 took no progress report for %.0f s: %s", cnnelm_cluster_wait_limit(), cnnelm_cluster_late_hint());
+            rc = cnnelm_fail(err, "MPI: rank 0 took no progress report for %.0f s: %s",
+                             cnnelm_cluster_wait_limit(), cnnelm_cluster_late_hint());
     } else {
         /* every rank's final report, so that none is left unmatched at MPI_Finalize */
         double limit = cnnelm_cluster_wait_limit(), start = MPI_Wtime();
