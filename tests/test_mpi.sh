@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Multi-process runs under Open MPI: `mpirun -np 2` and `-np 3` (oversubscribed, localhost) give
 # the single-process model bit for bit and the same reduced test metrics, for the mean and the
-# refit reduce (also after fine-tuning), with more partitions than ranks; a failing rank ends
-# the whole job with its message and a non-zero exit, without hanging.
+# refit reduce (also after fine-tuning), with more partitions than ranks, and with lambda chosen
+# on held-out rows (train.validation); rank 0's progress covers the whole job (plain lines and
+# the live line), -q prints nothing; a failing rank ends the whole job with its message and a
+# non-zero exit, without hanging.
 # usage: test_mpi.sh PATH/TO/cnnelm SOURCE_DIR FASHION_DIR
 set -u
 CNNELM=$1
@@ -46,6 +48,25 @@ for case in mean:4:0 refit:4:0 refit:5:1; do
     fi
   done
 done
+# train.validation: the same rows are held out whatever the layout, so 2 ranks give the single
+# process's model bit for bit, and rank 1's partitions' held-out curves reach rank 0's report
+val=("${run[@]}" -s 'model.lambda="auto"' -s train.validation=0.2)
+"$CNNELM" "${val[@]}" -o "$tmp/val1.model" >/dev/null 2>&1 || bad "train.validation, one process, failed"
+if timeout 300 mpirun --oversubscribe -np 2 "$CNNELM" "${val[@]}" -o "$tmp/val2.model" --report "$tmp/val2.json" >"$tmp/out" 2>&1; then
+  if cmp -s "$tmp/val1.model" "$tmp/val2.model"; then ok; else bad "train.validation: -np 2 model differs from the single-process one"; fi
+  if python3 - "$tmp/val2.json" <<'PY'
+import json, sys
+parts = json.load(open(sys.argv[1]))["runs"][0]["partitions"]
+assert {p["rank"] for p in parts} == {0, 1}, parts
+for p in parts:
+    ch = p["lambda_choice"]
+    assert ch["rule"] == "validation" and ch["held_out_rows"] > 0, ch
+    assert all(0 < c["held_out_accuracy"] <= 1 for c in ch["curve"]), ch
+PY
+  then ok; else bad "train.validation: -np 2 report lacks a partition's held-out curve"; fi
+else
+  bad "train.validation -np 2 failed: $(tail -3 "$tmp/out")"
+fi
 # whole-job progress: rank 0's lines cover every rank's work. Without -q and not on a terminal,
 # rank 0's summary counts the images of the whole job (the single process's count, which covers
 # all partitions), its timestamped lines end at 100%, and rank 1 prints no progress of its own;
