@@ -110,6 +110,45 @@ int main(int argc, char **argv)
     printf("cost: ELM fit %.2f s (sums + one Cholesky solve of %.3f s); \"auto\" replaces that solve "
            "by GCV over %d candidates + beta: %.3f s, i.e. %.2f s more = %.1f%% of the fit\n", t_fit,
            t_solve, n_cand, ch.seconds, ch.seconds - t_solve, 100 * (ch.seconds - t_solve) / t_fit);
+    if (cfg.train.validation > 0) {
+        /* train.validation: the whole held-out fit (sums without the held rows, one reduction,
+         * the held rows scored and added, the refit), against the plain fit above */
+        cnnelm_model mv;
+        cnnelm_lambda_choice vc;
+        if (cnnelm_model_init(&mv, &a, 1.0, cfg.train.seed, cfg.model.init == CNNELM_INIT_ZERO_MEAN, &err))
+            return die(err.msg);
+        mv.flags |= CNNELM_MODEL_LAMBDA_AUTO;
+        t0 = cnnelm_now();
+        if (cnnelm_elm_fit(&net, &mv, &tr, &fo, &vc, &prog, "fit", &err))
+            return die(err.msg);
+        double t_val = cnnelm_now() - t0;
+        uint64_t *conf = calloc((size_t)a.classes * a.classes, sizeof *conf);
+        if (!conf || cnnelm_evaluate(&net, &mv, &te, conf, &prog, "test", &err))
+            return die(conf ? err.msg : "out of memory");
+        cnnelm_metrics mt;
+        cnnelm_metrics_compute(conf, a.classes, &mt);
+        free(conf);
+        printf("validation %g (%llu held-out rows): held-out accuracy by lambda:", cfg.train.validation,
+               (unsigned long long)vc.n_held);
+        for (int i = 0; i < vc.n; i++)
+            printf(" %g: %.2f%%", vc.lambda[i], 100 * vc.held[i]);
+        printf("\nvalidation: lambda %g, %.2f%% after the refit on every row (GCV %g: %.2f%%; best candidate "
+               "%.2f%%: %+.2f points)\n", vc.lambda[vc.best], 100 * mt.accuracy, ch.lambda[ch.best], acc[ch.best],
+               best, 100 * mt.accuracy - best);
+        /* the plain fit once more, after the held-out one: the first fit of a run also warms up */
+        cnnelm_model mp;
+        if (cnnelm_model_init(&mp, &a, 1000.0, cfg.train.seed, cfg.model.init == CNNELM_INIT_ZERO_MEAN, &err))
+            return die(err.msg);
+        t0 = cnnelm_now();
+        if (cnnelm_elm_fit(&net, &mp, &tr, &fo, NULL, &prog, "fit", &err))
+            return die(err.msg);
+        double t_fit2 = cnnelm_now() - t0;
+        cnnelm_model_free(&mp);
+        printf("cost: the held-out fit %.2f s against the plain fit's %.2f s (%.2f s first): %+.1f%% (its "
+               "reduction, candidates' betas and refit %.3f s)\n", t_val, t_fit2, t_fit,
+               100 * (t_val - t_fit2) / t_fit2, vc.seconds);
+        cnnelm_model_free(&mv);
+    }
     cnnelm_progress_destroy(&prog);
     cnnelm_net_close(&net);
     cnnelm_model_free(&m);

@@ -248,6 +248,24 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   if grep -q "^cnnelm: warning: model.lambda = 1e-12 is tiny" "$tmp/out"; then ok; else bad "-q hid the tiny-lambda warning: $(head -2 "$tmp/out")"; fi
   # lambda = "auto" (stored as 0) is not a tiny lambda: --strict has nothing to fail on
   expect 0 "model saved" -- "$CNNELM" train -q --strict -c "$cfg" -s data.train_limit=300 -s data.test_limit=100 -s 'model.lambda="auto"' -s 'model.layers="4c-2s"' -o "$tmp/auto.model"
+  # train.validation: lambda by held-out accuracy, logged; the report has the choice and the
+  # curve, and the choice is the curve's best (ties: the smaller lambda); fixed lambda: an error
+  expect 0 "held-out accuracy on [0-9]+ rows chose" -- "$CNNELM" train -c "$cfg" -s data.train_limit=800 -s data.test_limit=100 -s 'model.lambda="auto"' -s train.validation=0.25 -s 'model.layers="4c-2s"' -o "$tmp/val.model" --report "$tmp/val.json"
+  if command -v python3 >/dev/null; then
+    if python3 - "$tmp/val.json" <<'PY'
+import json, sys
+ch = json.load(open(sys.argv[1]))["runs"][0]["partitions"][0]["lambda_choice"]
+curve = ch["curve"]
+assert ch["rule"] == "validation" and len(curve) == 7 and ch["held_out_rows"] == 200, ch
+acc = [c["held_out_accuracy"] for c in curve]
+best = max(acc)
+want = min(c["lambda"] for c in curve if c["held_out_accuracy"] == best)
+assert ch["chosen"] == want and 0 < min(acc) <= best <= 1, (ch["chosen"], want, acc)
+PY
+    then ok; else bad "train.validation: the report's lambda_choice is not the held-out curve's best"; fi
+  fi
+  expect 1 "train.validation chooses model.lambda, which is fixed \(100\)" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=300 -s train.validation=0.2 -o "$tmp/val2.model"
+  expect 1 "train.validation" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=300 -s 'model.lambda="auto"' -s train.validation=0.5 -o "$tmp/val2.model"
 else
   echo "SKIP: predict cases need Fashion-MNIST ($FASHION)"
 fi

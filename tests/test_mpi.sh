@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Multi-process runs under Open MPI: `mpirun -np 2` and `-np 3` (oversubscribed, localhost) give
 # the single-process model bit for bit and the same reduced test metrics, for the mean and the
-# refit reduce (also after fine-tuning), with more partitions than ranks; a failing rank ends
-# the whole job with its message and a non-zero exit, without hanging.
+# refit reduce (also after fine-tuning), with more partitions than ranks, and with lambda chosen
+# on held-out rows (train.validation); rank 0's progress covers the whole job (plain lines and
+# the live line), -q prints nothing; a failing rank ends the whole job with its message and a
+# non-zero exit, without hanging.
 # usage: test_mpi.sh PATH/TO/cnnelm SOURCE_DIR FASHION_DIR
 set -u
 CNNELM=$1
@@ -46,6 +48,57 @@ for case in mean:4:0 refit:4:0 refit:5:1; do
     fi
   done
 done
+# train.validation: the same rows are held out whatever the layout, so 2 ranks give the single
+# process's model bit for bit, and rank 1's partitions' held-out curves reach rank 0's report
+val=("${run[@]}" -s 'model.lambda="auto"' -s train.validation=0.2)
+"$CNNELM" "${val[@]}" -o "$tmp/val1.model" >/dev/null 2>&1 || bad "train.validation, one process, failed"
+if timeout 300 mpirun --oversubscribe -np 2 "$CNNELM" "${val[@]}" -o "$tmp/val2.model" --report "$tmp/val2.json" >"$tmp/out" 2>&1; then
+  if cmp -s "$tmp/val1.model" "$tmp/val2.model"; then ok; else bad "train.validation: -np 2 model differs from the single-process one"; fi
+  if python3 - "$tmp/val2.json" <<'PY'
+import json, sys
+parts = json.load(open(sys.argv[1]))["runs"][0]["partitions"]
+assert {p["rank"] for p in parts} == {0, 1}, parts
+for p in parts:
+    ch = p["lambda_choice"]
+    assert ch["rule"] == "validation" and ch["held_out_rows"] > 0, ch
+    assert all(0 < c["held_out_accuracy"] <= 1 for c in ch["curve"]), ch
+PY
+  then ok; else bad "train.validation: -np 2 report lacks a partition's held-out curve"; fi
+else
+  bad "train.validation -np 2 failed: $(tail -3 "$tmp/out")"
+fi
+# whole-job progress: rank 0's lines cover every rank's work. Without -q and not on a terminal,
+# rank 0's summary counts the images of the whole job (the single process's count, which covers
+# all partitions), its timestamped lines end at 100%, and rank 1 prints no progress of its own;
+# two workers per rank report from their own threads. With -q nothing at all is printed.
+prog=(train -c "$SRC/conf/paper-fashion.cfg" -s data.train_limit=4000 -s data.test_limit=1000
+      -s train.partitions=4 -s train.iterations=1
+      -s 'workers=({backend="cpu";threads=1;},{backend="cpu";threads=1;})')
+"$CNNELM" "${prog[@]}" -o "$tmp/prog1.model" 2>"$tmp/prog1.err" >/dev/null
+want=$(sed -n 's/.*run done: \([0-9]*\) images in .*/\1/p' "$tmp/prog1.err")
+if timeout 300 mpirun --oversubscribe -np 2 "$CNNELM" "${prog[@]}" -o "$tmp/prog2.model" 2>"$tmp/prog2.err" >/dev/null; then
+  got=$(sed -n 's/.*run done: \([0-9]*\) images on 2 ranks in .*/\1/p' "$tmp/prog2.err")
+  last=$(grep -oE '^[0-9:]+ \[ *[0-9]+%' "$tmp/prog2.err" | tail -1 | grep -oE '[0-9]+%')
+  if [ -n "$want" ] && [ "$got" = "$want" ]; then ok; else bad "2 ranks: rank 0's run done counts '$got' images, the whole job is '$want'"; fi
+  if [ "$last" = "100%" ]; then ok; else bad "2 ranks: rank 0's last line is at '$last', not 100%: $(tail -2 "$tmp/prog2.err")"; fi
+  if ! grep -q "rank 1:" "$tmp/prog2.err" && [ "$(grep -c "run done" "$tmp/prog2.err")" = 1 ]; then ok; else bad "2 ranks: rank 1 printed progress: $(grep -m2 "rank 1:\|run done" "$tmp/prog2.err")"; fi
+else
+  bad "2 ranks with progress failed: $(tail -3 "$tmp/prog2.err")"
+fi
+if timeout 300 mpirun --oversubscribe -np 2 "$CNNELM" "${prog[@]}" -q -o "$tmp/prog3.model" >/dev/null 2>"$tmp/prog3.err" &&
+   [ ! -s "$tmp/prog3.err" ]; then ok; else bad "2 ranks with -q printed: $(head -3 "$tmp/prog3.err")"; fi
+# on a terminal (mpirun's stderr is one; the ranks' is a pipe, so CNNELM_PROGRESS=tty tells rank 0):
+# the live line's total is the whole job's images once the ranks have reported, and the
+# summary that replaces it counts all of them done
+if command -v script >/dev/null; then
+  printf '#!/bin/sh\nexec timeout 300 mpirun --oversubscribe -np 2 -x CNNELM_PROGRESS=tty "$@" >/dev/null\n' >"$tmp/tty.sh"
+  q=$(printf '%q ' sh "$tmp/tty.sh" "$CNNELM" "${prog[@]}" -o "$tmp/prog4.model")
+  script -qec "$q" "$tmp/tty.log" >/dev/null 2>&1
+  tr '\r' '\n' <"$tmp/tty.log" | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' >"$tmp/tty.txt"
+  total=$(grep -aoE '^run +[0-9]+%: [0-9]+/[0-9]+ images on 2 ranks' "$tmp/tty.txt" | tail -1 | sed 's|.*/\([0-9]*\) images.*|\1|')
+  if [ -n "$want" ] && [ "$total" = "$want" ] && grep -aq "run done: $want images on 2 ranks" "$tmp/tty.txt"; then ok
+  else bad "2 ranks on a terminal: live line's total '$total', whole job $want: $(grep -a 'run' "$tmp/tty.txt" | tail -2 | tr '\n' '|')"; fi
+fi
 # every rank's device fails: the job ends, non-zero, with a rank's message (the CPU backend
 # behind the forwarding test plugin tests/stubs/faulty_plugin.c)
 timeout 120 mpirun --oversubscribe -np 2 -x CNNELM_FAULTY_FAIL_AFTER=15 "$CNNELM" "${run[@]}" \

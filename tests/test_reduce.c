@@ -529,10 +529,14 @@ START_TEST(facts_round_trip)
     a.log.lambda_choice.lambda[1] = 10;
     a.log.lambda_choice.gcv[1] = 0.25;
     a.log.lambda_choice.df[1] = 77;
+    a.log.lambda_choice.rule = CNNELM_LAMBDA_RULE_HELD; /* train.validation's fields (version 2) */
+    a.log.lambda_choice.gcv_best = 0;
+    a.log.lambda_choice.n_held = 4321;
+    a.log.lambda_choice.held[1] = 0.8125;
     unsigned char *buf;
     size_t len;
     ck_assert_msg(cnnelm_part_facts_encode(&a, &buf, &len, &err) == 0, "%s", err.msg);
-    ck_assert_uint_eq(len, 120 + strlen(a.log.divergence) + 2 * 24 + 3 * 44); /* docs/reduce.md */
+    ck_assert_uint_eq(len, 136 + strlen(a.log.divergence) + 2 * 32 + 3 * 44); /* docs/reduce.md */
     ck_assert_msg(cnnelm_part_facts_decode(&b, 0, buf, len, &err) == 0, "%s", err.msg);
     ck_assert(b.seconds == a.seconds && b.worker == 3 && b.rank == 2 && b.resumed == 1);
     ck_assert(b.model.iterations == 4 && b.model.flags == 3 && b.model.lambda == a.model.lambda);
@@ -545,6 +549,8 @@ START_TEST(facts_round_trip)
     }
     ck_assert(b.log.diverged == 1 && strcmp(b.log.divergence, a.log.divergence) == 0);
     ck_assert(b.log.lambda_choice.n == 2 && b.log.lambda_choice.best == 1 && b.log.lambda_choice.df[1] == 77);
+    ck_assert(b.log.lambda_choice.rule == CNNELM_LAMBDA_RULE_HELD && b.log.lambda_choice.n_held == 4321 &&
+              b.log.lambda_choice.held[1] == 0.8125 && b.log.lambda_choice.gcv_best == 0);
     /* one byte short, one byte long, another version: refused with a message */
     ck_assert_int_eq(cnnelm_part_facts_decode(&b, 4, buf, len - 1, &err), -1);
     ck_assert_msg(strstr(err.msg, "partition 5's facts") != NULL, "%s", err.msg);

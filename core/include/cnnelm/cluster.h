@@ -63,6 +63,20 @@ typedef enum cnnelm_cluster_op {
 int cnnelm_cluster_allreduce_i64(const cnnelm_cluster *c, int64_t *v, int n, cnnelm_cluster_op op,
                                  const char *what, cnnelm_error *err);
 
+/* Whole-job progress: between start and stop, ranks > 0 send their progress totals to rank 0
+ * (at most two small non-blocking messages a second, at most one in flight) and rank 0 sums
+ * them into `p`, whose live line and timestamped lines then cover the whole job (see
+ * base/progress.h). Messages leave from the thread that reports when MPI gave
+ * MPI_THREAD_MULTIPLE, else from the initialising thread only; rank 0 also takes them while it
+ * waits in this module's bounded waits. Nothing without MPI or with one rank.
+ * stop, complete != 0 (the run succeeded; every rank calls it): each rank sends its final
+ * report and rank 0 takes them all, waiting at most CNNELM_MPI_TIMEOUT, so no message is left
+ * unmatched at finalize; -1 with err on that timeout (the run's results are still good).
+ * complete == 0 (a failing run, before the job is aborted): no waiting at all. */
+struct cnnelm_progress;
+int cnnelm_cluster_progress_start(const cnnelm_cluster *c, struct cnnelm_progress *p, cnnelm_error *err);
+int cnnelm_cluster_progress_stop(const cnnelm_cluster *c, int complete, cnnelm_error *err);
+
 /* Rank 0's n bytes to every rank. */
 int cnnelm_cluster_bcast_bytes(const cnnelm_cluster *c, unsigned char *buf, size_t n, const char *what,
                                cnnelm_error *err);

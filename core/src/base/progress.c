@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -26,6 +27,13 @@ void cnnelm_progress_init(cnnelm_progress *p, int quiet)
     pthread_mutex_init(&p->lock, NULL);
     p->mode = quiet ? CNNELM_PROGRESS_QUIET
                     : (isatty(STDERR_FILENO) ? CNNELM_PROGRESS_TTY : CNNELM_PROGRESS_LINES);
+    /* CNNELM_PROGRESS=tty|lines overrides the guess: under mpirun stderr is a pipe even when
+     * mpirun's own is a terminal, so rank 0 can only be told */
+    const char *force = getenv("CNNELM_PROGRESS");
+    if (!quiet && force && !strcmp(force, "tty"))
+        p->mode = CNNELM_PROGRESS_TTY;
+    else if (!quiet && force && !strcmp(force, "lines"))
+        p->mode = CNNELM_PROGRESS_LINES;
     p->root = p;
     p->slot = -1;
     p->weight = 1;
@@ -94,25 +102,33 @@ void cnnelm_progress_set_run(cnnelm_progress *p, double forward_images, double t
     unlock(p);
 }
 
+/* The hook exchanges totals with the other ranks (it limits its own rate). */
+static void call_hook(cnnelm_progress *r)
+{
+    if (r->hook)
+        r->hook(r->hook_user, r);
+}
+
 /* The cost of a fine-tuning image in forward passes: measured once both kinds of stage have
  * run (the ratio differs by backend, model and machine load), assumed until then. */
-static double tune_weight(const cnnelm_progress *r)
+static double tune_weight(const cnnelm_progress_totals *t, double assumed)
 {
-    if (r->stage_images[0] > 0 && r->stage_images[1] > 0 && r->stage_seconds[0] > 0 &&
-        r->stage_seconds[1] > 0)
-        return (r->stage_seconds[1] / r->stage_images[1]) / (r->stage_seconds[0] / r->stage_images[0]);
-    return r->tune_weight;
+    if (t->images_timed[0] > 0 && t->images_timed[1] > 0 && t->seconds[0] > 0 && t->seconds[1] > 0)
+        return (t->seconds[1] / t->images_timed[1]) / (t->seconds[0] / t->images_timed[0]);
+    return assumed;
 }
 
 static void run_state(const cnnelm_progress *r, double now, double *fraction, double *eta)
 {
     *fraction = 0;
     *eta = -1;
-    double w = tune_weight(r);
-    double total = r->run_planned[0] + w * r->run_planned[1];
+    cnnelm_progress_totals t;
+    cnnelm_progress_job_totals(r, &t);
+    double w = tune_weight(&t, r->tune_weight);
+    double total = t.planned[0] + w * t.planned[1];
     if (total <= 0)
         return;
-    double done = r->run_done[0] + w * r->run_done[1];
+    double done = t.done[0] + w * t.done[1];
     if (done > total)
         done = total;
     *fraction = done / total;
@@ -194,14 +210,18 @@ static void draw(cnnelm_progress *r, double now)
     char line[512], st[200];
     if (r->run_images > 0) {
         double frac, eta;
+        call_hook(r);
         run_state(r, now, &frac, &eta);
+        cnnelm_progress_totals t;
+        cnnelm_progress_job_totals(r, &t);
         double el = now - r->run_start;
-        char e1[32], e2[32];
+        char e1[32], e2[32], ranks[32] = "";
         format_seconds(el, e1, sizeof e1);
         format_seconds(eta, e2, sizeof e2);
-        int n = snprintf(line, sizeof line, "run %3.0f%%: %zu/%zu images, %.0f images/s, %s elapsed, ETA %s",
-                         100 * frac, r->run_images_done, r->run_images,
-                         el > 0 ? (double)r->run_images_done / el : 0.0, e1, e2);
+        if (r->ranks > 1)
+            snprintf(ranks, sizeof ranks, " on %d ranks", r->ranks);
+        int n = snprintf(line, sizeof line, "run %3.0f%%: %.0f/%.0f images%s, %.0f images/s, %s elapsed, ETA %s",
+                         100 * frac, t.images_done, t.images, ranks, el > 0 ? t.images_done / el : 0.0, e1, e2);
         if (r->stage[0] && n > 0 && (size_t)n < sizeof line) {
             stage_text(r, st, sizeof st);
             snprintf(line + n, sizeof line - (size_t)n, " | %s%s", r->prefix, st);
@@ -269,6 +289,7 @@ static void line_start(cnnelm_progress *r)
     strftime(ts, sizeof ts, "%H:%M:%S", &tm);
     if (r->run_images > 0) {
         double frac, eta;
+        call_hook(r);
         run_state(r, cnnelm_now(), &frac, &eta);
         char e[32];
         format_seconds(eta, e, sizeof e);
@@ -310,6 +331,7 @@ void cnnelm_progress_add(cnnelm_progress *p, size_t images)
     p->done += images;
     r->run_done[p->weight > 1] += (double)images;
     r->run_images_done += images;
+    call_hook(r);
     if (r->mode == CNNELM_PROGRESS_TTY)
         maybe_draw(r, 0);
     unlock(p);
@@ -379,12 +401,27 @@ void cnnelm_progress_finish(cnnelm_progress *p)
     if (r->run_images > 0 && r->mode != CNNELM_PROGRESS_QUIET) {
         double el = cnnelm_now() - r->run_start;
         line_start(r);
-        fprintf(stderr, "%srun done: %zu images in %.1f s (%.0f images/s)\n", r->prefix, r->run_images_done, el,
-                el > 0 ? (double)r->run_images_done / el : 0.0);
+        cnnelm_progress_totals t;
+        cnnelm_progress_job_totals(r, &t);
+        char ranks[32] = "";
+        if (r->ranks > 1)
+            snprintf(ranks, sizeof ranks, " on %d ranks", r->ranks);
+        fprintf(stderr, "%srun done: %.0f images%s in %.1f s (%.0f images/s)\n", r->prefix, t.images_done, ranks,
+                el, el > 0 ? t.images_done / el : 0.0);
     }
     r->run_images = 0; /* no live line any more */
     r->run_planned[0] = r->run_planned[1] = 0;
     r->stage[0] = '\0';
     fflush(stderr);
+    unlock(p);
+}
+
+void cnnelm_progress_poll(cnnelm_progress *p)
+{
+    lock(p);
+    cnnelm_progress *r = p->root;
+    call_hook(r);
+    if (r->mode == CNNELM_PROGRESS_TTY && r->run_images > 0)
+        maybe_draw(r, 0);
     unlock(p);
 }

@@ -34,7 +34,20 @@ typedef struct cnnelm_progress {
     int drawn;          /* worker lines on the screen below the live line */
     int n_slots;
     struct cnnelm_progress *slot_p[CNNELM_PROGRESS_SLOTS]; /* busy workers' progress, or NULL */
+    /* root only, a job over several processes (MPI ranks, fed by cluster.c): the hook, called
+     * with the lock held, exchanges totals with the other ranks; `others` is what they last
+     * reported (summed), for `ranks` processes in all, `reported` of the others heard from */
+    void (*hook)(void *user, struct cnnelm_progress *root);
+    void *hook_user;
+    struct cnnelm_progress_totals {
+        double planned[2], done[2];     /* as run_planned, run_done */
+        double images, images_done;     /* as run_images, run_images_done */
+        double seconds[2], images_timed[2]; /* as stage_seconds, stage_images */
+    } others;
+    int ranks, reported;
 } cnnelm_progress;
+
+typedef struct cnnelm_progress_totals cnnelm_progress_totals;
 
 /* quiet != 0: nothing; otherwise TTY or LINES depending on isatty(stderr). */
 void cnnelm_progress_init(cnnelm_progress *p, int quiet);
@@ -75,6 +88,23 @@ void cnnelm_progress_warn(cnnelm_progress *p, const char *fmt, ...)
 void cnnelm_progress_finish(cnnelm_progress *p);
 /* Whole-run fraction done (0..1) and ETA in seconds (< 0: unknown yet). */
 void cnnelm_progress_run_state(cnnelm_progress *p, double *fraction, double *eta);
+
+/* ---- a job over several processes (MPI ranks; cluster.c feeds these) ---- */
+/* `hook` (NULL: none) is called with the root's lock held, on whatever thread reports or draws
+ * (at every add, before every line and draw, and from cnnelm_progress_poll): it sends this
+ * process's totals or takes the others'. Only the functions marked "lock held" below may be
+ * called from it. `ranks` > 1: the whole-run figures cover the job of `ranks` processes, each
+ * one not heard from yet counted as planning what this one plans. */
+void cnnelm_progress_set_hook(cnnelm_progress *p, void (*hook)(void *user, cnnelm_progress *root),
+                              void *user, int ranks);
+/* lock held: the whole job's totals (this process's alone without other ranks) */
+void cnnelm_progress_job_totals(const cnnelm_progress *root, cnnelm_progress_totals *t);
+/* lock held: this process's own totals */
+void cnnelm_progress_own_totals(const cnnelm_progress *root, cnnelm_progress_totals *t);
+/* lock held: the other processes' totals, summed over the `reported` ones heard from */
+void cnnelm_progress_set_others(cnnelm_progress *root, const cnnelm_progress_totals *sum, int reported);
+/* Calls the hook now (and redraws the live line when due): for a thread that waits. */
+void cnnelm_progress_poll(cnnelm_progress *p);
 
 double cnnelm_now(void); /* monotonic seconds */
 

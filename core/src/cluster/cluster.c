@@ -3,14 +3,19 @@
 #define _GNU_SOURCE
 #include "cnnelm/cluster.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
 #include <time.h>
 
+#include "cluster/cluster_internal.h"
+
 #ifdef CNNELM_HAVE_MPI
 #include <mpi.h>
+int cnnelm_cluster_any_thread;
+pthread_t cnnelm_cluster_thread;
 #endif
 
 /* Launched by an MPI launcher? (Open MPI, MPICH/Hydra, Slurm's PMI.) Without one we do not
@@ -32,8 +37,13 @@ int cnnelm_cluster_init(cnnelm_cluster *c, int *argc, char ***argv, cnnelm_error
 #ifdef CNNELM_HAVE_MPI
     if (!launched_by_mpi())
         return 0;
-    if (MPI_Init(argc, argv) != MPI_SUCCESS)
+    /* MULTIPLE when the library has it (Open MPI does): progress messages then leave from
+     * whichever thread reports; every other call stays on this thread */
+    int provided = MPI_THREAD_SINGLE;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
         return cnnelm_fail(err, "MPI_Init failed");
+    cnnelm_cluster_any_thread = provided >= MPI_THREAD_MULTIPLE;
+    cnnelm_cluster_thread = pthread_self();
     c->mpi = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
@@ -95,6 +105,7 @@ static int wait_bounded(MPI_Request req, int cancellable)
             return -1;
         if (done)
             return 0;
+        cnnelm_cluster_progress_poll(); /* rank 0's line goes on while it waits; the others keep reporting */
         double waited = MPI_Wtime() - start;
         if (limit > 0 && waited > limit) {
             if (cancellable) {
@@ -186,6 +197,20 @@ static unsigned char *recv_bytes(size_t *n, int from, int tag, int *timed_out)
 
 static const char *late_hint = "a rank is stopped, hung or far slower than expected "
                                "(CNNELM_MPI_TIMEOUT sets the wait, in seconds)";
+
+/* for cluster_progress.c (cluster_internal.h) */
+int cnnelm_cluster_wait_bounded(void *req, int cancellable)
+{
+    return wait_bounded(*(MPI_Request *)req, cancellable);
+}
+double cnnelm_cluster_wait_limit(void)
+{
+    return wait_limit();
+}
+const char *cnnelm_cluster_late_hint(void)
+{
+    return late_hint;
+}
 
 /* Rank 0's count elements of type to every rank, in pieces (MPI counts are int), each wait
  * bounded; a failure is named by `what`. Every broadcast goes through here. */

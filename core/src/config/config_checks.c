@@ -444,6 +444,10 @@ int cnnelm_config_check_relations(const config_ctx *c, const config_t *conf, con
         return cnnelm_config_fail_at(c, config_lookup(conf, "train.partitioning"),
                                      "train.partitioning = \"by-source\" needs data.sources (one "
                                      "partition per source)");
+    if (cfg->train.validation > 0 && cfg->model.lambda > 0)
+        return cnnelm_config_fail_at(c, config_lookup(conf, "train.validation"), "train.validation "
+                                     "chooses model.lambda, which is fixed (%g): set model.lambda = "
+                                     "\"auto\" or train.validation = 0", cfg->model.lambda);
     if (cfg->train.folds == 1)
         return cnnelm_config_fail_at(c, config_lookup(conf, "train.folds"),
                                      "train.folds = 1: cross-validation needs at least 2 folds (0: off)");

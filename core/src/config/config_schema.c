@@ -189,6 +189,13 @@ const key_def cnnelm_schema[] = {
      .help = "Directory where each finished partition's model is written (atomically); train "
              "--resume reuses those whose NAME.model.fingerprint matches this run (settings, data files, "
              "examples). \"\": no checkpoints."},
+    /* lambda by held-out accuracy (issue 12) */
+    {.path = "train.validation", .kind = K_FLOAT, CF(train.validation), .fmin = 0, .fmax = 0.5, .fmax_open = 1,
+     .fdef = 0.0,
+     .help = "With model.lambda = \"auto\": the share of each model's training rows held out "
+             "(stratified by class, seeded by train.seed, the same rows whatever the workers or ranks) "
+             "to choose lambda by held-out accuracy instead of GCV; beta is then refitted on every row "
+             "with the chosen lambda. 0: GCV. Without \"auto\" an error."},
     {.path = "train.memory_limit", .kind = K_INT, CF(train.memory_limit), .imin = 0, .imax = NO_MAX,
      .idef = 0, .help = "Host memory in MiB a run may plan to use (ELM sums and solve in double, "
                         "buffers per worker, per-partition models; printed before the run): a run "

@@ -133,9 +133,33 @@ extern void dsytrd_sy2sb_(const char *uplo, const int *n, const int *kd, double 
  *   RSS = N - a - ||X||^2 / lambda, df = sum d_i / (d_i + 1/lambda) over B's eigenvalues d.
  * The full -> band stage is blocked (level-3 BLAS); a direct tridiagonal reduction is bound by
  * memory bandwidth (one pass over U per column) and costs several times more on wide L. */
+static int choose(const double *U, const double *V, int l, int c, uint64_t N, const double *cand,
+                  int n_cand, cnnelm_lambda_choice *out, double *beta, double *all, cnnelm_error *err);
+
 int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uint64_t N,
                              const double *cand, int n_cand, cnnelm_lambda_choice *out,
                              double *beta, cnnelm_error *err)
+{
+    return choose(U, V, l, c, N, cand, n_cand, out, beta, NULL, err);
+}
+
+int cnnelm_elm_lambda_path(const double *U, const double *V, int l, int c, uint64_t N,
+                           const double *cand, int n_cand, cnnelm_lambda_choice *out,
+                           double *betas, cnnelm_error *err)
+{
+    return choose(U, V, l, c, N, cand, n_cand, out, NULL, betas, err);
+}
+
+/* Q X (column-major L x C, in place) back from the reduction's basis. */
+static lapack_int apply_q(int kd, int l, int c, double *A, const double *tau, double *X)
+{
+    if (kd == 1)
+        return LAPACKE_dormtr(LAPACK_COL_MAJOR, 'L', 'L', 'N', l, c, A, l, tau, X, l);
+    return LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', l - kd, c, l - kd, A + kd, l, tau, X + kd, l);
+}
+
+static int choose(const double *U, const double *V, int l, int c, uint64_t N, const double *cand,
+                  int n_cand, cnnelm_lambda_choice *out, double *beta, double *all, cnnelm_error *err)
 {
     size_t L = (size_t)l, C = (size_t)c;
     memset(out, 0, sizeof *out);
@@ -154,11 +178,11 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     double *A = malloc(L * L * sizeof *A), *W = malloc(L * C * sizeof *W), *X = malloc(L * C * sizeof *X);
     double *AB = malloc(ldab * L * sizeof *AB), *AB2 = malloc(ldab * L * sizeof *AB2);
     double *tau = malloc(L * sizeof *tau), *eig = malloc(L * sizeof *eig), *e = malloc(L * sizeof *e);
-    double *Xbest = beta ? malloc(L * C * sizeof *Xbest) : NULL;
+    double *Xbest = beta || all ? malloc(L * C * sizeof *Xbest) : NULL;
     double *work = NULL;
     int rc = 0;
     lapack_int info = 0;
-    if (!A || !W || !X || !AB || !AB2 || !tau || !eig || !e || (beta && !Xbest)) {
+    if (!A || !W || !X || !AB || !AB2 || !tau || !eig || !e || ((beta || all) && !Xbest)) {
         rc = cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY,
                                 "out of memory for lambda = \"auto\" (%.1f MiB for a copy of U)",
                                 (double)(L * L * sizeof *A) / 1048576.0);
@@ -242,6 +266,8 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
             out->lambda[i] = lam;
             out->df[i] = df;
             out->gcv[i] = HUGE_VAL;
+            for (size_t k = 0; all && k < L * C; k++)
+                all[(size_t)i * L * C + k] = NAN; /* no beta: never the held-out choice */
             continue;
         }
         double a = 0, b = 0;
@@ -256,9 +282,20 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
         out->lambda[i] = lam;
         out->df[i] = df;
         out->gcv[i] = dof > 0 ? n * rss / (dof * dof) : HUGE_VAL;
+        if (all) { /* this candidate's beta, row-major, for a held-out choice */
+            memcpy(Xbest, X, L * C * sizeof *X);
+            if ((info = apply_q(kd, l, c, A, tau, Xbest)) != 0) {
+                rc = cnnelm_fail(err, "internal: lambda = \"auto\": applying Q failed (LAPACK info %d)",
+                                 (int)info);
+                goto out;
+            }
+            for (size_t r = 0; r < L; r++)
+                for (size_t j = 0; j < C; j++)
+                    all[(size_t)i * L * C + r * C + j] = Xbest[j * L + r];
+        }
         if (!usable++ || out->gcv[i] < out->gcv[out->best]) {
             out->best = i;
-            if (Xbest)
+            if (beta)
                 memcpy(Xbest, X, L * C * sizeof *X);
         }
     }
@@ -271,11 +308,7 @@ int cnnelm_elm_choose_lambda(const double *U, const double *V, int l, int c, uin
     }
     if (beta) {
         /* beta = Q X of the chosen lambda: no Cholesky of U is needed after the choice */
-        if (kd == 1)
-            info = LAPACKE_dormtr(LAPACK_COL_MAJOR, 'L', 'L', 'N', l, c, A, l, tau, Xbest, l);
-        else
-            info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', l - kd, c, l - kd, A + kd, l, tau,
-                                  Xbest + kd, l);
+        info = apply_q(kd, l, c, A, tau, Xbest);
         if (info != 0) {
             rc = cnnelm_fail(err, "internal: lambda = \"auto\": applying Q failed (LAPACK info %d)",
                              (int)info);

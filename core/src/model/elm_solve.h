@@ -36,7 +36,17 @@ typedef struct cnnelm_lambda_choice {
     double df[32];              /* effective degrees of freedom for each */
     int best;                   /* index of the chosen candidate */
     double seconds;             /* time of the eigendecomposition and the scan */
+    /* train.validation > 0: chosen by held-out accuracy instead (rule 1); then held[i] is the
+     * held-out accuracy (0..1) of candidate i's beta fitted without those rows (< 0: the
+     * candidate's system does not factor), n_held the rows held out, and the final beta is
+     * refitted on every row with the chosen lambda */
+    int rule;                   /* 0: GCV; 1: held-out accuracy (CNNELM_LAMBDA_RULE_HELD) */
+    double held[32];
+    uint64_t n_held;
+    int gcv_best;               /* rule 1: the candidate GCV would have chosen (same sums) */
 } cnnelm_lambda_choice;
+
+#define CNNELM_LAMBDA_RULE_HELD 1
 
 #define CNNELM_LAMBDA_MAX_CANDIDATES 32
 
@@ -49,6 +59,13 @@ typedef struct cnnelm_lambda_choice {
 int cnnelm_elm_choose_lambda(const double *U, const double *V, int L, int C, uint64_t N,
                              const double *candidates, int n_candidates,
                              cnnelm_lambda_choice *out, double *beta, cnnelm_error *err);
+
+/* The same reduction of U, and every candidate's beta into betas (n_candidates x L x C,
+ * row-major, double; a candidate whose system does not factor: NaN), out->best still the GCV
+ * choice: the betas a held-out choice compares. Returns as cnnelm_elm_choose_lambda. */
+int cnnelm_elm_lambda_path(const double *U, const double *V, int L, int C, uint64_t N,
+                           const double *candidates, int n_candidates, cnnelm_lambda_choice *out,
+                           double *betas, cnnelm_error *err);
 
 /* The model's beta from its U (upper triangle) and V: when its lambda rule is "auto"
  * (CNNELM_MODEL_LAMBDA_AUTO) lambda is chosen by GCV from `candidates` and stored in

@@ -2,6 +2,7 @@
  * docs/report.md lists them, written from the report struct to the stream given. */
 #include "report/report.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,19 +137,27 @@ static void json_row(cnnelm_json *js, const char *key, const cnnelm_report_row *
     cnnelm_json_end(js, '}');
 }
 
-/* model.lambda = "auto": the choice and its GCV curve ("lambda_choice"; nothing when fixed). */
+/* model.lambda = "auto": the choice and its curve ("lambda_choice"; nothing when fixed): GCV, or
+ * with train.validation the held-out accuracy of each candidate (GCV's values beside it). */
 static void json_lambda(cnnelm_json *js, const cnnelm_lambda_choice *ch)
 {
     if (ch->n < 1)
         return;
+    int held = ch->rule == CNNELM_LAMBDA_RULE_HELD;
     cnnelm_json_object(js, "lambda_choice");
-    cnnelm_json_string(js, "rule", "gcv");
+    cnnelm_json_string(js, "rule", held ? "validation" : "gcv");
     cnnelm_json_number(js, "chosen", ch->lambda[ch->best]);
     cnnelm_json_number(js, "seconds", ch->seconds);
+    if (held) { /* train.validation: the held-out rows, and what GCV would have chosen */
+        cnnelm_json_int(js, "held_out_rows", (long long)ch->n_held);
+        cnnelm_json_number(js, "gcv_choice", ch->lambda[ch->gcv_best]);
+    }
     cnnelm_json_array(js, "curve");
     for (int i = 0; i < ch->n; i++) {
         cnnelm_json_object(js, NULL);
         cnnelm_json_number(js, "lambda", ch->lambda[i]);
+        if (held) /* null: the candidate's system did not factor */
+            cnnelm_json_number(js, "held_out_accuracy", ch->held[i] >= 0 ? ch->held[i] : NAN);
         cnnelm_json_number(js, "gcv", ch->gcv[i]);
         cnnelm_json_number(js, "df", ch->df[i]);
         cnnelm_json_end(js, '}');

@@ -183,10 +183,20 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
         snprintf(j->rank_prefix, sizeof j->rank_prefix, "rank %d: ", j->rank);
     cnnelm_progress_init(&j->prog, o->quiet);
     if (j->rank != 0) {
-        /* other ranks log plain lines with their prefix; rank 0's live line is the job's */
-        if (j->prog.mode == CNNELM_PROGRESS_TTY)
-            j->prog.mode = CNNELM_PROGRESS_LINES;
+        /* other ranks report to rank 0, whose lines are the job's: they print nothing but
+         * warnings (and their errors) */
+        j->prog.mode = CNNELM_PROGRESS_QUIET;
         snprintf(j->prog.prefix, sizeof j->prog.prefix, "%s", j->rank_prefix);
+    }
+    int linked = 0;
+    if (!o->quiet) {
+        if (cnnelm_cluster_progress_start(o->cluster, &j->prog, err)) {
+            cnnelm_progress_destroy(&j->prog);
+            free(j);
+            cnnelm_interrupt_release();
+            return -1;
+        }
+        linked = 1;
     }
     cnnelm_report_init(&j->report, &j->prog);
     int rc = -1;
@@ -211,12 +221,18 @@ int cnnelm_run_train(const cnnelm_run_options *o, cnnelm_error *err)
                         &j->prog, o->model_path, r, &j->model };
     if (cnnelm_trials_run(&t, &arch, err))
         goto out;
+    cnnelm_error late = { "" };
+    linked = 0; /* every rank's last report, so the summary line is the job's */
+    if (cnnelm_cluster_progress_stop(o->cluster, 1, &late))
+        cnnelm_progress_warn(&j->prog, "%s", late.msg);
     cnnelm_progress_finish(&j->prog); /* the results must not land on the live line */
     r->t_train = cnnelm_now() - tt;
     cnnelm_worker_pool_report_fallbacks(&j->pool, note_line, &j->prog);
     /* rank 0 alone writes the model and the report */
     rc = j->rank == 0 ? save_and_report(j, o, err) : 0;
 out:
+    if (linked)
+        cnnelm_cluster_progress_stop(o->cluster, 0, NULL); /* failing: no waiting */
     cnnelm_report_free(&j->report);
     if (j->pool_open)
         cnnelm_worker_pool_close(&j->pool);

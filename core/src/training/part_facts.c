@@ -4,14 +4,15 @@
  * f64 lambda; metrics: u64 n, f64 accuracy, kappa, kappa_se; log: i32 n, diverged, interrupted,
  * interrupted_at, kept; u32 length + the divergence text; lambda choice: i32 n, best, f64 seconds,
  * n x (f64 lambda, gcv, df); then log.n x (i32 iteration, f64 J, train_accuracy, test_accuracy,
- * learning_rate, seconds). No struct is sent as raw bytes, so padding and layout never matter. */
+ * learning_rate, seconds); then (version 2, train.validation) i32 rule, gcv_best, u64 n_held,
+ * n x f64 held-out accuracy. No struct is sent as raw bytes, so padding and layout never matter. */
 #define _GNU_SOURCE /* strnlen */
 #include "training/part_facts.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define FACTS_VERSION 1
+#define FACTS_VERSION 2
 
 typedef struct wbuf {
     unsigned char *p;
@@ -113,6 +114,11 @@ int cnnelm_part_facts_encode(const cnnelm_part_result *r, unsigned char **out, s
         put_f64(&b, it->learning_rate);
         put_f64(&b, it->seconds);
     }
+    put(&b, (uint32_t)ch->rule, 4);
+    put(&b, (uint32_t)ch->gcv_best, 4);
+    put(&b, ch->n_held, 8);
+    for (int i = 0; i < ch->n && i < CNNELM_LAMBDA_MAX_CANDIDATES; i++)
+        put_f64(&b, ch->held[i]);
     if (b.oom) {
         free(b.p);
         return cnnelm_fail(err, "out of memory");
@@ -183,6 +189,13 @@ int cnnelm_part_facts_decode(cnnelm_part_result *r, int p, const unsigned char *
         it->learning_rate = get_f64(&b);
         it->seconds = get_f64(&b);
     }
+    ch->rule = get_i32(&b);
+    ch->gcv_best = get_i32(&b);
+    ch->n_held = get(&b, 8);
+    for (int i = 0; i < ch->n; i++)
+        ch->held[i] = get_f64(&b);
+    if (ch->gcv_best < 0 || (ch->n > 0 && ch->gcv_best >= ch->n))
+        return cnnelm_fail(err, "MPI: partition %d's facts are malformed", p + 1);
     if (b.short_read || b.at != len)
         return cnnelm_fail(err, "MPI: partition %d's facts are %zu bytes, not the %zu their fields "
                            "need", p + 1, len, b.at);

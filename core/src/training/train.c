@@ -36,7 +36,9 @@ cnnelm_fit_opts cnnelm_fit_opts_from_config(const cnnelm_config *cfg)
 {
     cnnelm_fit_opts o = { .batch = cfg->train.batch > 0 ? (size_t)cfg->train.batch : 0,
                           .lambda_candidates = cfg->model.lambda_candidates.v,
-                          .n_lambda_candidates = cfg->model.lambda_candidates.n };
+                          .n_lambda_candidates = cfg->model.lambda_candidates.n,
+                          .validation = cfg->train.validation,
+                          .validation_seed = cfg->train.seed };
     return o;
 }
 
@@ -61,11 +63,20 @@ void cnnelm_lambda_choice_note(cnnelm_progress *prog, const cnnelm_lambda_choice
     char curve[512];
     size_t used = 0;
     curve[0] = '\0';
+    int held = ch->rule == CNNELM_LAMBDA_RULE_HELD;
     for (int i = 0; i < ch->n && used < sizeof curve; i++)
-        used += (size_t)snprintf(curve + used, sizeof curve - used, "%s%g: %.6g", i ? ", " : "",
-                                 ch->lambda[i], ch->gcv[i]);
-    cnnelm_progress_note(prog, "lambda = \"auto\": GCV chose %g in %.2f s (GCV by lambda: %s)",
-                         ch->lambda[ch->best], ch->seconds, curve);
+        used += held ? (size_t)snprintf(curve + used, sizeof curve - used, "%s%g: %.2f%%", i ? ", " : "",
+                                        ch->lambda[i], 100 * ch->held[i])
+                     : (size_t)snprintf(curve + used, sizeof curve - used, "%s%g: %.6g", i ? ", " : "",
+                                        ch->lambda[i], ch->gcv[i]);
+    if (held)
+        cnnelm_progress_note(prog, "lambda = \"auto\": held-out accuracy on %llu rows chose %g in %.2f s, "
+                             "refitted on every row (GCV's choice: %g; held-out accuracy by lambda: %s)",
+                             (unsigned long long)ch->n_held, ch->lambda[ch->best], ch->seconds,
+                             ch->lambda[ch->gcv_best], curve);
+    else
+        cnnelm_progress_note(prog, "lambda = \"auto\": GCV chose %g in %.2f s (GCV by lambda: %s)",
+                             ch->lambda[ch->best], ch->seconds, curve);
 }
 
 /* Adds the data's U and V into m->U (upper triangle), m->V: the device sums one ELM batch of
@@ -120,18 +131,99 @@ int cnnelm_elm_sums(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
     return sr;
 }
 
+/* lambda "auto" by held-out accuracy: U and V of the fit rows, every candidate's beta from one
+ * reduction of that U, one pass over the held rows (their accuracy for each candidate, and
+ * their U and V added on), then beta of the chosen lambda by Cholesky from every row's sums.
+ * A subset too small to hold a row out falls back to GCV. */
+static int held_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, const cnnelm_fit_opts *o,
+                    cnnelm_lambda_choice *ch, int interruptible, cnnelm_progress *prog, const char *stage,
+                    cnnelm_error *err)
+{
+    size_t L = (size_t)m->arch.hidden, C = (size_t)m->arch.classes, n_fit, n_held;
+    const double *cand = o->lambda_candidates;
+    int n_cand = o->n_lambda_candidates;
+    if (!cand || n_cand < 1) {
+        cand = cnnelm_lambda_default_candidates;
+        n_cand = 7;
+    }
+    size_t *fit = malloc((data->n ? data->n : 1) * sizeof *fit), *held = malloc((data->n ? data->n : 1) * sizeof *held);
+    double *betas = malloc((size_t)n_cand * L * C * sizeof *betas);
+    uint64_t right[CNNELM_LAMBDA_MAX_CANDIDATES];
+    int rc = -1;
+    if (!fit || !held || !betas) {
+        cnnelm_fail(err, "out of memory for train.validation (%.1f MiB of candidate betas)",
+                    (double)((size_t)n_cand * L * C * sizeof *betas) / 1048576.0);
+        goto out;
+    }
+    if (cnnelm_holdout_split(data, o->validation, o->validation_seed, fit, &n_fit, held, &n_held, err))
+        goto out;
+    if (n_held == 0 || n_fit == 0) {
+        cnnelm_progress_note(prog, "train.validation = %g holds out %s of these %zu rows: lambda by GCV",
+                             o->validation, n_held ? "all" : "none", data->n);
+        rc = fit_sums(net, m, data, o, interruptible, prog, stage, err);
+        if (rc == 0)
+            rc = cnnelm_elm_solve_model(m, cand, n_cand, ch, err);
+        goto out;
+    }
+    cnnelm_subset fs = { data->ds, fit, n_fit }, hs = { data->ds, held, n_held };
+    if (cnnelm_net_set_params(net, m->params, err))
+        goto out;
+    cnnelm_progress_begin(prog, stage, data->n);
+    size_t batch = cnnelm_fit_batch(o);
+    if ((rc = sum_uv(net, m, &fs, batch, interruptible, prog, err)) != 0)
+        goto out;
+    rc = -1;
+    double t0 = cnnelm_now();
+    if ((rc = cnnelm_elm_lambda_path(m->U, m->V, (int)L, (int)C, n_fit, cand, n_cand, ch, betas, err)) != 0)
+        goto out;
+    double t_path = cnnelm_now() - t0;
+    if ((rc = cnnelm_holdout_score(net, m, &hs, betas, n_cand, batch, interruptible, prog, right, err)) != 0)
+        goto out;
+    t0 = cnnelm_now();
+    ch->rule = CNNELM_LAMBDA_RULE_HELD;
+    ch->n_held = n_held;
+    ch->gcv_best = ch->best;
+    for (int i = 0; i < n_cand; i++)
+        ch->held[i] = right[i] == UINT64_MAX ? -1 : (double)right[i] / (double)n_held;
+    ch->best = cnnelm_holdout_pick(ch);
+    rc = -1;
+    if (ch->best < 0) {
+        cnnelm_fail_status(err, CNNELM_STATUS_NOT_POSITIVE_DEFINITE, "lambda = \"auto\": no candidate's "
+                           "system could be solved on the %zu rows left after train.validation", n_fit);
+        goto out;
+    }
+    m->n_examples = data->n;
+    m->lambda = ch->lambda[ch->best];
+    rc = cnnelm_elm_solve_float(m->U, m->V, (int)L, (int)C, m->lambda, m->beta, err);
+    ch->seconds = t_path + (cnnelm_now() - t0); /* the choice's own cost: the reduction and the refit */
+out:
+    free(fit);
+    free(held);
+    free(betas);
+    return rc;
+}
+
 int cnnelm_train_elm_fit(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
                          const cnnelm_fit_opts *opts, cnnelm_lambda_choice *choice,
                          int interruptible, cnnelm_progress *prog, const char *stage,
                          cnnelm_error *err)
 {
-    int sr = fit_sums(net, m, data, opts, interruptible, prog, stage, err);
-    if (sr != 0)
-        return sr;
     cnnelm_lambda_choice local;
     cnnelm_lambda_choice *ch = choice ? choice : &local;
-    int rc = cnnelm_elm_solve_model(m, opts ? opts->lambda_candidates : NULL,
+    int rc;
+    if ((m->flags & CNNELM_MODEL_LAMBDA_AUTO) && opts && opts->validation > 0) {
+        if (data->n == 0)
+            return cnnelm_fail(err, "no training examples");
+        rc = held_fit(net, m, data, opts, ch, interruptible, prog, stage, err);
+        if (rc == CNNELM_STATUS_INTERRUPTED)
+            return rc;
+    } else {
+        int sr = fit_sums(net, m, data, opts, interruptible, prog, stage, err);
+        if (sr != 0)
+            return sr;
+        rc = cnnelm_elm_solve_model(m, opts ? opts->lambda_candidates : NULL,
                                     opts ? opts->n_lambda_candidates : 0, ch, err);
+    }
     cnnelm_elm_symmetrize(m->U, m->arch.hidden); /* the model keeps the whole of U */
     if (rc == 0)
         rc = cnnelm_net_set_beta(net, m->beta, err);

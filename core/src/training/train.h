@@ -55,6 +55,8 @@ typedef struct cnnelm_fit_opts {
     size_t batch;
     const double *lambda_candidates;
     int n_lambda_candidates;
+    double validation;          /* > 0: "auto" by held-out accuracy on this share (train.validation) */
+    uint64_t validation_seed;   /* which rows are held out */
 } cnnelm_fit_opts;
 
 /* Float holds at most this many examples' products when train.batch is 0: precision does not
