@@ -37,14 +37,14 @@ static int evaluate_into(cnnelm_net *net, const cnnelm_model *m, const cnnelm_su
     return rc;
 }
 
-/* FNV-1a over a model's kernels, biases and beta. */
-static uint64_t weights_digest(const cnnelm_model *m)
+/* FNV-1a over a model's kernels, biases and (with_beta) beta. */
+static uint64_t weights_digest(const cnnelm_model *m, int with_beta)
 {
     uint64_t h = 14695981039346656037ull;
     const unsigned char *b[2] = { (const unsigned char *)m->params, (const unsigned char *)m->beta };
     size_t n[2] = { m->arch.n_params * sizeof *m->params,
                     (size_t)m->arch.hidden * (size_t)m->arch.classes * sizeof *m->beta };
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 1 + (with_beta != 0); k++)
         for (size_t i = 0; b[k] && i < n[k]; i++)
             h = (h ^ b[k][i]) * 1099511628211ull;
     return h;
@@ -71,7 +71,8 @@ int cnnelm_experiment_part_done(cnnelm_experiment *x, const cnnelm_map_job *j, c
      * stays, for runs to compare partitions). */
     if (rc == 0 && j->red) {
         rc = cnnelm_reducer_add(j->red, &r->model, p, NULL, err);
-        r->weights_digest = weights_digest(&r->model);
+        r->weights_digest = weights_digest(&r->model, 1);
+        r->kernels_digest = weights_digest(&r->model, 0);
         cnnelm_model_free(&r->model); /* frees the arrays; architecture and facts stay */
     }
     return rc;

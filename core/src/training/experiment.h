@@ -19,6 +19,8 @@ typedef struct cnnelm_part_result {
                                  * flags, n_examples, lambda); the weights are freed */
     uint64_t weights_digest;    /* FNV-1a of its kernels, biases and beta before they were freed
                                  * (on the rank that trained it; 0 elsewhere) */
+    uint64_t kernels_digest;    /* the same of its kernels and biases alone (train.sync_every:
+                                 * every partition's is the same) */
     cnnelm_train_log log;
     int worker;                 /* index of the worker that trained it (on its rank) */
     int rank;                   /* the process that trained it */
