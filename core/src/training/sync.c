@@ -269,8 +269,9 @@ int cnnelm_sync_map(cnnelm_map_job *j, int mine, cnnelm_error *err)
             if (r > s.rounds)
                 s.rounds = r;
         }
-        cnnelm_progress_note(x->prog, "%siteration %d/%d: %d round%s of fine-tuning, kernels averaged "
-                             "after each", x->rank_prefix, it, E, s.rounds, s.rounds == 1 ? "" : "s");
+        /* x->prog already carries the rank's prefix */
+        cnnelm_progress_note(x->prog, "iteration %d/%d: %d round%s of fine-tuning, kernels averaged "
+                             "after each", it, E, s.rounds, s.rounds == 1 ? "" : "s");
         for (s.round = 0; s.round < s.rounds && !stop && div == k; s.round++) {
             s.serial++;
             if ((rc = run_phase(&s, PH_ROUND, mine, &stop, &div, err)) != 0)
