@@ -38,6 +38,9 @@ void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnn
     /* train.sync_every: every partition's model lives on the host while they fine-tune (sync.c) */
     if (cfg->train.sync_every > 0 && cfg->train.iterations > 0 && k > 1)
         training = k;
+    /* train.sync_beta: each partition's U, V increments too, and the shared sums (about a model) */
+    if (cfg->train.sync_beta && training == k)
+        training = 2 * k + 1;
     p->models = p->model * (1 + training + (k > 1) + (k > 1 && cfg->train.compare_single));
     if (k > 1)
         p->sums = 16.0 * (L * (L + 1) / 2 + L * C + (double)a->n_params +

@@ -71,7 +71,10 @@ void cnnelm_finetune_free(cnnelm_finetune *ft)
     free(ft->good);
     free(ft->Y);
     free(ft->E);
+    free(ft->dU);
+    free(ft->dV);
     ft->grads = ft->velocity = ft->good = ft->Y = ft->E = NULL;
+    ft->dU = ft->dV = NULL;
 }
 
 int cnnelm_finetune_epoch_begin(cnnelm_finetune *ft, cnnelm_net *net, int it, cnnelm_error *err)
@@ -90,6 +93,11 @@ int cnnelm_finetune_epoch_begin(cnnelm_finetune *ft, cnnelm_net *net, int it, cn
     size_t L = (size_t)m->arch.hidden, C = (size_t)m->arch.classes;
     memset(m->U, 0, L * L * sizeof *m->U);
     memset(m->V, 0, L * C * sizeof *m->V);
+    ft->pending = 0;
+    if (ft->dU) {
+        memset(ft->dU, 0, L * L * sizeof *ft->dU);
+        memset(ft->dV, 0, L * C * sizeof *ft->dV);
+    }
     return cnnelm_net_reset_uv(net, err) ? -1 : 0;
 }
 
@@ -104,31 +112,81 @@ size_t cnnelm_finetune_batches_left(const cnnelm_finetune *ft)
     return B ? (left + B - 1) / B : 0;
 }
 
-/* One batch of Algorithm 2 at ft->b0. Returns 0 (log->diverged set when it diverged, with the
- * reason in log->divergence), CNNELM_STATUS_INTERRUPTED, or another negative status. */
+static size_t batch_len(const cnnelm_finetune *ft)
+{
+    size_t B = batch_size(ft), left = ft->train->n - ft->b0;
+    return left < B ? left : B;
+}
+
+/* The first half of the batch at ft->b0: forward and its U, V into the partition's running
+ * sums (with a shared beta: into its increments since the last average). */
+static int batch_accumulate(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_error *err)
+{
+    size_t bn = batch_len(ft);
+    for (size_t i = 0; i < bn;) {
+        int c = cnnelm_train_chunk_len(net, i, bn);
+        if (cnnelm_train_stop_now(1, err))
+            return CNNELM_STATUS_INTERRUPTED;
+        if (cnnelm_net_forward(net, ft->train->ds, ft->train->rows, ft->b0 + i, c, err) ||
+            cnnelm_net_accumulate(net, err))
+            return -1;
+        i += (size_t)c;
+    }
+    return cnnelm_net_add_uv(net, ft->dU ? ft->dU : ft->m->U, ft->dV ? ft->dV : ft->m->V, err) ? -1 : 0;
+}
+
+int cnnelm_finetune_share(cnnelm_finetune *ft, const double *gU, const double *gV, cnnelm_error *err)
+{
+    size_t L = (size_t)ft->m->arch.hidden, C = (size_t)ft->m->arch.classes;
+    ft->dU = calloc(L * L, sizeof *ft->dU);
+    ft->dV = calloc(L * C, sizeof *ft->dV);
+    if (!ft->dU || !ft->dV)
+        return cnnelm_fail_status(err, CNNELM_STATUS_OUT_OF_MEMORY, "out of memory");
+    ft->gU = gU;
+    ft->gV = gV;
+    return 0;
+}
+
+int cnnelm_finetune_accumulate(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_error *err)
+{
+    if (ft->pending || ft->b0 >= ft->train->n)
+        return 0;
+    if (cnnelm_net_set_params(net, ft->m->params, err) || cnnelm_net_reset_uv(net, err))
+        return -1;
+    int r = batch_accumulate(ft, net, err);
+    ft->pending = r == 0;
+    return r;
+}
+
+/* One batch of Algorithm 2 at ft->b0 (its first half already done when ft->pending). Returns 0
+ * (log->diverged set when it diverged, with the reason in log->divergence),
+ * CNNELM_STATUS_INTERRUPTED, or another negative status. */
 static int finetune_batch(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_progress *prog,
                           cnnelm_error *err)
 {
     cnnelm_model *m = ft->m;
     const cnnelm_subset *train = ft->train;
     cnnelm_train_log *log = ft->log;
-    size_t n = train->n, B = batch_size(ft), b0 = ft->b0;
+    size_t b0 = ft->b0, bn = batch_len(ft);
     int C = m->arch.classes, it = ft->it;
     size_t P = m->arch.n_params;
     double lr = ft->lr;
-    size_t bn = n - b0 < B ? n - b0 : B;
-    int single = bn <= (size_t)net->chunk; /* activations of a one-chunk batch stay loaded */
-    for (size_t i = 0; i < bn;) {
-        int c = cnnelm_train_chunk_len(net, i, bn);
-        if (cnnelm_train_stop_now(1, err))
-            return CNNELM_STATUS_INTERRUPTED;
-        if (cnnelm_net_forward(net, train->ds, train->rows, b0 + i, c, err) ||
-            cnnelm_net_accumulate(net, err))
-            return -1;
-        i += (size_t)c;
+    /* activations of a one-chunk batch stay loaded, unless its first half ran before an
+     * average (the device ran other partitions since) */
+    int single = bn <= (size_t)net->chunk && !ft->pending;
+    if (!ft->pending) {
+        int r = batch_accumulate(ft, net, err);
+        if (r)
+            return r;
     }
-    if (cnnelm_net_add_uv(net, m->U, m->V, err))
-        return -1;
+    ft->pending = 0;
+    if (ft->dU) { /* shared beta: the sums of every partition at the last average, and ours since */
+        size_t L = (size_t)m->arch.hidden, nv = L * (size_t)C;
+        for (size_t q = 0; q < L * L; q++)
+            m->U[q] = ft->gU[q] + ft->dU[q];
+        for (size_t q = 0; q < nv; q++)
+            m->V[q] = ft->gV[q] + ft->dV[q];
+    }
     cnnelm_error solve_err;
     if (cnnelm_net_solve(net, m->U, m->V, m->lambda, NULL, &solve_err) != 0) {
         /* the solver's words mean nothing to a user here: say what happened */

@@ -20,7 +20,7 @@
 #include "base/fixsum.h"
 #include "training/reducer.h"
 
-enum { PH_START, PH_ROUND, PH_END, PH_FINISH };
+enum { PH_START, PH_ACC, PH_ROUND, PH_END, PH_FINISH };
 
 typedef struct sync_part {
     cnnelm_finetune ft;
@@ -38,6 +38,9 @@ typedef struct sync_job {
     int phase, it, E, round, rounds;
     unsigned long serial;       /* rounds begun */
     size_t every;
+    int share;                  /* train.sync_beta */
+    double *gU, *gV;            /* with share: every partition's U and V sums at the last average */
+    cnnelm_fixsum inc[2];       /* with share: the increments of U (upper) and V since then */
 } sync_job;
 
 /* Batches of partition p in one iteration. */
@@ -60,7 +63,7 @@ static int round_task(sync_job *s, sync_part *sp, cnnelm_worker *w, cnnelm_progr
                            "(train.sync_every), and a round cannot be run again on another worker");
     sp->entered = s->serial;
     cnnelm_finetune *ft = &sp->ft;
-    if (s->round == 0 && cnnelm_finetune_epoch_begin(ft, &w->net, s->it, err))
+    if (s->round == 0 && !s->share && cnnelm_finetune_epoch_begin(ft, &w->net, s->it, err))
         return -1;
     size_t left = cnnelm_finetune_batches_left(ft);
     if (left == 0)
@@ -114,6 +117,20 @@ static int sync_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
             rc = cnnelm_finetune_start(&sp->ft, &w->net, &r->model, &j->parts[p], &sp->none, &sp->tp,
                                        &child, &r->log, err);
         sp->live = rc == 0;
+        if (rc == 0 && s->share)
+            rc = cnnelm_finetune_share(&sp->ft, s->gU, s->gV, err);
+        break;
+    case PH_ACC: /* train.sync_beta: the first half of the round's first batch */
+        if (sp->entered == s->serial) {
+            rc = cnnelm_fail(err, "a worker's device failed in the middle of a round of averaging "
+                             "(train.sync_every), and a round cannot be run again on another worker");
+            break;
+        }
+        sp->entered = s->serial;
+        if (s->round == 0)
+            rc = cnnelm_finetune_epoch_begin(&sp->ft, &w->net, s->it, err);
+        if (rc == 0)
+            rc = cnnelm_finetune_accumulate(&sp->ft, &w->net, err);
         break;
     case PH_ROUND:
         rc = round_task(s, sp, w, &child, err);
@@ -210,6 +227,37 @@ static int average(sync_job *s, int mine, cnnelm_fixsum *sum, float *avg_p, floa
     return 0;
 }
 
+/* train.sync_beta: the increments of U and V of every partition since the last average, summed
+ * exactly over every rank and added to the shared sums; the increments start again from zero. */
+static int share_sums(sync_job *s, int mine, cnnelm_error *err)
+{
+    cnnelm_map_job *j = s->j;
+    size_t L = (size_t)j->init->arch.hidden, C = (size_t)j->init->arch.classes;
+    cnnelm_fixsum_clear(&s->inc[0]);
+    cnnelm_fixsum_clear(&s->inc[1]);
+    for (int t = 0; t < mine; t++) {
+        int p = j->ids[t];
+        cnnelm_finetune *ft = &s->sp[p].ft;
+        if (cnnelm_fixsum_add_upper(&s->inc[0], ft->dU, L, "the hidden sums U", err) ||
+            cnnelm_fixsum_add(&s->inc[1], ft->dV, 1.0, "the hidden sums V", err))
+            return cnnelm_fail_prefix(err, "partition %d", p + 1);
+        memset(ft->dU, 0, L * L * sizeof *ft->dU);
+        memset(ft->dV, 0, L * C * sizeof *ft->dV);
+    }
+    cnnelm_fixsum *ps[2] = { &s->inc[0], &s->inc[1] };
+    int to_all[2] = { 1, 1 };
+    static const char *const names[2] = { "the hidden sums U", "the hidden sums V" };
+    if (cnnelm_fixsum_combine(j->x->cluster, ps, to_all, 2, names, err))
+        return -1;
+    size_t at = 0;
+    for (size_t i = 0; i < L; i++) /* the upper triangle; the solver reads no other */
+        for (size_t q = i; q < L; q++, at++)
+            s->gU[i * L + q] += cnnelm_fixsum_get(&s->inc[0], at);
+    for (size_t q = 0; q < L * C; q++)
+        s->gV[q] += cnnelm_fixsum_get(&s->inc[1], q);
+    return 0;
+}
+
 /* A partition diverged: every partition goes back to the kernels of iteration `done` (the
  * same for all) and stops fine-tuning, marked diverged. */
 static void all_diverge(sync_job *s, int mine, int div, int it, int done, const float *good)
@@ -241,7 +289,8 @@ int cnnelm_sync_map(cnnelm_map_job *j, int mine, cnnelm_error *err)
     const cnnelm_config *c = x->cfg;
     int k = j->n, E = c->train.iterations;
     size_t P = j->init->arch.n_params;
-    sync_job s = { .j = j, .E = E, .every = (size_t)c->train.sync_every };
+    sync_job s = { .j = j, .E = E, .every = (size_t)c->train.sync_every,
+                    .share = c->train.sync_beta };
     s.sp = calloc((size_t)k, sizeof *s.sp);
     float *good = malloc((P ? P : 1) * sizeof *good), *avg_p = malloc((P ? P : 1) * sizeof *avg_p),
           *avg_v = malloc((P ? P : 1) * sizeof *avg_v);
@@ -254,6 +303,18 @@ int cnnelm_sync_map(cnnelm_map_job *j, int mine, cnnelm_error *err)
     }
     if (cnnelm_fixsum_init(&sum[0], P, err) || cnnelm_fixsum_init(&sum[1], P, err))
         goto out;
+    size_t L = (size_t)j->init->arch.hidden, C = (size_t)j->init->arch.classes;
+    if (s.share) {
+        s.gU = malloc(L * L * sizeof *s.gU);
+        s.gV = malloc(L * C * sizeof *s.gV);
+        if (!s.gU || !s.gV) {
+            rc = cnnelm_fail(err, "out of memory");
+            goto out;
+        }
+        if (cnnelm_fixsum_init(&s.inc[0], L * (L + 1) / 2, err) ||
+            cnnelm_fixsum_init(&s.inc[1], L * C, err))
+            goto out;
+    }
     for (int p = 0; p < k; p++) {
         s.sp[p].tp = cnnelm_train_params_from_config(c);
         s.sp[p].none = (cnnelm_subset){ x->test.ds, NULL, 0 };
@@ -264,6 +325,10 @@ int cnnelm_sync_map(cnnelm_map_job *j, int mine, cnnelm_error *err)
     for (it = 1; it <= E && !stop && div == k; it++) {
         s.it = it;
         s.rounds = 0;
+        if (s.share) { /* U and V restart every iteration */
+            memset(s.gU, 0, L * L * sizeof *s.gU);
+            memset(s.gV, 0, L * C * sizeof *s.gV);
+        }
         for (int p = 0; p < k; p++) {
             int r = (int)((batches_of(&s, p) + s.every - 1) / s.every);
             if (r > s.rounds)
@@ -273,6 +338,15 @@ int cnnelm_sync_map(cnnelm_map_job *j, int mine, cnnelm_error *err)
         cnnelm_progress_note(x->prog, "iteration %d/%d: %d round%s of fine-tuning, kernels averaged "
                              "after each", it, E, s.rounds, s.rounds == 1 ? "" : "s");
         for (s.round = 0; s.round < s.rounds && !stop && div == k; s.round++) {
+            if (s.share) {
+                s.serial++;
+                if ((rc = run_phase(&s, PH_ACC, mine, &stop, &div, err)) != 0)
+                    goto out;
+                if (stop || div < k)
+                    break;
+                if ((rc = share_sums(&s, mine, err)) != 0)
+                    goto out;
+            }
             s.serial++;
             if ((rc = run_phase(&s, PH_ROUND, mine, &stop, &div, err)) != 0)
                 goto out;
@@ -311,6 +385,10 @@ out:
             cnnelm_finetune_free(&s.sp[p].ft);
     cnnelm_fixsum_free(&sum[0]);
     cnnelm_fixsum_free(&sum[1]);
+    cnnelm_fixsum_free(&s.inc[0]);
+    cnnelm_fixsum_free(&s.inc[1]);
+    free(s.gU);
+    free(s.gV);
     free(s.sp);
     free(good);
     free(avg_p);

@@ -144,6 +144,11 @@ typedef struct cnnelm_finetune {
     cnnelm_iter_stats s;        /* its entry in the series, filled by batches and epoch_end */
     int done;                   /* the last complete iteration */
     int stopped;                /* the iteration an interrupt stopped (0: none) */
+    /* a shared beta (train.sync_beta; NULL: the partition's own): gU, gV the sums of every
+     * partition at the last average (the caller's), dU, dV this one's increments since */
+    const double *gU, *gV;
+    double *dU, *dV;
+    int pending;                /* the batch at b0 is forwarded and accumulated, not yet solved */
 } cnnelm_finetune;
 
 /* Iteration 0 (the ELM fit, and both accuracies when p->iterations > 0) and the state for
@@ -174,5 +179,12 @@ int cnnelm_finetune_epoch_end(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_progr
 int cnnelm_finetune_finish(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_progress *prog,
                            cnnelm_error *err);
 void cnnelm_finetune_free(cnnelm_finetune *ft);
+/* After start: every batch solves beta from gU + dU, gV + dV (L x L upper, L x C), where the
+ * caller keeps gU, gV (and clears dU, dV when it folds them in) between batch ranges. */
+int cnnelm_finetune_share(cnnelm_finetune *ft, const double *gU, const double *gV, cnnelm_error *err);
+/* The first half of the next batch (forward, U and V into dU, dV or the running sums), so that
+ * the sums can be shared before its beta is solved; the next cnnelm_finetune_batches completes
+ * it. Nothing when the iteration has no batch left. */
+int cnnelm_finetune_accumulate(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_error *err);
 
 #endif
