@@ -1,7 +1,9 @@
 /* cnnelm training, fine-tuning: SGD on the kernels by back-propagating the ELM error
  * (Algorithm 2 of the paper, see DESIGN.md), epoch by epoch, with an ELM fit after each, the
  * series of iterations in the training log, and the way back to the last good kernels on
- * divergence or an interrupt. The ELM fit and evaluation are in train.c. */
+ * divergence or an interrupt. A batch is two halves (forward and U, V; then beta, backward and
+ * the step), which train.sync_beta separates to share the sums between them (sync.c). The ELM
+ * fit and evaluation are in train.c, and so is cnnelm_train_model, the steps in one go. */
 #include "training/train.h"
 #include "training/train_internal.h"
 
@@ -411,48 +413,4 @@ int cnnelm_finetune_finish(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_progress
     }
     cnnelm_finetune_free(ft);
     return rc;
-}
-
-int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
-                       const cnnelm_subset *test, const cnnelm_train_params *tp, cnnelm_progress *prog,
-                       cnnelm_train_log *log, cnnelm_error *err)
-{
-    cnnelm_finetune ft;
-    int rc = cnnelm_finetune_start(&ft, net, m, train, test, tp, prog, log, err);
-    if (rc != 0 || tp->iterations == 0)
-        return rc;
-    int E = tp->iterations;
-    for (int it = 1; it <= E; it++) {
-        if ((rc = cnnelm_finetune_epoch_begin(&ft, net, it, err)) != 0)
-            break;
-        char stage[96];
-        snprintf(stage, sizeof stage, "iteration %d/%d: fine-tune (rate %g)", it, E, ft.lr);
-        cnnelm_progress_begin_weighted(prog, stage, train->n, cnnelm_finetune_weight(tp, net->chunk));
-        int r = cnnelm_finetune_batches(&ft, net, (size_t)-1, prog, err);
-        if (r == CNNELM_STATUS_INTERRUPTED) {
-            cnnelm_progress_end(prog, "interrupted");
-            ft.stopped = it;
-            break;
-        }
-        if (r != 0) {
-            rc = r;
-            break;
-        }
-        if (log->diverged) {
-            cnnelm_progress_end(prog, "diverged");
-            break;
-        }
-        cnnelm_finetune_epoch_stats(&ft);
-        char detail[96];
-        snprintf(detail, sizeof detail, "J %.5f, training accuracy %.2f%%", ft.s.J,
-                 100 * ft.s.train_accuracy);
-        cnnelm_progress_end(prog, detail);
-        if ((rc = cnnelm_finetune_epoch_end(&ft, net, prog, err)) != 0 || ft.stopped || log->diverged)
-            break;
-    }
-    if (rc != 0) {
-        cnnelm_finetune_free(&ft);
-        return rc;
-    }
-    return cnnelm_finetune_finish(&ft, net, prog, err);
 }
