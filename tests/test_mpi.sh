@@ -28,11 +28,19 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=se
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0"
 run=(train -q -c "$SRC/conf/paper-fashion.cfg" -s data.train_limit=4000 -s data.test_limit=1000
      -s train.partitions=4 -s 'workers=({backend="cpu";threads=1;})')
-# reduce:partitions:iterations; partitions > ranks, and refit after fine-tuning (the second
-# pass over the partitions runs on every rank)
-for case in mean:4:0 refit:4:0 refit:5:1; do
-  IFS=: read -r reduce parts iters <<<"$case"
+# reduce:partitions:iterations[:sync_every]; partitions > ranks, and refit after fine-tuning
+# (the second pass over the partitions runs on every rank); with sync_every the label-skew
+# partitions (of unequal sizes) average their kernels every 3 batches across the ranks, and
+# with :beta (train.sync_beta) sum their U and V increments too, every batch or every 3
+for case in mean:4:0 refit:4:0 refit:5:1 refit:5:2:3 refit:5:2:1:beta mean:5:1:3:beta; do
+  IFS=: read -r reduce parts iters sync beta <<<"$case"
   args=("${run[@]}" -s "train.reduce=\"$reduce\"" -s train.partitions=$parts -s train.iterations=$iters)
+  if [ -n "$sync" ]; then
+    args+=(-s train.sync_every=$sync -s train.batch=100 -s 'train.partitioning="label-skew"')
+  fi
+  if [ -n "$beta" ]; then
+    args+=(-s train.sync_beta=true)
+  fi
   "$CNNELM" "${args[@]}" -o "$tmp/one-$case.model" --report "$tmp/one.json" >/dev/null 2>&1 || bad "single process ($case) failed"
   # the reduced model is evaluated by every rank on its share: the metrics must not change
   want=$(grep -A3 '"reduced": {' "$tmp/one.json" | tr -d ' \n')

@@ -80,6 +80,10 @@ typedef struct cnnelm_config {
         int partitions;                  /* k */
         cnnelm_partitioning partitioning;
         cnnelm_reduce reduce;
+        int sync_every;                  /* > 0: fine-tuning partitions average their kernels
+                                          * every n batches; 0: once, at the end (the paper) */
+        int sync_beta;                   /* with sync_every: every batch's beta solved from the
+                                          * sums of U and V over all partitions */
         int compare_single;              /* also train one model on all the data, for the table */
         int trials;                      /* repeat with seeds seed, seed+1, ...; report mean +- std */
         int folds;                       /* > 1: n-fold cross-validation on the training set */

@@ -448,6 +448,23 @@ int cnnelm_config_check_relations(const config_ctx *c, const config_t *conf, con
         return cnnelm_config_fail_at(c, config_lookup(conf, "train.validation"), "train.validation "
                                      "chooses model.lambda, which is fixed (%g): set model.lambda = "
                                      "\"auto\" or train.validation = 0", cfg->model.lambda);
+    if (cfg->train.sync_every > 0 && cfg->train.iterations == 0)
+        return cnnelm_config_fail_at(c, config_lookup(conf, "train.sync_every"),
+                                     "train.sync_every = %d averages fine-tuning's kernels, and "
+                                     "train.iterations = 0 fine-tunes nothing: set train.iterations "
+                                     "> 0 or train.sync_every = 0", cfg->train.sync_every);
+    if (cfg->train.sync_every > 0 && cfg->train.partitions == 1 &&
+        cfg->train.partitioning != CNNELM_PART_BY_SOURCE)
+        return cnnelm_config_fail_at(c, config_lookup(conf, "train.sync_every"),
+                                     "train.sync_every = %d averages the partitions' kernels, and "
+                                     "train.partitions = 1: set train.partitions > 1 or "
+                                     "train.sync_every = 0", cfg->train.sync_every);
+    if (cfg->train.sync_beta && cfg->train.sync_every == 0)
+        return cnnelm_config_fail_at(c, config_lookup(conf, "train.sync_beta"),
+                                     "train.sync_beta = true shares beta between the averages of "
+                                     "train.sync_every, and train.sync_every = 0 averages nothing "
+                                     "while fine-tuning: set train.sync_every > 0 or "
+                                     "train.sync_beta = false");
     if (cfg->train.folds == 1)
         return cnnelm_config_fail_at(c, config_lookup(conf, "train.folds"),
                                      "train.folds = 1: cross-validation needs at least 2 folds (0: off)");

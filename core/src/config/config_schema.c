@@ -179,6 +179,18 @@ const key_def cnnelm_schema[] = {
      .help = "How the k models are combined: mean (plain mean of weights and beta, the paper), "
              "weighted (mean weighted by partition size), refit (mean weights, then beta solved once "
              "from the summed U and V of all partitions)."},
+    {.path = "train.sync_every", .kind = K_INT, CF(train.sync_every), .imin = 0, .imax = 1000000000,
+     .idef = 0,
+     .help = "n > 0: partitions fine-tuning in parallel average their kernels, biases and momentum "
+             "velocities every n batches (and at the end of each iteration), exactly, across workers "
+             "and ranks; each keeps its own beta, U and V. Needs train.iterations > 0 and "
+             "train.partitions > 1; not with train --resume. 0: one average at the end (the paper)."},
+    {.path = "train.sync_beta", .kind = K_BOOL, CF(train.sync_beta), .idef = 0,
+     .help = "With train.sync_every = n: the partitions' beta is shared too: at each average the "
+             "increments of every partition's running U and V are summed exactly, and every "
+             "partition's next batch is back-propagated with the beta of those sums (its own later "
+             "increments added until the next average), so the kernels follow the gradient of all "
+             "the classes. Needs train.sync_every > 0."},
     {.path = "train.compare_single", .kind = K_BOOL, CF(train.compare_single), .idef = 0,
      .help = "Also train one model on all the training data, for the comparison table."},
     {.path = "train.trials", .kind = K_INT, CF(train.trials), .imin = 1, .imax = 1000, .idef = 1,

@@ -35,6 +35,12 @@ void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnn
      * single one; a finished partition is folded into the reduce's sums and freed (reduce.c,
      * experiment.c), which hold the upper triangle of U, V, kernels and, but for refit, beta */
     int training = cfg->n_workers < k ? cfg->n_workers : k;
+    /* train.sync_every: every partition's model lives on the host while they fine-tune (sync.c) */
+    if (cfg->train.sync_every > 0 && cfg->train.iterations > 0 && k > 1)
+        training = k;
+    /* train.sync_beta: each partition's U, V increments too, and the shared sums (about a model) */
+    if (cfg->train.sync_beta && training == k)
+        training = 2 * k + 1;
     p->models = p->model * (1 + training + (k > 1) + (k > 1 && cfg->train.compare_single));
     if (k > 1)
         p->sums = 16.0 * (L * (L + 1) / 2 + L * C + (double)a->n_params +

@@ -87,6 +87,10 @@ char *cnnelm_checkpoint_run_text(const cnnelm_experiment *x)
     fprintf(out, "train.partitions %d\ntrain.partitioning %s\ntrain.folds %d\nfold %d\n", x->k,
             cnnelm_partitioning_name(c->train.partitioning), c->train.folds, x->fold);
     fprintf(out, "data.train_limit %ld\ndata.extend %u\n", c->data.train_limit, c->data.extend);
+    if (c->train.sync_every > 0) /* absent at 0: checkpoints of earlier runs still match */
+        fprintf(out, "train.sync_every %d\n", c->train.sync_every);
+    if (c->train.sync_beta)
+        fprintf(out, "train.sync_beta 1\n");
     fp_file(out, "data.train_images", c->data.train_images);
     fp_file(out, "data.train_labels", c->data.train_labels);
     for (int s = 0; s < c->data.n_sources; s++) {

@@ -13,19 +13,8 @@
 #include "training/checkpoint.h"
 #include "training/part_facts.h"
 #include "training/reducer.h"
+#include "training/sync.h"
 
-typedef struct map_job {
-    cnnelm_experiment *x;
-    const cnnelm_model *init;
-    const cnnelm_subset *parts;   /* the subsets to train on */
-    cnnelm_part_result *res;      /* one per subset */
-    int n;                        /* subsets in all */
-    const int *ids;               /* task -> subset (this rank's share); NULL: task = subset */
-    int checkpoints;              /* partitions are checkpointed (not the single model) */
-    const char *what;             /* "partition" or "single model" */
-    cnnelm_reducer *red;          /* each trained model is folded in, then freed; NULL: kept */
-    const char *run_text;         /* the fingerprints' run part, made once (with checkpoints) */
-} map_job;
 
 static int evaluate_into(cnnelm_net *net, const cnnelm_model *m, const cnnelm_subset *test,
                          cnnelm_progress *prog, cnnelm_metrics *out, uint64_t *confusion_out,
@@ -48,34 +37,69 @@ static int evaluate_into(cnnelm_net *net, const cnnelm_model *m, const cnnelm_su
     return rc;
 }
 
-/* FNV-1a over a model's kernels, biases and beta. */
-static uint64_t weights_digest(const cnnelm_model *m)
+/* FNV-1a over a model's kernels, biases and (with_beta) beta. */
+static uint64_t weights_digest(const cnnelm_model *m, int with_beta)
 {
     uint64_t h = 14695981039346656037ull;
     const unsigned char *b[2] = { (const unsigned char *)m->params, (const unsigned char *)m->beta };
     size_t n[2] = { m->arch.n_params * sizeof *m->params,
                     (size_t)m->arch.hidden * (size_t)m->arch.classes * sizeof *m->beta };
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 1 + (with_beta != 0); k++)
         for (size_t i = 0; b[k] && i < n[k]; i++)
             h = (h ^ b[k][i]) * 1099511628211ull;
     return h;
 }
 
+/* After a partition's training (rc its outcome): its time, its evaluation where it was
+ * trained, then the fold into the reduce and its weights freed. Shared by the Map's tasks and
+ * the periodic averaging's last round (sync.c). */
+int cnnelm_experiment_part_done(cnnelm_experiment *x, const cnnelm_map_job *j, cnnelm_worker *w, int p,
+                                double t0, int rc, cnnelm_progress *prog, cnnelm_error *err)
+{
+    cnnelm_part_result *r = &j->res[p];
+    if (rc == 0 && j->checkpoints && !r->resumed)
+        rc = cnnelm_checkpoint_save(x, j->run_text, &j->parts[p], p, &r->model, err);
+    r->seconds = cnnelm_now() - t0;
+    /* each partition's model is evaluated where it was trained, in parallel with the others */
+    if (rc == 0 && j->n > 1)
+        rc = evaluate_into(&w->net, &r->model, &x->test, prog, &r->test, NULL, err);
+    if (rc == 0 && j->n > 1)
+        cnnelm_progress_note(prog, "trained in %.1f s%s", r->seconds, x->test.n ? ", evaluated" : "");
+    /* folded last, after everything that can fail: a task run again after a device failure has
+     * added nothing yet. Then the weights go: the sums hold them, the checkpoint (if any) is on
+     * disk, and the report needs only the facts, so memory does not grow with k (a digest
+     * stays, for runs to compare partitions). */
+    if (rc == 0 && j->red) {
+        rc = cnnelm_reducer_add(j->red, &r->model, p, NULL, err);
+        r->weights_digest = weights_digest(&r->model, 1);
+        r->kernels_digest = weights_digest(&r->model, 0);
+        cnnelm_model_free(&r->model); /* frees the arrays; architecture and facts stay */
+    }
+    return rc;
+}
+
+/* The progress of partition p on worker w (prefix with the partition and worker). */
+void cnnelm_experiment_part_progress(cnnelm_experiment *x, const cnnelm_map_job *j, cnnelm_worker *w,
+                                     int p, cnnelm_progress *child)
+{
+    char prefix[96], label[64];
+    cnnelm_worker_label(x->pool, w, label, sizeof label);
+    snprintf(prefix, sizeof prefix, "%s%s %d/%d [%s]: ", x->rank_prefix, j->what, p + 1, j->n, label);
+    cnnelm_progress_init_worker(child, x->prog, prefix, w->index);
+}
+
 static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
 {
-    map_job *j = user;
+    cnnelm_map_job *j = user;
     cnnelm_experiment *x = j->x;
     int p = j->ids ? j->ids[task] : task;
     cnnelm_part_result *r = &j->res[p];
     /* a task may run again after a device failure: start from nothing */
     cnnelm_model_free(&r->model);
     cnnelm_train_log_free(&r->log);
-    char prefix[96], label[64];
     cnnelm_progress child, *prog = x->prog;
     if (j->n > 1) {
-        cnnelm_worker_label(x->pool, w, label, sizeof label);
-        snprintf(prefix, sizeof prefix, "%s%s %d/%d [%s]: ", x->rank_prefix, j->what, p + 1, j->n, label);
-        cnnelm_progress_init_worker(&child, x->prog, prefix, w->index);
+        cnnelm_experiment_part_progress(x, j, w, p, &child);
         prog = &child;
     }
     double t0 = cnnelm_now();
@@ -95,24 +119,8 @@ static int train_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
         if (rc == 0)
             rc = cnnelm_train_model(&w->net, &r->model, &j->parts[p], series_test, &tp, prog,
                                     &r->log, err);
-        if (rc == 0 && j->checkpoints)
-            rc = cnnelm_checkpoint_save(x, j->run_text, &j->parts[p], p, &r->model, err);
     }
-    r->seconds = cnnelm_now() - t0;
-    /* each partition's model is evaluated where it was trained, in parallel with the others */
-    if (rc == 0 && j->n > 1)
-        rc = evaluate_into(&w->net, &r->model, &x->test, prog, &r->test, NULL, err);
-    if (rc == 0 && j->n > 1)
-        cnnelm_progress_note(prog, "trained in %.1f s%s", r->seconds, x->test.n ? ", evaluated" : "");
-    /* folded last, after everything that can fail: a task run again after a device failure has
-     * added nothing yet. Then the weights go: the sums hold them, the checkpoint (if any) is on
-     * disk, and the report needs only the facts, so memory does not grow with k (a digest
-     * stays, for runs to compare partitions). */
-    if (rc == 0 && j->red) {
-        rc = cnnelm_reducer_add(j->red, &r->model, p, NULL, err);
-        r->weights_digest = weights_digest(&r->model);
-        cnnelm_model_free(&r->model); /* frees the arrays; architecture and facts stay */
-    }
+    rc = cnnelm_experiment_part_done(x, j, w, p, t0, rc, prog, err);
     if (j->n > 1)
         cnnelm_progress_destroy(&child);
     if (rc != 0)
@@ -281,9 +289,19 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
         red.ref_name = "the initial weights";
         have_red = 1;
     }
-    map_job mj = { x, &init, subs, x->parts, k, ids, checkpoints, "partition", have_red ? &red : NULL,
+    cnnelm_map_job mj = { x, &init, subs, x->parts, k, ids, checkpoints, "partition", have_red ? &red : NULL,
                    run_text };
-    int r = mine > 0 ? cnnelm_worker_pool_run(x->pool, mine, train_task, &mj, err) : 0;
+    /* train.sync_every: the partitions fine-tune together, averaged every n batches (sync.c) */
+    int sync = c->train.sync_every > 0 && k > 1 && c->train.iterations > 0;
+    int r = 0;
+    if (sync && x->resume)
+        r = cnnelm_fail(err, "train --resume with train.sync_every = %d: the partitions fine-tune "
+                        "together, so none can resume alone from its checkpoint; run without "
+                        "--resume, or with train.sync_every = 0", c->train.sync_every);
+    else if (sync)
+        r = cnnelm_sync_map(&mj, mine, err);
+    else if (mine > 0)
+        r = cnnelm_worker_pool_run(x->pool, mine, train_task, &mj, err);
     /* the facts the report needs, point to point (so a rank that never finishes is named),
      * then the sums over every rank (a tree of collectives, exact) */
     if (r == 0)
@@ -321,7 +339,7 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
 
     /* The single model on all the data, for comparison (rank 0) */
     if (c->train.compare_single && k > 1 && rank == 0) {
-        map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model", NULL, NULL };
+        cnnelm_map_job sj = { x, &init, &x->train, &x->single, 1, NULL, 0, "single model", NULL, NULL };
         cnnelm_progress_note(x->prog, "single model on all %zu training examples", x->train.n);
         if (cnnelm_worker_pool_run(x->pool, 1, train_task, &sj, err))
             goto out;

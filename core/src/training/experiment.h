@@ -19,6 +19,8 @@ typedef struct cnnelm_part_result {
                                  * flags, n_examples, lambda); the weights are freed */
     uint64_t weights_digest;    /* FNV-1a of its kernels, biases and beta before they were freed
                                  * (on the rank that trained it; 0 elsewhere) */
+    uint64_t kernels_digest;    /* the same of its kernels and biases alone (train.sync_every:
+                                 * every partition's is the same) */
     cnnelm_train_log log;
     int worker;                 /* index of the worker that trained it (on its rank) */
     int rank;                   /* the process that trained it */
@@ -55,6 +57,28 @@ typedef struct cnnelm_experiment {
     double map_seconds, reduce_seconds;
 } cnnelm_experiment;
 
+
+/* The Map over some subsets (the partitions, or all the data for the single model). */
+typedef struct cnnelm_map_job {
+    cnnelm_experiment *x;
+    const cnnelm_model *init;
+    const cnnelm_subset *parts;   /* the subsets to train on */
+    cnnelm_part_result *res;      /* one per subset */
+    int n;                        /* subsets in all */
+    const int *ids;               /* task -> subset (this rank's share); NULL: task = subset */
+    int checkpoints;              /* partitions are checkpointed (not the single model) */
+    const char *what;             /* "partition" or "single model" */
+    struct cnnelm_reducer *red;   /* each trained model is folded in, then freed; NULL: kept */
+    const char *run_text;         /* the fingerprints' run part, made once (with checkpoints) */
+} cnnelm_map_job;
+
+/* For the Map's tasks (experiment.c, sync.c), on the worker's thread: partition p's progress
+ * line, and what follows its training (rc: its outcome so far): checkpoint, evaluation, fold
+ * into the reduce, weights freed. Returns the final outcome. */
+void cnnelm_experiment_part_progress(cnnelm_experiment *x, const cnnelm_map_job *j, cnnelm_worker *w,
+                                     int p, cnnelm_progress *child);
+int cnnelm_experiment_part_done(cnnelm_experiment *x, const cnnelm_map_job *j, cnnelm_worker *w, int p,
+                                double t0, int rc, cnnelm_progress *prog, cnnelm_error *err);
 
 /* Runs one experiment (inputs filled in by the caller). */
 int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_error *err);

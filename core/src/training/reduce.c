@@ -176,11 +176,11 @@ int cnnelm_reducer_add(cnnelm_reducer *r, const cnnelm_model *m, int index, cons
     return rc;
 }
 
-/* Sums n fixsums over the ranks: one step each, agreed first, then the limbs added; to_all[i]:
- * on every rank, else on rank 0. */
-static int combine_sums(const cnnelm_cluster *c, cnnelm_fixsum **s, const int *to_all, int n,
-                        cnnelm_error *err)
+int cnnelm_fixsum_combine(const cnnelm_cluster *c, cnnelm_fixsum **s, const int *to_all, int n,
+                          const char *const *names, cnnelm_error *err)
 {
+    if (!c || c->size == 1)
+        return 0;
     int64_t lo[4], hi[4], terms[4];
     for (int i = 0; i < n; i++) {
         lo[i] = s[i]->terms ? s[i]->lsb : INT64_MAX;
@@ -191,7 +191,6 @@ static int combine_sums(const cnnelm_cluster *c, cnnelm_fixsum **s, const int *t
         cnnelm_cluster_allreduce_i64(c, hi, n, CNNELM_CLUSTER_MAX, "the sums' magnitudes", err) ||
         cnnelm_cluster_allreduce_i64(c, terms, n, CNNELM_CLUSTER_SUM, "the sums' terms", err))
         return -1;
-    static const char *names[4] = { "the kernels", "beta", "U", "V" };
     for (int i = 0; i < n; i++) {
         if (terms[i] == 0)
             continue; /* zero everywhere */
@@ -218,7 +217,8 @@ int cnnelm_reducer_combine(cnnelm_reducer *r, const cnnelm_cluster *c, cnnelm_er
     r->differ = bor[1];
     cnnelm_fixsum *s[4] = { &r->params, &r->beta, &r->U, &r->V };
     int to_all[4] = { 1, 1, 0, 0 };
-    return combine_sums(c, s, to_all, 4, err);
+    static const char *const names[4] = { "the kernels", "beta", "U", "V" };
+    return cnnelm_fixsum_combine(c, s, to_all, 4, names, err);
 }
 
 int cnnelm_reducer_model(const cnnelm_reducer *r, int rank, cnnelm_model *out, cnnelm_error *err)
@@ -391,9 +391,10 @@ int cnnelm_reducer_refit(cnnelm_reducer *r, cnnelm_worker_pool *pool, const cnne
             goto out;
         cnnelm_fixsum *s[2] = { &r->U, &r->V };
         int to_all[2] = { 0, 0 };
+        static const char *const names[2] = { "U", "V" };
         if (cluster && cluster->size > 1 &&
             (cnnelm_cluster_allreduce_i64(cluster, &j.n, 1, CNNELM_CLUSTER_SUM, "the refit's examples", err) ||
-             combine_sums(cluster, s, to_all, 2, err)))
+             cnnelm_fixsum_combine(cluster, s, to_all, 2, names, err)))
             goto out;
         if (rank == 0) {
             out->U = malloc(L * L * sizeof *out->U);

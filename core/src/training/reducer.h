@@ -50,6 +50,12 @@ int cnnelm_reducer_add(cnnelm_reducer *r, const cnnelm_model *m, int index, cons
  * 128-bit integers add exactly. */
 int cnnelm_reducer_combine(cnnelm_reducer *r, const cnnelm_cluster *c, cnnelm_error *err);
 
+/* Sums n <= 4 fixsums over the ranks (cluster NULL or one process: nothing to do): one step
+ * each, agreed first (MIN of the steps), then the limbs added; to_all[i]: on every rank, else on
+ * rank 0. names[i] for messages. */
+int cnnelm_fixsum_combine(const cnnelm_cluster *c, cnnelm_fixsum **s, const int *to_all, int n,
+                          const char *const *names, cnnelm_error *err);
+
 /* The combined model (after combine): mean or weighted kernels and beta (refit: mean kernels,
  * beta left 0), U, V and n_examples the sums (on rank 0; other ranks get zeros). */
 int cnnelm_reducer_model(const cnnelm_reducer *r, int rank, cnnelm_model *out, cnnelm_error *err);

@@ -1,6 +1,7 @@
 /* cnnelm training, the ELM side: the fit (U, V summed over the data chunk by chunk, beta
  * solved), prediction and evaluation on one network, and the options read from the config.
- * Fine-tuning (Algorithm 2 of the paper, see DESIGN.md) is in finetune.c. */
+ * Fine-tuning (Algorithm 2 of the paper, see DESIGN.md) is in finetune.c; cnnelm_train_model,
+ * which runs it in one go, is here. */
 #include "training/train.h"
 #include "training/train_internal.h"
 
@@ -309,4 +310,49 @@ int cnnelm_train_device_accuracy(cnnelm_net *net, const cnnelm_subset *data,
     }
     free(conf);
     return rc;
+}
+
+/* Fine-tuning in one go: finetune.c's steps, one after the other. */
+int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *train,
+                       const cnnelm_subset *test, const cnnelm_train_params *tp, cnnelm_progress *prog,
+                       cnnelm_train_log *log, cnnelm_error *err)
+{
+    cnnelm_finetune ft;
+    int rc = cnnelm_finetune_start(&ft, net, m, train, test, tp, prog, log, err);
+    if (rc != 0 || tp->iterations == 0)
+        return rc;
+    int E = tp->iterations;
+    for (int it = 1; it <= E; it++) {
+        if ((rc = cnnelm_finetune_epoch_begin(&ft, net, it, err)) != 0)
+            break;
+        char stage[96];
+        snprintf(stage, sizeof stage, "iteration %d/%d: fine-tune (rate %g)", it, E, ft.lr);
+        cnnelm_progress_begin_weighted(prog, stage, train->n, cnnelm_finetune_weight(tp, net->chunk));
+        int r = cnnelm_finetune_batches(&ft, net, (size_t)-1, prog, err);
+        if (r == CNNELM_STATUS_INTERRUPTED) {
+            cnnelm_progress_end(prog, "interrupted");
+            ft.stopped = it;
+            break;
+        }
+        if (r != 0) {
+            rc = r;
+            break;
+        }
+        if (log->diverged) {
+            cnnelm_progress_end(prog, "diverged");
+            break;
+        }
+        cnnelm_finetune_epoch_stats(&ft);
+        char detail[96];
+        snprintf(detail, sizeof detail, "J %.5f, training accuracy %.2f%%", ft.s.J,
+                 100 * ft.s.train_accuracy);
+        cnnelm_progress_end(prog, detail);
+        if ((rc = cnnelm_finetune_epoch_end(&ft, net, prog, err)) != 0 || ft.stopped || log->diverged)
+            break;
+    }
+    if (rc != 0) {
+        cnnelm_finetune_free(&ft);
+        return rc;
+    }
+    return cnnelm_finetune_finish(&ft, net, prog, err);
 }

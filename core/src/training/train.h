@@ -125,4 +125,68 @@ int cnnelm_train_model(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *tr
                        const cnnelm_subset *test, const cnnelm_train_params *p, cnnelm_progress *prog,
                        cnnelm_train_log *log, cnnelm_error *err);
 
+/* A fine-tuning in progress, resumable batch range by batch range: cnnelm_train_model is
+ * start, then per iteration epoch_begin, batches, epoch_end, then finish; training/sync.c
+ * drives several (one per partition) on the worker pool and averages their kernels between
+ * batch ranges. Everything a partition needs between two ranges is here (kernels and beta in
+ * m, the epoch's running U and V in m, the momentum velocity, the batch position); on the
+ * device only the kernels matter between ranges, and epoch_begin/batches upload them. */
+typedef struct cnnelm_finetune {
+    cnnelm_model *m;
+    const cnnelm_subset *train, *test;
+    cnnelm_train_params tp;
+    cnnelm_train_log *log;
+    float *grads, *velocity, *good, *Y, *E; /* good: the last complete iteration's kernels */
+    double j0;                  /* iteration 0's mean J (the divergence test's scale) */
+    int it;                     /* the iteration in progress (1..iterations) */
+    double lr, t_epoch;         /* its learning rate; when it began */
+    size_t b0;                  /* first example of its next batch */
+    double jsum;                /* its J and correct predictions so far */
+    size_t correct;
+    cnnelm_iter_stats s;        /* its entry in the series, filled by batches and epoch_end */
+    int done;                   /* the last complete iteration */
+    int stopped;                /* the iteration an interrupt stopped (0: none) */
+    /* a shared beta (train.sync_beta; NULL: the partition's own): gU, gV the sums of every
+     * partition at the last average (the caller's), dU, dV this one's increments since */
+    const double *gU, *gV;
+    double *dU, *dV;
+    int pending;                /* the batch at b0 is forwarded and accumulated, not yet solved */
+} cnnelm_finetune;
+
+/* Iteration 0 (the ELM fit, and both accuracies when p->iterations > 0) and the state for
+ * the iterations after it. Returns 0 or what cnnelm_train_model returns for iteration 0;
+ * on failure nothing is left to free. */
+int cnnelm_finetune_start(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_model *m,
+                          const cnnelm_subset *train, const cnnelm_subset *test,
+                          const cnnelm_train_params *p, cnnelm_progress *prog,
+                          cnnelm_train_log *log, cnnelm_error *err);
+/* Iteration `it` begins: its learning rate, empty running U and V (host and device). */
+int cnnelm_finetune_epoch_begin(cnnelm_finetune *ft, cnnelm_net *net, int it, cnnelm_error *err);
+/* Batches left in the iteration in progress. */
+size_t cnnelm_finetune_batches_left(const cnnelm_finetune *ft);
+/* Runs the iteration's next `max` batches (fewer when it has fewer left) with the kernels in
+ * ft->m (uploaded first). Returns 0 (ft->log->diverged set when it diverged),
+ * CNNELM_STATUS_INTERRUPTED or another negative status. */
+int cnnelm_finetune_batches(cnnelm_finetune *ft, cnnelm_net *net, size_t max, cnnelm_progress *prog,
+                            cnnelm_error *err);
+/* The iteration's last batch is done: its J and training accuracy into ft->s. */
+void cnnelm_finetune_epoch_stats(cnnelm_finetune *ft);
+/* After epoch_stats: the ELM fit on the kernels in ft->m, the test accuracy, the series entry;
+ * the kernels become the last good ones. Returns 0 (ft->log->diverged set when the new system
+ * is not positive definite; ft->stopped when interrupted), or a negative status. */
+int cnnelm_finetune_epoch_end(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_progress *prog,
+                              cnnelm_error *err);
+/* After the last iteration, an interrupt (ft->stopped) or a divergence (ft->log->diverged):
+ * the model of the last complete iteration, as cnnelm_train_model leaves it; frees ft. */
+int cnnelm_finetune_finish(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_progress *prog,
+                           cnnelm_error *err);
+void cnnelm_finetune_free(cnnelm_finetune *ft);
+/* After start: every batch solves beta from gU + dU, gV + dV (L x L upper, L x C), where the
+ * caller keeps gU, gV (and clears dU, dV when it folds them in) between batch ranges. */
+int cnnelm_finetune_share(cnnelm_finetune *ft, const double *gU, const double *gV, cnnelm_error *err);
+/* The first half of the next batch (forward, U and V into dU, dV or the running sums), so that
+ * the sums can be shared before its beta is solved; the next cnnelm_finetune_batches completes
+ * it. Nothing when the iteration has no batch left. */
+int cnnelm_finetune_accumulate(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_error *err);
+
 #endif
