@@ -25,6 +25,7 @@ static const char *const partitioning_names[] = {"shuffle", "stratified", "conti
 static const char *const lr_schedule_names[] = {"constant", "inverse", NULL};
 static const char *const init_names[] = {"zero-mean", "uniform", NULL};
 static const char *const noise_names[] = {"gaussian", "salt_pepper", "poisson", NULL};
+static const char *const augment_names[] = {"hflip", "shift", NULL}; /* CNNELM_AUGMENT_* bits */
 
 const char *cnnelm_schema_enum_name(const char *const *names, int v)
 {
@@ -73,6 +74,12 @@ const key_def cnnelm_schema[] = {
      .help = "Extended data, as in the paper: one noisy copy of every training and test image per "
              "noise type listed, e.g. [\"gaussian\", \"salt_pepper\", \"poisson\"] (4x the data), "
              "seeded by train.seed (test copies: train.seed + 1). Noise levels: docs/data.md. []: none."},
+    {.path = "data.augment", .kind = K_NOISE, CF(data.augment), .names = augment_names, .idef = 0,
+     .help = "Train-only augmentation: one transformed copy of every training image (data.extend's "
+             "copies included) per name listed, each at most once: \"hflip\" (mirrored left-right), "
+             "\"shift\" (moved one pixel right, left, down or up, seeded per image by train.seed; "
+             "zero fill). Copies follow in that order and are made when fetched; the test set is "
+             "never changed. []: none."},
     {.path = "data.sources.train_images", .kind = K_STRING, .worker = 2, .required = 1, SF(train_images),
      .sdef = "", .help = "data.sources: a list of IDX sets used as one data set, labels offset per "
                          "source, e.g. ( { train_images = \"a.gz\"; train_labels = \"al.gz\"; }, "
