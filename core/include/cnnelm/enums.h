@@ -38,7 +38,8 @@ enum {
  * one point more test accuracy for a plain ELM on Fashion-MNIST, averaged over seeds). */
 typedef enum cnnelm_init {
     CNNELM_INIT_ZERO_MEAN = 0,
-    CNNELM_INIT_UNIFORM = 1
+    CNNELM_INIT_UNIFORM = 1,
+    CNNELM_INIT_PATCHES = 2     /* first layer: zero-mean patches of training images (model.h) */
 } cnnelm_init;
 
 typedef enum cnnelm_lr_schedule {
