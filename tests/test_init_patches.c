@@ -1,12 +1,16 @@
 /* Tests of model.init = "patches" (cnnelm_model_init_patches): every first-layer kernel is a
  * mean-subtracted patch of one of the given training images, at the norm of the random kernel it
  * replaces; flat patches are not used; deeper layers and biases are untouched; the draw depends
- * on the seed and the rows only. Random images, never zero. */
+ * on the seed and the rows only; through `cnnelm train`, the kernels are drawn once before the
+ * data is partitioned (3 partitions refit = 1 partition) and differ from zero-mean's. */
+#define _XOPEN_SOURCE 700
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cnnelm/dataset.h"
 #include "cnnelm/model.h"
@@ -149,12 +153,57 @@ START_TEST(rows_and_flat_images)
 }
 END_TEST
 
+/* The reduced model's test accuracy line of a `cnnelm train` run (the last "test accuracy"). */
+static void train_accuracy(const char *dir, const char *extra, const char *name, char *acc, size_t size)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s/bin/cnnelm train -q -c %s/conf/default.cfg -s data.train_limit=1200 "
+             "-s data.test_limit=400 -s 'model.layers=\"16c-4s\"' -s 'train.partitioning=\"stratified\"' "
+             "-s 'train.reduce=\"refit\"' %s -o %s/%s.model > %s/%s.out 2>&1",
+             dir, CNNELM_BINARY_DIR, CNNELM_SOURCE_DIR, extra, dir, name, dir, name);
+    ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+    snprintf(cmd, sizeof cmd, "%s/%s.out", dir, name);
+    FILE *f = fopen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    acc[0] = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "test accuracy"))
+            snprintf(acc, size, "%s", strstr(line, "test accuracy"));
+    fclose(f);
+    ck_assert_msg(acc[0], "no test accuracy in %s/%s.out", dir, name);
+}
+
+START_TEST(train_draws_once)
+{
+    if (access(CNNELM_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0) {
+        fprintf(stderr, "train_draws_once: skipped: Fashion-MNIST not found\n");
+        return;
+    }
+    char dir[] = "/tmp/cnnelm_test_patches.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char a[256], b[256], c[256], cmd[1024];
+    train_accuracy(dir, "-s 'model.init=\"patches\"' -s train.partitions=3", "p3", a, sizeof a);
+    train_accuracy(dir, "-s 'model.init=\"patches\"' -s train.partitions=1", "p1", b, sizeof b);
+    train_accuracy(dir, "-s 'model.init=\"zero-mean\"' -s train.partitions=3", "z3", c, sizeof c);
+    ck_assert_str_eq(a, b);
+    snprintf(cmd, sizeof cmd, "cmp -s %s/p3.model %s/z3.model", dir, dir);
+    ck_assert_msg(system(cmd) != 0, "patches trained the zero-mean model");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    (void)c;
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("init_patches");
     TCase *tc = tcase_create("init_patches");
     tcase_add_test(tc, kernels_are_patches);
     tcase_add_test(tc, rows_and_flat_images);
+    tcase_add_test(tc, train_draws_once);
+    tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
