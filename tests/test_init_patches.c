@@ -159,7 +159,7 @@ static void train_accuracy(const char *dir, const char *extra, const char *name,
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "cd %s && %s/bin/cnnelm train -q -c %s/conf/default.cfg -s data.train_limit=1200 "
-             "-s data.test_limit=400 -s 'model.layers=\"16c-4s\"' -s 'train.partitioning=\"stratified\"' "
+             "-s data.test_limit=400 -s 'model.layers=\"8c-4s\"' -s 'train.partitioning=\"stratified\"' "
              "-s 'train.reduce=\"refit\"' %s -o %s/%s.model > %s/%s.out 2>&1",
              dir, CNNELM_BINARY_DIR, CNNELM_SOURCE_DIR, extra, dir, name, dir, name);
     ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
