@@ -59,9 +59,9 @@ ours "cnnelm \`32c-6s\`, lambda 1000 (L = 512)" "$SRC/conf/default.cfg" -s model
 ours "cnnelm \`128c-6s\`, lambda 1000 (conf/default.cfg)" "$SRC/conf/default.cfg"
 [ "$QUICK" = --quick ] ||
   ours "cnnelm \`256c-6s\`, lambda 1000 (L = 4096)" "$SRC/conf/default.cfg" -s model.layers=256c-6s
-# the most accurate: 4 partitions, refit, L = 10240 (minutes, about 6 GiB)
+# the most accurate: 4 partitions, refit, L = 14080 (about 9 minutes of CPU, 9.5 GiB planned)
 [ "$QUICK" = --quick ] ||
-  ours "cnnelm \`256c-(4s,12s)-sqrt\`, 4 partitions, refit (conf/fashion-92.cfg)" "$SRC/conf/fashion-92.cfg"
+  ours "cnnelm \`352c-(4s,12s)-sqrt\`, 4 partitions, refit (conf/fashion-92.cfg)" "$SRC/conf/fashion-92.cfg"
 peer "PyTorch LeNet-5, Adam, $EPOCHS epochs" "$SRC/bench/lenet_peer.py" --epochs "$EPOCHS" --threads 2
 if "$PY" -c 'import hpelm' 2>/dev/null; then
   peer "hpelm, 4000 tanh neurons on pixels" "$SRC/bench/hpelm_peer.py" --neurons 4000

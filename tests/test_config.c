@@ -711,7 +711,7 @@ START_TEST(extend_and_trials)
     expect_file_error("data = { extend = [\"gaussian\", \"speckle\"]; };\n",
                       ":1: data.extend[1] is not one of \"gaussian\", \"salt_pepper\", \"poisson\"");
     expect_file_error("data = { extend = \"gaussian\"; };\n",
-                      ":1: data.extend must be an array of strings, e.g. [\"gaussian\", \"poisson\"], not a string");
+                      ":1: data.extend must be an array of strings, e.g. [\"gaussian\"], not a string");
     expect_file_error("data = { extend = [1]; };\n",
                       ":1: data.extend[0] is not one of \"gaussian\", \"salt_pepper\", \"poisson\"");
     expect_file_error("train = { compare_single = 1; };\n",

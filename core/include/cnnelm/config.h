@@ -43,6 +43,7 @@ typedef struct cnnelm_config {
         char test_images[CNNELM_PATH_MAX], test_labels[CNNELM_PATH_MAX]; /* "" = no test set */
         long train_limit, test_limit;    /* > 0: use only the first N examples */
         unsigned extend;                 /* CNNELM_NOISE_* mask; 0 = none */
+        unsigned augment;                /* CNNELM_AUGMENT_* mask (training set only); 0 = none */
         int n_sources;                   /* > 0: data.sources replaces the four paths above */
         struct {
             char train_images[CNNELM_PATH_MAX], train_labels[CNNELM_PATH_MAX];

@@ -27,12 +27,19 @@ enum {
     CNNELM_NOISE_POISSON = 1u << 2
 };
 
+/* data.augment: train-only transformed copies, one of every training image per bit. */
+enum {
+    CNNELM_AUGMENT_HFLIP = 1u << 0,     /* mirrored left-right */
+    CNNELM_AUGMENT_SHIFT = 1u << 1      /* moved one pixel (direction seeded per image), zero fill */
+};
+
 /* Initial kernels: uniform in +-sqrt(6 / ((in + out) k^2)) (the paper's toolbox), optionally with
  * each kernel's mean subtracted (zero-mean kernels respond to structure, not brightness: about
  * one point more test accuracy for a plain ELM on Fashion-MNIST, averaged over seeds). */
 typedef enum cnnelm_init {
     CNNELM_INIT_ZERO_MEAN = 0,
-    CNNELM_INIT_UNIFORM = 1
+    CNNELM_INIT_UNIFORM = 1,
+    CNNELM_INIT_PATCHES = 2     /* first layer: zero-mean patches of training images (model.h) */
 } cnnelm_init;
 
 typedef enum cnnelm_lr_schedule {

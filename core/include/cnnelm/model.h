@@ -94,6 +94,13 @@ unsigned cnnelm_model_file_version(const char *path);
  * zero: the same on every backend. beta, U, V zero. */
 int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, uint64_t seed,
                       int zero_mean, cnnelm_error *err);
+/* model.init = "patches": replaces the first convolution's kernels of a model made by
+ * cnnelm_model_init with k x k patches of the training images rows[0..n) of ds (rows NULL: the
+ * first n), drawn by `seed` alone (the same on every partition, worker and rank), each
+ * mean-subtracted and scaled to the norm of the kernel it replaces. Deeper layers unchanged. */
+struct cnnelm_dataset;
+int cnnelm_model_init_patches(cnnelm_model *m, const struct cnnelm_dataset *ds, const size_t *rows,
+                              size_t n, uint64_t seed, cnnelm_error *err);
 int cnnelm_model_copy(cnnelm_model *dst, const cnnelm_model *src, cnnelm_error *err);
 void cnnelm_model_free(cnnelm_model *m);
 

@@ -177,8 +177,8 @@ static int check_value(const config_ctx *c, const config_setting_t *s, const key
         return 0;
     case K_NOISE: {
         if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
-            return cnnelm_config_fail_at(c, s, "%s must be an array of strings, e.g. [\"gaussian\", "
-                                         "\"poisson\"], not %s", shown, cnnelm_config_type_text(type));
+            return cnnelm_config_fail_at(c, s, "%s must be an array of strings, e.g. [\"%s\"], not %s",
+                                         shown, k->names[0], cnnelm_config_type_text(type));
         unsigned mask = 0;
         int n = config_setting_length(s);
         for (int i = 0; i < n; i++) {

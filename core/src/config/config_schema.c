@@ -23,8 +23,9 @@ static const char *const reduce_names[] = {"mean", "weighted", "refit", NULL};
 static const char *const partitioning_names[] = {"shuffle", "stratified", "contiguous", "label-skew",
                                                   "by-source", NULL};
 static const char *const lr_schedule_names[] = {"constant", "inverse", NULL};
-static const char *const init_names[] = {"zero-mean", "uniform", NULL};
+static const char *const init_names[] = {"zero-mean", "uniform", "patches", NULL};
 static const char *const noise_names[] = {"gaussian", "salt_pepper", "poisson", NULL};
+static const char *const augment_names[] = {"hflip", "shift", NULL}; /* CNNELM_AUGMENT_* bits */
 
 const char *cnnelm_schema_enum_name(const char *const *names, int v)
 {
@@ -73,6 +74,12 @@ const key_def cnnelm_schema[] = {
      .help = "Extended data, as in the paper: one noisy copy of every training and test image per "
              "noise type listed, e.g. [\"gaussian\", \"salt_pepper\", \"poisson\"] (4x the data), "
              "seeded by train.seed (test copies: train.seed + 1). Noise levels: docs/data.md. []: none."},
+    {.path = "data.augment", .kind = K_NOISE, CF(data.augment), .names = augment_names, .idef = 0,
+     .help = "Train-only augmentation: one transformed copy of every training image (data.extend's "
+             "copies included) per name listed, each at most once: \"hflip\" (mirrored left-right), "
+             "\"shift\" (moved one pixel right, left, down or up, seeded per image by train.seed; "
+             "zero fill). Copies follow in that order and are made when fetched; the test set is "
+             "never changed. []: none."},
     {.path = "data.sources.train_images", .kind = K_STRING, .worker = 2, .required = 1, SF(train_images),
      .sdef = "", .help = "data.sources: a list of IDX sets used as one data set, labels offset per "
                          "source, e.g. ( { train_images = \"a.gz\"; train_labels = \"al.gz\"; }, "
@@ -145,7 +152,10 @@ const key_def cnnelm_schema[] = {
      .help = "Candidates for model.lambda = \"auto\": 1 to 32 numbers > 0. []: 1, 10, 100, ..., 1e6."},
     {.path = "model.init", .kind = K_ENUM, CF(model.init), .names = init_names, .idef = CNNELM_INIT_ZERO_MEAN,
      .help = "Initial kernels: uniform in +-sqrt(6/((in+out) k^2)) (the paper's toolbox); zero-mean: "
-             "the same with each kernel's mean subtracted (about 1 point more test accuracy)."},
+             "the same with each kernel's mean subtracted (about 1 point more test accuracy); patches: "
+             "the first convolution's kernels are k x k patches of training images drawn by train.seed "
+             "(the same for every partition, worker and rank), mean-subtracted and scaled to the "
+             "zero-mean kernel's norm, deeper layers zero-mean (measured: docs/data.md)."},
 
     {.path = "train.seed", .kind = K_INT, CF(train.seed), .imin = 0, .imax = NO_MAX, .idef = 1,
      .help = "Seed of the initial weights and of the partition shuffle (64-bit; write values above "

@@ -14,6 +14,7 @@
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
 #include "base/atomic_file.h"
+#include "data/augment.h"
 #include "data/noise.h"
 #include "data/dataset_build.h"
 #include "base/rng.h"
@@ -218,6 +219,11 @@ int cnnelm_dataset_load_config(cnnelm_dataset *ds, const cnnelm_config *cfg, int
     /* test copies get their own noise: seed + 1 keeps them apart from the training copies */
     if ((ds->stream ? cnnelm_build_stream_noise : cnnelm_dataset_add_noise)(
             ds, cfg->data.extend, cfg->train.seed + (uint64_t)test, err)) {
+        cnnelm_dataset_free(ds);
+        return -1;
+    }
+    /* data.augment: training copies only, after the noisy ones (the test set is never changed) */
+    if (!test && cnnelm_build_augment(ds, cfg->data.augment, cfg->train.seed, cfg->data.cache_dir, err)) {
         cnnelm_dataset_free(ds);
         return -1;
     }

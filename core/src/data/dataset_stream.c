@@ -1,7 +1,7 @@
 /* cnnelm streamed data sets (dataset_stream.h): examples fetched by row into a caller's buffer,
  * from IDX files read with pread (a gzipped file through a decompressed copy in the cache
  * directory, made once and shared by every process), from in-memory sets, and noisy copies
- * made per fetched row. Nothing here holds more than one row range of images. */
+ * and data.augment's transformed copies made per fetched row. Nothing here holds more than one row range of images. */
 #define _GNU_SOURCE
 #include "data/dataset_stream.h"
 
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/atomic_file.h"
+#include "data/augment.h"
 #include "data/idx_stream.h"
 #include "data/noise.h"
 #include "base/rng.h"
@@ -41,6 +42,8 @@ struct cnnelm_stream {
     size_t n_base;
     int types[3], n_types;
     uint64_t seed;
+    int aug[CNNELM_AUGMENT_KINDS], n_aug, aug_rows, aug_cols, aug_channels; /* data.augment */
+    uint64_t aug_seed;
     char cache_dir[PATH_MAX];
     int quiet;
     unsigned long long max_bytes; /* data.max_bytes for a lazy gzipped file (0: the default) */
@@ -326,9 +329,21 @@ void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes
     st->max_bytes = max_bytes;
 }
 
+void cnnelm_stream_set_augment(cnnelm_stream *st, const int *types, int n_types, uint64_t seed,
+                               int rows, int cols, int channels)
+{
+    st->n_aug = n_types;
+    for (int t = 0; t < n_types; t++)
+        st->aug[t] = types[t];
+    st->aug_seed = seed;
+    st->aug_rows = rows;
+    st->aug_cols = cols;
+    st->aug_channels = channels;
+}
+
 size_t cnnelm_stream_size(const cnnelm_stream *st)
 {
-    return st->n_base * (size_t)(1 + st->n_types);
+    return st->n_base * (size_t)(1 + st->n_types) * (size_t)(1 + st->n_aug);
 }
 
 int cnnelm_stream_files_opened(const cnnelm_stream *st)
@@ -374,7 +389,8 @@ int cnnelm_stream_fetch(cnnelm_stream *st, const size_t *rows, size_t first, siz
         size_t r = rows ? rows[first + j] : first + j;
         if (r >= total)
             return cnnelm_fail(err, "internal: row %zu of a data set of %zu examples", r, total);
-        size_t copy = r / st->n_base, base = r % st->n_base;
+        size_t n_ext = st->n_base * (size_t)(1 + st->n_types), e = r % n_ext, aug = r / n_ext;
+        size_t copy = e / st->n_base, base = e % st->n_base;
         int s = find_seg(st, base);
         stream_seg *g = &st->seg[s];
         size_t local = base - st->start[s];
@@ -397,6 +413,10 @@ int cnnelm_stream_fetch(cnnelm_stream *st, const size_t *rows, size_t first, siz
         if (copy > 0)
             for (size_t i = 0; i < m; i++)
                 cnnelm_noise_image(dst + i * px, dst + i * px, px, st->types[copy - 1], st->seed, base + i);
+        if (aug > 0)
+            for (size_t i = 0; i < m; i++)
+                cnnelm_augment_image(dst + i * px, st->aug_rows, st->aug_cols, st->aug_channels,
+                                     st->aug[aug - 1], st->aug_seed, e + i);
         j += m;
     }
     return 0;

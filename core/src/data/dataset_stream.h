@@ -1,7 +1,8 @@
 /* cnnelm streamed data sets: the reader behind a cnnelm_dataset whose images stay on disk.
  * Rows 0..n_base-1 are the originals, held in segments (an IDX file read with pread, or an
  * in-memory set); with noise types, copy t of every original follows as rows
- * (t + 1) * n_base .. (t + 2) * n_base - 1, generated when fetched. */
+ * (t + 1) * n_base .. (t + 2) * n_base - 1, generated when fetched; with augment types, copy a of
+ * all those rows follows them, transformed when fetched. */
 #ifndef CNNELM_DATASET_STREAM_H
 #define CNNELM_DATASET_STREAM_H
 
@@ -29,6 +30,10 @@ int cnnelm_stream_add_memory(cnnelm_stream *st, cnnelm_dataset *ds, cnnelm_error
 void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes);
 /* Noisy copies after the originals: types are 0 gaussian, 1 salt_pepper, 2 poisson. */
 void cnnelm_stream_set_noise(cnnelm_stream *st, const int *types, int n_types, uint64_t seed);
+/* data.augment's copies after all of those rows (originals and noisy copies): types are 0 hflip,
+ * 1 shift (augment.h), applied to images of channels x rows x cols. */
+void cnnelm_stream_set_augment(cnnelm_stream *st, const int *types, int n_types, uint64_t seed,
+                               int rows, int cols, int channels);
 /* Examples in the stream (originals and copies). */
 size_t cnnelm_stream_size(const cnnelm_stream *st);
 /* How many segment files have been opened so far (for tests of lazy opening). */

@@ -246,6 +246,79 @@ int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, u
     return 0;
 }
 
+/* model.init = "patches": the first convolution's kernels become k x k patches (all input
+ * channels) of training images, drawn by the seeded generator (image, then position), each
+ * mean-subtracted and scaled to the norm of the kernel it replaces; a flat patch (the
+ * background) is drawn again, up to PATCH_TRIES times. */
+#define PATCH_TRIES 32
+
+int cnnelm_model_init_patches(cnnelm_model *m, const cnnelm_dataset *ds, const size_t *rows, size_t n,
+                              uint64_t seed, cnnelm_error *err)
+{
+    const cnnelm_arch *a = &m->arch;
+    const cnnelm_layer *Ly = NULL;
+    for (int i = 0; i < a->n_layers && !Ly; i++)
+        if (a->layer[i].kind == CNNELM_LAYER_CONV)
+            Ly = &a->layer[i];
+    int k = a->kernel;
+    if (!Ly || n == 0)
+        return 0;
+    if (Ly->in_c != a->in_c || a->in_h < k || a->in_w < k)
+        return cnnelm_fail(err, "internal: patches for a first convolution of %d maps on %dx%dx%d images",
+                           Ly->in_c, a->in_c, a->in_h, a->in_w);
+    size_t px = cnnelm_dataset_example_bytes(ds), per = (size_t)Ly->in_c * (size_t)k * (size_t)k;
+    size_t plane = (size_t)a->in_h * (size_t)a->in_w;
+    if (px != (size_t)a->in_c * plane)
+        return cnnelm_fail(err, "internal: images of %zu bytes for a model of %dx%dx%d inputs", px,
+                           a->in_c, a->in_h, a->in_w);
+    uint8_t *img = malloc(px);
+    double *p = malloc(per * sizeof *p);
+    if (!img || !p) {
+        free(img);
+        free(p);
+        return cnnelm_fail(err, "out of memory drawing kernels from patches");
+    }
+    cnnelm_rng rng;
+    cnnelm_rng_seed(&rng, seed, CNNELM_STREAM_WEIGHTS + 16);
+    int rc = 0;
+    for (int o = 0; o < Ly->out_c && rc == 0; o++) {
+        float *w = m->params + Ly->w_offset + (size_t)o * per;
+        double target = 0;
+        for (size_t j = 0; j < per; j++)
+            target += (double)w[j] * w[j];
+        target = sqrt(target);
+        for (int t = 0; t < PATCH_TRIES; t++) {
+            size_t i = (size_t)cnnelm_rng_below(&rng, n);
+            int y = (int)cnnelm_rng_below(&rng, (uint64_t)(a->in_h - k + 1));
+            int x = (int)cnnelm_rng_below(&rng, (uint64_t)(a->in_w - k + 1));
+            if ((rc = cnnelm_dataset_fetch(ds, rows, i, 1, img, err)) != 0)
+                break;
+            double mean = 0, norm = 0;
+            for (int c = 0; c < Ly->in_c; c++)
+                for (int dy = 0; dy < k; dy++)
+                    for (int dx = 0; dx < k; dx++) {
+                        double v = img[(size_t)c * plane + (size_t)(y + dy) * (size_t)a->in_w + (size_t)(x + dx)] / 255.0;
+                        p[((size_t)c * (size_t)k + (size_t)dy) * (size_t)k + (size_t)dx] = v;
+                        mean += v;
+                    }
+            mean /= (double)per;
+            for (size_t j = 0; j < per; j++) {
+                p[j] -= mean;
+                norm += p[j] * p[j];
+            }
+            norm = sqrt(norm);
+            if (norm < 4.0 / 255.0 * sqrt((double)per)) /* spread under 4 grey levels: flat */
+                continue;
+            for (size_t j = 0; j < per; j++)
+                w[j] = (float)(p[j] * (target / norm));
+            break;
+        }
+    }
+    free(img);
+    free(p);
+    return rc;
+}
+
 int cnnelm_model_copy(cnnelm_model *dst, const cnnelm_model *src, cnnelm_error *err)
 {
     if (model_alloc(dst, &src->arch, err) != 0)

@@ -230,8 +230,13 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
     int rc = -1;
     int lambda_auto = !(c->model.lambda > 0); /* "auto" */
     if (cnnelm_model_init(&init, arch, lambda_auto ? 1.0 : c->model.lambda, x->seed,
-                          c->model.init == CNNELM_INIT_ZERO_MEAN, err))
+                          c->model.init != CNNELM_INIT_UNIFORM, err))
         return -1;
+    if (c->model.init == CNNELM_INIT_PATCHES &&
+        cnnelm_model_init_patches(&init, x->train.ds, x->train.rows, x->train.n, x->seed, err)) {
+        cnnelm_model_free(&init);
+        return -1;
+    }
     if (lambda_auto)
         init.flags |= CNNELM_MODEL_LAMBDA_AUTO; /* every partition, and the reduce, choose it */
     /* the initial weights only: each partition gets its own U and V (cnnelm_model_like) */
