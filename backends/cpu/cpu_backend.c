@@ -356,6 +356,15 @@ static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l
     return cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data);
 }
 
+static cnnelm_status cpu_elm_accumulate_f64_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                               const cnnelm_buffer *H, const cnnelm_buffer *T,
+                                               cnnelm_buffer *U, cnnelm_buffer *V)
+{
+    LIVE_CTX(ctx);
+    return cpu_elm_accumulate_f64(ctx, n, l, c, H->data, T->data, (double *)(void *)U->data,
+                                  (double *)(void *)V->data);
+}
+
 static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
                                         const cnnelm_buffer *H, const cnnelm_buffer *beta,
                                         cnnelm_buffer *Y)
@@ -517,6 +526,7 @@ static const cnnelm_backend cpu_backend_table = {
     .synchronize = cpu_synchronize,
     .buffer_copy = cpu_buffer_copy,
     .buffer_fill = cpu_buffer_fill,
+    .elm_accumulate_f64 = cpu_elm_accumulate_f64_op,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(cpu_backend_table)

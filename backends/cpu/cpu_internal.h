@@ -105,6 +105,8 @@ cnnelm_status cpu_act_backward(cnnelm_backend_ctx *ctx, cnnelm_activation act, s
                                const float *y, const float *dy, float *dx);
 cnnelm_status cpu_elm_accumulate(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
                                  const float *T, float *U, float *V);
+cnnelm_status cpu_elm_accumulate_f64(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
+                                     const float *T, double *U, double *V);
 cnnelm_status cpu_elm_predict(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
                               const float *beta, float *Y);
 cnnelm_status cpu_elm_backprop(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *E,

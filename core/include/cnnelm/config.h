@@ -85,6 +85,7 @@ typedef struct cnnelm_config {
         int folds;                       /* > 1: n-fold cross-validation on the training set */
         char checkpoint_dir[CNNELM_PATH_MAX]; /* "" = none; else each finished partition's model */
         long memory_limit;               /* MiB the run may plan to use; 0 = MemAvailable */
+        cnnelm_sums sums;                /* U and V summed on the device in float or double */
     } train;
     int n_workers;
     cnnelm_worker_config workers[CNNELM_MAX_WORKERS];

@@ -103,11 +103,12 @@ cnnelm_status cnnelm_op_sync(cnnelm_opctx *o, char *why, size_t why_size)
     return st;
 }
 
-cnnelm_status cnnelm_op_read(cnnelm_opctx *o, const cnnelm_buffer *src, size_t offset, void *dst,
-                             size_t bytes, char *why, size_t why_size)
+static cnnelm_status read_with(cnnelm_opctx *o, int queued, const cnnelm_buffer *src, size_t offset,
+                               void *dst, size_t bytes, char *why, size_t why_size)
 {
     cnnelm_buf_record *r;
-    cnnelm_status st = range_check(o, "buffer_read", src, offset, bytes, dst, &r, why, why_size);
+    cnnelm_status st = range_check(o, queued ? "buffer_read_async" : "buffer_read", src, offset,
+                                   bytes, dst, &r, why, why_size);
     if (st != CNNELM_OK)
         return st;
     if (r->mirror_valid == SIZE_MAX) {
@@ -118,11 +119,59 @@ cnnelm_status cnnelm_op_read(cnnelm_opctx *o, const cnnelm_buffer *src, size_t o
                      o->reference->ops->last_error(o->ref_ctx));
         return st;
     }
-    st = o->be->buffer_read(o->ctx, src, offset, dst, bytes);
+    st = queued ? o->be->buffer_read_async(o->ctx, src, offset, dst, bytes)
+                : o->be->buffer_read(o->ctx, src, offset, dst, bytes);
     if (st != CNNELM_OK)
         cnnelm_op_backend_why(o, why, why_size);
     return st;
 }
+
+cnnelm_status cnnelm_op_read(cnnelm_opctx *o, const cnnelm_buffer *src, size_t offset, void *dst,
+                             size_t bytes, char *why, size_t why_size)
+{
+    return read_with(o, 0, src, offset, dst, bytes, why, why_size);
+}
+
+int cnnelm_op_can_queue_reads(const cnnelm_opctx *o)
+{
+    return CNNELM_BACKEND_HAS(o->be, buffer_read_async) && CNNELM_BACKEND_HAS(o->be, synchronize);
+}
+
+cnnelm_status cnnelm_op_read_async(cnnelm_opctx *o, const cnnelm_buffer *src, size_t offset,
+                                   void *dst, size_t bytes, char *why, size_t why_size)
+{
+    return read_with(o, cnnelm_op_can_queue_reads(o), src, offset, dst, bytes, why, why_size);
+}
+
+cnnelm_status cnnelm_op_copy(cnnelm_opctx *o, cnnelm_buffer *dst, size_t dst_offset,
+                             const cnnelm_buffer *src, size_t src_offset, size_t bytes, char *why,
+                             size_t why_size)
+{
+    cnnelm_buf_record *rd, *rs;
+    cnnelm_status st = range_check(o, "buffer_copy", dst, dst_offset, bytes, "", &rd, why, why_size);
+    if (st == CNNELM_OK)
+        st = range_check(o, "buffer_copy", src, src_offset, bytes, "", &rs, why, why_size);
+    if (st == CNNELM_OK && dst == src) {
+        snprintf(why, why_size, "buffer_copy: source and destination are the same buffer");
+        st = CNNELM_ERR_INVALID_ARGUMENT;
+    }
+    /* the device copies must be the newest: a fallback's newer mirror goes back first */
+    if (st == CNNELM_OK)
+        st = cnnelm_op_flush_mirror(o, rs, why, why_size);
+    if (st == CNNELM_OK && (dst_offset > 0 || bytes < rd->bytes))
+        st = cnnelm_op_flush_mirror(o, rd, why, why_size);
+    if (st != CNNELM_OK)
+        return st;
+    rd->mirror_valid = 0;
+    if (!CNNELM_BACKEND_HAS(o->be, buffer_copy))
+        return CNNELM_ERR_UNSUPPORTED; /* the caller moves it through the host */
+    st = o->be->buffer_copy(o->ctx, dst, dst_offset, src, src_offset, bytes);
+    if (st != CNNELM_OK)
+        cnnelm_op_backend_why(o, why, why_size);
+    return st;
+}
+
+int cnnelm_op_can_copy(const cnnelm_opctx *o) { return CNNELM_BACKEND_HAS(o->be, buffer_copy); }
 
 cnnelm_status cnnelm_op_fill(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset, size_t bytes,
                              float value, char *why, size_t why_size)

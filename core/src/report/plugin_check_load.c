@@ -11,14 +11,7 @@
 #include "report/plugin_check_internal.h"
 
 /* Is the op's slot filled in the plugin's table? (its offset from the op table) */
-static int has_op(const cnnelm_backend *be, cnnelm_op_id op)
-{
-    const cnnelm_op_desc *d = cnnelm_op_describe(op);
-    void *slot = NULL;
-    if (d)
-        memcpy(&slot, (const char *)be + d->slot, sizeof slot);
-    return slot != NULL;
-}
+static int has_op(const cnnelm_backend *be, cnnelm_op_id op) { return cnnelm_op_has_slot(be, op); }
 
 static void child_load(void *arg, void *reply, size_t size)
 {
