@@ -70,6 +70,11 @@ __attribute__((format(printf, 3, 4)))
 #endif
 cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fmt, ...);
 
+/* A context with `threads` threads (at least 1; the pool started, the kernel variant chosen)
+ * and its end (the pool stopped, scratch freed; buffers are the caller's) (cpu_context.c). */
+cnnelm_status cpu_context_create(int threads, cnnelm_backend_ctx **out, char *error, size_t error_size);
+void cpu_context_destroy(cnnelm_backend_ctx *ctx);
+
 /* Thread pool (cpu_threads.c). Runs fn over `tasks` tasks, handed out in contiguous ranges
  * that threads claim as they come free (a thread the OS has descheduled does not hold up the
  * rest); returns when every task is done. fn may be called several times per thread per job.
