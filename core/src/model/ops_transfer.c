@@ -58,7 +58,8 @@ void cnnelm_op_backend_why(cnnelm_opctx *o, char *why, size_t why_size)
 }
 
 /* A write (blocking or queued, by `fn`) of a checked range; a partial write keeps the rest of
- * the buffer as it is, so a newer mirror of it is flushed back first. */
+ * the buffer as it is, so a newer mirror of it is flushed back first. A buffer with a mirror
+ * is written to both sides. */
 static cnnelm_status write_with(cnnelm_opctx *o, const char *what,
                                 cnnelm_status (*fn)(cnnelm_backend_ctx *, cnnelm_buffer *, size_t,
                                                     const void *, size_t),
@@ -73,9 +74,18 @@ static cnnelm_status write_with(cnnelm_opctx *o, const char *what,
         return st;
     r->mirror_valid = 0;
     st = fn(o->ctx, dst, offset, src, bytes);
-    if (st != CNNELM_OK)
+    if (st != CNNELM_OK) {
         cnnelm_op_backend_why(o, why, why_size);
-    return st;
+        return st;
+    }
+    /* A buffer a fallback reads (it has a mirror) gets the host's data on the reference too:
+     * one write now instead of a read from the device and a write when the fallback runs. */
+    if (r->mirror && o->ref_ctx && offset == 0 && bytes > 0) {
+        const cnnelm_backend *ref = o->reference->ops;
+        if (ref->buffer_write(o->ref_ctx, r->mirror, 0, src, bytes) == CNNELM_OK)
+            r->mirror_valid = bytes;
+    }
+    return CNNELM_OK;
 }
 
 cnnelm_status cnnelm_op_write(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset, const void *src,
@@ -189,9 +199,17 @@ cnnelm_status cnnelm_op_fill(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset,
     r->mirror_valid = 0;
     if (CNNELM_BACKEND_HAS(o->be, buffer_fill)) {
         st = o->be->buffer_fill(o->ctx, dst, offset, bytes, value);
-        if (st != CNNELM_OK)
+        if (st != CNNELM_OK) {
             cnnelm_op_backend_why(o, why, why_size);
-        return st;
+            return st;
+        }
+        /* the sums a fallback accumulates (U, V) are zeroed on the reference too, rather than
+         * crossing the device's zeros to it at the next chunk */
+        const cnnelm_backend *ref = o->ref_ctx ? o->reference->ops : NULL;
+        if (r->mirror && ref && offset == 0 && CNNELM_BACKEND_HAS(ref, buffer_fill) &&
+            ref->buffer_fill(o->ref_ctx, r->mirror, 0, bytes, value) == CNNELM_OK)
+            r->mirror_valid = bytes;
+        return CNNELM_OK;
     }
     /* a 1.0 plugin: a host block of the value, written */
     float *block = malloc(bytes ? bytes : 1);
