@@ -188,9 +188,9 @@ int cnnelm_pcheck_loading(const char *file, int device, double timeout, FILE *ou
             snprintf(res, sizeof res, "FAIL: alignment %llu is not a power of two",
                      (unsigned long long)dr.lim.alignment);
         else
-            snprintf(res, sizeof res, "PASS: alignment %llu, largest buffer %.1f MiB, chunk %u",
+            snprintf(res, sizeof res, "PASS: alignment %llu, largest buffer %.1f MiB, chunk %u, transfers %llu bytes",
                      (unsigned long long)dr.lim.alignment, (double)dr.lim.max_alloc_bytes / (1024.0 * 1024),
-                     dr.lim.preferred_chunk);
+                     dr.lim.preferred_chunk, (unsigned long long)dr.lim.preferred_transfer_bytes);
         da.limits = 0;
         cnnelm_pcheck_verdict(out, t, "device_limits", shape, secs, res);
     }
