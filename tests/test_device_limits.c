@@ -3,7 +3,8 @@
  * - max_alloc_bytes lowers the chunk so that no buffer exceeds it, and a U that cannot fit is
  *   refused with one line;
  * - preferred_transfer_bytes is the size of the fallback's bounce slices and of U's read-back
- *   blocks, which are queued with buffer_read_async and still add up to the right sums;
+ *   blocks (unset: 32 KiB on a CPU device, 1 MiB on a GPU), the blocks queued with
+ *   buffer_read_async and still adding up to the right sums;
  * - a multi-scale group is gathered on the device with buffer_copy (the right rows, no
  *   transfer to the host);
  * - exact sums on a plugin without elm_accumulate_f64 run on the CPU reference and give the
@@ -30,7 +31,14 @@ static int refuse_pool;
 static uint64_t limit_alloc, limit_transfer;
 
 static cnnelm_status s_count(int *n) { *n = 1; return CNNELM_OK; }
-static cnnelm_status s_info(int i, cnnelm_device_info *d) { (void)i; memset(d, 0, sizeof *d); return CNNELM_OK; }
+static cnnelm_device_kind device_kind; /* what device_info says */
+static cnnelm_status s_info(int i, cnnelm_device_info *d)
+{
+    (void)i;
+    memset(d, 0, sizeof *d);
+    d->kind = device_kind;
+    return CNNELM_OK;
+}
 static cnnelm_backend_ctx the_ctx;
 static cnnelm_status s_open(int dev, const cnnelm_context_params *p, cnnelm_backend_ctx **out, char *e, size_t n)
 { (void)dev; (void)p; (void)e; (void)n; *out = &the_ctx; return CNNELM_OK; }
@@ -147,6 +155,7 @@ static void setup(void)
     reads = async_reads = copies = syncs = refuse_pool = 0;
     largest_alloc = largest_read = largest_write = 0;
     limit_alloc = limit_transfer = 0;
+    device_kind = CNNELM_DEVICE_CPU;
 }
 static void teardown(void)
 {
@@ -253,6 +262,11 @@ START_TEST(bounce_slices_follow_the_preferred_transfer)
     before = reads;
     ck_assert_msg(cnnelm_net_forward(&net, &ds, NULL, 0, 8, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(reads - before, 1);
+    cnnelm_net_close(&net);
+    /* a GPU that says nothing: 1 MiB transfers, not host-memory slices */
+    device_kind = CNNELM_DEVICE_GPU;
+    open_net(&net, &a, 8);
+    ck_assert_uint_eq(cnnelm_op_transfer_bytes(&net.ops), 1u << 20);
     cnnelm_net_close(&net);
 }
 END_TEST

@@ -164,6 +164,16 @@ static cnnelm_status pool_f(cnnelm_backend_ctx *c, const cnnelm_pool_shape *s, c
 #define POOL_FORWARD NULL
 #endif
 
+/* An "FPGA" in host memory: the core's host-memory slices suit it (0 would mean 1 MiB). */
+static cnnelm_status limits(void *state, int index, cnnelm_device_limits *l)
+{
+    (void)state;
+    (void)index;
+    if (CNNELM_PARAMS_HAS(l, preferred_transfer_bytes))
+        l->preferred_transfer_bytes = 32 * 1024;
+    return CNNELM_OK;
+}
+
 static const cnnelm_backend table = {
     .abi_major = CNNELM_BACKEND_ABI_MAJOR, .abi_minor = CNNELM_BACKEND_ABI_MINOR,
     .table_size = sizeof(cnnelm_backend), .name = STUB_NAME,
@@ -171,6 +181,7 @@ static const cnnelm_backend table = {
     .device_count = count, .device_info = info, .context_open = open_, .context_close = close_,
     .last_error = last, .buffer_alloc = alloc_, .buffer_free = free_, .buffer_write = wr,
     .buffer_read = rd, .conv2d_forward = conv_f, .pool_forward = POOL_FORWARD,
+    .device_limits = limits,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(table)

@@ -7,23 +7,29 @@
 
 #include <stdio.h>
 
+/* A device that is not host memory, when it does not say: transfers of 1 MiB, not ~30 blocking
+ * calls per MiB. */
+#define BUS_TRANSFER_BYTES ((uint64_t)1 << 20)
+
 /* The device's limits: device_limits where the plugin has it, else device_info's
- * max_alloc_bytes; 0 for anything unknown. */
+ * max_alloc_bytes; 0 for anything unknown. No preferred transfer size: the op layer's default
+ * (host-memory slices) for a CPU device, BUS_TRANSFER_BYTES for any other kind. */
 static void query(const cnnelm_plugin *plugin, int device, uint64_t *max_alloc, uint64_t *transfer)
 {
     *max_alloc = *transfer = 0;
     const cnnelm_backend *be = plugin->ops;
-    if (CNNELM_BACKEND_HAS(be, device_limits)) {
-        cnnelm_device_limits lim = { .struct_size = sizeof lim };
-        if (be->device_limits(plugin->state, device, &lim) == CNNELM_OK) {
-            *max_alloc = lim.max_alloc_bytes;
-            *transfer = lim.preferred_transfer_bytes;
-            return;
-        }
-    }
-    cnnelm_device_info info = { .max_alloc_bytes = 0 };
-    if (cnnelm_plugin_device_info(plugin, device, &info) == CNNELM_OK)
+    cnnelm_device_info info = { .kind = CNNELM_DEVICE_CPU };
+    int have_info = cnnelm_plugin_device_info(plugin, device, &info) == CNNELM_OK;
+    cnnelm_device_limits lim = { .struct_size = sizeof lim };
+    if (CNNELM_BACKEND_HAS(be, device_limits) &&
+        be->device_limits(plugin->state, device, &lim) == CNNELM_OK) {
+        *max_alloc = lim.max_alloc_bytes;
+        *transfer = lim.preferred_transfer_bytes;
+    } else if (have_info) {
         *max_alloc = info.max_alloc_bytes;
+    }
+    if (*transfer == 0 && have_info && info.kind != CNNELM_DEVICE_CPU)
+        *transfer = BUS_TRANSFER_BYTES;
 }
 
 /* Floats per example of the largest buffer that grows with the chunk (network.c allocates

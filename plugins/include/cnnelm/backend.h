@@ -138,8 +138,8 @@ typedef struct cnnelm_device_limits {
     uint32_t preferred_chunk;  /* images per chunk the device runs best at */
     /* appended within 1.1 (read only when struct_size reaches it): bytes per transfer call the
      * device moves efficiently; the core cuts the copies it makes in pieces (a fallback's
-     * bounce slices, U's read-back blocks) to this size. 0: the core's default, 32 KiB, right
-     * for host memory; a device across a bus should say 1 MiB or more. */
+     * bounce slices, U's read-back blocks) to this size. 0: 32 KiB for a CNNELM_DEVICE_CPU
+     * device (host memory: slices that stay in the cache), 1 MiB for any other kind. */
     uint64_t preferred_transfer_bytes;
 } cnnelm_device_limits;
 
