@@ -355,7 +355,8 @@ END_TEST
 /* ---- the docs' op table, generated from the op table ------------------------------------- */
 
 static const char *const size_text[] = { "n·c_in·h·w", "c_out·c_in·k·k", "c_out", "n·c_out·oh·ow",
-                                         "n·c·h·w", "n·c·(h/s)·(w/s)", "count", "n·l", "n·c", "l·l", "l·c" };
+                                         "n·c·h·w", "n·c·(h/s)·(w/s)", "count", "n·l", "n·c", "l·l", "l·c",
+                                         "l·l doubles", "l·c doubles" };
 static const char *const role_text[] = { "in", "out", "inout", "acc" };
 static const char *const args_text[] = { "conv shape, activation", "conv shape", "conv shape; accumulate",
                                          "pool shape, mode", "activation, count", "n, l, c", "l, c, lambda" };

@@ -303,6 +303,13 @@ START_TEST(accumulate_that_overwrites_fails)
 }
 END_TEST
 
+START_TEST(float_sums_in_the_exact_op_fail)
+{
+    /* float sums of 64 products are off by ~1e-7 relative: far outside the op's 1e-12 */
+    expect_bug("floatsums", 60, "elm_accumulate_f64", "outside the tolerance", "n64 l192 c10");
+}
+END_TEST
+
 START_TEST(ignored_accumulate_flag_fails)
 {
     expect_bug("filteraccum", 60, "conv2d_backward_filter", "after call 1 of 3", "accumulate");
@@ -465,6 +472,7 @@ int main(void)
     tcase_add_test(tc, buggy_ok_passes);
     tcase_add_test(tc, accumulate_that_overwrites_fails);
     tcase_add_test(tc, ignored_accumulate_flag_fails);
+    tcase_add_test(tc, float_sums_in_the_exact_op_fail);
     tcase_add_test(tc, thread_unsafe_plugin_fails);
     tcase_add_test(tc, mean_pooling_wrong_on_odd_sizes_fails);
     tcase_add_test(tc, write_past_the_end_is_named);

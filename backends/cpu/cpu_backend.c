@@ -14,27 +14,6 @@
 
 #include "cpu_internal.h"
 
-/* ---- errors ---------------------------------------------------------------------------- */
-
-cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fmt, ...)
-{
-    if (ctx) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
-/* ---- OpenBLAS -------------------------------------------------------------------------- */
-
-/* OpenBLAS's thread count is process-global; this backend parallelises inside each context with
- * its own threads and calls BLAS from several contexts at once, so BLAS must run in the
- * calling thread. Done once, at the first context_open. */
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_single_thread(void) { openblas_set_num_threads(1); }
-
 /* ---- devices --------------------------------------------------------------------------- */
 
 static int online_cores(void)
@@ -94,28 +73,6 @@ static cnnelm_status cpu_device_info(int index, cnnelm_device_info *info)
 
 /* ---- contexts -------------------------------------------------------------------------- */
 
-/* The best kernel variant this CPU runs; CNNELM_CPU_ISA=generic|avx2|avx512 may choose a lower
- * one (never a higher one). */
-static int detect_isa(void)
-{
-    int best = CPU_ISA_GENERIC;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        best = CPU_ISA_AVX2;
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
-            best = CPU_ISA_AVX512;
-    }
-#endif
-    const char *want = getenv("CNNELM_CPU_ISA");
-    int w = best;
-    if (want && strcmp(want, "generic") == 0)
-        w = CPU_ISA_GENERIC;
-    else if (want && strcmp(want, "avx2") == 0)
-        w = CPU_ISA_AVX2;
-    return w < best ? w : best;
-}
-
 static void open_error(char *error, size_t size, const char *msg)
 {
     if (error && size > 0)
@@ -141,26 +98,7 @@ static cnnelm_status cpu_context_open(int device, const cnnelm_context_params *p
         threads = params->threads;
     if (threads <= 0)
         threads = online_cores();
-    if (threads > CPU_MAX_THREADS)
-        threads = CPU_MAX_THREADS;
-
-    pthread_once(&blas_once, blas_single_thread);
-    cnnelm_backend_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        open_error(error, error_size, "out of host memory for a context");
-        return CNNELM_ERR_OUT_OF_MEMORY;
-    }
-    ctx->magic = CPU_CTX_MAGIC;
-    ctx->threads = threads;
-    ctx->isa = detect_isa();
-    cnnelm_status st = cpu_thread_pool_start(ctx);
-    if (st != CNNELM_OK) {
-        open_error(error, error_size, ctx->err);
-        free(ctx);
-        return st;
-    }
-    *out = ctx;
-    return CNNELM_OK;
+    return cpu_context_create(threads, out, error, error_size);
 }
 
 static void release_buffer(cnnelm_buffer *b)
@@ -174,11 +112,8 @@ static void cpu_context_close(cnnelm_backend_ctx *ctx)
 {
     if (!ctx || ctx->magic != CPU_CTX_MAGIC)
         return;
-    cpu_thread_pool_stop(ctx);
     CNNELM_BUFFER_LIST_FREE_ALL(&ctx->buffers, release_buffer);
-    cpu_scratch_free(ctx);
-    ctx->magic = 0;
-    free(ctx);
+    cpu_context_destroy(ctx);
 }
 
 static const char *cpu_last_error(const cnnelm_backend_ctx *ctx)
@@ -356,6 +291,15 @@ static cnnelm_status cpu_elm_accumulate_op(cnnelm_backend_ctx *ctx, int n, int l
     return cpu_elm_accumulate(ctx, n, l, c, H->data, T->data, U->data, V->data);
 }
 
+static cnnelm_status cpu_elm_accumulate_f64_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                               const cnnelm_buffer *H, const cnnelm_buffer *T,
+                                               cnnelm_buffer *U, cnnelm_buffer *V)
+{
+    LIVE_CTX(ctx);
+    return cpu_elm_accumulate_f64(ctx, n, l, c, H->data, T->data, (double *)(void *)U->data,
+                                  (double *)(void *)V->data);
+}
+
 static cnnelm_status cpu_elm_predict_op(cnnelm_backend_ctx *ctx, int n, int l, int c,
                                         const cnnelm_buffer *H, const cnnelm_buffer *beta,
                                         cnnelm_buffer *Y)
@@ -517,6 +461,7 @@ static const cnnelm_backend cpu_backend_table = {
     .synchronize = cpu_synchronize,
     .buffer_copy = cpu_buffer_copy,
     .buffer_fill = cpu_buffer_fill,
+    .elm_accumulate_f64 = cpu_elm_accumulate_f64_op,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(cpu_backend_table)

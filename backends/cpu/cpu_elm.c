@@ -1,5 +1,6 @@
 /* cnnelm CPU backend: the ELM products (OpenBLAS, single-threaded calls split into fixed tiles
- * across the context's threads) and the ELM solve (LAPACKE Cholesky in double). */
+ * across the context's threads; the sums in float, or exactly in double for train.sums =
+ * "double") and the ELM solve (LAPACKE Cholesky in double). */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <lapacke.h>
@@ -94,6 +95,83 @@ cnnelm_status cpu_elm_accumulate(cnnelm_backend_ctx *ctx, int n, int l, int c, c
     int nt = (l + ELM_TILE - 1) / ELM_TILE;
     acc_job j = { n, l, c, nt * (nt + 1) / 2, H, T, U, V, ctx };
     cpu_parallel(ctx, j.tiles + nt, acc_task, &j);
+    return CNNELM_OK;
+}
+
+/* ---- exact sums: U (upper) += H^T H, V += H^T T in double -------------------------------
+ * H and T are widened to double once (products of floats are exact in double); the tiles are
+ * the float version's, each computed by one BLAS call straight into U or V, so the result does
+ * not depend on the thread count. Only U's upper triangle is touched. */
+
+typedef struct widen_job {
+    size_t count;
+    const float *src;
+    double *dst;
+} widen_job;
+
+#define WIDEN_BLOCK 65536
+
+static void widen_task(void *arg, int begin, int end, int thread)
+{
+    (void)thread;
+    widen_job *j = arg;
+    size_t b = (size_t)begin * WIDEN_BLOCK, e = (size_t)end * WIDEN_BLOCK;
+    if (e > j->count)
+        e = j->count;
+    for (size_t i = b; i < e; i++)
+        j->dst[i] = j->src[i];
+}
+
+static void widen(cnnelm_backend_ctx *ctx, const float *src, double *dst, size_t count)
+{
+    widen_job j = { count, src, dst };
+    cpu_parallel(ctx, (int)((count + WIDEN_BLOCK - 1) / WIDEN_BLOCK), widen_task, &j);
+}
+
+typedef struct acc64_job {
+    int n, l, c, tiles;
+    const double *H, *T;
+    double *U, *V;
+} acc64_job;
+
+static void acc64_task(void *arg, int begin, int end, int thread)
+{
+    (void)thread;
+    acc64_job *j = arg;
+    int l = j->l;
+    for (int t = begin; t < end; t++) {
+        if (t >= j->tiles) {
+            int r0 = (t - j->tiles) * ELM_TILE, r1 = r0 + ELM_TILE < l ? r0 + ELM_TILE : l;
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, j->c, j->n, 1.0,
+                        j->H + r0, l, j->T, j->c, 1.0, j->V + (size_t)r0 * j->c, j->c);
+            continue;
+        }
+        int ti, tj;
+        tile_of(l, t, &ti, &tj);
+        int i0 = ti * ELM_TILE, j0 = tj * ELM_TILE;
+        int bi = i0 + ELM_TILE < l ? ELM_TILE : l - i0, bj = j0 + ELM_TILE < l ? ELM_TILE : l - j0;
+        double *u = j->U + (size_t)i0 * l + j0;
+        if (ti == tj)
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, bi, j->n, 1.0, j->H + i0, l, 1.0, u, l);
+        else
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bi, bj, j->n, 1.0, j->H + i0, l,
+                        j->H + j0, l, 1.0, u, l);
+    }
+}
+
+cnnelm_status cpu_elm_accumulate_f64(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
+                                     const float *T, double *U, double *V)
+{
+    size_t nl = (size_t)n * l, nc = (size_t)n * c;
+    cnnelm_status st = cpu_shared_reserve(ctx, sizeof(double) * (nl + nc));
+    if (st != CNNELM_OK)
+        return st;
+    double *Hd = ctx->shared.p, *Td = Hd + nl;
+    widen(ctx, H, Hd, nl);
+    widen(ctx, T, Td, nc);
+    int nt = (l + ELM_TILE - 1) / ELM_TILE;
+    acc64_job j = { n, l, c, nt * (nt + 1) / 2, Hd, Td, U, V };
+    cpu_parallel(ctx, j.tiles + nt, acc64_task, &j);
     return CNNELM_OK;
 }
 

@@ -70,6 +70,11 @@ __attribute__((format(printf, 3, 4)))
 #endif
 cnnelm_status cpu_fail(cnnelm_backend_ctx *ctx, cnnelm_status st, const char *fmt, ...);
 
+/* A context with `threads` threads (at least 1; the pool started, the kernel variant chosen)
+ * and its end (the pool stopped, scratch freed; buffers are the caller's) (cpu_context.c). */
+cnnelm_status cpu_context_create(int threads, cnnelm_backend_ctx **out, char *error, size_t error_size);
+void cpu_context_destroy(cnnelm_backend_ctx *ctx);
+
 /* Thread pool (cpu_threads.c). Runs fn over `tasks` tasks, handed out in contiguous ranges
  * that threads claim as they come free (a thread the OS has descheduled does not hold up the
  * rest); returns when every task is done. fn may be called several times per thread per job.
@@ -105,6 +110,8 @@ cnnelm_status cpu_act_backward(cnnelm_backend_ctx *ctx, cnnelm_activation act, s
                                const float *y, const float *dy, float *dx);
 cnnelm_status cpu_elm_accumulate(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
                                  const float *T, float *U, float *V);
+cnnelm_status cpu_elm_accumulate_f64(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
+                                     const float *T, double *U, double *V);
 cnnelm_status cpu_elm_predict(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *H,
                               const float *beta, float *Y);
 cnnelm_status cpu_elm_backprop(cnnelm_backend_ctx *ctx, int n, int l, int c, const float *E,

@@ -24,6 +24,8 @@
  *   -DBUG_SHUTDOWN_CRASH   shutdown dereferences NULL
  *   -DBUG_FILL_WRONG       buffer_fill takes its byte offset for a float offset
  *   -DBUG_ASYNC_NO_SYNC    buffer_read_async queues the copy; synchronize returns without doing it
+ *   -DBUG_FLOAT_SUMS       elm_accumulate_f64 sums each chunk's products in float before adding
+ *                          them into the double U and V (the precision the op exists to avoid)
  * and one variant that is no bug but must pass:
  *   -DBUG_SUPPORTS_PARTIAL supports() declines conv2d_forward with optimal tanh (the core runs it
  *                          on the CPU reference) */
@@ -408,6 +410,34 @@ static cnnelm_status my_elm_accumulate(cnnelm_backend_ctx *c, int n, int l, int 
     return CNNELM_OK;
 }
 
+/* Exact sums (optional, ABI 1.1): U (upper triangle) and V in double, products of floats exact. */
+static cnnelm_status my_elm_accumulate_f64(cnnelm_backend_ctx *c, int n, int l, int k, const cnnelm_buffer *H,
+                                           const cnnelm_buffer *T, cnnelm_buffer *U, cnnelm_buffer *V)
+{
+    (void)c;
+#ifdef BUG_FLOAT_SUMS
+    typedef float sum_t;
+#else
+    typedef double sum_t;
+#endif
+    double *u = (double *)(void *)U->data, *v = (double *)(void *)V->data;
+    for (int a = 0; a < l; a++) {
+        for (int b = a; b < l; b++) {
+            sum_t s = 0;
+            for (int r = 0; r < n; r++)
+                s += (sum_t)((double)H->data[(size_t)r * l + a] * H->data[(size_t)r * l + b]);
+            u[(size_t)a * l + b] += s;
+        }
+        for (int j = 0; j < k; j++) {
+            sum_t s = 0;
+            for (int r = 0; r < n; r++)
+                s += (sum_t)((double)H->data[(size_t)r * l + a] * T->data[(size_t)r * k + j]);
+            v[(size_t)a * k + j] += s;
+        }
+    }
+    return CNNELM_OK;
+}
+
 /* STEP 14: predictions Y = H beta: a GEMM (n x l times l x c). */
 static cnnelm_status my_elm_predict(cnnelm_backend_ctx *c, int n, int l, int k, const cnnelm_buffer *H,
                                     const cnnelm_buffer *beta, cnnelm_buffer *Y)
@@ -690,6 +720,7 @@ static const cnnelm_backend table = {
     .synchronize = my_synchronize,
     .buffer_copy = my_buffer_copy,
     .buffer_fill = my_buffer_fill,
+    .elm_accumulate_f64 = my_elm_accumulate_f64,
 };
 
 #ifdef BUG_ENTRY_CRASH

@@ -1,12 +1,14 @@
-/* A partial backend for the fallback tests: host-memory buffers and convolution forward (im2col
- * and SGEMM), every other op left NULL, as an FPGA team's first plugin would be. The core must run
- * the missing ops on the CPU reference and train to the CPU backend's accuracy.
+/* A partial backend for the fallback tests: host-memory buffers and convolution forward (the CPU
+ * backend's own kernels, linked in: convonly_cpu.c), every other op left NULL, as an FPGA
+ * team's first plugin would be. The core must run the missing ops on the CPU reference and
+ * train to the CPU backend's accuracy; with the same convolution, its training step measures
+ * what the core's fallback costs (bench/bench_abi.sh).
  * Built again for the conformance checker's tests, one variant per -D flag:
  *   -DBROKEN_WRONG       conv2d_forward adds 0.01 to every output (plugin-check must FAIL it)
  *   -DBROKEN_CRASH       conv2d_forward dereferences NULL (a crash must be reported, not fatal)
  *   -DWITH_POOL          pool_forward in plain loops too, so a check can pass beside a failure
  *   -DBROKEN_CRASH_POOL  (with WITH_POOL) pool_forward dereferences NULL */
-#include <cblas.h>
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +16,18 @@
 
 #include "cnnelm/backend.h"
 #include "cnnelm/backend_util.h"
+#include "convonly_cpu.h"
 
 #ifndef STUB_NAME
 #define STUB_NAME "convonly"
 #endif
 
-struct cnnelm_buffer { CNNELM_BUFFER_LINKS; size_t bytes; float data[]; };
+/* 64-byte aligned data, as the CPU backend's buffers (its kernels and caches expect it) */
+struct cnnelm_buffer { CNNELM_BUFFER_LINKS; size_t bytes; float *data; };
 struct cnnelm_backend_ctx {
     char error[256];
     struct cnnelm_buffer *buffers; /* all live ones */
-    float *col;                    /* im2col scratch of conv_f */
-    size_t col_bytes;
+    void *engine;                  /* the CPU backend's convolution (convonly_cpu.c) */
 };
 
 static cnnelm_status count(int *n) { *n = 1; return CNNELM_OK; }
@@ -38,25 +41,44 @@ static cnnelm_status info(int i, cnnelm_device_info *d)
     d->compute_units = 1;
     return CNNELM_OK;
 }
+static void release(cnnelm_buffer *b)
+{
+    free(b->data);
+    free(b);
+}
 static cnnelm_status open_(int dev, const cnnelm_context_params *p, cnnelm_backend_ctx **out,
                            char *e, size_t n)
 {
-    (void)dev; (void)p; (void)e; (void)n;
+    (void)dev;
     *out = calloc(1, sizeof **out);
-    return *out ? CNNELM_OK : CNNELM_ERR_OUT_OF_MEMORY;
+    if (!*out)
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    int threads = CNNELM_PARAMS_HAS(p, threads) && p->threads > 0 ? p->threads : 1;
+    (*out)->engine = convonly_engine_open(threads, e, n);
+    if (!(*out)->engine) {
+        free(*out);
+        *out = NULL;
+        return CNNELM_ERR_OUT_OF_MEMORY;
+    }
+    return CNNELM_OK;
 }
 static void close_(cnnelm_backend_ctx *c) /* frees every buffer still allocated, as the ABI says */
 {
-    CNNELM_BUFFER_LIST_FREE_ALL(&c->buffers, free);
-    free(c->col);
+    CNNELM_BUFFER_LIST_FREE_ALL(&c->buffers, release);
+    convonly_engine_close(c->engine);
     free(c);
 }
 static const char *last(const cnnelm_backend_ctx *c) { return c->error; }
 static cnnelm_status alloc_(cnnelm_backend_ctx *c, size_t b, cnnelm_buffer **o)
 {
-    *o = malloc(sizeof **o + b);
-    if (!*o)
+    *o = malloc(sizeof **o);
+    void *data = NULL;
+    if (!*o || posix_memalign(&data, 64, b ? b : 1) != 0) {
+        free(*o);
+        *o = NULL;
         return CNNELM_ERR_OUT_OF_MEMORY;
+    }
+    (*o)->data = data;
     (*o)->bytes = b;
     CNNELM_BUFFER_LIST_ADD(&c->buffers, *o);
     return CNNELM_OK;
@@ -66,7 +88,7 @@ static void free_(cnnelm_backend_ctx *c, cnnelm_buffer *b)
     if (!b)
         return;
     CNNELM_BUFFER_LIST_REMOVE(&c->buffers, b);
-    free(b);
+    release(b);
 }
 static cnnelm_status wr(cnnelm_backend_ctx *c, cnnelm_buffer *d, size_t o, const void *s, size_t b)
 {
@@ -98,45 +120,16 @@ static cnnelm_status conv_f(cnnelm_backend_ctx *c, const cnnelm_conv_shape *s, c
         snprintf(c->error, sizeof c->error, "optimal tanh not implemented");
         return CNNELM_ERR_UNSUPPORTED;
     }
-    /* im2col and one SGEMM per image (an FPGA team would call its own engine here): fast
-     * enough that this plugin's training step measures what the core's fallback costs. */
-    int oh = s->h - s->k + 1, ow = s->w - s->k + 1, kk = s->c_in * s->k * s->k, hw = oh * ow;
-    size_t need = (size_t)kk * hw * sizeof(float);
-    if (need > c->col_bytes) {
-        float *col = realloc(c->col, need);
-        if (!col) {
-            snprintf(c->error, sizeof c->error, "out of host memory for im2col");
-            return CNNELM_ERR_OUT_OF_MEMORY;
-        }
-        c->col = col;
-        c->col_bytes = need;
+    cnnelm_status st = convonly_engine_conv(c->engine, s, a, x->data, w->data, b->data, y->data);
+    if (st != CNNELM_OK) {
+        snprintf(c->error, sizeof c->error, "%s", convonly_engine_error(c->engine));
+        return st;
     }
-    for (int n = 0; n < s->n; n++) {
-        const float *xn = x->data + (size_t)n * s->c_in * s->h * s->w;
-        float *col = c->col;
-        for (int ci = 0; ci < s->c_in; ci++)
-            for (int p = 0; p < s->k; p++)
-                for (int q = 0; q < s->k; q++)
-                    for (int i = 0; i < oh; i++) {
-                        const float *xr = xn + ((size_t)ci * s->h + i + p) * s->w + q;
-                        for (int j = 0; j < ow; j++) /* rows of 8-24 floats: a loop beats memcpy */
-                            col[j] = xr[j];
-                        col += ow;
-                    }
-        float *yn = y->data + (size_t)n * s->c_out * hw;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, hw, kk, 1.0f, w->data, kk,
-                    c->col, hw, 0.0f, yn, hw);
-        for (int o = 0; o < s->c_out; o++)
-            for (int e = 0; e < hw; e++) {
-                float v = yn[(size_t)o * hw + e] + b->data[o];
-                if (a == CNNELM_ACT_RELU && v < 0)
-                    v = 0;
 #ifdef BROKEN_WRONG
-                v += 0.01f;
+    size_t ny = (size_t)s->n * s->c_out * (s->h - s->k + 1) * (s->w - s->k + 1);
+    for (size_t i = 0; i < ny; i++)
+        y->data[i] += 0.01f;
 #endif
-                yn[(size_t)o * hw + e] = v;
-            }
-    }
     return CNNELM_OK;
 }
 
@@ -171,6 +164,16 @@ static cnnelm_status pool_f(cnnelm_backend_ctx *c, const cnnelm_pool_shape *s, c
 #define POOL_FORWARD NULL
 #endif
 
+/* An "FPGA" in host memory: the core's host-memory slices suit it (0 would mean 1 MiB). */
+static cnnelm_status limits(void *state, int index, cnnelm_device_limits *l)
+{
+    (void)state;
+    (void)index;
+    if (CNNELM_PARAMS_HAS(l, preferred_transfer_bytes))
+        l->preferred_transfer_bytes = 32 * 1024;
+    return CNNELM_OK;
+}
+
 static const cnnelm_backend table = {
     .abi_major = CNNELM_BACKEND_ABI_MAJOR, .abi_minor = CNNELM_BACKEND_ABI_MINOR,
     .table_size = sizeof(cnnelm_backend), .name = STUB_NAME,
@@ -178,6 +181,7 @@ static const cnnelm_backend table = {
     .device_count = count, .device_info = info, .context_open = open_, .context_close = close_,
     .last_error = last, .buffer_alloc = alloc_, .buffer_free = free_, .buffer_write = wr,
     .buffer_read = rd, .conv2d_forward = conv_f, .pool_forward = POOL_FORWARD,
+    .device_limits = limits,
 };
 
 CNNELM_BACKEND_DEFINE_ENTRY(table)

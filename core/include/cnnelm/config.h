@@ -91,6 +91,7 @@ typedef struct cnnelm_config {
         char checkpoint_dir[CNNELM_PATH_MAX]; /* "" = none; else each finished partition's model */
         long memory_limit;               /* MiB the run may plan to use; 0 = MemAvailable */
         double validation;               /* [0, 0.5): share held out to choose lambda "auto"; 0 = GCV */
+        cnnelm_sums sums;                /* U and V summed on the device in float or double */
     } train;
     int n_workers;
     cnnelm_worker_config workers[CNNELM_MAX_WORKERS];

@@ -15,6 +15,14 @@ typedef enum cnnelm_reduce {
     CNNELM_REDUCE_REFIT = 2     /* mean kernels, then beta solved from summed U and V */
 } cnnelm_reduce;
 
+/* train.sums: how the device sums U = H^T H and V = H^T T within an ELM batch. */
+typedef enum cnnelm_sums {
+    CNNELM_SUMS_FLOAT = 0,  /* float (elm_accumulate): fast; the grouping of examples into
+                               chunks changes the sums by float rounding (~1e-7 relative) */
+    CNNELM_SUMS_DOUBLE = 1  /* double (elm_accumulate_f64): exact products, sums independent
+                               of the grouping beyond double rounding */
+} cnnelm_sums;
+
 typedef enum cnnelm_partitioning {
     CNNELM_PART_SHUFFLE = 0, CNNELM_PART_STRATIFIED = 1, CNNELM_PART_CONTIGUOUS = 2,
     CNNELM_PART_LABEL_SKEW = 3, CNNELM_PART_BY_SOURCE = 4 /* one partition per data.sources entry */

@@ -14,6 +14,7 @@ _Static_assert(sizeof(cnnelm_pooling) == sizeof(int), "enums are stored as int")
 _Static_assert(sizeof(cnnelm_reduce) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(cnnelm_partitioning) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(cnnelm_lr_schedule) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(cnnelm_sums) == sizeof(int), "enums are stored as int");
 
 /* ---- enum names (index = enum value) ---- */
 
@@ -24,6 +25,7 @@ static const char *const partitioning_names[] = {"shuffle", "stratified", "conti
                                                   "by-source", NULL};
 static const char *const lr_schedule_names[] = {"constant", "inverse", NULL};
 static const char *const init_names[] = {"zero-mean", "uniform", "patches", NULL};
+static const char *const sums_names[] = {"float", "double", NULL};
 static const char *const noise_names[] = {"gaussian", "salt_pepper", "poisson", NULL};
 static const char *const augment_names[] = {"hflip", "shift", NULL}; /* CNNELM_AUGMENT_* bits */
 
@@ -223,6 +225,11 @@ const key_def cnnelm_schema[] = {
                         "buffers per worker, per-partition models; printed before the run): a run "
                         "that needs more is refused before it starts. 0: MemAvailable from "
                         "/proc/meminfo."},
+    {.path = "train.sums", .kind = K_ENUM, CF(train.sums), .names = sums_names, .idef = CNNELM_SUMS_FLOAT,
+     .help = "How the device sums U = H'H and V = H'T within an ELM batch: float (fast), or double "
+             "(each product exact, the sums independent of how examples are grouped into chunks, "
+             "batches and partitions beyond double rounding: refit's beta then equals one model's "
+             "to 1e-9; slower for large L, see docs/config.md)."},
 
     {.path = "workers.backend", .kind = K_BACKEND, .worker = 1, .required = 1, WF(backend), .sdef = "cpu",
      .help = "Backend plugin name: \"cpu\" loads libcnnelm-cpu.so, \"opencl\" libcnnelm-opencl.so. "

@@ -39,7 +39,7 @@ static int watch_fail(cnnelm_net *net, const char *op, cnnelm_error *err)
     return cnnelm_fail(err, "%s: %s: the device was given up on (workers[i].op_timeout)", net->where, op);
 }
 
-static int alloc_buf(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_error *err)
+int cnnelm_net_alloc(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_error *err)
 {
     CALL(cnnelm_op_alloc(&net->ops, floats * sizeof(float), b), "buffer_alloc", -1);
     return 0;
@@ -92,28 +92,30 @@ int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device,
      * the device still computes chunk i. */
     net->n_slots = CNNELM_BACKEND_HAS(net->be, buffer_write_async) &&
                    CNNELM_BACKEND_HAS(net->be, synchronize) ? 2 : 1;
-    size_t C = (size_t)arch->classes, L = (size_t)arch->hidden, N = (size_t)chunk;
+    if (cnnelm_net_apply_limits(net, plugin, device, err) != 0)
+        goto fail;
+    size_t C = (size_t)arch->classes, L = (size_t)arch->hidden, N = (size_t)net->chunk;
     size_t in = (size_t)arch->in_c * arch->in_h * arch->in_w;
     for (int s = 0; s < net->n_slots; s++)
-        if (alloc_buf(net, &net->xs[s], N * in, err) || alloc_buf(net, &net->ts[s], N * C, err))
+        if (cnnelm_net_alloc(net, &net->xs[s], N * in, err) || cnnelm_net_alloc(net, &net->ts[s], N * C, err))
             goto fail;
     net->x = net->xs[0];
     net->t = net->ts[0];
     for (int i = 0; i < arch->n_layers; i++) {
         const cnnelm_layer *ly = &arch->layer[i];
-        if (alloc_buf(net, &net->act[i], N * ly->out_c * ly->out_h * ly->out_w, err) != 0)
+        if (cnnelm_net_alloc(net, &net->act[i], N * ly->out_c * ly->out_h * ly->out_w, err) != 0)
             goto fail;
         if (ly->kind == CNNELM_LAYER_CONV) {
             size_t nw = (size_t)ly->out_c * ly->in_c * arch->kernel * arch->kernel;
-            if (alloc_buf(net, &net->w[i], nw, err) || alloc_buf(net, &net->b[i], ly->out_c, err) ||
-                alloc_buf(net, &net->dw[i], nw, err) || alloc_buf(net, &net->db[i], ly->out_c, err))
+            if (cnnelm_net_alloc(net, &net->w[i], nw, err) || cnnelm_net_alloc(net, &net->b[i], ly->out_c, err) ||
+                cnnelm_net_alloc(net, &net->dw[i], nw, err) || cnnelm_net_alloc(net, &net->db[i], ly->out_c, err))
                 goto fail;
         }
     }
-    if (arch->elm_activation != CNNELM_ACT_IDENTITY && alloc_buf(net, &net->h, N * L, err) != 0)
+    if (arch->elm_activation != CNNELM_ACT_IDENTITY && cnnelm_net_alloc(net, &net->h, N * L, err) != 0)
         goto fail;
     if (arch->n_scales || arch->sqrt_features) {
-        if (alloc_buf(net, &net->hcat, N * L, err) != 0)
+        if (cnnelm_net_alloc(net, &net->hcat, N * L, err) != 0)
             goto fail;
         /* one pool's block read back before it is interleaved: a group's only */
         net->host_scale = arch->n_scales ? malloc(N * L * sizeof(float)) : NULL;
@@ -123,11 +125,11 @@ int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device,
             goto fail;
         }
     }
-    if (alloc_buf(net, &net->g[0], N * arch->max_maps, err) ||
-        alloc_buf(net, &net->g[1], N * arch->max_maps, err) ||
-        alloc_buf(net, &net->u, L * L, err) || alloc_buf(net, &net->v, L * C, err) ||
-        alloc_buf(net, &net->beta, L * C, err) || alloc_buf(net, &net->y, N * C, err) ||
-        alloc_buf(net, &net->e, N * C, err))
+    if (cnnelm_net_alloc(net, &net->g[0], N * arch->max_maps, err) ||
+        cnnelm_net_alloc(net, &net->g[1], N * arch->max_maps, err) ||
+        cnnelm_net_alloc(net, &net->u, L * L, err) || cnnelm_net_alloc(net, &net->v, L * C, err) ||
+        cnnelm_net_alloc(net, &net->beta, L * C, err) || cnnelm_net_alloc(net, &net->y, N * C, err) ||
+        cnnelm_net_alloc(net, &net->e, N * C, err))
         goto fail;
     for (int s = 0; s < net->n_slots; s++) {
         net->host_xs[s] = malloc(N * in * sizeof(float));
@@ -163,6 +165,7 @@ void cnnelm_net_close(cnnelm_net *net)
         free(net->host_ts[s]);
     }
     free(net->host_uv);
+    free(net->host_sums);
     free(net->host_scale);
     free(net->host_h);
     free(net->labels);

@@ -18,6 +18,9 @@ typedef struct cnnelm_net {
     char where[128];                    /* "cpu:0", for messages */
     cnnelm_arch arch;
     int chunk;                          /* capacity in examples */
+    int chunk_requested;                /* > 0: the chunk asked for, lowered to `chunk` so that
+                                           every buffer fits the device's largest allocation */
+    uint64_t max_alloc;                 /* the device's largest allocation; 0: unknown */
     int n;                              /* examples in the loaded chunk */
     int device_lost;                    /* an op returned CNNELM_ERR_DEVICE: the context is unusable */
     cnnelm_buffer *x;                   /* input chunk (one of xs) */
@@ -31,6 +34,10 @@ typedef struct cnnelm_net {
     cnnelm_buffer *dw[CNNELM_MAX_LAYERS], *db[CNNELM_MAX_LAYERS];
     cnnelm_buffer *g[2];                /* gradient ping-pong */
     cnnelm_buffer *t, *u, *v, *beta, *y, *e;
+    int exact_sums;                     /* U, V summed in double on the device (u64, v64) */
+    cnnelm_buffer *u64, *v64;           /* exact sums: L x L and L x C doubles */
+    double *host_sums;                  /* exact sums: their read-back blocks */
+    size_t host_sums_bytes;
     float *host_x, *host_t, *host_uv;   /* host_x, host_t: the current slot's */
     float *host_xs[2], *host_ts[2];
     float *host_scale, *host_h;         /* multi-scale group: one pool read back; H interleaved */
@@ -38,8 +45,10 @@ typedef struct cnnelm_net {
     cnnelm_watch watch;                 /* the device call in progress, for the pool's watchdog */
 } cnnelm_net;
 
-/* Opens a context on `device` of the plugin and allocates buffers for `chunk` examples. Ops the
- * plugin lacks run on `reference` (the CPU plugin; NULL: none, such ops fail). */
+/* Opens a context on `device` of the plugin and allocates buffers for `chunk` examples (fewer
+ * when a buffer of `chunk` would exceed the device's largest allocation: net->chunk is the
+ * capacity, net->chunk_requested what was asked). Ops the plugin lacks run on `reference` (the
+ * CPU plugin; NULL: none, such ops fail). */
 int cnnelm_net_open(cnnelm_net *net, const cnnelm_plugin *plugin, int device, int threads,
                     const cnnelm_arch *arch, int chunk, const cnnelm_plugin *reference,
                     cnnelm_error *err);
@@ -61,8 +70,14 @@ int cnnelm_net_set_beta(cnnelm_net *net, const float *beta, cnnelm_error *err);
 int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows, size_t first,
                        int n, cnnelm_error *err);
 
-/* U, V on the device (float, one ELM batch at a time): zero them; add the loaded chunk; add
- * them into the host's double sums U (upper triangle only: i <= j) and V, then zero them. */
+/* U, V on the device (float, one ELM batch at a time; double with exact sums): zero them; add
+ * the loaded chunk; add them into the host's double sums U (upper triangle only: i <= j) and V,
+ * then zero them. */
+/* exact != 0: from now on the device sums U and V in double (elm_accumulate_f64, or the CPU
+ * reference's when the backend lacks it): the sums then do not depend on how the examples are
+ * grouped into chunks and batches beyond double rounding (train.sums = "double"). Allocates
+ * the double buffers and plans the op once; exact == 0, or a second call, does nothing. */
+int cnnelm_net_set_sums(cnnelm_net *net, int exact, cnnelm_error *err);
 int cnnelm_net_reset_uv(cnnelm_net *net, cnnelm_error *err);
 int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err);
 int cnnelm_net_add_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err);

@@ -19,6 +19,24 @@ int cnnelm_net_xfer_fail(cnnelm_net *net, cnnelm_status st, const char *what, co
 #define WRITE(buf, src, bytes) XFER("buffer_write", cnnelm_op_write, buf, 0, src, bytes)
 #define READ(buf, dst, bytes) XFER("buffer_read", cnnelm_op_read, buf, 0, dst, bytes)
 
+/* The device's limits applied when the network opens (network_limits.c): the op layer's slice
+ * size, net->max_alloc, and the chunk lowered so that every per-chunk buffer fits; an error
+ * when U cannot fit. */
+int cnnelm_net_apply_limits(cnnelm_net *net, const cnnelm_plugin *plugin, int device,
+                            cnnelm_error *err);
+/* An error naming `what` when `bytes` exceed the device's largest allocation, else 0. */
+int cnnelm_net_check_alloc(const cnnelm_net *net, size_t bytes, const char *what, cnnelm_error *err);
+
+/* A device buffer of `floats` floats through the op layer (recorded, so calls can be checked). */
+int cnnelm_net_alloc(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_error *err);
+
+/* Runs one op through the dispatcher (which falls back to the CPU reference when it must), or
+ * plans it while net->planning (network_run.c). layer < 0: not a layer's op. */
+int cnnelm_net_run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *err);
+
+/* The buffer holding H (after the ELM activation, or the gathered group, or the last layer). */
+cnnelm_buffer *cnnelm_net_hidden_buffer(const cnnelm_net *net);
+
 /* Every call a run makes, at the full chunk, checked and planned once (network_run.c). */
 int cnnelm_net_plan_all(cnnelm_net *net, cnnelm_error *err);
 

@@ -22,7 +22,7 @@ static cnnelm_status watched_op_run(cnnelm_net *net, cnnelm_op_call *k, int laye
 }
 
 /* Runs one op through the dispatcher (which falls back to the CPU reference when it must). */
-static int run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *err)
+int cnnelm_net_run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *err)
 {
     char why[512] = "";
     cnnelm_status st = net->planning ? cnnelm_op_plan(&net->ops, k, why, sizeof why)
@@ -38,7 +38,7 @@ static int run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *e
     return cnnelm_fail(err, "%s: %s failed: %s: %s", net->where, op, cnnelm_status_name(st), why);
 }
 
-static cnnelm_buffer *hidden_buffer(const cnnelm_net *net)
+cnnelm_buffer *cnnelm_net_hidden_buffer(const cnnelm_net *net)
 {
     if (net->h)
         return net->h;
@@ -103,13 +103,13 @@ static int forward_layers(cnnelm_net *net, cnnelm_error *err)
             cnnelm_conv_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->out_c, a->kernel };
             cnnelm_op_call k = { .op = CNNELM_OP_CONV_FORWARD, .conv = s, .act = a->activation,
                                  .buf = { (cnnelm_buffer *)src, net->w[i], net->b[i], net->act[i] } };
-            if (run_op(net, &k, i, err))
+            if (cnnelm_net_run_op(net, &k, i, err))
                 return -1;
         } else {
             cnnelm_pool_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->size };
             cnnelm_op_call k = { .op = CNNELM_OP_POOL_FORWARD, .pool = s, .mode = a->pooling,
                                  .buf = { (cnnelm_buffer *)src, net->act[i] } };
-            if (run_op(net, &k, i, err))
+            if (cnnelm_net_run_op(net, &k, i, err))
                 return -1;
         }
         if (i < first_scale) /* every pool of a multi-scale group reads the group's input */
@@ -123,43 +123,10 @@ static int forward_layers(cnnelm_net *net, cnnelm_error *err)
     if (net->h) {
         cnnelm_op_call k = { .op = CNNELM_OP_ACT_FORWARD, .act = a->elm_activation,
                              .count = (size_t)n * a->hidden, .buf = { (cnnelm_buffer *)src, net->h } };
-        if (run_op(net, &k, -1, err))
+        if (cnnelm_net_run_op(net, &k, -1, err))
             return -1;
     }
     return 0;
-}
-
-int cnnelm_net_reset_uv(cnnelm_net *net, cnnelm_error *err)
-{
-    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    XFER("buffer_fill", cnnelm_op_fill, net->u, 0, L * L * sizeof(float), 0.0f);
-    XFER("buffer_fill", cnnelm_op_fill, net->v, 0, L * C * sizeof(float), 0.0f);
-    return 0;
-}
-
-int cnnelm_net_accumulate(cnnelm_net *net, cnnelm_error *err)
-{
-    cnnelm_op_call k = { .op = CNNELM_OP_ELM_ACCUMULATE, .n = net->n, .l = net->arch.hidden,
-                         .c = net->arch.classes, .buf = { hidden_buffer(net), net->t, net->u, net->v } };
-    return run_op(net, &k, -1, err);
-}
-
-int cnnelm_net_add_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err)
-{
-    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    READ(net->u, net->host_uv, L * L * sizeof(float));
-    READ(net->v, net->host_uv + L * L, L * C * sizeof(float));
-    /* U is symmetric: only the upper triangle is summed (the solve reads only that one) */
-    for (size_t i = 0; i < L; i++) {
-        const float *src = net->host_uv + i * L;
-        double *dst = U + i * L;
-        for (size_t j = i; j < L; j++)
-            dst[j] += src[j];
-    }
-    for (size_t i = 0; i < L * C; i++)
-        V[i] += net->host_uv[L * L + i];
-    /* the device sums start again from zero, so float only ever holds one batch */
-    return cnnelm_net_reset_uv(net, err);
 }
 
 int cnnelm_net_solve(cnnelm_net *net, const double *U, const double *V, double lambda,
@@ -180,8 +147,8 @@ int cnnelm_net_predict(cnnelm_net *net, float *Y, cnnelm_error *err)
 {
     int C = net->arch.classes;
     cnnelm_op_call k = { .op = CNNELM_OP_ELM_PREDICT, .n = net->n, .l = net->arch.hidden, .c = C,
-                         .buf = { hidden_buffer(net), net->beta, net->y } };
-    if (run_op(net, &k, -1, err))
+                         .buf = { cnnelm_net_hidden_buffer(net), net->beta, net->y } };
+    if (cnnelm_net_run_op(net, &k, -1, err))
         return -1;
     READ(net->y, Y, (size_t)net->n * C * sizeof(float));
     return 0;
@@ -215,12 +182,12 @@ static int backward_layers(cnnelm_net *net, int accumulate, cnnelm_error *err)
     int cur = 0;
     cnnelm_op_call bp = { .op = CNNELM_OP_ELM_BACKPROP, .n = n, .l = L, .c = C,
                           .buf = { net->e, net->beta, net->g[cur] } };
-    if (run_op(net, &bp, -1, err))
+    if (cnnelm_net_run_op(net, &bp, -1, err))
         return -1;
     if (net->h) {
         cnnelm_op_call k = { .op = CNNELM_OP_ACT_BACKWARD, .act = a->elm_activation,
                              .count = (size_t)n * L, .buf = { net->h, net->g[cur], net->g[cur] } };
-        if (run_op(net, &k, -1, err))
+        if (cnnelm_net_run_op(net, &k, -1, err))
             return -1;
     }
     int lowest_conv = 0;
@@ -233,7 +200,7 @@ static int backward_layers(cnnelm_net *net, int accumulate, cnnelm_error *err)
             cnnelm_pool_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->size };
             cnnelm_op_call k = { .op = CNNELM_OP_POOL_BACKWARD, .pool = s, .mode = a->pooling,
                                  .buf = { (cnnelm_buffer *)in, net->g[cur], net->g[1 - cur] } };
-            if (run_op(net, &k, i, err))
+            if (cnnelm_net_run_op(net, &k, i, err))
                 return -1;
             cur = 1 - cur;
             continue;
@@ -241,17 +208,17 @@ static int backward_layers(cnnelm_net *net, int accumulate, cnnelm_error *err)
         size_t count = (size_t)n * ly->out_c * ly->out_h * ly->out_w;
         cnnelm_op_call ab = { .op = CNNELM_OP_ACT_BACKWARD, .act = a->activation, .count = count,
                               .buf = { net->act[i], net->g[cur], net->g[cur] } };
-        if (run_op(net, &ab, i, err))
+        if (cnnelm_net_run_op(net, &ab, i, err))
             return -1;
         cnnelm_conv_shape s = { n, ly->in_c, ly->in_h, ly->in_w, ly->out_c, a->kernel };
         cnnelm_op_call bf = { .op = CNNELM_OP_CONV_BACKWARD_FILTER, .conv = s, .accumulate = accumulate,
                               .buf = { (cnnelm_buffer *)in, net->g[cur], net->dw[i], net->db[i] } };
-        if (run_op(net, &bf, i, err))
+        if (cnnelm_net_run_op(net, &bf, i, err))
             return -1;
         if (i > lowest_conv) {
             cnnelm_op_call bd = { .op = CNNELM_OP_CONV_BACKWARD_DATA, .conv = s,
                                   .buf = { net->g[cur], net->w[i], net->g[1 - cur] } };
-            if (run_op(net, &bd, i, err))
+            if (cnnelm_net_run_op(net, &bd, i, err))
                 return -1;
             cur = 1 - cur;
         }
@@ -285,14 +252,14 @@ int cnnelm_net_plan_all(cnnelm_net *net, cnnelm_error *err)
         net->x = net->xs[s];
         net->t = net->ts[s];
         cnnelm_op_call acc = { .op = CNNELM_OP_ELM_ACCUMULATE, .n = net->n, .l = a->hidden,
-                               .c = a->classes, .buf = { hidden_buffer(net), net->t, net->u, net->v } };
+                               .c = a->classes, .buf = { cnnelm_net_hidden_buffer(net), net->t, net->u, net->v } };
         cnnelm_op_call pr = { .op = CNNELM_OP_ELM_PREDICT, .n = net->n, .l = a->hidden,
-                              .c = a->classes, .buf = { hidden_buffer(net), net->beta, net->y } };
+                              .c = a->classes, .buf = { cnnelm_net_hidden_buffer(net), net->beta, net->y } };
         cnnelm_op_call sv = { .op = CNNELM_OP_ELM_SOLVE, .l = a->hidden, .c = a->classes,
                               .lambda = 1.0, .buf = { net->u, net->v, net->beta } };
         /* multi-scale groups and -sqrt have no backward pass (cnnelm_net_check_backprop) */
-        rc = forward_layers(net, err) || run_op(net, &acc, -1, err) || run_op(net, &pr, -1, err) ||
-             run_op(net, &sv, -1, err) ||
+        rc = forward_layers(net, err) || cnnelm_net_run_op(net, &acc, -1, err) || cnnelm_net_run_op(net, &pr, -1, err) ||
+             cnnelm_net_run_op(net, &sv, -1, err) ||
              (cnnelm_net_check_backprop(a, NULL) == 0 &&
               (backward_layers(net, 0, err) || backward_layers(net, 1, err)));
     }

@@ -50,6 +50,19 @@ const cnnelm_op_desc *cnnelm_op_describe(cnnelm_op_id op)
     return &full_table[op];
 }
 
+int cnnelm_op_has_slot(const cnnelm_backend *be, cnnelm_op_id op)
+{
+    const cnnelm_op_desc *d = cnnelm_op_describe(op);
+    if (!d)
+        return 0;
+    size_t v10 = offsetof(cnnelm_backend, elm_solve) + sizeof be->elm_solve;
+    if (d->slot >= v10 && (be->abi_minor < 1 || be->table_size < d->slot + sizeof(void (*)(void))))
+        return 0;
+    void (*slot)(void);
+    memcpy(&slot, (const char *)be + d->slot, sizeof slot);
+    return slot != NULL;
+}
+
 const char *cnnelm_op_name(cnnelm_op_id op)
 {
     return (unsigned)op < CNNELM_OP_COUNT ? op_table[op].name : "unknown op";
@@ -82,7 +95,7 @@ cnnelm_status cnnelm_op_dispatch(const cnnelm_backend *be, cnnelm_backend_ctx *c
     switch (k->op) {
 #define OP_CASE(id, slot, args, nbuf, opt)                                                 \
     case CNNELM_OP_##id:                                                                   \
-        if (!be->slot)                                                                     \
+        if (!cnnelm_op_has_slot(be, CNNELM_OP_##id))                                       \
             return CNNELM_ERR_UNSUPPORTED;                                                 \
         return be->slot(ctx, ARGS_##args(k) BUFS_##nbuf(b) TAIL_##args(k));
         CNNELM_OP_LIST(OP_CASE)
@@ -127,6 +140,8 @@ static size_t size_of(const cnnelm_op_call *k, int kind)
     case CNNELM_OPSIZE_NC: return BYTES(k->n, k->c);
     case CNNELM_OPSIZE_LL: return BYTES(k->l, k->l);
     case CNNELM_OPSIZE_LC: return BYTES(k->l, k->c);
+    case CNNELM_OPSIZE_LL_F64: return BYTES(2, k->l, k->l);
+    case CNNELM_OPSIZE_LC_F64: return BYTES(2, k->l, k->c);
     }
     return SIZE_MAX;
 }

@@ -20,7 +20,8 @@ enum { CNNELM_OPARGS_CONV_ACT, CNNELM_OPARGS_CONV, CNNELM_OPARGS_CONV_ACC, CNNEL
        CNNELM_OPARGS_ACT, CNNELM_OPARGS_ELM, CNNELM_OPARGS_SOLVE };
 enum { CNNELM_OPSIZE_CONV_X, CNNELM_OPSIZE_CONV_W, CNNELM_OPSIZE_CONV_B, CNNELM_OPSIZE_CONV_Y,
        CNNELM_OPSIZE_POOL_X, CNNELM_OPSIZE_POOL_Y, CNNELM_OPSIZE_COUNT, CNNELM_OPSIZE_NL,
-       CNNELM_OPSIZE_NC, CNNELM_OPSIZE_LL, CNNELM_OPSIZE_LC };
+       CNNELM_OPSIZE_NC, CNNELM_OPSIZE_LL, CNNELM_OPSIZE_LC, CNNELM_OPSIZE_LL_F64,
+       CNNELM_OPSIZE_LC_F64 };
 enum { CNNELM_OPROLE_IN, CNNELM_OPROLE_OUT, CNNELM_OPROLE_INOUT, CNNELM_OPROLE_ACC };
 
 typedef struct cnnelm_op_buffer_desc {
@@ -42,6 +43,11 @@ typedef struct cnnelm_op_desc {
 
 /* The row of `op` (NULL when out of range); iterate with op from 0 to CNNELM_OP_COUNT - 1. */
 const cnnelm_op_desc *cnnelm_op_describe(cnnelm_op_id op);
+
+/* Whether table `be` fills the slot of `op`: NULL slots, and slots appended after elm_solve that
+ * the table's abi_minor and table_size do not reach, are absent (a 1.0 table is never read past
+ * its end). */
+int cnnelm_op_has_slot(const cnnelm_backend *be, cnnelm_op_id op);
 
 /* One op call: the shape arguments and its buffers in the slot's argument order. */
 typedef struct cnnelm_op_call {
@@ -87,6 +93,7 @@ typedef struct cnnelm_opctx {
     int n_rec, cap_rec;
     void *host;                      /* the fallbacks' bounce buffer: one slice, made once, kept */
     size_t host_bytes;
+    size_t transfer_bytes;           /* bytes per transfer slice (cnnelm_op_transfer_bytes) */
 } cnnelm_opctx;
 
 /* Buffers through the core, so that calls can be checked: alloc records the handle and size. */
@@ -101,6 +108,19 @@ cnnelm_status cnnelm_op_read(cnnelm_opctx *o, const cnnelm_buffer *src, size_t o
 cnnelm_status cnnelm_op_write_async(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset,
                                     const void *src, size_t bytes, char *why, size_t why_size);
 cnnelm_status cnnelm_op_sync(cnnelm_opctx *o, char *why, size_t why_size);
+/* Queued download (ABI 1.1 buffer_read_async; a blocking read otherwise, and always from the
+ * reference when a fallback holds the newest data): `dst` holds the data after cnnelm_op_sync. */
+cnnelm_status cnnelm_op_read_async(cnnelm_opctx *o, const cnnelm_buffer *src, size_t offset,
+                                   void *dst, size_t bytes, char *why, size_t why_size);
+/* 1 when reads can be queued (buffer_read_async and synchronize). */
+int cnnelm_op_can_queue_reads(const cnnelm_opctx *o);
+/* Device-side copy (ABI 1.1 buffer_copy) of `bytes` between two different buffers, ranges
+ * checked; a fallback's newer data is flushed to the device first. CNNELM_ERR_UNSUPPORTED
+ * without buffer_copy (cnnelm_op_can_copy says so up front): the caller goes through the host. */
+cnnelm_status cnnelm_op_copy(cnnelm_opctx *o, cnnelm_buffer *dst, size_t dst_offset,
+                             const cnnelm_buffer *src, size_t src_offset, size_t bytes, char *why,
+                             size_t why_size);
+int cnnelm_op_can_copy(const cnnelm_opctx *o);
 /* Sets `bytes` from `offset` to the float `value` (buffer_fill, or a host block written). */
 cnnelm_status cnnelm_op_fill(cnnelm_opctx *o, cnnelm_buffer *dst, size_t offset, size_t bytes,
                              float value, char *why, size_t why_size);
@@ -129,6 +149,12 @@ int cnnelm_op_layout(const cnnelm_op_call *call, size_t bytes[6], unsigned *in, 
 
 /* The call's shape fields as supports() receives them. */
 void cnnelm_op_params_of(const cnnelm_op_call *call, cnnelm_op_params *out);
+
+/* Bytes per transfer the core moves in one call when it slices (the fallbacks' bounce slice,
+ * read-back blocks): the device's preferred transfer size (device_limits), else
+ * CNNELM_OP_DEFAULT_SLICE. */
+#define CNNELM_OP_DEFAULT_SLICE ((size_t)32 * 1024)
+size_t cnnelm_op_transfer_bytes(const cnnelm_opctx *o);
 
 /* Closes the reference context, if one was opened, and forgets the buffer records. */
 void cnnelm_opctx_close(cnnelm_opctx *o);

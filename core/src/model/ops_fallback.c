@@ -15,17 +15,22 @@
  * SIZE_MAX the mirror is newer than the device (a fallback wrote it; flushed when the backend or
  * a transfer needs the device copy). */
 
-/* Data crosses between the backend and the reference through the host in slices of this many
- * bytes: a slice read from one side is still in the cache when it is written to the other, so
- * a crossing costs about one copy's worth of memory traffic, not two (chunks of activations
- * are megabytes, larger than the caches). */
-#define BOUNCE_SLICE ((size_t)32 * 1024)
+/* Data crosses between the backend and the reference through the host in slices of
+ * cnnelm_op_transfer_bytes: on a host-memory device a small slice read from one side is still
+ * in the cache when it is written to the other, so a crossing costs about one copy's worth of
+ * memory traffic, not two (chunks of activations are megabytes, larger than the caches); a
+ * device across a bus says how large its transfers should be (device_limits). */
+
+size_t cnnelm_op_transfer_bytes(const cnnelm_opctx *o)
+{
+    return o->transfer_bytes ? o->transfer_bytes : CNNELM_OP_DEFAULT_SLICE;
+}
 
 /* The bounce buffer: one slice (or less when every buffer is smaller), made once. */
 static cnnelm_status ensure_host(cnnelm_opctx *o, size_t bytes)
 {
-    if (bytes > BOUNCE_SLICE)
-        bytes = BOUNCE_SLICE;
+    if (bytes > cnnelm_op_transfer_bytes(o))
+        bytes = cnnelm_op_transfer_bytes(o);
     if (bytes <= o->host_bytes)
         return CNNELM_OK;
     void *h = realloc(o->host, bytes);
@@ -194,10 +199,7 @@ cnnelm_status cnnelm_op_plan(cnnelm_opctx *o, const cnnelm_op_call *k, char *why
     cnnelm_status st = cnnelm_op_validate(o, k, why, why_size);
     if (st != CNNELM_OK)
         return st;
-    const cnnelm_op_desc *d = cnnelm_op_describe(k->op);
-    void *slot;
-    memcpy(&slot, (const char *)o->be + d->slot, sizeof slot);
-    int falls_back = slot == NULL;
+    int falls_back = !cnnelm_op_has_slot(o->be, k->op);
     if (!falls_back && CNNELM_BACKEND_HAS(o->be, supports)) {
         cnnelm_op_params p;
         cnnelm_op_params_of(k, &p);

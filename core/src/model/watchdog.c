@@ -42,6 +42,7 @@ static void describe(char *out, size_t n, const char *op, int layer, const cnnel
             snprintf(shape, sizeof shape, "%zu floats", k->count);
             break;
         case CNNELM_OP_ELM_ACCUMULATE: case CNNELM_OP_ELM_PREDICT: case CNNELM_OP_ELM_BACKPROP:
+        case CNNELM_OP_ELM_ACCUMULATE_F64:
             snprintf(shape, sizeof shape, "n%d l%d c%d", k->n, k->l, k->c);
             break;
         case CNNELM_OP_ELM_SOLVE:

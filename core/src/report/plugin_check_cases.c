@@ -17,8 +17,11 @@ void cnnelm_pcheck_layout(const cnnelm_op_call *call, case_layout *lay)
     const cnnelm_op_desc *d = cnnelm_op_describe(call->op);
     for (int i = 0; i < 6; i++)
         lay->names[i] = "?";
-    for (int i = 0; d && i < d->n_buffers && i < CNNELM_OP_MAX_BUFFERS; i++)
+    for (int i = 0; d && i < d->n_buffers && i < CNNELM_OP_MAX_BUFFERS; i++) {
         lay->names[i] = d->buf[i].name;
+        if (d->buf[i].size == CNNELM_OPSIZE_LL_F64 || d->buf[i].size == CNNELM_OPSIZE_LC_F64)
+            lay->f64 |= 1u << i;
+    }
 }
 
 /* What buffer i holds before call k: inputs uniform in [-1, 1] (never zeros), different for
@@ -30,7 +33,13 @@ void cnnelm_pcheck_fill(const check_case *cc, const case_layout *lay, int varian
     size_t n = floats_of(lay, i);
     cnnelm_rng r;
     cnnelm_rng_seed(&r, 20261124, (uint64_t)cc->call.op * 1000 + (uint64_t)variant * 100 + (uint64_t)k * 10 + (uint64_t)i);
-    if (lay->in >> i & 1u)
+    if (lay->in >> i & 1u && lay->f64 >> i & 1u) {
+        double v; /* doubles, stored through memcpy: h is a float block */
+        for (size_t j = 0; j + 1 < n; j += 2) {
+            v = 2 * cnnelm_rng_uniform(&r) - 1;
+            memcpy(h + j, &v, sizeof v);
+        }
+    } else if (lay->in >> i & 1u)
         for (size_t j = 0; j < n; j++)
             h[j] = (float)(2 * cnnelm_rng_uniform(&r) - 1);
     else
@@ -151,6 +160,14 @@ int cnnelm_pcheck_build_cases(check_case *cases)
         add(cases, &n, (cnnelm_op_call){ .op = (cnnelm_op_id)op, .n = 64, .l = 192, .c = 10 }, 1e-3, calls, 2,
             "n64 l192 c10%s", calls > 1 ? " x3" : "");
     }
+    /* exact sums: a plugin that sums in float (or rounds H) is off by ~1e-7; double sums of
+     * exact products differ from the reference's only by the order of the terms (~1e-15) */
+    for (int i = 0; i < 3; i++)
+        add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_ACCUMULATE_F64, .n = elm[i][0], .l = elm[i][1],
+                                         .c = elm[i][2] },
+            1e-12, MAX_CALLS, 1, "n%d l%d c%d x3", elm[i][0], elm[i][1], elm[i][2]);
+    add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_ACCUMULATE_F64, .n = 64, .l = 192, .c = 10 }, 1e-12,
+        MAX_CALLS, 2, "n64 l192 c10 x3");
     static const int solves[][2] = { { 192, 10 }, { 13, 3 }, { 50, 10 } };
     for (int i = 0; i < 3; i++)
         add(cases, &n, (cnnelm_op_call){ .op = CNNELM_OP_ELM_SOLVE, .l = solves[i][0], .c = solves[i][1], .lambda = 100 },

@@ -37,6 +37,8 @@ typedef struct case_layout {
     int nb;
     size_t bytes[6];
     unsigned in, out;
+    unsigned f64;       /* buffers of doubles (elm_accumulate_f64's U and V): filled and
+                           compared as doubles; their guard tails are floats like any other */
     const char *names[6];
 } case_layout;
 

@@ -11,14 +11,7 @@
 #include "report/plugin_check_internal.h"
 
 /* Is the op's slot filled in the plugin's table? (its offset from the op table) */
-static int has_op(const cnnelm_backend *be, cnnelm_op_id op)
-{
-    const cnnelm_op_desc *d = cnnelm_op_describe(op);
-    void *slot = NULL;
-    if (d)
-        memcpy(&slot, (const char *)be + d->slot, sizeof slot);
-    return slot != NULL;
-}
+static int has_op(const cnnelm_backend *be, cnnelm_op_id op) { return cnnelm_op_has_slot(be, op); }
 
 static void child_load(void *arg, void *reply, size_t size)
 {
@@ -195,9 +188,9 @@ int cnnelm_pcheck_loading(const char *file, int device, double timeout, FILE *ou
             snprintf(res, sizeof res, "FAIL: alignment %llu is not a power of two",
                      (unsigned long long)dr.lim.alignment);
         else
-            snprintf(res, sizeof res, "PASS: alignment %llu, largest buffer %.1f MiB, chunk %u",
+            snprintf(res, sizeof res, "PASS: alignment %llu, largest buffer %.1f MiB, chunk %u, transfers %llu bytes",
                      (unsigned long long)dr.lim.alignment, (double)dr.lim.max_alloc_bytes / (1024.0 * 1024),
-                     dr.lim.preferred_chunk);
+                     dr.lim.preferred_chunk, (unsigned long long)dr.lim.preferred_transfer_bytes);
         da.limits = 0;
         cnnelm_pcheck_verdict(out, t, "device_limits", shape, secs, res);
     }

@@ -125,6 +125,35 @@ cnnelm_status cnnelm_pcheck_exec(const cnnelm_backend *be, cnnelm_backend_ctx *c
     return st;
 }
 
+/* A buffer of doubles against the reference's, relative to 1 + |reference|. */
+static int judge_f64(const check_case *cc, const case_layout *lay, int i, const float *ref, const float *got,
+                     const char *when, const char *where, double *worst, char *why, size_t why_size)
+{
+    size_t n = floats_of(lay, i) / 2, at = 0;
+    double bad = 0, r_at = 0, g_at = 0;
+    for (size_t j = 0; j < n; j++) {
+        double r, g;
+        memcpy(&r, ref + 2 * j, sizeof r);
+        memcpy(&g, got + 2 * j, sizeof g);
+        double d = fabs(g - r) / (1 + fabs(r));
+        if (isnan(d))
+            d = INFINITY;
+        if (d > bad) {
+            bad = d;
+            at = j;
+            r_at = r;
+            g_at = g;
+        }
+    }
+    if (bad > *worst)
+        *worst = bad;
+    if (bad <= cc->tol)
+        return 1;
+    snprintf(why, why_size, "outside the tolerance: %s[%zu] is %.17g, the reference %.17g (doubles)%s%s",
+             lay->names[i], at, g_at, r_at, when, where);
+    return 0;
+}
+
 /* Compares a run with the reference's: writes past the end first (the worst bug), then
  * unwritten outputs, then values. Returns 1 when it passes; else the reason in `why`. */
 static int judge(const check_case *cc, const case_layout *lay, const case_result *ref, const case_result *got,
@@ -155,6 +184,11 @@ static int judge(const check_case *cc, const case_layout *lay, const case_result
                          lay->names[i], unwritten, n, when, where);
                 *worst = INFINITY;
                 return 0;
+            }
+            if (lay->f64 >> i & 1u) {
+                if (!judge_f64(cc, lay, i, ref->out[k][i], got->out[k][i], when, where, worst, why, why_size))
+                    return 0;
+                continue;
             }
             double scale = 0;
             if (cc->call.op == CNNELM_OP_ELM_SOLVE) /* beta: relative to its largest value */

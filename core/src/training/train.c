@@ -36,6 +36,7 @@ int cnnelm_train_chunk_len(const cnnelm_net *net, size_t done, size_t total)
 cnnelm_fit_opts cnnelm_fit_opts_from_config(const cnnelm_config *cfg)
 {
     cnnelm_fit_opts o = { .batch = cfg->train.batch > 0 ? (size_t)cfg->train.batch : 0,
+                          .exact_sums = cfg->train.sums == CNNELM_SUMS_DOUBLE,
                           .lambda_candidates = cfg->model.lambda_candidates.v,
                           .n_lambda_candidates = cfg->model.lambda_candidates.n,
                           .validation = cfg->train.validation,
@@ -117,6 +118,8 @@ static int fit_sums(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data,
     if (data->n == 0)
         return cnnelm_fail(err, "no training examples");
     if (cnnelm_net_set_params(net, m->params, err))
+        return -1;
+    if (cnnelm_net_set_sums(net, opts && opts->exact_sums, err))
         return -1;
     cnnelm_progress_begin(prog, stage, data->n);
     return sum_uv(net, m, data, cnnelm_fit_batch(opts), interruptible, prog, err);

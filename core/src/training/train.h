@@ -48,11 +48,12 @@ typedef struct cnnelm_subset {
     size_t n;
 } cnnelm_subset;
 
-/* How an ELM fit sums and solves: the device sums `batch` examples in float before they are
- * added into the double sums (0: CNNELM_UV_BATCH); lambda candidates for "auto" (n = 0: 1, 10,
+/* How an ELM fit sums and solves: the device sums `batch` examples in float (in double with
+ * exact_sums) before they are added into the double sums (0: CNNELM_UV_BATCH); lambda candidates for "auto" (n = 0: 1, 10,
  * ..., 1e6). */
 typedef struct cnnelm_fit_opts {
     size_t batch;
+    int exact_sums;                 /* train.sums = "double": the device sums in double */
     const double *lambda_candidates;
     int n_lambda_candidates;
     double validation;          /* > 0: "auto" by held-out accuracy on this share (train.validation) */

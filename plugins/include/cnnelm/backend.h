@@ -124,12 +124,23 @@ typedef struct cnnelm_plugin_params {
     void *log_user;
 } cnnelm_plugin_params;
 
-/* ABI 1.1: what a scheduler needs to size work for a device. 0 means "no limit / no opinion". */
+/* ABI 1.1: what a scheduler needs to size work for a device. 0 means "no limit / no opinion".
+ * The core uses them when a network opens: no buffer it allocates is larger than
+ * max_alloc_bytes (the chunk is lowered so that every per-chunk buffer fits; a U that does not
+ * fit is refused with a message), and copies in pieces are cut to preferred_transfer_bytes.
+ * Without device_limits, device_info's max_alloc_bytes is used. Buffers are whole allocations
+ * the plugin makes, so `alignment` is the plugin's to honour; the core's transfer offsets
+ * within a buffer are multiples of a row (4 or 8 bytes times a row's length). */
 typedef struct cnnelm_device_limits {
     uint32_t struct_size;      /* set by the core; the plugin fills the fields that fit */
     uint64_t alignment;        /* bytes; buffers the plugin allocates are aligned to this */
     uint64_t max_alloc_bytes;  /* largest single buffer_alloc */
     uint32_t preferred_chunk;  /* images per chunk the device runs best at */
+    /* appended within 1.1 (read only when struct_size reaches it): bytes per transfer call the
+     * device moves efficiently; the core cuts the copies it makes in pieces (a fallback's
+     * bounce slices, U's read-back blocks) to this size. 0: 32 KiB for a CNNELM_DEVICE_CPU
+     * device (host memory: slices that stay in the cache), 1 MiB for any other kind. */
+    uint64_t preferred_transfer_bytes;
 } cnnelm_device_limits;
 
 typedef struct cnnelm_backend_ctx cnnelm_backend_ctx; /* a plugin's per-thread state */
@@ -300,6 +311,21 @@ typedef struct cnnelm_backend {
                                  const cnnelm_buffer *src, size_t src_offset, size_t bytes);
     cnnelm_status (*buffer_fill)(cnnelm_backend_ctx *ctx, cnnelm_buffer *dst, size_t offset,
                                  size_t bytes, float value);
+
+    /* Exact ELM sums (train.sums = "double"; appended within 1.1 after buffer_fill: the core
+     * checks table_size before reading it). H (n x l) and T (n x c) are float as for
+     * elm_accumulate; U (l x l) and V (l x c) hold doubles (8 bytes per element):
+     *   U[i][j] += sum_r (double)H[r][i] * (double)H[r][j]   for i <= j only (the strictly lower
+     *                                                          triangle is left as it was),
+     *   V[i][k] += sum_r (double)H[r][i] * (double)T[r][k].
+     * Each product of two floats is exact in double, and the sums must be kept in double (no
+     * float or mixed-precision step): the result then depends on the order of the terms only
+     * by double rounding, so two groupings of the same examples into chunks agree to ~1e-15
+     * relative. NULL or UNSUPPORTED: the core runs it on the CPU reference (H crosses to the
+     * host once per chunk). */
+    cnnelm_status (*elm_accumulate_f64)(cnnelm_backend_ctx *ctx, int n, int l, int c,
+                                        const cnnelm_buffer *H, const cnnelm_buffer *T,
+                                        cnnelm_buffer *U, cnnelm_buffer *V);
 } cnnelm_backend;
 
 typedef const cnnelm_backend *(*cnnelm_backend_entry_fn)(void);

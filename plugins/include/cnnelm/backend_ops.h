@@ -18,7 +18,9 @@
  *            ELM       (int n, int l, int c)
  *            SOLVE     (int l, int c, double lambda)
  * buffers  how many buffer arguments follow
- * optional 1: the slot may be NULL (the core runs the op on the CPU reference) */
+ * optional 1: the slot may be NULL (the core runs the op on the CPU reference)
+ * Rows after ELM_SOLVE are ABI 1.1 slots appended to struct cnnelm_backend: the core reads
+ * such a slot only when the table's abi_minor and table_size say it is there. */
 #define CNNELM_OP_LIST(X)                                               \
     X(CONV_FORWARD, conv2d_forward, CONV_ACT, 4, 1)                     \
     X(CONV_BACKWARD_DATA, conv2d_backward_data, CONV, 3, 1)             \
@@ -30,7 +32,8 @@
     X(ELM_ACCUMULATE, elm_accumulate, ELM, 4, 1)                        \
     X(ELM_PREDICT, elm_predict, ELM, 3, 1)                              \
     X(ELM_BACKPROP, elm_backprop, ELM, 3, 1)                            \
-    X(ELM_SOLVE, elm_solve, SOLVE, 3, 1)
+    X(ELM_SOLVE, elm_solve, SOLVE, 3, 1)                                \
+    X(ELM_ACCUMULATE_F64, elm_accumulate_f64, ELM, 4, 1)
 
 /* One row per buffer argument, in argument order:
  *   X(ID, index, name, size, role, alias)
@@ -39,6 +42,7 @@
  *          CONV_Y n*c_out*(h-k+1)*(w-k+1)
  *          POOL_X n*c*h*w         POOL_Y n*c*(h/s)*(w/s)  COUNT count
  *          NL n*l   NC n*c   LL l*l   LC l*c
+ *          LL_F64 l*l and LC_F64 l*c doubles (8 bytes each, i.e. twice as many floats' bytes)
  * role   IN (read), OUT (written), INOUT (read and written), ACC (written; also read when
  *        accumulate != 0)
  * alias  index of the one input this output may be (the same buffer), or -1: none */
@@ -76,7 +80,11 @@
     X(ELM_BACKPROP, 2, dH, NL, OUT, -1)                                 \
     X(ELM_SOLVE, 0, U, LL, IN, -1)                                      \
     X(ELM_SOLVE, 1, V, LC, IN, -1)                                      \
-    X(ELM_SOLVE, 2, beta, LC, OUT, -1)
+    X(ELM_SOLVE, 2, beta, LC, OUT, -1)                                  \
+    X(ELM_ACCUMULATE_F64, 0, H, NL, IN, -1)                             \
+    X(ELM_ACCUMULATE_F64, 1, T, NC, IN, -1)                             \
+    X(ELM_ACCUMULATE_F64, 2, U, LL_F64, INOUT, -1)                      \
+    X(ELM_ACCUMULATE_F64, 3, V, LC_F64, INOUT, -1)
 
 /* The most buffer arguments any op takes. */
 #define CNNELM_OP_MAX_BUFFERS 4
