@@ -82,12 +82,32 @@ START_TEST(partitions_auto_and_refit)
 }
 END_TEST
 
+START_TEST(double_sums_on_the_device)
+{
+    /* train.sums = "double" keeps U and V in double on the device beside the float ones */
+    const char *f[] = { "train.sums=float" }, *d[] = { "train.sums=double" };
+    cnnelm_config cf, cd;
+    config_with(&cf, f, 1);
+    config_with(&cd, d, 1);
+    cnnelm_arch a;
+    arch_of(&a, "6c-2s-12c-2s");
+    cnnelm_memory_plan pf, pd;
+    cnnelm_memory_plan_make(&cf, &a, &pf);
+    cnnelm_memory_plan_make(&cd, &a, &pd);
+    double L = 192, C = 10;
+    ck_assert_double_eq(pd.device_per_worker - pf.device_per_worker, (L * L + L * C) * 8);
+    cnnelm_config_free(&cf);
+    cnnelm_config_free(&cd);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("memory_plan");
     TCase *tc = tcase_create("plan");
     tcase_add_test(tc, wide_model_parts);
     tcase_add_test(tc, partitions_auto_and_refit);
+    tcase_add_test(tc, double_sums_on_the_device);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

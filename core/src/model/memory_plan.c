@@ -22,6 +22,9 @@ void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnn
     }
     if (a->elm_activation != CNNELM_ACT_IDENTITY)
         dev += N * L;
+    /* train.sums = "double": U and V in double beside the float ones (network_sums.c) */
+    if (cfg->train.sums == CNNELM_SUMS_DOUBLE)
+        dev += 2 * (L * L + L * C);
     p->device_per_worker = dev * F;
     p->host_per_worker = (N * in + N * C + L * L + L * C) * F + N;
     /* Cholesky: I/lambda + U; "auto" first reduces a copy of U (freed before the Cholesky) */

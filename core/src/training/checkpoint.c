@@ -91,6 +91,8 @@ char *cnnelm_checkpoint_run_text(const cnnelm_experiment *x)
         fprintf(out, "train.sync_every %d\n", c->train.sync_every);
     if (c->train.sync_beta)
         fprintf(out, "train.sync_beta 1\n");
+    if (c->train.sums == CNNELM_SUMS_DOUBLE) /* absent for float, as before the key */
+        fprintf(out, "train.sums double\n");
     fp_file(out, "data.train_images", c->data.train_images);
     fp_file(out, "data.train_labels", c->data.train_labels);
     for (int s = 0; s < c->data.n_sources; s++) {
