@@ -31,8 +31,9 @@ bench_threads=$THREADS
 REPEATS=${REPEATS:-5}
 chains= fits=
 for _ in $(seq "$REPEATS"); do
-  chains="$chains $("$BUILD/bin/cnnelm-bench-backend" --backend "$BACKEND" --mode forward --no-peer --threads "$bench_threads" --repeats 9 |
-          grep -m1 "^forward" | grep -oE '= [0-9]+ images/s' | grep -oE '[0-9]+')"
+  "$BUILD/bin/cnnelm-bench-backend" --backend "$BACKEND" --mode forward --no-peer --threads "$bench_threads" --repeats 9 >"$out/chain.txt"
+  [ -n "$chains" ] || grep -m1 "^OpenBLAS" "$out/chain.txt" || true  # which BLAS kernel ran, once
+  chains="$chains $(grep -m1 "^forward" "$out/chain.txt" | grep -oE '= [0-9]+ images/s' | grep -oE '[0-9]+')"
   fits="$fits $("$CNNELM" train -c "$SRC/conf/paper-fashion.cfg" "${data[@]}" -s "workers=({backend=\"$BACKEND\";threads=$THREADS;})" \
         -o "$out/fit.model" 2>&1 >/dev/null | rate "ELM fit:")"
 done
