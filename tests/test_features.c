@@ -177,11 +177,12 @@ START_TEST(fashion_92_config)
     ck_assert_int_ne(cfg.train.partitioning, CNNELM_PART_BY_SOURCE);
     ck_assert_int_eq(cfg.train.reduce, CNNELM_REDUCE_REFIT);
     ck_assert_int_eq(cfg.train.iterations, 0);
+    ck_assert_int_eq(cfg.model.init, CNNELM_INIT_PATCHES);
     cnnelm_arch a;
     ck_assert_msg(cnnelm_arch_init(&a, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10,
                                    cfg.model.activation, cfg.model.pooling,
                                    cfg.model.elm_activation, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(a.hidden, 10240);
+    ck_assert_int_eq(a.hidden, 352 * (36 + 4)); /* 352c-(4s,12s): 6x6 and 2x2 per map */
     ck_assert_int_eq(a.n_scales, 2);
     ck_assert_int_eq(a.sqrt_features, 1);
     cnnelm_config_free(&cfg);
