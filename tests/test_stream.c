@@ -140,8 +140,9 @@ static void assert_same_set(const cnnelm_dataset *ds, const cnnelm_dataset *mem)
     free(rows);
 }
 
-/* Loads the set `text` + overrides describe streamed and in memory, and compares them. */
-static void compare_config(const char *text, const char *const *ov, int n_ov, int test)
+/* Loads the set `text` + overrides describe streamed (files read whole, data.hold_mb, or row by
+ * row, hold_mb = 0) and in memory, and compares them. */
+static void compare_config_hold(const char *text, const char *const *ov, int n_ov, int test, const char *hold)
 {
     const char *o[16];
     for (int i = 0; i < n_ov; i++)
@@ -149,7 +150,8 @@ static void compare_config(const char *text, const char *const *ov, int n_ov, in
     cnnelm_config cs, cm;
     cnnelm_error err = {""};
     o[n_ov] = "data.stream=true";
-    ck_assert_msg(load_cfg(&cs, text, o, n_ov + 1, &err) == 0, "%s", err.msg);
+    o[n_ov + 1] = hold;
+    ck_assert_msg(load_cfg(&cs, text, o, n_ov + 2, &err) == 0, "%s", err.msg);
     o[n_ov] = "data.stream=false";
     ck_assert_msg(load_cfg(&cm, text, o, n_ov + 1, &err) == 0, "%s", err.msg);
     cnnelm_dataset ds, mem;
@@ -168,6 +170,12 @@ static void compare_config(const char *text, const char *const *ov, int n_ov, in
     cnnelm_dataset_free(&mem);
     cnnelm_config_free(&cs);
     cnnelm_config_free(&cm);
+}
+
+static void compare_config(const char *text, const char *const *ov, int n_ov, int test)
+{
+    compare_config_hold(text, ov, n_ov, test, "data.hold_mb=0");
+    compare_config_hold(text, ov, n_ov, test, "data.hold_mb=512");
 }
 
 static const char *single_text(const char *train, const char *test)
@@ -194,6 +202,40 @@ START_TEST(fetch_raw_and_gz)
     char cmd[700];
     snprintf(cmd, sizeof cmd, "ls %s/cache/gz-images-idx3-ubyte-*.idx >/dev/null 2>&1", dir);
     ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* data.hold_mb: a file that fits is read whole at the first fetch (later rows come from memory,
+ * so a rewrite of the file after it is not seen); with 0 every fetch reads the file. */
+START_TEST(hold_reads_file_once)
+{
+    for (int hold = 0; hold <= 1; hold++) {
+        write_random_set("raw", 120, 6, 5, 3, 0, 1);
+        const char *o[] = { hold ? "data.hold_mb=1" : "data.hold_mb=0" };
+        cnnelm_config cfg;
+        cnnelm_error err = {""};
+        ck_assert_msg(load_cfg(&cfg, single_text("raw", "raw"), o, 1, &err) == 0, "%s", err.msg);
+        cnnelm_dataset ds;
+        ck_assert_msg(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err) == 0, "%s", err.msg);
+        size_t px = cnnelm_dataset_example_bytes(&ds), r0 = 3, r1 = 77;
+        uint8_t before[64], after[64];
+        ck_assert_msg(cnnelm_dataset_fetch(&ds, &r0, 0, 1, before, &err) == 0, "%s", err.msg);
+        ck_assert_msg(cnnelm_dataset_fetch(&ds, &r1, 0, 1, before, &err) == 0, "%s", err.msg);
+        /* overwrite row 77's bytes in place (same size) */
+        FILE *f = fopen(in_dir("raw-images-idx3-ubyte"), "r+b");
+        ck_assert_ptr_nonnull(f);
+        fseek(f, 16 + (long)(r1 * px), SEEK_SET);
+        for (size_t i = 0; i < px; i++)
+            fputc((before[i] + 1) & 0xff, f);
+        fclose(f);
+        ck_assert_msg(cnnelm_dataset_fetch(&ds, &r1, 0, 1, after, &err) == 0, "%s", err.msg);
+        if (hold)
+            ck_assert_msg(memcmp(before, after, px) == 0, "a held file was read again");
+        else
+            ck_assert_msg(memcmp(before, after, px) != 0, "hold_mb = 0 did not read the file");
+        cnnelm_dataset_free(&ds);
+        cnnelm_config_free(&cfg);
+    }
 }
 END_TEST
 
@@ -521,7 +563,7 @@ START_TEST(cache_dir_unwritable)
     dup2(fd, 2);
     close(fd);
     const char *ov[] = {"data.extend=[\"gaussian\"]"};
-    compare_config(text, ov, 1, 0);
+    compare_config_hold(text, ov, 1, 0, "data.hold_mb=0"); /* loaded once: one note */
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -630,6 +672,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, fetch_raw_and_gz);
+    tcase_add_test(tc, hold_reads_file_once);
     tcase_add_test(tc, fetch_extend_each_noise);
     tcase_add_test(tc, fetch_sources);
     tcase_add_loop_test(tc, fetch_shards, 0, 2);

@@ -58,6 +58,7 @@ typedef struct cnnelm_config {
                                           * file may read into memory; 0: half the RAM */
         char shards[CNNELM_PATH_MAX];    /* "" or a glob of IDX image files: the training set */
         int stream;                      /* read IDX images chunk by chunk (default) */
+        long hold_mb;                    /* streamed files of at most this many MiB in all: read whole */
         char cache_dir[CNNELM_PATH_MAX]; /* "": $XDG_CACHE_HOME/cnnelm; gzipped files decompressed */
     } data;
     struct {

@@ -104,6 +104,11 @@ const key_def cnnelm_schema[] = {
      .help = "Read IDX images from disk chunk by chunk (noisy copies made when read) instead of "
              "holding the data set in memory: memory then grows with the chunk and the labels, "
              "not the images. false: hold it in memory."},
+    {.path = "data.hold_mb", .kind = K_INT, CF(data.hold_mb), .imin = 0, .imax = NO_MAX, .idef = 512,
+     .help = "With data.stream: when the streamed image files of a set (training or test) take at "
+             "most this many MiB together, each is read into memory whole at its first use, then "
+             "rows are copied from there (a shuffled partition would otherwise cost one read per "
+             "row); bigger sets stream row by row. 0: always row by row."},
     {.path = "data.cache_dir", .kind = K_STRING, CF(data.cache_dir), .sdef = "",
      .help = "Where a streamed gzipped IDX file is decompressed once (a file named after it and "
              "keyed by its path, size and modification time; shared by concurrent runs). "

@@ -31,6 +31,8 @@ typedef struct stream_seg {
     size_t offset;           /* the payload's offset in fd's file */
     char *fail;              /* a failed open's message, given again to every later fetch */
     cnnelm_dataset held;     /* an in-memory set */
+    uint8_t *whole;          /* data.hold_mb: the file's n images, read at the first fetch */
+    int hold_state;          /* 0 not decided yet, 1 whole, -1 row by row */
     pthread_mutex_t lock;    /* the first fetches race to open the file */
 } stream_seg;
 
@@ -48,6 +50,7 @@ struct cnnelm_stream {
     int quiet;
     unsigned long long max_bytes; /* data.max_bytes for a lazy gzipped file (0: the default) */
     int opened;              /* segment files opened so far */
+    size_t hold_bytes;       /* data.hold_mb in bytes (0: always row by row) */
 };
 
 int cnnelm_data_cache_dir(const char *configured, char *out, size_t size, cnnelm_error *err)
@@ -93,6 +96,7 @@ void cnnelm_stream_free(cnnelm_stream *st)
             close(g->fd);
         free(g->path);
         free(g->fail);
+        free(g->whole);
         cnnelm_dataset_free(&g->held);
         pthread_mutex_destroy(&g->lock);
     }
@@ -324,6 +328,11 @@ void cnnelm_stream_set_noise(cnnelm_stream *st, const int *types, int n_types, u
     st->seed = seed;
 }
 
+void cnnelm_stream_set_hold(cnnelm_stream *st, size_t bytes)
+{
+    st->hold_bytes = bytes;
+}
+
 void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes)
 {
     st->max_bytes = max_bytes;
@@ -381,6 +390,36 @@ static int pread_full(int fd, uint8_t *dst, size_t len, size_t off, const char *
     return 0;
 }
 
+/* data.hold_mb: when the stream's files take at most hold_bytes together, the first fetch from a
+ * file reads its images whole (one read), and rows are copied from memory from then on: random
+ * rows of a shuffled partition cost one pread each otherwise, a quarter of a small network's fit
+ * (bench/bench_abi.sh). Decided at the first fetch, when every file has been added; without the
+ * memory for it the file streams row by row. */
+static int ensure_held(cnnelm_stream *st, stream_seg *g, cnnelm_error *err)
+{
+    if (__atomic_load_n(&g->hold_state, __ATOMIC_ACQUIRE) != 0)
+        return 0;
+    int rc = 0;
+    pthread_mutex_lock(&g->lock);
+    if (g->hold_state == 0) {
+        size_t files = 0;
+        for (int s = 0; s < st->n_seg; s++)
+            if (st->seg[s].path)
+                files += st->seg[s].n * st->px;
+        uint8_t *m = st->hold_bytes && files <= st->hold_bytes ? malloc(g->n * st->px + 1) : NULL;
+        if (m && pread_full(g->fd, m, g->n * st->px, g->offset, g->path, err) != 0) {
+            free(m);
+            m = NULL;
+            rc = -1;
+        }
+        g->whole = m;
+        if (rc == 0)
+            __atomic_store_n(&g->hold_state, m ? 1 : -1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
 int cnnelm_stream_fetch(cnnelm_stream *st, const size_t *rows, size_t first, size_t n, uint8_t *out,
                         cnnelm_error *err)
 {
@@ -404,8 +443,11 @@ int cnnelm_stream_fetch(cnnelm_stream *st, const size_t *rows, size_t first, siz
         }
         uint8_t *dst = out + j * px;
         if (g->path) {
-            if (ensure_open(st, g, err) ||
-                pread_full(g->fd, dst, m * px, g->offset + local * px, g->path, err))
+            if (ensure_open(st, g, err) || ensure_held(st, g, err))
+                return -1;
+            if (g->whole)
+                memcpy(dst, g->whole + local * px, m * px);
+            else if (pread_full(g->fd, dst, m * px, g->offset + local * px, g->path, err))
                 return -1;
         } else {
             memcpy(dst, g->held.images + local * px, m * px);
