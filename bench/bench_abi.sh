@@ -38,7 +38,7 @@ elm_fit() { # CONFIG: the median figures of both sides and their ratio
   for _ in $(seq "$REPEATS"); do
     "$BUILD/bin/cnnelm-bench-backend" --backend "$BACKEND" --mode forward --no-peer --threads "$bench_threads" \
       --repeats 9 --layers "$layers" --kernel "${kernel:-5}" >"$out/chain.txt"
-    [ -n "$chains" ] || [ -n "${blas_said:-}" ] || { grep -m1 "^OpenBLAS" "$out/chain.txt" || true; blas_said=1; }
+    [ -n "${blas_said:-}" ] || { grep -m1 "^OpenBLAS" "$out/chain.txt" || true; blas_said=1; } # once per run
     chains="$chains $(grep -m1 "^forward" "$out/chain.txt" | grep -oE '= [0-9]+ images/s' | grep -oE '[0-9]+')"
     fits="$fits $("$CNNELM" train -c "$cfg" "${data[@]}" -s "workers=({backend=\"$BACKEND\";threads=$THREADS;})" \
           -o "$out/fit.model" 2>&1 >/dev/null | rate "ELM fit:")"

@@ -26,9 +26,11 @@ fi
 [ ${#names[@]} -gt 0 ] || names=(idx model config)
 
 libs=($(pkg-config --libs libconfig zlib) -lm -lpthread -ldl)
+# the IDX reader and what it pulls in: the stream, its noise and augmentation, atomic files
+idx_sources="core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/augment.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
 declare -A sources=(
-  [idx]="core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/augment.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
-  [model]="core/src/model/model.c core/src/model/model_io.c core/src/data/idx_header.c core/src/data/idx_read.c core/src/data/idx_gunzip.c core/src/data/idx_write.c core/src/data/dataset_stream.c core/src/data/noise.c core/src/data/augment.c core/src/data/class_names.c core/src/base/atomic_file.c core/src/base/error.c"
+  [idx]="$idx_sources"
+  [model]="core/src/model/model.c core/src/model/model_io.c $idx_sources"
   [config]="$(echo core/src/config/*.c) core/src/base/error.c"
 )
 

@@ -328,9 +328,10 @@ void cnnelm_stream_set_noise(cnnelm_stream *st, const int *types, int n_types, u
     st->seed = seed;
 }
 
-void cnnelm_stream_set_hold(cnnelm_stream *st, size_t bytes)
+void cnnelm_stream_set_hold_mb(cnnelm_stream *st, long mb)
 {
-    st->hold_bytes = bytes;
+    /* MiB past the address space: every file fits */
+    st->hold_bytes = mb <= 0 ? 0 : (unsigned long)mb > SIZE_MAX >> 20 ? SIZE_MAX : (size_t)mb << 20;
 }
 
 void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes)

@@ -27,8 +27,8 @@ int cnnelm_stream_add_file(cnnelm_stream *st, const char *path, size_t n, size_t
 int cnnelm_stream_add_memory(cnnelm_stream *st, cnnelm_dataset *ds, cnnelm_error *err);
 /* data.max_bytes (0: half the physical memory) for the gzipped files added lazily: one whose
  * header announces more is refused when opened, before its copy is made. */
-/* data.hold_mb in bytes: a stream whose files fit reads each whole at its first fetch. */
-void cnnelm_stream_set_hold(cnnelm_stream *st, size_t bytes);
+/* data.hold_mb: a stream whose files fit in it reads each whole at its first fetch (0: never). */
+void cnnelm_stream_set_hold_mb(cnnelm_stream *st, long mb);
 void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes);
 /* Noisy copies after the originals: types are 0 gaussian, 1 salt_pepper, 2 poisson. */
 void cnnelm_stream_set_noise(cnnelm_stream *st, const int *types, int n_types, uint64_t seed);

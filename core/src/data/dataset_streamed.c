@@ -58,8 +58,7 @@ static int same_size(builder *b, const char *img, int rows, int cols, int channe
         if (!b->st)
             return -1;
         cnnelm_stream_set_max_bytes(b->st, (unsigned long long)b->cfg->data.max_bytes);
-        long mb = b->cfg->data.hold_mb;
-        cnnelm_stream_set_hold(b->st, mb > 0 && (unsigned long)mb < SIZE_MAX >> 20 ? (size_t)mb << 20 : mb > 0 ? SIZE_MAX : 0);
+        cnnelm_stream_set_hold_mb(b->st, b->cfg->data.hold_mb);
         return 0;
     }
     return cnnelm_build_same_shape(img, rows, cols, channels, b->rows, b->cols, b->channels, err);
