@@ -51,6 +51,7 @@ struct cnnelm_stream {
     unsigned long long max_bytes; /* data.max_bytes for a lazy gzipped file (0: the default) */
     int opened;              /* segment files opened so far */
     size_t hold_bytes;       /* data.hold_mb in bytes (0: always row by row) */
+    size_t file_bytes;       /* the images of every file segment together */
 };
 
 int cnnelm_data_cache_dir(const char *configured, char *out, size_t size, cnnelm_error *err)
@@ -296,6 +297,7 @@ int cnnelm_stream_add_file(cnnelm_stream *st, const char *path, size_t n, size_t
     if (!g)
         return -1;
     g->path = strdup(path);
+    st->file_bytes += n * st->px;
     g->file_n = file_n;
     g->rows = rows;
     g->cols = cols;
@@ -403,11 +405,7 @@ static int ensure_held(cnnelm_stream *st, stream_seg *g, cnnelm_error *err)
     int rc = 0;
     pthread_mutex_lock(&g->lock);
     if (g->hold_state == 0) {
-        size_t files = 0;
-        for (int s = 0; s < st->n_seg; s++)
-            if (st->seg[s].path)
-                files += st->seg[s].n * st->px;
-        uint8_t *m = st->hold_bytes && files <= st->hold_bytes ? malloc(g->n * st->px + 1) : NULL;
+        uint8_t *m = st->hold_bytes && st->file_bytes <= st->hold_bytes ? malloc(g->n * st->px + 1) : NULL;
         if (m && pread_full(g->fd, m, g->n * st->px, g->offset, g->path, err) != 0) {
             free(m);
             m = NULL;
