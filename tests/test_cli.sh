@@ -239,6 +239,8 @@ if [ -r "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
   printf '\x00\x00\x0d\x03\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00' > "$tmp/float.idx"
   expect 1 "float.idx: not a supported input \(an IDX file of float elements" -- "$CNNELM" predict -q -m "$tmp/p.model" "$tmp/float.idx"
   expect 1 "paper-fashion.cfg: data.class_names: 2 class names for 10 classes" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=300 -s 'data.class_names="a,b"'
+  # refit after averaging while fine-tuning: the partitions share the kernels, so no second pass
+  expect 0 "the partitions fine-tuned the same averaged kernels .*no second pass" -- "$CNNELM" train -c "$cfg" -s data.train_limit=600 -s data.test_limit=100 -s 'model.layers="4c-2s"' -s train.partitions=3 -s train.iterations=1 -s train.sync_every=1 -s 'train.reduce="refit"' -s train.learning_rate=0.01 -o "$tmp/sync.model"
   # label-skew partitions: the report says which classes each partition saw
   expect 0 "model saved" -- "$CNNELM" train -q -c "$cfg" "${slice[@]}" -s 'model.layers="4c-2s"' -s train.partitions=3 -s 'train.partitioning="label-skew"' -o "$tmp/ls.model" --report "$tmp/ls.json"
   if tr -d ' \n' < "$tmp/ls.json" | grep -q '"classes":\[0,1,2,3\],"class_examples":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*,0,0,0,0,0,0\]'; then ok; else bad "label-skew report lacks the classes of partition 1"; fi

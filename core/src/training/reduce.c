@@ -106,6 +106,11 @@ int cnnelm_reducer_init(cnnelm_reducer *r, const cnnelm_model *ref, cnnelm_reduc
         return cnnelm_fail(err, "out of memory");
     }
     memcpy(r->ref.params, ref->params, P * sizeof *r->ref.params);
+    r->shared = malloc((P ? P : 1) * sizeof *r->shared);
+    if (!r->shared) {
+        cnnelm_reducer_free(r);
+        return cnnelm_fail(err, "out of memory");
+    }
     if (cnnelm_fixsum_init(&r->params, P, err) ||
         cnnelm_fixsum_init(&r->beta, mode == CNNELM_REDUCE_REFIT ? 0 : L * C, err) ||
         cnnelm_fixsum_init(&r->U, L * (L + 1) / 2, err) || cnnelm_fixsum_init(&r->V, L * C, err)) {
@@ -124,6 +129,8 @@ void cnnelm_reducer_free(cnnelm_reducer *r)
     cnnelm_fixsum_free(&r->V);
     free(r->ref.params);
     r->ref.params = NULL;
+    free(r->shared);
+    r->shared = NULL;
 }
 
 /* U (upper triangle) and V of m into the sums; the caller holds the lock. */
@@ -161,6 +168,10 @@ int cnnelm_reducer_add(cnnelm_reducer *r, const cnnelm_model *m, int index, cons
     if (rc == 0)
         rc = fold_uv(r, m, name, err);
     if (rc == 0) {
+        if (r->count == 0)
+            memcpy(r->shared, m->params, P * sizeof *m->params);
+        else
+            r->apart |= memcmp(m->params, r->shared, P * sizeof *m->params) != 0;
         r->count++;
         r->n_examples += (int64_t)m->n_examples;
         r->flags |= m->flags;
@@ -363,12 +374,20 @@ int cnnelm_reducer_refit(cnnelm_reducer *r, cnnelm_worker_pool *pool, const cnne
     size_t L = (size_t)out->arch.hidden;
     int rc = -1;
     int *ids = NULL;
-    if (!r->differ) {
-        /* the averaged kernels are the initial ones, so the models' own U and V are exactly
-         * what a second pass would give */
+    /* Every model has exactly the averaged kernels (not fine-tuned, or averaged while
+     * fine-tuning: train.sync_every): the models' own U and V are then what a second pass
+     * would give. Each rank compares its models with the mean, which every rank has. */
+    int64_t apart = r->count > 0 && (r->apart || memcmp(r->shared, out->params,
+                                                        out->arch.n_params * sizeof *out->params) != 0);
+    if (cluster && cluster->size > 1 &&
+        cnnelm_cluster_allreduce_i64(cluster, &apart, 1, CNNELM_CLUSTER_BOR, "the models' kernels", err))
+        return -1;
+    if (!apart) {
         if (rank == 0)
-            cnnelm_progress_note(prog, "refit: the kernels were not fine-tuned, so the partitions' "
-                                 "own U and V are summed (no second pass over the data)");
+            cnnelm_progress_note(prog, r->differ ? "refit: the partitions fine-tuned the same averaged "
+                                 "kernels (train.sync_every), so their own U and V are summed (no second "
+                                 "pass over the data)" : "refit: the kernels were not fine-tuned, so the "
+                                 "partitions' own U and V are summed (no second pass over the data)");
     } else {
         /* one pass of the averaged kernels over each of this rank's partitions */
         ids = calloc((size_t)(n_parts > 0 ? n_parts : 1), sizeof *ids);

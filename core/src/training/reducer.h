@@ -29,6 +29,8 @@ typedef struct cnnelm_reducer {
     int64_t flags;              /* OR of the models' flags */
     int64_t iterations;         /* the fewest fine-tuning iterations of any model */
     int64_t differ;             /* some model's kernels are not the reference's */
+    float *shared;              /* the first model folded on this rank: its kernels and biases */
+    int64_t apart;              /* some model's kernels are not the first one's (on this rank) */
     double first_lambda;        /* lambda of the model with index 0 (kept in the reduced file) */
     int have_first;
     pthread_mutex_t lock;       /* workers fold concurrently */
