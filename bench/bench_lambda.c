@@ -59,7 +59,7 @@ int main(int argc, char **argv)
         cnnelm_plugin_load(cfg.workers[0].backend, cfg.plugin_path, &plugin, &err) ||
         cnnelm_model_init(&m, &a, 1.0, cfg.train.seed, cfg.model.init != CNNELM_INIT_UNIFORM, &err) ||
         (cfg.model.init == CNNELM_INIT_PATCHES &&
-         cnnelm_model_init_patches(&m, &train, NULL, train.n, cfg.train.seed, &err)) ||
+         cnnelm_model_init_patches(&m, &train, NULL, train.n, cfg.train.seed, cfg.model.whiten, &err)) ||
         cnnelm_net_open(&net, plugin, cfg.workers[0].device, cfg.workers[0].threads, &a,
                         cfg.train.chunk, NULL, &err))
         return die(err.msg);

@@ -268,6 +268,9 @@ PY
   fi
   expect 1 "train.validation chooses model.lambda, which is fixed \(100\)" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=300 -s train.validation=0.2 -o "$tmp/val2.model"
   expect 1 "train.validation" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=300 -s 'model.lambda="auto"' -s train.validation=0.5 -o "$tmp/val2.model"
+  expect 1 "model.whiten = 0.1 whitens kernels drawn from patches, and model.init is not \"patches\"" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=300 -s model.whiten=0.1 -o "$tmp/wh.model"
+  expect 1 "model.whiten" -- "$CNNELM" train -q -c "$cfg" -s data.train_limit=300 -s 'model.init="patches"' -s model.whiten=-1 -o "$tmp/wh.model"
+  if [ -e "$tmp/wh.model" ]; then bad "a refused model.whiten wrote a model"; else ok; fi
 else
   echo "SKIP: predict cases need Fashion-MNIST ($FASHION)"
 fi

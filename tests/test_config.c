@@ -477,7 +477,8 @@ START_TEST(shipped_configs)
                           "iterations =", "batch =", "chunk =", "learning_rate =", "lr_schedule =",
                           "momentum =", "partitions =", "partitioning =", "reduce =", "backend =",
                           "device =", "threads =", "extend =", "sources =", "init =",
-                          "compare_single =", "trials =", "folds =", "checkpoint_dir =", "sums ="};
+                          "compare_single =", "trials =", "folds =", "checkpoint_dir =", "sums =",
+                          "whiten ="};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         ck_assert_msg(strstr(file, keys[i]) != NULL, "default.cfg lacks %s", keys[i]);
     snprintf(p, sizeof p, "%s/conf/default.cfg", CNNELM_SOURCE_DIR);

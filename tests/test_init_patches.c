@@ -1,7 +1,8 @@
 /* Tests of model.init = "patches" (cnnelm_model_init_patches): every first-layer kernel is a
  * mean-subtracted patch of one of the given training images, at the norm of the random kernel it
  * replaces; flat patches are not used; deeper layers and biases are untouched; the draw depends
- * on the seed and the rows only; through `cnnelm train`, the kernels are drawn once before the
+ * on the seed and the rows only; model.whiten's kernels solve (S + eps I) w' = c w for the
+ * plain kernels w, S the patch covariance written here from its definition; through `cnnelm train`, the kernels are drawn once before the
  * data is partitioned (3 partitions refit = 1 partition) and differ from zero-mean's. */
 #define _XOPEN_SOURCE 700
 #include <check.h>
@@ -90,7 +91,7 @@ START_TEST(kernels_are_patches)
     cnnelm_error err = {""};
     make_model(&ref, 5);
     make_model(&m, 5);
-    ck_assert_msg(cnnelm_model_init_patches(&m, &ds, NULL, N, 5, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_init_patches(&m, &ds, NULL, N, 5, 0, &err) == 0, "%s", err.msg);
     const cnnelm_layer *L0 = &m.arch.layer[0];
     int any[N - 1], used[N] = { 0 };
     for (int i = 1; i < N; i++)
@@ -117,8 +118,8 @@ START_TEST(kernels_are_patches)
     cnnelm_model m2, m3;
     make_model(&m2, 5);
     make_model(&m3, 6);
-    ck_assert_int_eq(cnnelm_model_init_patches(&m2, &ds, NULL, N, 5, &err), 0);
-    ck_assert_int_eq(cnnelm_model_init_patches(&m3, &ds, NULL, N, 6, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init_patches(&m2, &ds, NULL, N, 5, 0, &err), 0);
+    ck_assert_int_eq(cnnelm_model_init_patches(&m3, &ds, NULL, N, 6, 0, &err), 0);
     ck_assert_int_eq(memcmp(m.params, m2.params, m.arch.n_params * sizeof *m.params), 0);
     ck_assert_int_ne(memcmp(m.params + L0->w_offset, m3.params + L0->w_offset, first * sizeof *m.params), 0);
     cnnelm_model_free(&ref);
@@ -137,19 +138,154 @@ START_TEST(rows_and_flat_images)
     make_model(&ref, 8);
     make_model(&m, 8);
     const size_t rows[] = { 4, 7, 0 };
-    ck_assert_msg(cnnelm_model_init_patches(&m, &ds, rows, 2, 8, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_init_patches(&m, &ds, rows, 2, 8, 0, &err) == 0, "%s", err.msg);
     const int allowed[] = { 4, 7 };
     const cnnelm_layer *L0 = &m.arch.layer[0];
     for (int o = 0; o < L0->out_c; o++)
         ck_assert_int_gt(find_patch(m.params + L0->w_offset + (size_t)o * K * K, allowed, 2), 0);
     cnnelm_model_free(&m);
     make_model(&m, 8);
-    ck_assert_msg(cnnelm_model_init_patches(&m, &ds, rows + 2, 1, 8, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_init_patches(&m, &ds, rows + 2, 1, 8, 0, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(memcmp(m.params, ref.params, m.arch.n_params * sizeof *m.params), 0);
     for (size_t j = 0; j < m.arch.n_params; j++)
         ck_assert(isfinite(m.params[j]));
     cnnelm_model_free(&m);
     cnnelm_model_free(&ref);
+}
+END_TEST
+
+/* A = S + eps I, S the covariance of the mean-subtracted K x K patches at every position of
+ * images ids[0..n) (divided by their count), eps = whiten x trace(S) / (K K): written here
+ * from the definition, independently of init_patches.c. */
+static void whitening_system(const int *ids, int n, double whiten, double A[K * K][K * K])
+{
+    double sum[K * K] = { 0 }, count = 0, trace = 0;
+    memset(A, 0, sizeof(double) * K * K * K * K);
+    for (int a = 0; a < n; a++) {
+        const uint8_t *img = images + (size_t)ids[a] * H * W;
+        for (int y = 0; y + K <= H; y++)
+            for (int x = 0; x + K <= W; x++) {
+                double p[K * K], mean = 0;
+                for (int j = 0; j < K * K; j++)
+                    mean += p[j] = img[(y + j / K) * W + x + j % K] / 255.0;
+                mean /= K * K;
+                for (int r = 0; r < K * K; r++) {
+                    sum[r] += p[r] - mean;
+                    for (int c = 0; c < K * K; c++)
+                        A[r][c] += (p[r] - mean) * (p[c] - mean);
+                }
+                count++;
+            }
+    }
+    for (int r = 0; r < K * K; r++)
+        for (int c = 0; c < K * K; c++)
+            A[r][c] = A[r][c] / count - sum[r] / count * sum[c] / count;
+    for (int r = 0; r < K * K; r++)
+        trace += A[r][r];
+    for (int r = 0; r < K * K; r++)
+        A[r][r] += whiten * trace / (K * K);
+}
+
+/* Largest |a/|a| - b/|b||: 0 when a is b up to a positive scale. */
+static double direction_gap(const double *a, const float *b, int n)
+{
+    double na = 0, nb = 0, gap = 0;
+    for (int i = 0; i < n; i++) {
+        na += a[i] * a[i];
+        nb += (double)b[i] * b[i];
+    }
+    for (int i = 0; i < n; i++)
+        gap = fmax(gap, fabs(a[i] / sqrt(na) - b[i] / sqrt(nb)));
+    return gap;
+}
+
+/* model.whiten: each whitened kernel w' satisfies (S + eps I) w' = c w for the plain patch
+ * kernel w of the same seed (c > 0), at w's norm; S over the rows' images only. */
+static void check_whitened(const size_t *rows, const int *ids, int n, double whiten)
+{
+    cnnelm_dataset ds = make_set();
+    cnnelm_model plain, white;
+    cnnelm_error err = {""};
+    make_model(&plain, 5);
+    make_model(&white, 5);
+    ck_assert_msg(cnnelm_model_init_patches(&plain, &ds, rows, (size_t)n, 5, 0, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_init_patches(&white, &ds, rows, (size_t)n, 5, whiten, &err) == 0, "%s", err.msg);
+    static double A[K * K][K * K];
+    whitening_system(ids, n, whiten, A);
+    const cnnelm_layer *L0 = &white.arch.layer[0];
+    double moved = 0;
+    for (int o = 0; o < L0->out_c; o++) {
+        const float *w = plain.params + L0->w_offset + (size_t)o * K * K;
+        const float *ww = white.params + L0->w_offset + (size_t)o * K * K;
+        double v[K * K];
+        for (int r = 0; r < K * K; r++) {
+            v[r] = 0;
+            for (int c = 0; c < K * K; c++)
+                v[r] += A[r][c] * ww[c];
+        }
+        ck_assert_msg(direction_gap(v, w, K * K) < 1e-4, "kernel %d: (S + eps I) w' is not along w (%g)",
+                      o, direction_gap(v, w, K * K));
+        ck_assert_double_eq_tol(norm_of(ww, K * K), norm_of(w, K * K), 1e-5 * norm_of(w, K * K));
+        double wd[K * K];
+        for (int j = 0; j < K * K; j++)
+            wd[j] = w[j];
+        moved = fmax(moved, direction_gap(wd, ww, K * K));
+    }
+    ck_assert_msg(moved > 0.05, "whitening left every kernel where it was (%g)", moved);
+    /* everything after the first layer's kernels as cnnelm_model_init made it */
+    size_t first = (size_t)L0->out_c * K * K;
+    ck_assert_int_eq(memcmp(plain.params + L0->w_offset + first, white.params + L0->w_offset + first,
+                            (plain.arch.n_params - L0->w_offset - first) * sizeof *plain.params), 0);
+    cnnelm_model_free(&plain);
+    cnnelm_model_free(&white);
+}
+
+START_TEST(whitened_kernels)
+{
+    int all[N];
+    for (int i = 0; i < N; i++)
+        all[i] = i;
+    check_whitened(NULL, all, N, 0.1);
+    check_whitened(NULL, all, N, 1.0);
+    const size_t rows[] = { 4, 7, 2 };
+    const int ids[] = { 4, 7, 2 };
+    check_whitened(rows, ids, 3, 0.1);
+}
+END_TEST
+
+/* More images than the covariance takes: drawn by the seed, the same for the same seed. */
+START_TEST(whitened_many_images)
+{
+    enum { MANY = 600 };
+    static uint8_t many[MANY * H * W], many_labels[MANY];
+    cnnelm_rng r;
+    cnnelm_rng_seed(&r, 12, 3);
+    for (size_t i = 0; i < sizeof many; i++)
+        many[i] = (uint8_t)cnnelm_rng_below(&r, 256);
+    cnnelm_dataset ds = make_set();
+    ds.images = many;
+    ds.labels = many_labels;
+    ds.n = MANY;
+    cnnelm_model a, b, plain;
+    cnnelm_error err = {""};
+    make_model(&a, 3);
+    make_model(&b, 3);
+    make_model(&plain, 3);
+    ck_assert_msg(cnnelm_model_init_patches(&a, &ds, NULL, MANY, 3, 0.1, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_init_patches(&b, &ds, NULL, MANY, 3, 0.1, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cnnelm_model_init_patches(&plain, &ds, NULL, MANY, 3, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(memcmp(a.params, b.params, a.arch.n_params * sizeof *a.params), 0);
+    const cnnelm_layer *L0 = &a.arch.layer[0];
+    for (int o = 0; o < L0->out_c; o++) {
+        const float *w = plain.params + L0->w_offset + (size_t)o * K * K;
+        const float *ww = a.params + L0->w_offset + (size_t)o * K * K;
+        ck_assert_double_eq_tol(norm_of(ww, K * K), norm_of(w, K * K), 1e-5 * norm_of(w, K * K));
+        for (int j = 0; j < K * K; j++)
+            ck_assert(isfinite(ww[j]));
+    }
+    cnnelm_model_free(&a);
+    cnnelm_model_free(&b);
+    cnnelm_model_free(&plain);
 }
 END_TEST
 
@@ -202,6 +338,8 @@ int main(void)
     TCase *tc = tcase_create("init_patches");
     tcase_add_test(tc, kernels_are_patches);
     tcase_add_test(tc, rows_and_flat_images);
+    tcase_add_test(tc, whitened_kernels);
+    tcase_add_test(tc, whitened_many_images);
     tcase_add_test(tc, train_draws_once);
     tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);

@@ -70,6 +70,8 @@ typedef struct cnnelm_config {
         double lambda;                   /* ridge: beta = (I/lambda + U)^-1 V; 0: "auto" (GCV) */
         cnnelm_float_list lambda_candidates; /* for "auto"; n = 0: 1, 10, ..., 1e6 */
         cnnelm_init init;                /* initial kernels */
+        double whiten;                   /* init "patches": ZCA regulariser, share of the mean
+                                          * patch variance; 0 = plain patches */
     } model;
     struct {
         uint64_t seed;

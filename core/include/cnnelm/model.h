@@ -97,10 +97,14 @@ int cnnelm_model_init(cnnelm_model *m, const cnnelm_arch *arch, double lambda, u
 /* model.init = "patches": replaces the first convolution's kernels of a model made by
  * cnnelm_model_init with k x k patches of the training images rows[0..n) of ds (rows NULL: the
  * first n), drawn by `seed` alone (the same on every partition, worker and rank), each
- * mean-subtracted and scaled to the norm of the kernel it replaces. Deeper layers unchanged. */
+ * mean-subtracted and scaled to the norm of the kernel it replaces. Deeper layers unchanged.
+ * whiten > 0 (model.whiten): then each kernel w becomes (S + eps I)^-1 w at the same norm, S
+ * the covariance of the mean-subtracted patches at every position of up to 256 of those images
+ * (all when there are no more, else drawn by `seed`), eps = whiten x trace(S) / k^2 per
+ * channel: the patch seen through ZCA-whitened inputs. 0: plain patches. */
 struct cnnelm_dataset;
 int cnnelm_model_init_patches(cnnelm_model *m, const struct cnnelm_dataset *ds, const size_t *rows,
-                              size_t n, uint64_t seed, cnnelm_error *err);
+                              size_t n, uint64_t seed, double whiten, cnnelm_error *err);
 int cnnelm_model_copy(cnnelm_model *dst, const cnnelm_model *src, cnnelm_error *err);
 void cnnelm_model_free(cnnelm_model *m);
 

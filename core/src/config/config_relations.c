@@ -24,6 +24,11 @@ int cnnelm_config_check_relations(const config_ctx *c, const config_t *conf, con
         return cnnelm_config_fail_at(c, config_lookup(conf, "train.partitioning"),
                                      "train.partitioning = \"by-source\" needs data.sources (one "
                                      "partition per source)");
+    if (cfg->model.whiten > 0 && cfg->model.init != CNNELM_INIT_PATCHES)
+        return cnnelm_config_fail_at(c, config_lookup(conf, "model.whiten"), "model.whiten = %g "
+                                     "whitens kernels drawn from patches, and model.init is not "
+                                     "\"patches\": set model.init = \"patches\" or model.whiten = 0",
+                                     cfg->model.whiten);
     if (cfg->train.validation > 0 && cfg->model.lambda > 0)
         return cnnelm_config_fail_at(c, config_lookup(conf, "train.validation"), "train.validation "
                                      "chooses model.lambda, which is fixed (%g): set model.lambda = "

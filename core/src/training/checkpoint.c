@@ -80,6 +80,8 @@ char *cnnelm_checkpoint_run_text(const cnnelm_experiment *x)
             cnnelm_activation_name(c->model.elm_activation));
     fprintf(out, "model.lambda %.17g\nmodel.init %s\n", c->model.lambda,
             c->model.init == CNNELM_INIT_ZERO_MEAN ? "zero-mean" : "uniform");
+    if (c->model.whiten > 0) /* absent at 0: checkpoints of earlier runs still match */
+        fprintf(out, "model.whiten %.17g\n", c->model.whiten);
     fprintf(out, "train.seed %llu\ntrain.iterations %d\ntrain.batch %ld\ntrain.chunk %d\n",
             (unsigned long long)x->seed, c->train.iterations, c->train.batch, c->train.chunk);
     fprintf(out, "train.learning_rate %.17g\ntrain.lr_schedule %s\ntrain.momentum %.17g\n",

@@ -233,7 +233,8 @@ int cnnelm_experiment_run(cnnelm_experiment *x, const cnnelm_arch *arch, cnnelm_
                           c->model.init != CNNELM_INIT_UNIFORM, err))
         return -1;
     if (c->model.init == CNNELM_INIT_PATCHES &&
-        cnnelm_model_init_patches(&init, x->train.ds, x->train.rows, x->train.n, x->seed, err)) {
+        cnnelm_model_init_patches(&init, x->train.ds, x->train.rows, x->train.n, x->seed,
+                                  c->model.whiten, err)) {
         cnnelm_model_free(&init);
         return -1;
     }
