@@ -174,7 +174,7 @@ if cmp -s "$tmp/r.model" "$tmp/l001.model"; then ok; else bad "resume after a la
 # the same settings again: reused
 expect 0 "resumed from its checkpoint" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -o "$tmp/r2.model"
 if cmp -s "$tmp/r2.model" "$tmp/l001.model"; then ok; else bad "a resumed run differs from a fresh one"; fi
-for change in 'model.init="uniform"' 'train.partitioning="contiguous"' 'train.iterations=1 -s train.learning_rate=0.01' 'train.sums="double"'; do
+for change in 'model.init="uniform"' 'model.init="patches"' 'train.partitioning="contiguous"' 'train.iterations=1 -s train.learning_rate=0.01' 'train.sums="double"' 'data.augment=["hflip"]'; do
   key=${change%%=*}
   # shellcheck disable=SC2086
   expect 0 "training again: $key differs" -- "$CNNELM" "${resume[@]}" -s model.lambda=0.01 -s $change -o "$tmp/x.model"

@@ -78,10 +78,23 @@ char *cnnelm_checkpoint_run_text(const cnnelm_experiment *x)
     fprintf(out, "model.activation %s\nmodel.pooling %s\nmodel.elm_activation %s\n",
             cnnelm_activation_name(c->model.activation), cnnelm_pooling_name(c->model.pooling),
             cnnelm_activation_name(c->model.elm_activation));
+    /* patches was written "uniform" before: such checkpoints no longer match, and are retrained */
     fprintf(out, "model.lambda %.17g\nmodel.init %s\n", c->model.lambda,
-            c->model.init == CNNELM_INIT_ZERO_MEAN ? "zero-mean" : "uniform");
-    if (c->model.whiten > 0) /* absent at 0: checkpoints of earlier runs still match */
+            c->model.init == CNNELM_INIT_ZERO_MEAN ? "zero-mean"
+            : c->model.init == CNNELM_INIT_PATCHES ? "patches" : "uniform");
+    /* the keys below are absent at their defaults, so that checkpoints of earlier runs match */
+    if (c->model.whiten > 0)
         fprintf(out, "model.whiten %.17g\n", c->model.whiten);
+    if (c->model.lambda_candidates.n > 0) {
+        fprintf(out, "model.lambda_candidates");
+        for (int i = 0; i < c->model.lambda_candidates.n; i++)
+            fprintf(out, " %.17g", c->model.lambda_candidates.v[i]);
+        fprintf(out, "\n");
+    }
+    if (c->train.validation > 0)
+        fprintf(out, "train.validation %.17g\n", c->train.validation);
+    if (c->data.augment)
+        fprintf(out, "data.augment %u\n", c->data.augment);
     fprintf(out, "train.seed %llu\ntrain.iterations %d\ntrain.batch %ld\ntrain.chunk %d\n",
             (unsigned long long)x->seed, c->train.iterations, c->train.batch, c->train.chunk);
     fprintf(out, "train.learning_rate %.17g\ntrain.lr_schedule %s\ntrain.momentum %.17g\n",
@@ -89,7 +102,7 @@ char *cnnelm_checkpoint_run_text(const cnnelm_experiment *x)
     fprintf(out, "train.partitions %d\ntrain.partitioning %s\ntrain.folds %d\nfold %d\n", x->k,
             cnnelm_partitioning_name(c->train.partitioning), c->train.folds, x->fold);
     fprintf(out, "data.train_limit %ld\ndata.extend %u\n", c->data.train_limit, c->data.extend);
-    if (c->train.sync_every > 0) /* absent at 0: checkpoints of earlier runs still match */
+    if (c->train.sync_every > 0)
         fprintf(out, "train.sync_every %d\n", c->train.sync_every);
     if (c->train.sync_beta)
         fprintf(out, "train.sync_beta 1\n");
