@@ -142,8 +142,11 @@ int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device,
     net->host_x = net->host_xs[0];
     net->host_t = net->host_ts[0];
     net->host_uv = malloc((L * L + L * C) * sizeof(float));
-    net->labels = malloc(N);
-    if (!net->host_uv || !net->labels) {
+    for (int s = 0; s < net->n_slots; s++)
+        if (!(net->labels_s[s] = malloc(N)))
+            break;
+    net->labels = net->labels_s[0];
+    if (!net->host_uv || !net->labels_s[0] || !net->labels_s[net->n_slots - 1]) {
         cnnelm_fail(err, "out of memory for a chunk of %d examples", chunk);
         goto fail;
     }
@@ -157,18 +160,19 @@ fail:
 
 void cnnelm_net_close(cnnelm_net *net)
 {
+    cnnelm_net_loader_close(net); /* before the host slots it writes go */
     cnnelm_opctx_close(&net->ops);
     if (net->ctx)
         net->be->context_close(net->ctx); /* frees every buffer of the context */
     for (int s = 0; s < 2; s++) {
         free(net->host_xs[s]);
         free(net->host_ts[s]);
+        free(net->labels_s[s]);
     }
     free(net->host_uv);
     free(net->host_sums);
     free(net->host_scale);
     free(net->host_h);
-    free(net->labels);
     memset(net, 0, sizeof *net);
 }
 

@@ -41,7 +41,11 @@ typedef struct cnnelm_net {
     float *host_x, *host_t, *host_uv;   /* host_x, host_t: the current slot's */
     float *host_xs[2], *host_ts[2];
     float *host_scale, *host_h;         /* multi-scale group: one pool read back; H interleaved */
-    unsigned char *labels;              /* labels of the loaded chunk */
+    unsigned char *labels;              /* labels of the loaded chunk (the current slot's) */
+    unsigned char *labels_s[2];
+    struct cnnelm_net_loader *loader;   /* loads the next chunk ahead (network_load.c); NULL
+                                           until first asked */
+    int loader_failed;                  /* no thread could be started: loads stay on the caller */
     cnnelm_watch watch;                 /* the device call in progress, for the pool's watchdog */
 } cnnelm_net;
 
@@ -69,6 +73,14 @@ int cnnelm_net_set_beta(cnnelm_net *net, const float *beta, cnnelm_error *err);
  * them to float in [0, 1], runs every layer and leaves H on the device. n <= chunk. */
 int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows, size_t first,
                        int n, cnnelm_error *err);
+/* The same, and while the layers run, the loader thread fetches and converts the next chunk,
+ * rows[next .. next+next_n) of the same ds (next_n = 0: none), for the next call to use. A loop
+ * that stops before that call (an error, an interruption) calls cnnelm_net_loader_drain before
+ * its data set or rows go away. */
+int cnnelm_net_forward_ahead(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows,
+                             size_t first, int n, size_t next, int next_n, cnnelm_error *err);
+/* Waits for a load ahead in progress and drops it. */
+void cnnelm_net_loader_drain(cnnelm_net *net);
 
 /* U, V on the device (float, one ELM batch at a time; double with exact sums): zero them; add
  * the loaded chunk; add them into the host's double sums U (upper triangle only: i <= j) and V,

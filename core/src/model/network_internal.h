@@ -1,5 +1,6 @@
 /* cnnelm network, internal: what network.c (open, close, buffers), network_run.c (the runs and
- * the plan) and network_features.c (the multi-scale and "-sqrt" host step) share. Not for other
+ * the plan), network_load.c (chunks into host slots) and network_features.c (the multi-scale
+ * and "-sqrt" host step) share. Not for other
  * files: they use network.h. */
 #ifndef CNNELM_NETWORK_INTERNAL_H
 #define CNNELM_NETWORK_INTERNAL_H
@@ -42,5 +43,20 @@ int cnnelm_net_plan_all(cnnelm_net *net, cnnelm_error *err);
 
 /* The multi-scale / "-sqrt" hidden features gathered on the host into hcat (network_features.c). */
 int cnnelm_net_gather_hidden(cnnelm_net *net, cnnelm_error *err);
+
+/* Loading chunks (network_load.c). Examples rows[first .. first+n) of ds fetched and widened
+ * into host slot `slot` (its floats, one-hot targets and labels); touches nothing else, so the
+ * loader thread can run it while the caller drives the device. */
+int cnnelm_net_load_slot(cnnelm_net *net, int slot, const cnnelm_dataset *ds, const size_t *rows,
+                         size_t first, int n, cnnelm_error *err);
+/* Asks the loader thread for that load (nothing when no thread can be had). */
+void cnnelm_net_load_ahead(cnnelm_net *net, int slot, const cnnelm_dataset *ds, const size_t *rows,
+                           size_t first, int n);
+/* Waits for the loader; 1: the load asked for is in the slot, -1: it failed (err says why), 0:
+ * none was asked for (another load ahead is dropped): the caller loads it itself. */
+int cnnelm_net_take_loaded(cnnelm_net *net, int slot, const cnnelm_dataset *ds, const size_t *rows,
+                           size_t first, int n, cnnelm_error *err);
+/* Stops and joins the loader thread (net close). */
+void cnnelm_net_loader_close(cnnelm_net *net);
 
 #endif

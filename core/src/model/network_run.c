@@ -50,45 +50,42 @@ static int forward_layers(cnnelm_net *net, cnnelm_error *err);
 int cnnelm_net_forward(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows, size_t first,
                        int n, cnnelm_error *err)
 {
+    return cnnelm_net_forward_ahead(net, ds, rows, first, n, 0, 0, err);
+}
+
+int cnnelm_net_forward_ahead(cnnelm_net *net, const cnnelm_dataset *ds, const size_t *rows,
+                             size_t first, int n, size_t next, int next_n, cnnelm_error *err)
+{
     const cnnelm_arch *a = &net->arch;
-    if (n < 1 || n > net->chunk)
-        return cnnelm_fail(err, "internal: chunk of %d examples (capacity %d)", n, net->chunk);
+    if (n < 1 || n > net->chunk || next_n < 0 || next_n > net->chunk)
+        return cnnelm_fail(err, "internal: chunk of %d examples (capacity %d)", n < 1 || n > net->chunk ? n : next_n,
+                           net->chunk);
     size_t in = (size_t)a->in_c * a->in_h * a->in_w, C = (size_t)a->classes;
-    net->host_x = net->host_xs[net->slot];
-    net->host_t = net->host_ts[net->slot];
-    memset(net->host_t, 0, (size_t)n * C * sizeof(float));
-    /* The chunk's bytes are fetched (from memory or the stream behind ds) into the last quarter
-     * of the float buffer and widened in place from the front: float k ends at byte 4k + 3,
-     * before byte k of the bytes still to be read, so nothing is overwritten before it is read. */
-    size_t total = (size_t)n * in;
-    uint8_t *bytes = (uint8_t *)net->host_x + 3 * total;
-    if (cnnelm_dataset_fetch(ds, rows, first, (size_t)n, bytes, err))
+    int s = net->slot;
+    /* loaded ahead by the previous call, or loaded now; converting overlapped the device's work
+     * on the previous chunk either way (queued, or on the loader thread) */
+    int got = cnnelm_net_take_loaded(net, s, ds, rows, first, n, err);
+    if (got < 0 || (got == 0 && cnnelm_net_load_slot(net, s, ds, rows, first, n, err) != 0))
         return -1;
-    for (size_t k = 0; k < total; k++)
-        net->host_x[k] = (float)bytes[k] * (1.0f / 255.0f);
-    for (int j = 0; j < n; j++) {
-        size_t r = rows ? rows[first + (size_t)j] : first + (size_t)j;
-        unsigned char lab = ds->labels[r];
-        net->labels[j] = lab;
-        if (lab < C)
-            net->host_t[(size_t)j * C + lab] = 1.0f;
-    }
+    net->host_x = net->host_xs[s];
+    net->host_t = net->host_ts[s];
+    net->labels = net->labels_s[s];
     net->n = n;
-    /* Converting this chunk overlapped the device's work on the previous one; that work (and
-     * the upload from these host buffers two chunks ago) must be done before they are reused. */
+    /* The device's work on the previous chunk (and the upload from the other slot's host
+     * buffers) must be done before those buffers are reused. */
     char why[512] = "";
     cnnelm_status st = cnnelm_op_sync(&net->ops, why, sizeof why);
     if (st != CNNELM_OK)
         return cnnelm_net_xfer_fail(net, st, "synchronize", why, err);
-    net->x = net->xs[net->slot];
-    net->t = net->ts[net->slot];
+    net->x = net->xs[s];
+    net->t = net->ts[s];
     XFER("buffer_write", cnnelm_op_write_async, net->x, 0, net->host_x, (size_t)n * in * sizeof(float));
     XFER("buffer_write", cnnelm_op_write_async, net->t, 0, net->host_t, (size_t)n * C * sizeof(float));
-    if (forward_layers(net, err) != 0)
-        return -1;
-    /* the next chunk goes to the other input buffers while this one computes */
-    net->slot = (net->slot + 1) % net->n_slots;
-    return 0;
+    /* the next chunk goes to the other slot while this one computes */
+    net->slot = (s + 1) % net->n_slots;
+    if (next_n > 0 && net->n_slots == 2)
+        cnnelm_net_load_ahead(net, net->slot, ds, rows, next, next_n);
+    return forward_layers(net, err);
 }
 
 static int forward_layers(cnnelm_net *net, cnnelm_error *err)

@@ -91,23 +91,32 @@ static int sum_uv(cnnelm_net *net, cnnelm_model *m, const cnnelm_subset *data, s
     memset(m->V, 0, L * C * sizeof *m->V);
     if (cnnelm_net_reset_uv(net, err))
         return -1;
-    for (size_t b0 = 0; b0 < data->n; b0 += batch) {
+    int rc = 0;
+    for (size_t b0 = 0; b0 < data->n && rc == 0; b0 += batch) {
         size_t bn = data->n - b0 < batch ? data->n - b0 : batch;
-        for (size_t i = 0; i < bn;) {
+        for (size_t i = 0; i < bn && rc == 0;) {
             int c = cnnelm_train_chunk_len(net, i, bn);
+            /* the chunk after this one: in this batch, or the first of the next */
+            size_t next = b0 + i + (size_t)c, end = b0 + bn;
+            if (next == end)
+                end = data->n - next < batch ? data->n : next + batch;
+            int next_n = cnnelm_train_chunk_len(net, next, end);
             if (cnnelm_train_stop_now(interruptible, err))
-                return CNNELM_STATUS_INTERRUPTED;
-            if (cnnelm_net_forward(net, data->ds, data->rows, b0 + i, c, err) ||
-                cnnelm_net_accumulate(net, err))
-                return -1;
+                rc = CNNELM_STATUS_INTERRUPTED;
+            else if (cnnelm_net_forward_ahead(net, data->ds, data->rows, b0 + i, c, next, next_n, err) ||
+                     cnnelm_net_accumulate(net, err))
+                rc = -1;
             i += (size_t)c;
-            cnnelm_progress_add(prog, (size_t)c);
+            if (rc == 0)
+                cnnelm_progress_add(prog, (size_t)c);
         }
-        if (cnnelm_net_add_uv(net, m->U, m->V, err))
-            return -1;
+        if (rc == 0 && cnnelm_net_add_uv(net, m->U, m->V, err))
+            rc = -1;
     }
-    m->n_examples = data->n;
-    return 0;
+    cnnelm_net_loader_drain(net); /* a load ahead left by a stop must end before data goes */
+    if (rc == 0)
+        m->n_examples = data->n;
+    return rc;
 }
 
 /* The kernels onto the device, then the data's U and V into m: the first half of a fit. */
@@ -257,14 +266,15 @@ int cnnelm_predict_confusion(cnnelm_net *net, const cnnelm_subset *data, uint64_
     uint64_t right = 0, total = 0;
     for (size_t i = 0; i < data->n;) {
         int c = cnnelm_train_chunk_len(net, i, data->n);
-        if (cnnelm_train_stop_now(1, err)) {
+        int rc = cnnelm_train_stop_now(1, err) ? CNNELM_STATUS_INTERRUPTED : 0;
+        if (rc == 0 && (cnnelm_net_forward_ahead(net, data->ds, data->rows, i, c, i + (size_t)c,
+                                                 cnnelm_train_chunk_len(net, i + (size_t)c, data->n), err) ||
+                        cnnelm_net_predict(net, Y, err)))
+            rc = -1;
+        if (rc != 0) {
+            cnnelm_net_loader_drain(net); /* before the data set can go */
             free(Y);
-            return CNNELM_STATUS_INTERRUPTED;
-        }
-        if (cnnelm_net_forward(net, data->ds, data->rows, i, c, err) ||
-            cnnelm_net_predict(net, Y, err)) {
-            free(Y);
-            return -1;
+            return rc;
         }
         for (int j = 0; j < c; j++) {
             int truth = net->labels[j];
