@@ -134,7 +134,8 @@ int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device,
     for (int s = 0; s < net->n_slots; s++) {
         net->host_xs[s] = malloc(N * in * sizeof(float));
         net->host_ts[s] = malloc(N * C * sizeof(float));
-        if (!net->host_xs[s] || !net->host_ts[s]) {
+        net->host_bytes[s] = malloc(N * in);
+        if (!net->host_xs[s] || !net->host_ts[s] || !net->host_bytes[s]) {
             cnnelm_fail(err, "out of memory for a chunk of %d examples", chunk);
             goto fail;
         }
@@ -168,6 +169,7 @@ void cnnelm_net_close(cnnelm_net *net)
         free(net->host_xs[s]);
         free(net->host_ts[s]);
         free(net->labels_s[s]);
+        free(net->host_bytes[s]);
     }
     free(net->host_uv);
     free(net->host_sums);

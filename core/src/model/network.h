@@ -40,6 +40,7 @@ typedef struct cnnelm_net {
     size_t host_sums_bytes;
     float *host_x, *host_t, *host_uv;   /* host_x, host_t: the current slot's */
     float *host_xs[2], *host_ts[2];
+    uint8_t *host_bytes[2];             /* each slot's chunk as fetched, before widening */
     float *host_scale, *host_h;         /* multi-scale group: one pool read back; H interleaved */
     unsigned char *labels;              /* labels of the loaded chunk (the current slot's) */
     unsigned char *labels_s[2];
