@@ -26,7 +26,9 @@ void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnn
     if (cfg->train.sums == CNNELM_SUMS_DOUBLE)
         dev += 2 * (L * L + L * C);
     p->device_per_worker = dev * F;
-    p->host_per_worker = (N * in + N * C + L * L + L * C) * F + N;
+    /* two host slots of a chunk (network_load.c: floats, targets, fetched bytes, labels), the
+     * read-back of U and V */
+    p->host_per_worker = (2 * (N * in + N * C) + L * L + L * C) * F + 2 * (N * in + N);
     /* Cholesky: I/lambda + U; "auto" first reduces a copy of U (freed before the Cholesky) */
     p->solve_per_worker = L * L * D;
     p->model = ((double)a->n_params + L * C) * F + (L * L + L * C) * D;
