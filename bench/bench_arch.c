@@ -263,13 +263,14 @@ static int acmp(const void *a, const void *b)
 
 static double ameasure(arch_bench *B, void (*fn)(arch_bench *), int repeats, const char *title)
 {
-    double *t = malloc(sizeof(double) * (size_t)repeats);
+    double *t = malloc(sizeof(double) * (size_t)repeats), all = 0;
     for (int i = 0; i < 3; i++)
         fn(B);
     for (int i = 0; i < repeats; i++) {
         double t0 = now();
         fn(B);
         t[i] = now() - t0;
+        all += t[i];
     }
     qsort(t, (size_t)repeats, sizeof(double), acmp);
     double med = t[repeats / 2];
@@ -282,8 +283,10 @@ static double ameasure(arch_bench *B, void (*fn)(arch_bench *), int repeats, con
     double total = 0;
     for (int k = 0; k < A_KINDS; k++)
         total += B->op_ms[k];
-    printf("%s: median %.3f ms per batch of %d = %.0f images/s\n", title, med * 1e3, B->n,
-           B->n / med);
+    /* sustained: every batch's images over every batch's time, what a long run sees (the
+     * median picks the quiet batches of a shared machine) */
+    printf("%s: median %.3f ms per batch of %d = %.0f images/s; sustained %.0f images/s over %d batches\n",
+           title, med * 1e3, B->n, B->n / med, (double)B->n * repeats / all, repeats);
     printf("  %-24s %9s %7s   (mean per batch, synced after each op)\n", "op", "ms", "%");
     for (int k = 0; k < A_KINDS; k++)
         if (B->op_ms[k] > 0)

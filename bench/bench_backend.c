@@ -242,13 +242,14 @@ static int cmp_double(const void *a, const void *b)
  * with a sync after every op for the breakdown (printed). */
 static double measure(bench *B, void (*fn)(bench *), int repeats, const char *title)
 {
-    double *t = malloc(sizeof(double) * (size_t)repeats);
+    double *t = malloc(sizeof(double) * (size_t)repeats), all = 0;
     for (int i = 0; i < 3; i++)
         fn(B);
     for (int i = 0; i < repeats; i++) {
         double t0 = now();
         fn(B);
         t[i] = now() - t0;
+        all += t[i];
     }
     qsort(t, (size_t)repeats, sizeof(double), cmp_double);
     double med = t[repeats / 2];
@@ -262,8 +263,10 @@ static double measure(bench *B, void (*fn)(bench *), int repeats, const char *ti
     double total = 0;
     for (int k = 0; k < OP_KINDS; k++)
         total += B->op_ms[k];
-    printf("%s: median %.3f ms per batch of %d = %.0f images/s\n", title, med * 1e3, B->n,
-           B->n / med);
+    /* sustained: every batch's images over every batch's time, what a long run sees (the
+     * median picks the quiet batches of a shared machine) */
+    printf("%s: median %.3f ms per batch of %d = %.0f images/s; sustained %.0f images/s over %d batches\n",
+           title, med * 1e3, B->n, B->n / med, (double)B->n * repeats / all, repeats);
     printf("  %-24s %9s %7s   (mean per batch, synced after each op)\n", "op", "ms", "%");
     for (int k = 0; k < OP_KINDS; k++)
         if (B->op_ms[k] > 0)
