@@ -165,7 +165,7 @@ START_TEST(sqrt_only)
 END_TEST
 
 /* The shipped config: 4 partitions (not by source), a project reduce, no fine-tuning (which
- * these features refuse), L = 256 x (36 + 4). */
+ * these features refuse), whitened patches, L = 352 x (36 + 4). */
 START_TEST(fashion_92_config)
 {
     char p[1024];
@@ -178,6 +178,7 @@ START_TEST(fashion_92_config)
     ck_assert_int_eq(cfg.train.reduce, CNNELM_REDUCE_REFIT);
     ck_assert_int_eq(cfg.train.iterations, 0);
     ck_assert_int_eq(cfg.model.init, CNNELM_INIT_PATCHES);
+    ck_assert_double_eq(cfg.model.whiten, 0.1); /* the 92.5% needs the whitened patches */
     cnnelm_arch a;
     ck_assert_msg(cnnelm_arch_init(&a, cfg.model.layers, cfg.model.kernel, 1, 28, 28, 10,
                                    cfg.model.activation, cfg.model.pooling,
