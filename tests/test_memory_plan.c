@@ -101,6 +101,28 @@ START_TEST(double_sums_on_the_device)
 }
 END_TEST
 
+START_TEST(held_images)
+{
+    /* data.hold_mb's images count on the host, and the plan's line says so */
+    cnnelm_config cfg;
+    config_with(&cfg, NULL, 0);
+    cnnelm_arch a;
+    arch_of(&a, "6c-2s-12c-2s");
+    cnnelm_memory_plan p;
+    cnnelm_memory_plan_make(&cfg, &a, &p);
+    double before = p.host_total, images = 60000.0 * 784;
+    cnnelm_memory_plan_add_data(&p, images);
+    ck_assert_double_eq(p.host_total, before + images);
+    char line[512];
+    cnnelm_error err = { "" };
+    ck_assert_int_eq(cnnelm_memory_plan_check(&p, 1e12, line, sizeof line, &err), 0);
+    ck_assert_msg(strstr(line, "0.04 GiB of images held (data.hold_mb)"), "%s", line);
+    /* and can be what a run does not fit by */
+    ck_assert_int_ne(cnnelm_memory_plan_check(&p, before + images / 2, line, sizeof line, &err), 0);
+    cnnelm_config_free(&cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("memory_plan");
@@ -108,6 +130,7 @@ int main(void)
     tcase_add_test(tc, wide_model_parts);
     tcase_add_test(tc, partitions_auto_and_refit);
     tcase_add_test(tc, double_sums_on_the_device);
+    tcase_add_test(tc, held_images);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

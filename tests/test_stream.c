@@ -206,7 +206,8 @@ START_TEST(fetch_raw_and_gz)
 END_TEST
 
 /* data.hold_mb: a file that fits is read whole at the first fetch (later rows come from memory,
- * so a rewrite of the file after it is not seen); with 0 every fetch reads the file. */
+ * so a rewrite of the file after it is not seen), and says so to the memory plan; with 0 every
+ * fetch reads the file. */
 START_TEST(hold_reads_file_once)
 {
     for (int hold = 0; hold <= 1; hold++) {
@@ -218,6 +219,8 @@ START_TEST(hold_reads_file_once)
         cnnelm_dataset ds;
         ck_assert_msg(cnnelm_dataset_load_config(&ds, &cfg, 0, 256, &err) == 0, "%s", err.msg);
         size_t px = cnnelm_dataset_example_bytes(&ds), r0 = 3, r1 = 77;
+        /* what the memory plan is told the hold will take, before any fetch */
+        ck_assert_uint_eq(cnnelm_stream_hold_bytes(ds.stream), hold ? 120 * px : 0);
         uint8_t before[64], after[64];
         ck_assert_msg(cnnelm_dataset_fetch(&ds, &r0, 0, 1, before, &err) == 0, "%s", err.msg);
         ck_assert_msg(cnnelm_dataset_fetch(&ds, &r1, 0, 1, before, &err) == 0, "%s", err.msg);

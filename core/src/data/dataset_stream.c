@@ -336,6 +336,11 @@ void cnnelm_stream_set_hold_mb(cnnelm_stream *st, long mb)
     st->hold_bytes = mb <= 0 ? 0 : (unsigned long)mb > SIZE_MAX >> 20 ? SIZE_MAX : (size_t)mb << 20;
 }
 
+size_t cnnelm_stream_hold_bytes(const cnnelm_stream *st)
+{
+    return st->hold_bytes && st->file_bytes <= st->hold_bytes ? st->file_bytes : 0;
+}
+
 void cnnelm_stream_set_max_bytes(cnnelm_stream *st, unsigned long long max_bytes)
 {
     st->max_bytes = max_bytes;

@@ -36,6 +36,9 @@ void cnnelm_stream_set_noise(cnnelm_stream *st, const int *types, int n_types, u
  * 1 shift (augment.h), applied to images of channels x rows x cols. */
 void cnnelm_stream_set_augment(cnnelm_stream *st, const int *types, int n_types, uint64_t seed,
                                int rows, int cols, int channels);
+/* The image bytes data.hold_mb will read into memory at first use (its files fit in it), else 0:
+ * for the memory plan, which runs before any fetch. */
+size_t cnnelm_stream_hold_bytes(const cnnelm_stream *st);
 /* Examples in the stream (originals and copies). */
 size_t cnnelm_stream_size(const cnnelm_stream *st);
 /* How many segment files have been opened so far (for tests of lazy opening). */

@@ -58,6 +58,12 @@ void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnn
     p->device_total = (p->workers - on_host) * p->device_per_worker;
 }
 
+void cnnelm_memory_plan_add_data(cnnelm_memory_plan *p, double bytes)
+{
+    p->data_held += bytes;
+    p->host_total += bytes;
+}
+
 double cnnelm_memory_available(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");
@@ -89,6 +95,9 @@ int cnnelm_memory_plan_check(const cnnelm_memory_plan *p, double limit, char *li
     if (p->sums > 0 && used < size)
         used += (size_t)snprintf(line + used, size - used, "; the reduce's sums %.2f GiB",
                                  p->sums / GIB);
+    if (p->data_held > 0 && used < size)
+        used += (size_t)snprintf(line + used, size - used, "; %.2f GiB of images held (data.hold_mb)",
+                                 p->data_held / GIB);
     if (p->device_total > 0 && used < size)
         used += (size_t)snprintf(line + used, size - used, "; %.2f GiB on other devices",
                                  p->device_total / GIB);

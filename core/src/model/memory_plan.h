@@ -19,6 +19,8 @@ typedef struct cnnelm_memory_plan {
                                 * reduced, single */
     double sums;               /* the reduce's order-independent sums: 16 bytes a value for the
                                 * upper triangle of U, V, kernels and beta (not for refit; k > 1) */
+    double data_held;          /* streamed image files data.hold_mb will read whole (the
+                                * in-memory sets are loaded already: MemAvailable has them) */
     double host_total;         /* on the host, counting CPU workers' device buffers */
     double device_total;       /* on other devices (not on the host) */
 } cnnelm_memory_plan;
@@ -26,6 +28,9 @@ typedef struct cnnelm_memory_plan {
 /* The plan of a `cnnelm train` run of cfg on arch. */
 void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *arch,
                              cnnelm_memory_plan *p);
+
+/* Adds the bytes data.hold_mb will hold (cnnelm_stream_hold_bytes) to the plan. */
+void cnnelm_memory_plan_add_data(cnnelm_memory_plan *p, double bytes);
 
 /* Bytes of memory available: MemAvailable from /proc/meminfo; 0 when unknown. */
 double cnnelm_memory_available(void);

@@ -12,6 +12,7 @@
 #include "base/atomic_file.h"
 #include "cnnelm/cluster.h"
 #include "cnnelm/dataset.h"
+#include "data/dataset_stream.h"
 #include "report/jobs.h"
 #include "model/memory_plan.h"
 #include "plugins/plugin_log.h"
@@ -129,6 +130,11 @@ static int open_pool(train_job *j, const cnnelm_run_options *o, const cnnelm_arc
     cnnelm_memory_plan plan;
     char line[512];
     cnnelm_memory_plan_make(c, arch, &plan);
+    for (int t = 0; t < 2; t++) {
+        const cnnelm_dataset *ds = t ? &j->test : &j->train;
+        if (ds->stream)
+            cnnelm_memory_plan_add_data(&plan, (double)cnnelm_stream_hold_bytes(ds->stream));
+    }
     if (cnnelm_memory_plan_check(&plan, (double)c->train.memory_limit * 1048576.0, line, sizeof line, err))
         return cnnelm_fail_prefix(err, "%s", c->path);
     cnnelm_progress_note(&j->prog, "%s", line);
