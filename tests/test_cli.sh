@@ -313,6 +313,8 @@ if [ -n "$STUBS" ] && [ -f "$STUBS/libcnnelm-buggyok.so" ]; then
     expect 1 "pool_forward \(layer 2, .*did not return within 3 s \(workers\[0\].op_timeout\)" -- timeout 60 "$CNNELM" train -q "${hang[@]}" -s 'workers=({backend="buggyhang";op_timeout=3;})' -o "$tmp/hang.model"
     if [ $(( $(date +%s) - start )) -lt 30 ]; then ok; else bad "a hung op took $(( $(date +%s) - start )) s to end the run"; fi
     if [ -e "$tmp/hang.model" ]; then bad "a run that failed on a hung op wrote a model"; else ok; fi
+    # a device whose largest allocation is small: the chunk is lowered, and the run says so
+    expect 0 "worker 1 \(buggyok:0\): train.chunk lowered from 50 to 14 examples, so that every buffer fits the device's largest allocation \(0.2 MiB\)" -- env CNNELM_STUB_MAX_ALLOC=200000 "$CNNELM" train "${hang[@]}" -s 'workers=({backend="buggyok";})' -o "$tmp/lowered.model"
     # with a second worker the partition moves and the run succeeds
     expect 0 "task [12] goes back to the queue, 1 worker left" -- timeout 60 "$CNNELM" train "${hang[@]}" -s train.partitions=2 -s 'workers=({backend="buggyhang";op_timeout=3;},{backend="cpu";})' -o "$tmp/moved.model"
     if grep -q "partition 1/2 \[cpu:0\]" "$tmp/out" && grep -q "partition 2/2 \[cpu:0\]" "$tmp/out" && [ -s "$tmp/moved.model" ]; then ok; else bad "the hung worker's partition did not move to the CPU worker"; fi

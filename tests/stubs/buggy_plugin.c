@@ -602,7 +602,9 @@ static cnnelm_status my_device_limits(void *state, int index, cnnelm_device_limi
     if (!state || index != 0)
         return state ? CNNELM_ERR_INVALID_ARGUMENT : CNNELM_ERR_INTERNAL;
     limits->alignment = 16; /* malloc's */
-    limits->max_alloc_bytes = 0;
+    /* CNNELM_STUB_MAX_ALLOC: a device with a small largest allocation, for the chunk note */
+    const char *max_alloc = getenv("CNNELM_STUB_MAX_ALLOC");
+    limits->max_alloc_bytes = max_alloc ? strtoull(max_alloc, NULL, 10) : 0;
     limits->preferred_chunk = 0;
     return CNNELM_OK;
 }

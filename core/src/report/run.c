@@ -148,6 +148,7 @@ static int open_pool(train_job *j, const cnnelm_run_options *o, const cnnelm_arc
     cnnelm_progress_note(&j->prog, "model %s, kernel %d, %d hidden units, %zu parameters; %d worker%s "
                          "(first: %s)", arch->layers, arch->kernel, arch->hidden, arch->n_params,
                          j->pool.n, j->pool.n == 1 ? "" : "s", first.device);
+    cnnelm_worker_pool_report_chunks(&j->pool, note_line, &j->prog);
     return 0;
 }
 

@@ -160,6 +160,22 @@ int cnnelm_worker_pool_describe(const cnnelm_worker_pool *pool, int i, cnnelm_wo
     return 0;
 }
 
+void cnnelm_worker_pool_report_chunks(const cnnelm_worker_pool *pool, void (*note)(void *user, const char *line),
+                                      void *user)
+{
+    for (int i = 0; i < pool->n; i++) {
+        const cnnelm_net *net = &pool->w[i].net;
+        if (net->chunk_requested <= 0)
+            continue;
+        char line[512];
+        snprintf(line, sizeof line, "worker %d (%s): train.chunk lowered from %d to %d examples, so "
+                 "that every buffer fits the device's largest allocation (%.1f MiB); the model "
+                 "changes only by float rounding", i + 1, net->where, net->chunk_requested, net->chunk,
+                 (double)net->max_alloc / 1048576.0);
+        note(user, line);
+    }
+}
+
 void cnnelm_worker_pool_report_fallbacks(const cnnelm_worker_pool *pool, void (*note)(void *user, const char *line),
                                   void *user)
 {

@@ -58,6 +58,9 @@ int cnnelm_worker_pool_describe(const cnnelm_worker_pool *pool, int i, cnnelm_wo
 /* A worker's name in messages: its describe label ("cpu:0", "cpu:0#1" when workers share it). */
 void cnnelm_worker_label(const cnnelm_worker_pool *pool, const cnnelm_worker *w, char *out, size_t cap);
 
+/* One line per worker whose device made the network lower train.chunk (max_alloc_bytes). */
+void cnnelm_worker_pool_report_chunks(const cnnelm_worker_pool *pool, void (*note)(void *user, const char *line),
+                                      void *user);
 /* Prints (once per run, through `note`) which ops each worker ran on the CPU reference. */
 void cnnelm_worker_pool_report_fallbacks(const cnnelm_worker_pool *pool, void (*note)(void *user, const char *line),
                                   void *user);
