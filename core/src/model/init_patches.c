@@ -47,7 +47,9 @@ static int whiten_kernels(cnnelm_model *m, const cnnelm_layer *Ly, const cnnelm_
     const cnnelm_arch *a = &m->arch;
     int k = a->kernel, ny = a->in_h - k + 1, nx = a->in_w - k + 1;
     size_t P = (size_t)Ly->in_c * (size_t)k * (size_t)k, npos = (size_t)ny * (size_t)nx;
-    double *X = malloc(npos * P * sizeof *X), *S = calloc(P * P, sizeof *S);
+    /* one row of positions at a time (bounded by the image's width, not its area); X later
+     * holds one new kernel, P values */
+    double *X = malloc((size_t)nx * P * sizeof *X), *S = calloc(P * P, sizeof *S);
     double *mu = calloc(P, sizeof *mu), *ev = malloc(P * sizeof *ev), *t = malloc(P * sizeof *t);
     int rc = 0;
     if (!X || !S || !mu || !ev || !t) {
@@ -59,14 +61,15 @@ static int whiten_kernels(cnnelm_model *m, const cnnelm_layer *Ly, const cnnelm_
         size_t i = n <= WHITEN_IMAGES ? s : (size_t)cnnelm_rng_below(rng, n);
         if ((rc = cnnelm_dataset_fetch(ds, rows, i, 1, img, err)) != 0)
             break;
-        for (int y = 0; y < ny; y++)
+        for (int y = 0; y < ny; y++) {
             for (int x = 0; x < nx; x++) {
-                double *p = X + ((size_t)y * (size_t)nx + (size_t)x) * P;
+                double *p = X + (size_t)x * P;
                 patch_at(img, a, Ly->in_c, y, x, p);
                 for (size_t j = 0; j < P; j++)
                     mu[j] += p[j];
             }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)P, (int)npos, 1.0, X, (int)P, 1.0, S, (int)P);
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)P, nx, 1.0, X, (int)P, 1.0, S, (int)P);
+        }
     }
     if (rc != 0)
         goto out;
