@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -15,6 +14,7 @@
 #include "cnnelm/reduce.h"
 #include "model/elm_solve.h"
 #include "training/experiment.h"
+#include "helpers_runs.h"
 
 static double urand(unsigned *s)
 {
@@ -353,43 +353,13 @@ END_TEST
 static cnnelm_dataset train_ds, test_ds;
 static int have_data;
 
-typedef struct run_result {
-    cnnelm_experiment x;
-    cnnelm_config cfg;
-    cnnelm_worker_pool pool;
-    cnnelm_progress prog;
-} run_result;
-
-static void run_partitions(run_result *r, const char *const *sets, int n_sets, size_t n_train)
+static void run_partitions(helpers_run *r, const char *const *sets, int n_sets, size_t n_train)
 {
     cnnelm_error err = { "" };
-    ck_assert_msg(cnnelm_config_load(&r->cfg, CNNELM_SOURCE_DIR "/conf/default.cfg", sets, n_sets,
-                                     &err) == 0, "%s", err.msg);
-    cnnelm_arch a;
-    const cnnelm_config *c = &r->cfg;
-    ck_assert_msg(cnnelm_arch_init(&a, c->model.layers, c->model.kernel, 1, 28, 28, 10,
-                                   c->model.activation, c->model.pooling, c->model.elm_activation,
-                                   &err) == 0, "%s", err.msg);
-    ck_assert_msg(cnnelm_worker_pool_open(&r->pool, c, &a, &err) == 0, "%s", err.msg);
-    cnnelm_progress_init(&r->prog, 1);
-    memset(&r->x, 0, sizeof r->x);
-    r->x.cfg = c;
-    r->x.seed = c->train.seed;
-    r->x.prog = &r->prog;
-    r->x.pool = &r->pool;
-    r->x.rank_prefix = "";
-    r->x.train = (cnnelm_subset){ &train_ds, NULL, n_train };
-    r->x.test = (cnnelm_subset){ &test_ds, NULL, test_ds.n };
-    ck_assert_msg(cnnelm_experiment_run(&r->x, &a, &err) == 0, "%s", err.msg);
+    helpers_run_open(r, CNNELM_SOURCE_DIR "/conf/default.cfg", sets, n_sets);
+    ck_assert_msg(helpers_run_experiment(r, (cnnelm_subset){ &train_ds, NULL, n_train },
+                                         (cnnelm_subset){ &test_ds, NULL, test_ds.n }, &err) == 0, "%s", err.msg);
     ck_assert(r->x.has_single);
-}
-
-static void run_free(run_result *r)
-{
-    cnnelm_experiment_free(&r->x);
-    cnnelm_worker_pool_close(&r->pool);
-    cnnelm_progress_destroy(&r->prog);
-    cnnelm_config_free(&r->cfg);
 }
 
 static double rel_diff_f(const float *a, const float *b, size_t n)
@@ -411,7 +381,7 @@ START_TEST(refit_equals_single_model)
     const char *sets[] = { "train.partitions=4", "train.partitioning=shuffle", "train.reduce=refit",
                            "train.compare_single=true", "train.batch=1", "model.lambda=1000",
                            "workers=({backend=\"cpu\";threads=1;})" };
-    run_result r;
+    helpers_run r;
     run_partitions(&r, sets, 7, 2000);
     const cnnelm_model *a = &r.x.reduced, *b = &r.x.single.model;
     size_t L = (size_t)a->arch.hidden, C = (size_t)a->arch.classes;
@@ -435,7 +405,7 @@ START_TEST(refit_equals_single_model)
     ck_assert(r.x.reduced_test.accuracy > 0.6);
     free(ba);
     free(bb);
-    run_free(&r);
+    helpers_run_free(&r);
 }
 END_TEST
 
@@ -447,7 +417,7 @@ START_TEST(auto_lambda_refit_and_single_agree)
         return;
     const char *sets[] = { "train.partitions=3", "train.reduce=refit", "train.compare_single=true",
                            "model.lambda=\"auto\"", "model.lambda_candidates=[1.0, 100.0, 10000.0]" };
-    run_result r;
+    helpers_run r;
     run_partitions(&r, sets, 5, 3000);
     const cnnelm_model *a = &r.x.reduced, *b = &r.x.single.model;
     ck_assert(a->flags & CNNELM_MODEL_LAMBDA_AUTO);
@@ -466,29 +436,13 @@ START_TEST(auto_lambda_refit_and_single_agree)
     ck_assert_msg(rbf < 1e-3, "beta differs by %g relative", rbf);
     printf("auto: lambda %g, beta (float) differs by %.3g relative; accuracy %.4f vs %.4f\n", a->lambda, rbf, r.x.reduced_test.accuracy, r.x.single.test.accuracy);
     ck_assert(fabs(r.x.reduced_test.accuracy - r.x.single.test.accuracy) < 0.005);
-    run_free(&r);
+    helpers_run_free(&r);
 }
 END_TEST
 
 int main(void)
 {
-    const char *dir = CNNELM_FASHION_DIR;
-    char ti[512], tl[512], vi[512], vl[512];
-    snprintf(ti, sizeof ti, "%s/train-images-idx3-ubyte.gz", dir);
-    snprintf(tl, sizeof tl, "%s/train-labels-idx1-ubyte.gz", dir);
-    snprintf(vi, sizeof vi, "%s/t10k-images-idx3-ubyte.gz", dir);
-    snprintf(vl, sizeof vl, "%s/t10k-labels-idx1-ubyte.gz", dir);
-    cnnelm_error err = { "" };
-    if (access(ti, R_OK) == 0) {
-        if (cnnelm_dataset_load(&train_ds, ti, tl, 256, 3000, &err) != 0 ||
-            cnnelm_dataset_load(&test_ds, vi, vl, 10, 1000, &err) != 0) {
-            fprintf(stderr, "%s\n", err.msg);
-            return EXIT_FAILURE;
-        }
-        have_data = 1;
-    } else {
-        printf("SKIP (end-to-end cases): %s not found\n", ti);
-    }
+    have_data = helpers_fashion_slice(&train_ds, 3000, &test_ds, 1000); /* else the end-to-end cases skip */
     Suite *s = suite_create("elm_solve");
     TCase *tc = tcase_create("solve");
     tcase_set_timeout(tc, 600);

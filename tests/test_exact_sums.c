@@ -14,6 +14,7 @@
  * scores on any of these 500 images (checked: identical classes, scores to 1e-6). */
 #define _GNU_SOURCE
 #include "training/experiment.h"
+#include "helpers_runs.h"
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -25,22 +26,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static cnnelm_dataset train_ds, test_ds;
 static int have_data;
 
-typedef struct run_result {
-    cnnelm_experiment x;
-    cnnelm_config cfg;
-    cnnelm_worker_pool pool;
-    cnnelm_progress prog;
-} run_result;
-
 /* conf/paper-fashion.cfg's network (L = 192), `k` shuffled partitions reduced by refit, and the
  * single model on all the data; chunk 300: partitions of 500 go in chunks of 300 + 200, the
  * single model's 2000 in 6 x 300 + 200, so no chunk holds the same examples in both. */
-static void run_refit(run_result *r, int k, const char *sums)
+static void run_refit(helpers_run *r, int k, const char *sums)
 {
     char parts[64], s[64];
     snprintf(parts, sizeof parts, "train.partitions=%d", k);
@@ -49,34 +42,11 @@ static void run_refit(run_result *r, int k, const char *sums)
                            "train.partitioning=shuffle", "train.compare_single=true",
                            "train.chunk=300", "train.seed=7" };
     cnnelm_error err = { "" };
-    ck_assert_msg(cnnelm_config_load(&r->cfg, CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg", sets,
-                                     (int)(sizeof sets / sizeof sets[0]), &err) == 0, "%s", err.msg);
-    const cnnelm_config *c = &r->cfg;
-    cnnelm_arch a;
-    ck_assert_msg(cnnelm_arch_init(&a, c->model.layers, c->model.kernel, 1, 28, 28, 10,
-                                   c->model.activation, c->model.pooling, c->model.elm_activation,
-                                   &err) == 0, "%s", err.msg);
-    ck_assert_msg(cnnelm_worker_pool_open(&r->pool, c, &a, &err) == 0, "%s", err.msg);
-    cnnelm_progress_init(&r->prog, 1);
-    memset(&r->x, 0, sizeof r->x);
-    r->x.cfg = c;
-    r->x.seed = c->train.seed;
-    r->x.prog = &r->prog;
-    r->x.pool = &r->pool;
-    r->x.rank_prefix = "";
-    r->x.train = (cnnelm_subset){ &train_ds, NULL, train_ds.n };
-    r->x.test = (cnnelm_subset){ &test_ds, NULL, test_ds.n };
-    ck_assert_msg(cnnelm_experiment_run(&r->x, &a, &err) == 0, "%s", err.msg);
+    helpers_run_open(r, CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg", sets, (int)(sizeof sets / sizeof sets[0]));
+    ck_assert_msg(helpers_run_experiment(r, (cnnelm_subset){ &train_ds, NULL, train_ds.n },
+                                         (cnnelm_subset){ &test_ds, NULL, test_ds.n }, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(r->x.k, k);
     ck_assert(r->x.has_single);
-}
-
-static void run_free(run_result *r)
-{
-    cnnelm_experiment_free(&r->x);
-    cnnelm_worker_pool_close(&r->pool);
-    cnnelm_progress_destroy(&r->prog);
-    cnnelm_config_free(&r->cfg);
 }
 
 /* max |a - b| / max |b| over the L x C betas. */
@@ -127,7 +97,7 @@ static size_t prediction_diffs(const cnnelm_model *a, const cnnelm_model *b, dou
 
 static void check_partitions(int k)
 {
-    run_result r;
+    helpers_run r;
     run_refit(&r, k, "double");
     double rel = beta_rel_diff(&r.x.reduced, &r.x.single.model), score;
     size_t differ = prediction_diffs(&r.x.reduced, &r.x.single.model, &score);
@@ -138,7 +108,7 @@ static void check_partitions(int k)
     ck_assert_msg(differ == 0, "%d partitions: %zu of %zu predictions differ", k, differ, test_ds.n);
     ck_assert_msg(score <= 1e-6, "%d partitions: scores differ by %g relative", k, score);
     ck_assert_msg(r.x.reduced_test.accuracy > 0.6, "accuracy %.4f", r.x.reduced_test.accuracy);
-    run_free(&r);
+    helpers_run_free(&r);
 }
 
 START_TEST(refit_equals_single_with_3_partitions)
@@ -161,34 +131,18 @@ START_TEST(float_sums_depend_on_the_grouping)
 {
     if (!have_data)
         return;
-    run_result r;
+    helpers_run r;
     run_refit(&r, 4, "float");
     double rel = beta_rel_diff(&r.x.reduced, &r.x.single.model);
     printf("float sums, 4 shuffled partitions: refit vs single: beta %.3g relative\n", rel);
     ck_assert_msg(rel > 1e-9 && rel < 1e-2, "float sums: beta differs by %g relative", rel);
-    run_free(&r);
+    helpers_run_free(&r);
 }
 END_TEST
 
 int main(void)
 {
-    const char *dir = CNNELM_FASHION_DIR;
-    char ti[512], tl[512], vi[512], vl[512];
-    snprintf(ti, sizeof ti, "%s/train-images-idx3-ubyte.gz", dir);
-    snprintf(tl, sizeof tl, "%s/train-labels-idx1-ubyte.gz", dir);
-    snprintf(vi, sizeof vi, "%s/t10k-images-idx3-ubyte.gz", dir);
-    snprintf(vl, sizeof vl, "%s/t10k-labels-idx1-ubyte.gz", dir);
-    cnnelm_error err = { "" };
-    if (access(ti, R_OK) == 0) {
-        if (cnnelm_dataset_load(&train_ds, ti, tl, 256, 2000, &err) != 0 ||
-            cnnelm_dataset_load(&test_ds, vi, vl, 10, 500, &err) != 0) {
-            fprintf(stderr, "%s\n", err.msg);
-            return EXIT_FAILURE;
-        }
-        have_data = 1;
-    } else {
-        printf("SKIP: %s not found\n", ti);
-    }
+    have_data = helpers_fashion_slice(&train_ds, 2000, &test_ds, 500);
     Suite *s = suite_create("exact_sums");
     TCase *tc = tcase_create("refit");
     tcase_set_timeout(tc, 600);

@@ -5,6 +5,7 @@
  * (cnnelm_finetune) is fine-tuning in one go. */
 #define _GNU_SOURCE
 #include "training/experiment.h"
+#include "helpers_runs.h"
 
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
@@ -14,27 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static cnnelm_dataset train_ds, test_ds;
 static int have_data;
-
-typedef struct run_result {
-    cnnelm_experiment x;
-    cnnelm_config cfg;
-    cnnelm_worker_pool pool;
-    cnnelm_progress prog;
-    cnnelm_arch arch;
-} run_result;
 
 static size_t train_used; /* examples of train_ds the experiments use; 0: all */
 
 /* One experiment on conf/paper-fashion.cfg's small network with `workers` CPU workers of one
  * thread each, 4 partitions, and the given overrides; resume sets x.resume. Returns the
  * experiment's status (err set). */
-static void open_run(run_result *r, int workers, const char *const *extra, int n_extra)
+static void open_run(helpers_run *r, int workers, const char *const *extra, int n_extra)
 {
-    cnnelm_error err = { "" };
     char w[512] = "workers=(";
     for (int i = 0; i < workers; i++)
         strcat(w, i ? ",{backend=\"cpu\";threads=1;}" : "{backend=\"cpu\";threads=1;}");
@@ -43,47 +34,24 @@ static void open_run(run_result *r, int workers, const char *const *extra, int n
     int n = 2;
     for (int i = 0; i < n_extra && n < 12; i++)
         sets[n++] = extra[i];
-    ck_assert_msg(cnnelm_config_load(&r->cfg, CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg", sets, n,
-                                     &err) == 0, "%s", err.msg);
-    const cnnelm_config *c = &r->cfg;
-    ck_assert_int_eq(c->n_workers, workers);
-    ck_assert_msg(cnnelm_arch_init(&r->arch, c->model.layers, c->model.kernel, 1, 28, 28, 10,
-                                   c->model.activation, c->model.pooling, c->model.elm_activation,
-                                   &err) == 0, "%s", err.msg);
-    ck_assert_msg(cnnelm_worker_pool_open(&r->pool, c, &r->arch, &err) == 0, "%s", err.msg);
-    cnnelm_progress_init(&r->prog, 1);
+    helpers_run_open(r, CNNELM_SOURCE_DIR "/conf/paper-fashion.cfg", sets, n);
+    ck_assert_int_eq(r->cfg.n_workers, workers);
 }
 
-static int try_experiment(run_result *r, int workers, const char *const *extra, int n_extra, int resume,
+static int try_experiment(helpers_run *r, int workers, const char *const *extra, int n_extra, int resume,
                           cnnelm_error *err)
 {
     open_run(r, workers, extra, n_extra);
-    const cnnelm_config *c = &r->cfg;
-    memset(&r->x, 0, sizeof r->x);
-    r->x.cfg = c;
-    r->x.seed = c->train.seed;
-    r->x.prog = &r->prog;
-    r->x.pool = &r->pool;
-    r->x.rank_prefix = "";
     r->x.resume = resume;
-    r->x.train = (cnnelm_subset){ &train_ds, NULL, train_used ? train_used : train_ds.n };
-    r->x.test = (cnnelm_subset){ &test_ds, NULL, test_ds.n };
-    return cnnelm_experiment_run(&r->x, &r->arch, err);
+    return helpers_run_experiment(r, (cnnelm_subset){ &train_ds, NULL, train_used ? train_used : train_ds.n },
+                                  (cnnelm_subset){ &test_ds, NULL, test_ds.n }, err);
 }
 
-static void run_experiment(run_result *r, int workers, const char *const *extra, int n_extra)
+static void run_experiment(helpers_run *r, int workers, const char *const *extra, int n_extra)
 {
     cnnelm_error err = { "" };
     ck_assert_msg(try_experiment(r, workers, extra, n_extra, 0, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(r->x.k, 4);
-}
-
-static void run_free(run_result *r)
-{
-    cnnelm_experiment_free(&r->x);
-    cnnelm_worker_pool_close(&r->pool);
-    cnnelm_progress_destroy(&r->prog);
-    cnnelm_config_free(&r->cfg);
 }
 
 /* Two models are the same bit for bit: every block the model file holds. */
@@ -124,7 +92,7 @@ static void same_bytes(const cnnelm_model *a, const cnnelm_model *b, const char 
 static void check_worker_counts(const char *const *extra, int n_extra, const char *label,
                                 unsigned iterations)
 {
-    run_result one, r;
+    helpers_run one, r;
     run_experiment(&one, 1, extra, n_extra);
     for (int p = 0; p < 4; p++)
         ck_assert_msg(one.x.parts[p].model.iterations == iterations && !one.x.parts[p].log.diverged,
@@ -168,9 +136,9 @@ static void check_worker_counts(const char *const *extra, int n_extra, const cha
                       label, counts[i]);
         printf("%s, %d workers: same models as 1 worker (workers used: mask %#x), accuracy %.4f\n",
                label, counts[i], (unsigned)used, r.x.reduced_test.accuracy);
-        run_free(&r);
+        helpers_run_free(&r);
     }
-    run_free(&one);
+    helpers_run_free(&one);
 }
 
 START_TEST(mean_same_for_1_2_4_workers)
@@ -266,7 +234,7 @@ START_TEST(sync_partitions_share_kernels)
     for (int c = 0; c < 4; c++) {
         const char *extra[] = { "train.reduce=mean", iters[c], "train.partitioning=\"label-skew\"",
                                 "train.batch=71", "train.momentum=0.9", every[c] };
-        run_result r;
+        helpers_run r;
         run_experiment(&r, 2, extra, 6);
         size_t b0 = (r.x.parts[0].examples + 70) / 71;
         int uneven = 0;
@@ -291,7 +259,7 @@ START_TEST(sync_partitions_share_kernels)
         if (c < 3)
             ck_assert_msg(kernels_fnv(&r.x.reduced) == r.x.parts[0].kernels_digest,
                           "%s: the mean of equal kernels is not those kernels", every[c]);
-        run_free(&r);
+        helpers_run_free(&r);
     }
     /* different schedules, different kernels (all fine-tuned) */
     ck_assert(seen[0] != seen[1] && seen[1] != seen[2] && seen[2] != seen[3]);
@@ -315,7 +283,7 @@ START_TEST(sync_beta_follows_all_classes)
         const char *extra[] = { "train.reduce=refit", "train.iterations=3", "train.partitioning=\"label-skew\"",
                                 "train.batch=71", "train.momentum=0.9", "train.sync_every=1",
                                 c ? "train.sync_beta=true" : "train.sync_beta=false" };
-        run_result r;
+        helpers_run r;
         run_experiment(&r, 2, extra, 7);
         for (int p = 0; p < 4; p++)
             ck_assert_msg(!r.x.parts[p].log.diverged && r.x.parts[p].model.iterations == 3 &&
@@ -323,7 +291,7 @@ START_TEST(sync_beta_follows_all_classes)
                           "sync_beta %d: partition %d diverged, stopped early or has its own kernels", c, p + 1);
         acc[c] = r.x.reduced_test.accuracy;
         dig[c] = r.x.parts[0].kernels_digest;
-        run_free(&r);
+        helpers_run_free(&r);
     }
     printf("sync_beta: refit accuracy %.4f with the shared beta, %.4f without\n", acc[1], acc[0]);
     ck_assert(dig[0] != dig[1]);
@@ -341,7 +309,7 @@ START_TEST(sync_divergence_stops_every_partition)
     /* learning rate 3 on label-skew partitions: here one partition diverges in iteration 1 */
     const char *extra[] = { "train.reduce=mean", "train.iterations=3", "train.batch=50", "train.momentum=0.9",
                             "train.sync_every=2", "train.learning_rate=3", "train.partitioning=\"label-skew\"" };
-    run_result r;
+    helpers_run r;
     run_experiment(&r, 2, extra, 7);
     int own = 0;
     for (int p = 0; p < 4; p++) {
@@ -359,7 +327,7 @@ START_TEST(sync_divergence_stops_every_partition)
     ck_assert_msg(own >= 1, "no partition gives its own reason");
     printf("sync divergence: every partition back to iteration %u (%d diverged by itself)\n",
            r.x.parts[0].model.iterations, own);
-    run_free(&r);
+    helpers_run_free(&r);
 }
 END_TEST
 
@@ -371,7 +339,7 @@ START_TEST(finetune_in_ranges_same_as_whole)
     if (!have_data)
         return;
     const char *extra[] = { "train.iterations=2", "train.batch=60", "train.momentum=0.9" };
-    run_result r;
+    helpers_run r;
     open_run(&r, 1, extra, 3);
     cnnelm_error err = { "" };
     cnnelm_net *net = &r.pool.w[0].net;
@@ -442,32 +410,16 @@ START_TEST(sync_refused_where_meaningless)
     if (!have_data)
         return;
     const char *resume[] = { "train.iterations=1", "train.batch=100", "train.sync_every=2" };
-    run_result r;
+    helpers_run r;
     ck_assert(try_experiment(&r, 1, resume, 3, 1, &err) != 0);
     ck_assert_msg(strstr(err.msg, "--resume") && strstr(err.msg, "train.sync_every = 2"), "%s", err.msg);
-    run_free(&r);
+    helpers_run_free(&r);
 }
 END_TEST
 
 int main(void)
 {
-    const char *dir = CNNELM_FASHION_DIR;
-    char ti[512], tl[512], vi[512], vl[512];
-    snprintf(ti, sizeof ti, "%s/train-images-idx3-ubyte.gz", dir);
-    snprintf(tl, sizeof tl, "%s/train-labels-idx1-ubyte.gz", dir);
-    snprintf(vi, sizeof vi, "%s/t10k-images-idx3-ubyte.gz", dir);
-    snprintf(vl, sizeof vl, "%s/t10k-labels-idx1-ubyte.gz", dir);
-    cnnelm_error err = { "" };
-    if (access(ti, R_OK) == 0) {
-        if (cnnelm_dataset_load(&train_ds, ti, tl, 256, 2000, &err) != 0 ||
-            cnnelm_dataset_load(&test_ds, vi, vl, 10, 500, &err) != 0) {
-            fprintf(stderr, "%s\n", err.msg);
-            return EXIT_FAILURE;
-        }
-        have_data = 1;
-    } else {
-        printf("SKIP: %s not found\n", ti);
-    }
+    have_data = helpers_fashion_slice(&train_ds, 2000, &test_ds, 500);
     Suite *s = suite_create("experiment");
     TCase *tc = tcase_create("workers");
     tcase_set_timeout(tc, 600);

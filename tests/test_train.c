@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "helpers_runs.h"
 #include "cnnelm/config.h"
 #include "cnnelm/dataset.h"
 #include "cnnelm/metrics.h"
@@ -318,20 +319,10 @@ END_TEST
 
 int main(void)
 {
-    const char *dir = CNNELM_FASHION_DIR;
-    char ti[512], tl[512], vi[512], vl[512];
-    snprintf(ti, sizeof ti, "%s/train-images-idx3-ubyte.gz", dir);
-    snprintf(tl, sizeof tl, "%s/train-labels-idx1-ubyte.gz", dir);
-    snprintf(vi, sizeof vi, "%s/t10k-images-idx3-ubyte.gz", dir);
-    snprintf(vl, sizeof vl, "%s/t10k-labels-idx1-ubyte.gz", dir);
-    if (access(ti, R_OK) != 0) {
-        printf("SKIP: %s not found (install Debian's dataset-fashion-mnist)\n", ti);
+    if (!helpers_fashion_slice(&train_ds, 10000, &test_ds, 2000))
         return EXIT_SUCCESS;
-    }
     cnnelm_error err = { "" };
-    if (cnnelm_plugin_load("cpu", NULL, &plugin, &err) != 0 ||
-        cnnelm_dataset_load(&train_ds, ti, tl, 256, 10000, &err) != 0 ||
-        cnnelm_dataset_load(&test_ds, vi, vl, 10, 2000, &err) != 0) {
+    if (cnnelm_plugin_load("cpu", NULL, &plugin, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
         return EXIT_FAILURE;
     }
