@@ -27,6 +27,7 @@ typedef struct sync_part {
     cnnelm_train_params tp;
     cnnelm_subset none;         /* no test set for the series (as in the Map without averaging) */
     int live;                   /* ft holds the state of fine-tuning */
+    int finished;               /* its final fit (PH_FINISH) succeeded */
     int status;                 /* CNNELM_STATUS_INTERRUPTED when its last task was stopped */
     unsigned long entered;      /* the round it last entered (a round cannot be run twice) */
     double seconds;             /* its tasks' time so far */
@@ -141,8 +142,14 @@ static int sync_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
     default: /* PH_FINISH: the last good kernels' fit after a divergence, then as the Map */
         r->worker = w->index;
         if (sp->live) {
-            sp->live = 0;
+            sp->live = 0; /* finish frees the state whatever its outcome */
             rc = cnnelm_finetune_finish(&sp->ft, &w->net, &child, err);
+            sp->finished = rc == 0;
+        } else if (!sp->finished) {
+            /* the fit failed with its device: the model is half made and its state gone, so a
+             * second worker must not save and reduce it */
+            rc = cnnelm_fail(err, "a worker's device failed in the partition's final ELM fit "
+                             "(train.sync_every), which cannot be run again on another worker");
         }
         rc = cnnelm_experiment_part_done(x, j, w, p, t0 - sp->seconds, rc, &child, err);
         break;
