@@ -56,7 +56,9 @@ static inline uint64_t cnnelm_rng_below(cnnelm_rng *r, uint64_t n)
     return v % n;
 }
 
+/* Stream ids of the seeded generators. Noise takes NOISE + 16 (type + 1) for each type (noise.c);
+ * model.init = "patches" draws on 17, a number none of those reach. */
 enum { CNNELM_STREAM_WEIGHTS = 1, CNNELM_STREAM_PARTITION = 2, CNNELM_STREAM_NOISE = 3,
-       CNNELM_STREAM_ORDER = 4 };
+       CNNELM_STREAM_ORDER = 4, CNNELM_STREAM_PATCHES = 17 };
 
 #endif

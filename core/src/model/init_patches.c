@@ -153,7 +153,7 @@ int cnnelm_model_init_patches(cnnelm_model *m, const cnnelm_dataset *ds, const s
         return cnnelm_fail(err, "out of memory drawing kernels from patches");
     }
     cnnelm_rng rng;
-    cnnelm_rng_seed(&rng, seed, CNNELM_STREAM_WEIGHTS + 16);
+    cnnelm_rng_seed(&rng, seed, CNNELM_STREAM_PATCHES);
     int rc = 0;
     for (int o = 0; o < Ly->out_c && rc == 0; o++) {
         float *w = m->params + Ly->w_offset + (size_t)o * per;
