@@ -410,7 +410,7 @@ static int ensure_held(cnnelm_stream *st, stream_seg *g, cnnelm_error *err)
     int rc = 0;
     pthread_mutex_lock(&g->lock);
     if (g->hold_state == 0) {
-        uint8_t *m = st->hold_bytes && st->file_bytes <= st->hold_bytes ? malloc(g->n * st->px + 1) : NULL;
+        uint8_t *m = cnnelm_stream_hold_bytes(st) ? malloc(g->n * st->px + 1) : NULL;
         if (m && pread_full(g->fd, m, g->n * st->px, g->offset, g->path, err) != 0) {
             free(m);
             m = NULL;
