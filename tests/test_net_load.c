@@ -3,7 +3,7 @@
  * cnnelm_net_forward, chunk by chunk, with shuffled rows and a short last chunk; a call for
  * another chunk than the one loaded ahead gets its own; a read error in a chunk loaded ahead
  * is reported by the call for that chunk (naming the file), not before; the network closes
- * with a load still pending; training through the loader gives the same model file. */
+ * with a load still pending. */
 #define _XOPEN_SOURCE 700
 #include <check.h>
 #include <stdio.h>
@@ -95,6 +95,9 @@ static void check_order(const size_t *rows)
         free(h1);
         i = next;
     }
+    /* every chunk but the first came from the loader */
+    ck_assert_uint_eq(ahead.loaded_ahead, (N + CHUNK - 1) / CHUNK - 1);
+    ck_assert_uint_eq(plain.loaded_ahead, 0);
     cnnelm_net_close(&plain);
     cnnelm_net_close(&ahead);
     free(params);
@@ -122,6 +125,7 @@ START_TEST(another_chunk_than_loaded)
     ck_assert_msg(cnnelm_net_forward_ahead(&net, &ds, NULL, 0, CHUNK, 10, CHUNK, &err) == 0, "%s", err.msg);
     ck_assert_msg(cnnelm_net_forward(&net, &ds, NULL, 5, 4, &err) == 0, "%s", err.msg);
     ck_assert_msg(cnnelm_net_forward(&ref, &ds, NULL, 5, 4, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(net.loaded_ahead, 0); /* the chunk loaded ahead was not the one asked for */
     float *h0 = hidden_of(&ref, 4), *h1 = hidden_of(&net, 4);
     ck_assert_int_eq(memcmp(h0, h1, 4 * (size_t)a.hidden * sizeof(float)), 0);
     ck_assert_int_eq(memcmp(net.labels, labels + 5, 4), 0);

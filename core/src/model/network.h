@@ -47,6 +47,7 @@ typedef struct cnnelm_net {
     struct cnnelm_net_loader *loader;   /* loads the next chunk ahead (network_load.c); NULL
                                            until first asked */
     int loader_failed;                  /* no thread could be started: loads stay on the caller */
+    unsigned long loaded_ahead;         /* chunks taken from the loader (the rest loaded on call) */
     cnnelm_watch watch;                 /* the device call in progress, for the pool's watchdog */
 } cnnelm_net;
 

@@ -67,6 +67,7 @@ int cnnelm_net_forward_ahead(cnnelm_net *net, const cnnelm_dataset *ds, const si
     int got = cnnelm_net_take_loaded(net, s, ds, rows, first, n, err);
     if (got < 0 || (got == 0 && cnnelm_net_load_slot(net, s, ds, rows, first, n, err) != 0))
         return -1;
+    net->loaded_ahead += got == 1;
     net->host_x = net->host_xs[s];
     net->host_t = net->host_ts[s];
     net->labels = net->labels_s[s];
