@@ -45,7 +45,7 @@ START_TEST(wide_model_parts)
     double dev = N * 784 + N * 1024 * 576 + N * 1024 * 16 + 2 * N * 1024 * 576 + 3 * N * C + L * L +
                  2 * L * C + 2 * (1024 * 25 + 1024);
     ck_assert_double_eq(p.device_per_worker, dev * 4);
-    ck_assert(p.host_total > 6.0 * 1024 * 1024 * 1024); /* U float on device + host, U double x3 */
+    ck_assert(p.host_total > 6.0 * 1024 * 1024 * 1024); /* U float on the device, U double x3 */
     char line[512];
     cnnelm_error err = { "" };
     ck_assert_int_eq(cnnelm_memory_plan_check(&p, 64.0 * 1024 * 1024 * 1024, line, sizeof line, &err), 0);

@@ -2,6 +2,7 @@
  * experiment.c's models, reduce.c's sums and elm_solve.c's workspaces; a change there belongs here too. */
 #include "model/memory_plan.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,8 +28,12 @@ void cnnelm_memory_plan_make(const cnnelm_config *cfg, const cnnelm_arch *a, cnn
         dev += 2 * (L * L + L * C);
     p->device_per_worker = dev * F;
     /* two host slots of a chunk (network_load.c: floats, targets, fetched bytes, labels), the
-     * read-back of U and V */
-    p->host_per_worker = (2 * (N * in + N * C) + L * L + L * C) * F + 2 * (N * in + N);
+     * read-back of U and V (cnnelm_net_sums_stage_bytes: two blocks of rows of a transfer, here
+     * taken at 1 MiB, the most a device gets unless it asks for more) and a beta */
+    double rows = floor(1048576.0 / (L * F));
+    rows = rows < 1 ? 1 : 2 * rows > L ? ceil(L / 2) : rows;
+    double stage = 2 * rows * L > L * C ? 2 * rows * L : L * C;
+    p->host_per_worker = (2 * (N * in + N * C) + stage + L * C) * F + 2 * (N * in + N);
     /* Cholesky: I/lambda + U; "auto" first reduces a copy of U (freed before the Cholesky) */
     p->solve_per_worker = L * L * D;
     p->model = ((double)a->n_params + L * C) * F + (L * L + L * C) * D;

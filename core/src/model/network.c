@@ -142,7 +142,8 @@ int cnnelm_net_open_ex(cnnelm_net *net, const cnnelm_plugin *plugin, int device,
     }
     net->host_x = net->host_xs[0];
     net->host_t = net->host_ts[0];
-    net->host_uv = malloc((L * L + L * C) * sizeof(float));
+    /* U and V's read-back, then room for a beta (cnnelm_net_solve) */
+    net->host_uv = malloc(cnnelm_net_sums_stage_bytes(net, sizeof(float)) + L * C * sizeof(float));
     for (int s = 0; s < net->n_slots; s++)
         if (!(net->labels_s[s] = malloc(N)))
             break;

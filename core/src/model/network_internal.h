@@ -35,6 +35,10 @@ int cnnelm_net_alloc(cnnelm_net *net, cnnelm_buffer **b, size_t floats, cnnelm_e
  * plans it while net->planning (network_run.c). layer < 0: not a layer's op. */
 int cnnelm_net_run_op(cnnelm_net *net, cnnelm_op_call *k, int layer, cnnelm_error *err);
 
+/* Host bytes that hold U's read-back (two blocks of rows, of the device's preferred transfer
+ * size) and V's, in elements of `elem` bytes (network_sums.c). */
+size_t cnnelm_net_sums_stage_bytes(const cnnelm_net *net, size_t elem);
+
 /* The buffer holding H (after the ELM activation, or the gathered group, or the last layer). */
 cnnelm_buffer *cnnelm_net_hidden_buffer(const cnnelm_net *net);
 

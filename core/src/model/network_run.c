@@ -131,7 +131,8 @@ int cnnelm_net_solve(cnnelm_net *net, const double *U, const double *V, double l
                      float *beta_out, cnnelm_error *err)
 {
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
-    float *beta = beta_out ? beta_out : net->host_uv + L * L; /* host_uv: free between batches */
+    /* after the sums' read-back in host_uv (free between batches) */
+    float *beta = beta_out ? beta_out : net->host_uv + cnnelm_net_sums_stage_bytes(net, sizeof(float)) / sizeof(float);
     int rc = cnnelm_elm_solve_float(U, V, (int)L, (int)C, lambda, beta, err);
     if (rc == CNNELM_STATUS_NOT_POSITIVE_DEFINITE)
         cnnelm_fail_prefix(err, "%s", net->where);

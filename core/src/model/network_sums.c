@@ -17,6 +17,16 @@ static size_t block_rows(const cnnelm_net *net, size_t row_bytes)
     return rows ? rows : 1;
 }
 
+size_t cnnelm_net_sums_stage_bytes(const cnnelm_net *net, size_t elem)
+{
+    size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
+    size_t rows = block_rows(net, L * elem);
+    if (2 * rows > L) /* two halves of at most all of U */
+        rows = (L + 1) / 2;
+    size_t bytes = 2 * rows * L * elem;
+    return bytes < L * C * elem ? L * C * elem : bytes; /* V is read back whole */
+}
+
 int cnnelm_net_set_sums(cnnelm_net *net, int exact, cnnelm_error *err)
 {
     if (!exact || net->u64)
@@ -29,12 +39,7 @@ int cnnelm_net_set_sums(cnnelm_net *net, int exact, cnnelm_error *err)
     if (cnnelm_net_alloc(net, &net->u64, 2 * L * L, err) ||
         cnnelm_net_alloc(net, &net->v64, 2 * L * C, err))
         return -1;
-    size_t rows = block_rows(net, L * sizeof(double));
-    if (rows > L)
-        rows = L;
-    net->host_sums_bytes = 2 * rows * L * sizeof(double);
-    if (net->host_sums_bytes < L * C * sizeof(double))
-        net->host_sums_bytes = L * C * sizeof(double);
+    net->host_sums_bytes = cnnelm_net_sums_stage_bytes(net, sizeof(double));
     net->host_sums = malloc(net->host_sums_bytes);
     if (!net->host_sums)
         return cnnelm_fail(err, "out of memory for the exact ELM sums' read-back (%zu bytes)",
@@ -138,7 +143,7 @@ int cnnelm_net_add_uv(cnnelm_net *net, double *U, double *V, cnnelm_error *err)
     size_t L = (size_t)net->arch.hidden, C = (size_t)net->arch.classes;
     int f64 = net->exact_sums;
     void *stage = f64 ? (void *)net->host_sums : (void *)net->host_uv;
-    size_t stage_bytes = f64 ? net->host_sums_bytes : (L * L + L * C) * sizeof(float);
+    size_t stage_bytes = f64 ? net->host_sums_bytes : cnnelm_net_sums_stage_bytes(net, sizeof(float));
     /* U is symmetric: only the upper triangle is summed (the solve reads only that one) */
     if (add_u(net, U, f64 ? net->u64 : net->u, stage, stage_bytes, f64, err) != 0)
         return -1;
