@@ -103,9 +103,14 @@ int cnnelm_finetune_epoch_begin(cnnelm_finetune *ft, cnnelm_net *net, int it, cn
     return cnnelm_net_reset_uv(net, err) ? -1 : 0;
 }
 
+size_t cnnelm_train_batch_size(const cnnelm_train_params *tp, size_t n)
+{
+    return tp->batch > 0 ? tp->batch : n;
+}
+
 static size_t batch_size(const cnnelm_finetune *ft)
 {
-    return ft->tp.batch > 0 ? ft->tp.batch : ft->train->n;
+    return cnnelm_train_batch_size(&ft->tp, ft->train->n);
 }
 
 size_t cnnelm_finetune_batches_left(const cnnelm_finetune *ft)

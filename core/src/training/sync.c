@@ -47,7 +47,7 @@ typedef struct sync_job {
 /* Batches of partition p in one iteration. */
 static size_t batches_of(const sync_job *s, int p)
 {
-    size_t n = s->j->parts[p].n, B = s->sp[p].tp.batch > 0 ? s->sp[p].tp.batch : n;
+    size_t n = s->j->parts[p].n, B = cnnelm_train_batch_size(&s->sp[p].tp, n);
     return B ? (n + B - 1) / B : 0;
 }
 
@@ -56,20 +56,29 @@ static int in_round(const sync_job *s, int p, int round)
     return batches_of(s, p) > (size_t)round * s->every;
 }
 
-static int round_task(sync_job *s, sync_part *sp, cnnelm_worker *w, cnnelm_progress *prog,
-                      cnnelm_error *err)
+/* Each phase of a round (serial) is entered once per partition: a second entry is a task moved
+ * to another worker after its device failed in it, whose half-run batches cannot be undone. */
+static int enter_round(const sync_job *s, sync_part *sp, cnnelm_error *err)
 {
     if (sp->entered == s->serial)
         return cnnelm_fail(err, "a worker's device failed in the middle of a round of averaging "
                            "(train.sync_every), and a round cannot be run again on another worker");
     sp->entered = s->serial;
+    return 0;
+}
+
+static int round_task(sync_job *s, sync_part *sp, cnnelm_worker *w, cnnelm_progress *prog,
+                      cnnelm_error *err)
+{
+    if (enter_round(s, sp, err))
+        return -1;
     cnnelm_finetune *ft = &sp->ft;
     if (s->round == 0 && !s->share && cnnelm_finetune_epoch_begin(ft, &w->net, s->it, err))
         return -1;
     size_t left = cnnelm_finetune_batches_left(ft);
     if (left == 0)
         return 0;
-    size_t nb = left < s->every ? left : s->every, B = sp->tp.batch > 0 ? sp->tp.batch : ft->train->n;
+    size_t nb = left < s->every ? left : s->every, B = cnnelm_train_batch_size(&sp->tp, ft->train->n);
     size_t rest = ft->train->n - ft->b0, ex = nb * B < rest ? nb * B : rest;
     char stage[128];
     snprintf(stage, sizeof stage, "iteration %d/%d: fine-tune (rate %g), round %d/%d", s->it, s->E,
@@ -122,12 +131,8 @@ static int sync_task(cnnelm_worker *w, int task, void *user, cnnelm_error *err)
             rc = cnnelm_finetune_share(&sp->ft, s->gU, s->gV, err);
         break;
     case PH_ACC: /* train.sync_beta: the first half of the round's first batch */
-        if (sp->entered == s->serial) {
-            rc = cnnelm_fail(err, "a worker's device failed in the middle of a round of averaging "
-                             "(train.sync_every), and a round cannot be run again on another worker");
+        if ((rc = enter_round(s, sp, err)) != 0)
             break;
-        }
-        sp->entered = s->serial;
         if (s->round == 0)
             rc = cnnelm_finetune_epoch_begin(&sp->ft, &w->net, s->it, err);
         if (rc == 0)

@@ -165,6 +165,8 @@ int cnnelm_finetune_start(cnnelm_finetune *ft, cnnelm_net *net, cnnelm_model *m,
 int cnnelm_finetune_epoch_begin(cnnelm_finetune *ft, cnnelm_net *net, int it, cnnelm_error *err);
 /* Batches left in the iteration in progress. */
 size_t cnnelm_finetune_batches_left(const cnnelm_finetune *ft);
+/* Examples per ELM update (batch) while fine-tuning n examples: train.batch, or all n. */
+size_t cnnelm_train_batch_size(const cnnelm_train_params *tp, size_t n);
 /* Runs the iteration's next `max` batches (fewer when it has fewer left) with the kernels in
  * ft->m (uploaded first). Returns 0 (ft->log->diverged set when it diverged),
  * CNNELM_STATUS_INTERRUPTED or another negative status. */
